@@ -1,0 +1,190 @@
+"""Card benchmark: size, time to first paint, redraw after a range selection.
+
+    python bench/bench_card.py [--sizes 10000,100000,1000000] [--stacks 20000]
+
+For each size it builds a profile with that many samples over `--stacks`
+distinct stacks (synthetic but shaped like a real run: a few thousand
+functions, deep stacks, time-local stack choice, 4 threads, 1 ms interval
+with jitter), renders the card with render_html, opens it in Debian's
+headless Chromium and reads the viewer's own timings:
+
+- size: bytes of the HTML file (goal: <= 2 MB at 1M samples / 20k stacks)
+- first paint: from navigation start to the first frame after the card is
+  drawn (goal: <= 500 ms at 1M samples)
+- redraw: recompute + layout + draw after a range selection, median over
+  several ranges, plus the time to the next frame (goal: <= 50 ms)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def builder_class():
+    try:
+        from metaflow_profiler._native import Builder  # type: ignore[attr-defined]
+
+        return Builder, "native"
+    except ImportError:
+        sys.path.insert(0, str(ROOT / "tests" / "browser"))
+        from fixture_builder import Builder  # until the engine lands
+
+        return Builder, "python-fixture"
+
+
+def make_profile(n_samples: int, n_stacks: int, seed: int = 1) -> bytes:
+    Builder, _ = builder_class()
+    rng = random.Random(seed)
+    b = Builder()
+    n_funcs = 3000
+    files = [b.string(f"/srv/app/pkg{i % 40}/mod{i}.py") for i in range(300)]
+    funcs = []
+    for i in range(n_funcs):
+        kind = 1 if i % 11 == 0 else 0
+        funcs.append(b.func(b.string(f"func_{i}"), files[i % len(files)], 10 + i % 500, kind))
+    threads = [b.thread(100 + t, b.string("MainThread" if t == 0 else f"worker-{t}"), 1 if t == 0 else 0)
+               for t in range(4)]
+    roots = [b.stack(-1, b.frame(funcs[t], 0)) for t in range(4)]
+    # grow a stack tree: each new leaf extends a random existing node
+    nodes = list(roots)
+    depth = {r: 1 for r in roots}
+    leaves = []
+    while len(nodes) < n_stacks:
+        parent = nodes[rng.randrange(len(nodes))] if rng.random() < 0.3 else (
+            leaves[-1] if leaves else roots[0])
+        if depth[parent] > 60:
+            parent = roots[rng.randrange(4)]
+        f = funcs[rng.randrange(n_funcs)]
+        node = b.stack(parent, b.frame(f, rng.randrange(1, 400)))
+        if node not in depth:
+            depth[node] = depth[parent] + 1
+            nodes.append(node)
+            leaves.append(node)
+    hot = leaves[: max(1, len(leaves) // 20)]
+    t_ns = 0
+    cur = leaves[0]
+    for i in range(n_samples):
+        dt = 1_000_000 + rng.randrange(-50_000, 50_000)
+        t_ns += dt
+        r = rng.random()
+        if r < 0.05:
+            cur = leaves[rng.randrange(len(leaves))]
+        elif r < 0.15:
+            cur = hot[rng.randrange(len(hot))]
+        th = 0 if i % 8 else 1 + (i // 8) % 3
+        b.sample(t_ns, cur, threads[th], dt, 1 if rng.random() < 0.8 else 0)
+    series = {
+        "cpu_pct": b.series("cpu_pct", "%", 1),
+        "rss_bytes": b.series("rss_bytes", "B", 0),
+        "disk_read_Bps": b.series("disk_read_Bps", "B/s", 0),
+        "net_recv_Bps": b.series("net_recv_Bps", "B/s", 0),
+    }
+    rss = 200_000_000
+    for k in range(0, t_ns // 500_000_000 + 1):
+        tk = k * 500_000_000
+        rss += rng.randrange(-1_000_000, 2_000_000)
+        b.point(series["cpu_pct"], tk, rng.randrange(500, 1000))
+        b.point(series["rss_bytes"], tk, rss)
+        b.point(series["disk_read_Bps"], tk, rng.randrange(0, 10_000_000))
+        b.point(series["net_recv_Bps"], tk, rng.randrange(0, 1_000_000))
+    for leaf in leaves[:5000]:
+        b.memory(leaf, rng.randrange(1, 10_000_000), rng.randrange(1, 50_000_000), rng.randrange(1, 1000))
+    meta = {"backend": "sample", "python": sys.version.split()[0], "duration_ns": t_ns,
+            "interval_ns": 1_000_000, "samples_taken": n_samples, "samples_decimation": 1}
+    return b.encode(json.dumps(meta))
+
+
+def measure(html_path: Path, reps: int) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    out: dict = {"first_paint_ms": [], "redraw_ms": [], "redraw_frame_ms": []}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+        for _ in range(reps):
+            ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+            page = ctx.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(html_path.as_uri())
+            page.wait_for_selector("html[data-mfp-ready]", state="attached", timeout=60000)
+            if errors or page.evaluate("window.__mfp.error"):
+                raise SystemExit(f"card failed: {errors}")
+            t = page.evaluate("window.__mfp.timings")
+            out["first_paint_ms"].append(t["firstPaint"])
+            out.setdefault("inflate_ms", []).append(t["inflated"] - t["start"])
+            out.setdefault("parse_ms", []).append(t["parsed"] - t["inflated"])
+            out.setdefault("model_ms", []).append(t["model"] - t["parsed"])
+            res = page.evaluate(
+                """async () => {
+                  const D = window.__mfp.duration();
+                  const ranges = [[0.1, 0.2], [0.0, 0.5], [0.3, 0.9], [0.0, 0.999], [0.45, 0.55]];
+                  const sync = [], frame = [];
+                  for (const [a, b] of ranges) {
+                    const t0 = performance.now();
+                    const ms = window.__mfp.selectRange(a * D, b * D);
+                    await new Promise(r => requestAnimationFrame(() => r()));
+                    frame.push(performance.now() - t0);
+                    sync.push(ms);
+                  }
+                  window.__mfp.selectRange(null);
+                  return {sync, frame};
+                }"""
+            )
+            out["redraw_ms"].extend(res["sync"])
+            out["redraw_frame_ms"].extend(res["frame"])
+            ctx.close()
+        browser.close()
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--stacks", type=int, default=20000)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--json", help="write results here")
+    args = ap.parse_args()
+    from metaflow_profiler.html import render_html
+
+    _, which = builder_class()
+    print(f"builder: {which}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in [int(s) for s in args.sizes.split(",")]:
+            t0 = time.perf_counter()
+            data = make_profile(n, args.stacks)
+            t1 = time.perf_counter()
+            html = render_html(data, title=f"bench {n}")
+            t2 = time.perf_counter()
+            path = Path(tmp) / f"card_{n}.html"
+            path.write_text(html, encoding="utf-8")
+            m = measure(path, args.reps)
+            row = {"samples": n, "stacks": args.stacks, "profile_bytes": len(data),
+                   "card_bytes": len(html.encode()), "build_s": round(t1 - t0, 2),
+                   "render_html_ms": round((t2 - t1) * 1000, 1),
+                   **{k: round(v, 1) for k, v in m.items()}}
+            rows.append(row)
+            print(json.dumps(row))
+    print()
+    print("| samples | card size | first paint | redraw (sync) | redraw to next frame |")
+    print("|--------:|----------:|------------:|--------------:|---------------------:|")
+    for r in rows:
+        print(f"| {r['samples']:,} | {r['card_bytes'] / 1e6:.2f} MB | {r['first_paint_ms']:.0f} ms "
+              f"| {r['redraw_ms']:.1f} ms | {r['redraw_frame_ms']:.1f} ms |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,557 @@
+/* module.c — metaflow_profiler._native: the only file that maps Python
+ * objects onto the engine's subsystems.
+ *
+ *   Session(interval, timeline_interval, max_samples=0)
+ *       .start() / .stop() / .name_thread(tid, name, is_main)
+ *       .encode(meta_json) -> bytes / .stats() -> dict
+ *     A native sampling run: the sampler thread and the timeline poller
+ *     writing into one profile store.
+ *   Builder()
+ *       .string/.func/.frame/.stack/.thread/.sample/.series/.point/.memory
+ *       .encode(meta_json) -> bytes
+ *     Fills a store from Python, for the adapters of foreign profilers
+ *     (cProfile, pyinstrument) and for tests.
+ *   decode(bytes) -> dict of tables (docs/FORMAT.md), ValueError if corrupt.
+ *
+ * All methods run with the GIL held. While a Session runs, its store
+ * belongs to the sampler thread; every method that reads the store checks
+ * that the session is stopped.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <time.h>
+
+#include "profile/profile.h"
+#include "sampler/memread.h"
+#include "sampler/sampler.h"
+#include "timeline/timeline.h"
+
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static PyObject *encode_store(mfp_profile *p, PyObject *meta) {
+    Py_ssize_t mlen;
+    const char *m = PyUnicode_AsUTF8AndSize(meta, &mlen);
+    if (!m) return NULL;
+    if (mfp_profile_set_meta(p, m, (size_t)mlen) != 0) return PyErr_NoMemory();
+    size_t n;
+    uint8_t *buf = mfp_profile_encode(p, &n);
+    if (!buf) return PyErr_NoMemory();
+    PyObject *out = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)n);
+    free(buf);
+    return out;
+}
+
+/* ---- Session ------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    mfp_profile *profile;
+    mfp_sampler *sampler;
+    mfp_timeline *timeline;
+    uint64_t interval_ns, timeline_ns, t0_ns, t1_ns;
+    size_t max_samples;
+    int state; /* 0 new, 1 running, 2 stopped */
+    char timeline_error[256];
+} Session;
+
+static int Session_init(Session *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"interval", "timeline_interval", "max_samples", NULL};
+    double interval, timeline = 0;
+    Py_ssize_t max_samples = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "d|dn", kwlist, &interval, &timeline, &max_samples))
+        return -1;
+    if (!(interval >= 1e-5 && interval <= 60)) {
+        PyErr_SetString(PyExc_ValueError, "interval must be between 0.00001 and 60 seconds");
+        return -1;
+    }
+    if (!(timeline == 0 || (timeline >= 0.001 && timeline <= 3600))) {
+        PyErr_SetString(PyExc_ValueError, "timeline_interval must be 0 (off) or 0.001..3600 seconds");
+        return -1;
+    }
+    if (max_samples < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_samples must be >= 0");
+        return -1;
+    }
+    self->interval_ns = (uint64_t)(interval * 1e9);
+    self->timeline_ns = (uint64_t)(timeline * 1e9);
+    self->max_samples = (size_t)max_samples;
+    return 0;
+}
+
+static void Session_dealloc(Session *self) {
+    mfp_sampler_free(self->sampler); /* stops and joins first */
+    if (self->timeline) {
+        mfp_timeline_stop(self->timeline);
+        mfp_timeline_free(self->timeline);
+    }
+    mfp_profile_free(self->profile);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *Session_start(Session *self, PyObject *Py_UNUSED(ignored)) {
+    if (self->state != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "a Session can be started once");
+        return NULL;
+    }
+    self->profile = mfp_profile_new(self->max_samples);
+    if (!self->profile) return PyErr_NoMemory();
+    char err[256] = "";
+    self->t0_ns = mono_ns();
+    self->sampler = mfp_sampler_start(self->profile, self->interval_ns, self->t0_ns, err, sizeof err);
+    if (!self->sampler) {
+        PyErr_SetString(PyExc_RuntimeError, err);
+        return NULL;
+    }
+    if (self->timeline_ns) {
+        self->timeline = mfp_timeline_start(self->timeline_ns, self->timeline_error,
+                                            sizeof self->timeline_error);
+    }
+    self->state = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Session_stop(Session *self, PyObject *Py_UNUSED(ignored)) {
+    if (self->state != 1) Py_RETURN_NONE;
+    Py_BEGIN_ALLOW_THREADS
+    mfp_sampler_stop(self->sampler);
+    if (self->timeline) mfp_timeline_stop(self->timeline);
+    Py_END_ALLOW_THREADS
+    self->t1_ns = mono_ns();
+    self->state = 2;
+    if (self->timeline && mfp_timeline_export(self->timeline, self->profile, self->t0_ns) != 0)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static int require_stopped(Session *self) {
+    if (self->state == 2) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "the session must be started and stopped first");
+    return -1;
+}
+
+static PyObject *Session_name_thread(Session *self, PyObject *args) {
+    unsigned long long tid;
+    const char *name;
+    Py_ssize_t len;
+    int is_main;
+    if (!PyArg_ParseTuple(args, "Ks#p", &tid, &name, &len, &is_main)) return NULL;
+    if (require_stopped(self)) return NULL;
+    uint32_t s = mfp_profile_string(self->profile, name, (size_t)len);
+    if (s == MFP_NONE ||
+        mfp_profile_thread(self->profile, tid, s, is_main ? MFP_THREAD_MAIN : 0) == MFP_NONE)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *Session_encode(Session *self, PyObject *meta) {
+    if (require_stopped(self)) return NULL;
+    if (!PyUnicode_Check(meta)) {
+        PyErr_SetString(PyExc_TypeError, "meta must be a JSON string");
+        return NULL;
+    }
+    return encode_store(self->profile, meta);
+}
+
+static PyObject *Session_stats(Session *self, PyObject *Py_UNUSED(ignored)) {
+    if (require_stopped(self)) return NULL;
+    mfp_sampler_stats st;
+    mfp_sampler_get_stats(self->sampler, &st);
+    PyObject *dropped = PyDict_New();
+    if (!dropped) return NULL;
+    for (int i = 0; i < MFP_DROP_REASONS; i++) {
+        if (!st.dropped[i]) continue;
+        PyObject *v = PyLong_FromUnsignedLongLong(st.dropped[i]);
+        if (!v || PyDict_SetItemString(dropped, mfp_drop_reason_names[i], v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(dropped);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    char info[4096] = "";
+    if (self->timeline) mfp_timeline_info_json(self->timeline, info, sizeof info);
+    mfp_profile_counts c;
+    mfp_profile_get_counts(self->profile, &c);
+    return Py_BuildValue("{sKsKsNsKsKsssssssIsK}", "passes", st.passes, "samples", st.samples,
+                         "dropped", dropped, "busy_ns", st.busy_ns, "duration_ns",
+                         self->t1_ns - self->t0_ns, "mechanism", mfp_mem_mechanism(),
+                         "timeline_info", info, "timeline_error", self->timeline_error,
+                         "decimation", c.decimation, "start_ns", self->t0_ns);
+}
+
+static PyMethodDef Session_methods[] = {
+    {"start", (PyCFunction)Session_start, METH_NOARGS, "Start sampling (once)."},
+    {"stop", (PyCFunction)Session_stop, METH_NOARGS, "Stop sampling; idempotent."},
+    {"name_thread", (PyCFunction)Session_name_thread, METH_VARARGS,
+     "name_thread(tid, name, is_main): name a thread seen while sampling."},
+    {"encode", (PyCFunction)Session_encode, METH_O, "encode(meta_json) -> profile bytes"},
+    {"stats", (PyCFunction)Session_stats, METH_NOARGS, "Counters of the run."},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject SessionType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "metaflow_profiler._native.Session",
+    .tp_basicsize = sizeof(Session),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Session_init,
+    .tp_dealloc = (destructor)Session_dealloc,
+    .tp_methods = Session_methods,
+    .tp_doc = "A native sampling run (sampler thread + timeline poller).",
+};
+
+/* ---- Builder ------------------------------------------------------------ */
+
+typedef struct {
+    PyObject_HEAD
+    mfp_profile *profile;
+} Builder;
+
+static int Builder_init(Builder *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"max_samples", NULL};
+    Py_ssize_t max_samples = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|n", kwlist, &max_samples)) return -1;
+    if (max_samples < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_samples must be >= 0");
+        return -1;
+    }
+    mfp_profile_free(self->profile);
+    self->profile = mfp_profile_new((size_t)max_samples);
+    if (!self->profile) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void Builder_dealloc(Builder *self) {
+    mfp_profile_free(self->profile);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *index_or_error(uint32_t i, size_t limit_check) {
+    if (i == MFP_NONE) {
+        if (limit_check) PyErr_SetString(PyExc_IndexError, "index out of range");
+        else PyErr_NoMemory();
+        return NULL;
+    }
+    return PyLong_FromUnsignedLong(i);
+}
+
+/* Indices passed in from Python must name existing rows. */
+static int check_index(unsigned long v, size_t n, const char *what) {
+    if (v < n) return 0;
+    PyErr_Format(PyExc_IndexError, "%s index %lu out of range", what, v);
+    return -1;
+}
+
+static PyObject *Builder_string(Builder *self, PyObject *arg) {
+    Py_ssize_t len;
+    const char *s = PyUnicode_AsUTF8AndSize(arg, &len);
+    if (!s) return NULL;
+    return index_or_error(mfp_profile_string(self->profile, s, (size_t)len), 0);
+}
+
+static PyObject *Builder_func(Builder *self, PyObject *args) {
+    unsigned long name, file, line, kind;
+    if (!PyArg_ParseTuple(args, "kkkk", &name, &file, &line, &kind)) return NULL;
+    mfp_profile_counts c;
+    mfp_profile_get_counts(self->profile, &c);
+    if (check_index(name, c.strings, "string") || check_index(file, c.strings, "string") ||
+        check_index(kind, 4, "kind"))
+        return NULL;
+    return index_or_error(mfp_profile_func(self->profile, (uint32_t)name, (uint32_t)file,
+                                           (uint32_t)line, (uint32_t)kind), 0);
+}
+
+static PyObject *Builder_frame(Builder *self, PyObject *args) {
+    unsigned long func, line;
+    if (!PyArg_ParseTuple(args, "kk", &func, &line)) return NULL;
+    mfp_profile_counts c;
+    mfp_profile_get_counts(self->profile, &c);
+    if (check_index(func, c.funcs, "func")) return NULL;
+    return index_or_error(mfp_profile_frame(self->profile, (uint32_t)func, (uint32_t)line), 0);
+}
+
+static PyObject *Builder_stack(Builder *self, PyObject *args) {
+    long parent;
+    unsigned long frame;
+    if (!PyArg_ParseTuple(args, "lk", &parent, &frame)) return NULL;
+    mfp_profile_counts c;
+    mfp_profile_get_counts(self->profile, &c);
+    if ((parent != -1 && (parent < 0 || check_index((unsigned long)parent, c.stacks, "stack"))) ||
+        check_index(frame, c.frames, "frame")) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_IndexError, "parent must be -1 or a stack index");
+        return NULL;
+    }
+    return index_or_error(mfp_profile_stack(self->profile, parent == -1 ? MFP_NONE : (uint32_t)parent,
+                                            (uint32_t)frame), 0);
+}
+
+static PyObject *Builder_thread(Builder *self, PyObject *args) {
+    unsigned long long tid;
+    unsigned long name, flags;
+    if (!PyArg_ParseTuple(args, "Kkk", &tid, &name, &flags)) return NULL;
+    mfp_profile_counts c;
+    mfp_profile_get_counts(self->profile, &c);
+    if (check_index(name, c.strings, "string")) return NULL;
+    return index_or_error(mfp_profile_thread(self->profile, tid, (uint32_t)name, (uint32_t)flags), 0);
+}
+
+static PyObject *Builder_sample(Builder *self, PyObject *args) {
+    unsigned long long t, weight;
+    unsigned long stack, thread, flags;
+    if (!PyArg_ParseTuple(args, "KkkKk", &t, &stack, &thread, &weight, &flags)) return NULL;
+    mfp_profile_counts c;
+    mfp_profile_get_counts(self->profile, &c);
+    if (check_index(stack, c.stacks, "stack") || check_index(thread, c.threads, "thread")) return NULL;
+    if (mfp_profile_sample(self->profile, t, (uint32_t)stack, (uint32_t)thread, weight,
+                           (uint32_t)flags) != 0)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *Builder_series(Builder *self, PyObject *args) {
+    const char *name, *unit;
+    unsigned long scale;
+    if (!PyArg_ParseTuple(args, "ssk", &name, &unit, &scale)) return NULL;
+    return index_or_error(mfp_profile_series(self->profile, name, unit, (uint32_t)scale), 0);
+}
+
+static PyObject *Builder_point(Builder *self, PyObject *args) {
+    unsigned long series;
+    unsigned long long t;
+    long long value;
+    if (!PyArg_ParseTuple(args, "kKL", &series, &t, &value)) return NULL;
+    mfp_profile_counts c;
+    mfp_profile_get_counts(self->profile, &c);
+    if (check_index(series, c.series, "series")) return NULL;
+    if (mfp_profile_point(self->profile, (uint32_t)series, t, value) != 0) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *Builder_memory(Builder *self, PyObject *args) {
+    unsigned long stack;
+    unsigned long long live, alloc, count;
+    if (!PyArg_ParseTuple(args, "kKKK", &stack, &live, &alloc, &count)) return NULL;
+    mfp_profile_counts c;
+    mfp_profile_get_counts(self->profile, &c);
+    if (check_index(stack, c.stacks, "stack")) return NULL;
+    if (mfp_profile_memory(self->profile, (uint32_t)stack, live, alloc, count) != 0)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *Builder_encode(Builder *self, PyObject *meta) {
+    if (!PyUnicode_Check(meta)) {
+        PyErr_SetString(PyExc_TypeError, "meta must be a JSON string");
+        return NULL;
+    }
+    return encode_store(self->profile, meta);
+}
+
+static PyMethodDef Builder_methods[] = {
+    {"string", (PyCFunction)Builder_string, METH_O, "string(s) -> index"},
+    {"func", (PyCFunction)Builder_func, METH_VARARGS, "func(name, file, line, kind) -> index"},
+    {"frame", (PyCFunction)Builder_frame, METH_VARARGS, "frame(func, line) -> index"},
+    {"stack", (PyCFunction)Builder_stack, METH_VARARGS, "stack(parent or -1, frame) -> index"},
+    {"thread", (PyCFunction)Builder_thread, METH_VARARGS, "thread(tid, name, flags) -> index"},
+    {"sample", (PyCFunction)Builder_sample, METH_VARARGS,
+     "sample(t_ns, stack, thread, weight_ns, flags)"},
+    {"series", (PyCFunction)Builder_series, METH_VARARGS, "series(name, unit, scale) -> index"},
+    {"point", (PyCFunction)Builder_point, METH_VARARGS, "point(series, t_ns, value)"},
+    {"memory", (PyCFunction)Builder_memory, METH_VARARGS,
+     "memory(stack, live_bytes, alloc_bytes, alloc_count)"},
+    {"encode", (PyCFunction)Builder_encode, METH_O, "encode(meta_json) -> profile bytes"},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject BuilderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "metaflow_profiler._native.Builder",
+    .tp_basicsize = sizeof(Builder),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Builder_init,
+    .tp_dealloc = (destructor)Builder_dealloc,
+    .tp_methods = Builder_methods,
+    .tp_doc = "Builds a profile from Python (adapters, tests).",
+};
+
+/* ---- decode ------------------------------------------------------------- */
+
+/* Lists of unsigned columns: build(i) gives the value of row i. */
+#define COLUMN(list, n, expr)                                               \
+    do {                                                                    \
+        list = PyList_New((Py_ssize_t)(n));                                 \
+        if (!list) goto fail;                                               \
+        for (size_t i = 0; i < (n); i++) {                                  \
+            PyObject *v_ = PyLong_FromUnsignedLongLong((unsigned long long)(expr)); \
+            if (!v_) goto fail;                                             \
+            PyList_SET_ITEM(list, (Py_ssize_t)i, v_);                       \
+        }                                                                   \
+    } while (0)
+
+static PyObject *stack_parent(uint32_t parent) {
+    return parent == MFP_NONE ? PyLong_FromLong(-1) : PyLong_FromUnsignedLong(parent);
+}
+
+static PyObject *decode_tables(const mfp_profile *p) {
+    PyObject *out = PyDict_New(), *o = NULL;
+    PyObject *c0 = NULL, *c1 = NULL, *c2 = NULL, *c3 = NULL, *c4 = NULL;
+    if (!out) return NULL;
+    size_t n;
+    const char *meta = mfp_profile_meta(p, &n);
+    o = PyUnicode_DecodeUTF8(meta, (Py_ssize_t)n, "replace");
+    if (!o || PyDict_SetItemString(out, "meta", o) < 0) goto fail;
+    Py_CLEAR(o);
+
+    mfp_profile_counts c;
+    mfp_profile_get_counts(p, &c);
+    o = PyList_New((Py_ssize_t)c.strings);
+    if (!o) goto fail;
+    for (size_t i = 0; i < c.strings; i++) {
+        size_t len;
+        const char *s = mfp_profile_string_at(p, (uint32_t)i, &len);
+        PyObject *v = PyUnicode_DecodeUTF8(s, (Py_ssize_t)len, "replace");
+        if (!v) goto fail;
+        PyList_SET_ITEM(o, (Py_ssize_t)i, v);
+    }
+    if (PyDict_SetItemString(out, "strings", o) < 0) goto fail;
+    Py_CLEAR(o);
+
+    const mfp_func *f = mfp_profile_funcs(p, &n);
+    COLUMN(c0, n, f[i].name); COLUMN(c1, n, f[i].file); COLUMN(c2, n, f[i].line); COLUMN(c3, n, f[i].kind);
+    o = Py_BuildValue("{sNsNsNsN}", "name", c0, "file", c1, "line", c2, "kind", c3);
+    c0 = c1 = c2 = c3 = NULL;
+    if (!o || PyDict_SetItemString(out, "funcs", o) < 0) goto fail;
+    Py_CLEAR(o);
+
+    const mfp_frame *fr = mfp_profile_frames(p, &n);
+    COLUMN(c0, n, fr[i].func); COLUMN(c1, n, fr[i].line);
+    o = Py_BuildValue("{sNsN}", "func", c0, "line", c1);
+    c0 = c1 = NULL;
+    if (!o || PyDict_SetItemString(out, "frames", o) < 0) goto fail;
+    Py_CLEAR(o);
+
+    const mfp_stack_node *st = mfp_profile_stacks(p, &n);
+    c0 = PyList_New((Py_ssize_t)n);
+    if (!c0) goto fail;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *v = stack_parent(st[i].parent);
+        if (!v) goto fail;
+        PyList_SET_ITEM(c0, (Py_ssize_t)i, v);
+    }
+    COLUMN(c1, n, st[i].frame);
+    o = Py_BuildValue("{sNsN}", "parent", c0, "frame", c1);
+    c0 = c1 = NULL;
+    if (!o || PyDict_SetItemString(out, "stacks", o) < 0) goto fail;
+    Py_CLEAR(o);
+
+    const mfp_thread *th = mfp_profile_threads(p, &n);
+    COLUMN(c0, n, th[i].tid); COLUMN(c1, n, th[i].name); COLUMN(c2, n, th[i].flags);
+    o = Py_BuildValue("{sNsNsN}", "tid", c0, "name", c1, "flags", c2);
+    c0 = c1 = c2 = NULL;
+    if (!o || PyDict_SetItemString(out, "threads", o) < 0) goto fail;
+    Py_CLEAR(o);
+
+    const mfp_sample *sa = mfp_profile_samples(p, &n);
+    COLUMN(c0, n, sa[i].t_ns); COLUMN(c1, n, sa[i].stack); COLUMN(c2, n, sa[i].thread);
+    COLUMN(c3, n, sa[i].weight_ns); COLUMN(c4, n, sa[i].flags);
+    o = Py_BuildValue("{sNsNsNsNsN}", "t_ns", c0, "stack", c1, "thread", c2, "weight_ns", c3,
+                      "flags", c4);
+    c0 = c1 = c2 = c3 = c4 = NULL;
+    if (!o || PyDict_SetItemString(out, "samples", o) < 0) goto fail;
+    Py_CLEAR(o);
+
+    const mfp_total *to = mfp_profile_totals(p, &n);
+    COLUMN(c0, n, to[i].stack); COLUMN(c1, n, to[i].thread); COLUMN(c2, n, to[i].flags);
+    COLUMN(c3, n, to[i].count); COLUMN(c4, n, to[i].weight_ns);
+    o = Py_BuildValue("{sNsNsNsNsN}", "stack", c0, "thread", c1, "flags", c2, "count", c3,
+                      "weight_ns", c4);
+    c0 = c1 = c2 = c3 = c4 = NULL;
+    if (!o || PyDict_SetItemString(out, "totals", o) < 0) goto fail;
+    Py_CLEAR(o);
+
+    const mfp_memory *me = mfp_profile_memories(p, &n);
+    COLUMN(c0, n, me[i].stack); COLUMN(c1, n, me[i].live_bytes); COLUMN(c2, n, me[i].alloc_bytes);
+    COLUMN(c3, n, me[i].alloc_count);
+    o = Py_BuildValue("{sNsNsNsN}", "stack", c0, "live_bytes", c1, "alloc_bytes", c2,
+                      "alloc_count", c3);
+    c0 = c1 = c2 = c3 = NULL;
+    if (!o || PyDict_SetItemString(out, "memory", o) < 0) goto fail;
+    Py_CLEAR(o);
+
+    n = mfp_profile_series_count(p);
+    o = PyList_New((Py_ssize_t)n);
+    if (!o) goto fail;
+    for (size_t s = 0; s < n; s++) {
+        mfp_series_view v;
+        if (mfp_profile_series_at(p, (uint32_t)s, &v) != 0) goto fail;
+        COLUMN(c0, v.n, v.t_ns[i]);
+        c1 = PyList_New((Py_ssize_t)v.n);
+        if (!c1) goto fail;
+        for (size_t i = 0; i < v.n; i++) {
+            PyObject *x = PyLong_FromLongLong(v.value[i]);
+            if (!x) goto fail;
+            PyList_SET_ITEM(c1, (Py_ssize_t)i, x);
+        }
+        PyObject *row = Py_BuildValue("{sIsIsIsNsN}", "name", v.name, "unit", v.unit, "scale",
+                                      v.scale, "t_ns", c0, "value", c1);
+        c0 = c1 = NULL;
+        if (!row) goto fail;
+        PyList_SET_ITEM(o, (Py_ssize_t)s, row);
+    }
+    if (PyDict_SetItemString(out, "series", o) < 0) goto fail;
+    Py_CLEAR(o);
+    o = PyLong_FromUnsignedLong(c.decimation);
+    if (!o || PyDict_SetItemString(out, "decimation", o) < 0) goto fail;
+    Py_DECREF(o);
+    return out;
+fail:
+    Py_XDECREF(o);
+    Py_XDECREF(c0); Py_XDECREF(c1); Py_XDECREF(c2); Py_XDECREF(c3); Py_XDECREF(c4);
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyObject *native_decode(PyObject *Py_UNUSED(mod), PyObject *arg) {
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0) return NULL;
+    const char *err = "corrupt profile";
+    mfp_profile *p;
+    Py_BEGIN_ALLOW_THREADS
+    p = mfp_profile_decode(b.buf, (size_t)b.len, &err);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&b);
+    if (!p) {
+        PyErr_Format(PyExc_ValueError, "not a valid profile: %s", err ? err : "corrupt");
+        return NULL;
+    }
+    PyObject *out = decode_tables(p);
+    mfp_profile_free(p);
+    return out;
+}
+
+static PyMethodDef module_methods[] = {
+    {"decode", native_decode, METH_O, "decode(bytes) -> dict of the profile's tables"},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_native",
+                                       "The C engine of metaflow-profiler.", -1, module_methods,
+                                       NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    if (PyType_Ready(&SessionType) < 0 || PyType_Ready(&BuilderType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&moduledef);
+    if (!m) return NULL;
+    if (PyModule_AddObjectRef(m, "Session", (PyObject *)&SessionType) < 0 ||
+        PyModule_AddObjectRef(m, "Builder", (PyObject *)&BuilderType) < 0 ||
+        PyModule_AddIntConstant(m, "FORMAT_VERSION", 1) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

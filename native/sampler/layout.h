@@ -1,0 +1,51 @@
+/* layout.h — where CPython 3.11, 3.12 and 3.13 keep what the sampler reads.
+ *
+ * The extension is compiled against the interpreter that loads it, so the
+ * struct layouts come from that interpreter's own internal headers; this
+ * file only names, per version, the few fields that moved between
+ * releases. Nothing else in the sampler knows a Python version.
+ */
+#ifndef MFP_LAYOUT_H
+#define MFP_LAYOUT_H
+
+#define Py_BUILD_CORE 1
+#include <Python.h>
+#include <frameobject.h>
+#include <internal/pycore_frame.h>
+#include <internal/pycore_interp.h>
+#undef Py_BUILD_CORE
+
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
+#define MFP_LAYOUT_KNOWN 0
+#else
+#define MFP_LAYOUT_KNOWN 1
+#endif
+
+typedef _PyInterpreterFrame mfp_py_frame;
+
+#if PY_VERSION_HEX >= 0x030D0000 /* 3.13 */
+/* The current frame hangs off the thread state; the instruction pointer
+ * names the instruction being executed. */
+#define MFP_TSTATE_HAS_CFRAME 0
+#define MFP_FRAME_CODE(f) ((void *)(f)->f_executable)
+#define MFP_FRAME_INSTR(f) ((void *)(f)->instr_ptr)
+#define MFP_FRAME_IS_SHIM(f) ((f)->owner == FRAME_OWNED_BY_CSTACK)
+#elif PY_VERSION_HEX >= 0x030C0000 /* 3.12 */
+/* Reached through tstate->cframe; prev_instr is the code unit before the
+ * next instruction; entry frames pushed by C code are owned by the C stack. */
+#define MFP_TSTATE_HAS_CFRAME 1
+#define MFP_FRAME_CODE(f) ((void *)(f)->f_code)
+#define MFP_FRAME_INSTR(f) ((void *)(f)->prev_instr)
+#define MFP_FRAME_IS_SHIM(f) ((f)->owner == FRAME_OWNED_BY_CSTACK)
+#else /* 3.11: like 3.12 but no shim frames. */
+#define MFP_TSTATE_HAS_CFRAME 1
+#define MFP_FRAME_CODE(f) ((void *)(f)->f_code)
+#define MFP_FRAME_INSTR(f) ((void *)(f)->prev_instr)
+#define MFP_FRAME_IS_SHIM(f) 0
+#endif
+
+/* Bytes of a code object the sampler copies: everything before the
+ * bytecode, which holds the names, first line and line table. */
+#define MFP_CODE_HEADER_SIZE offsetof(PyCodeObject, co_code_adaptive)
+
+#endif

@@ -1,0 +1,542 @@
+/* sampler.c — see sampler.h.
+ *
+ * Why it is built this way. Every read of interpreter memory is a syscall
+ * (memread.h) costing microseconds, so a pass is organised to make few:
+ *  - one copy of each PyThreadState (plus its _PyCFrame on 3.11/3.12);
+ *  - one bulk copy of the used part of the thread's data-stack chunk, where
+ *    the interpreter keeps the frames of running functions, so walking the
+ *    frame chain is local work (generator frames live elsewhere and are
+ *    read one by one);
+ *  - one vectored copy of the headers of all distinct code objects on the
+ *    stack, to validate the cache entries below;
+ *  - names, files and line tables only when a (code, instruction) pair is
+ *    new: a cache maps it to the profile's frame index, checked against the
+ *    code header fields so a freed and reused code address is caught.
+ * Everything read is validated (type pointers, bounds, depth) and a failure
+ * drops the sample, never the process.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "sampler.h"
+
+#include "layout.h"
+#include "memread.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+const char *const mfp_drop_reason_names[MFP_DROP_REASONS] = {
+    "read_fault", "invalid", "too_deep", "no_memory"};
+
+#define MAX_THREADS 4096
+#define CHUNK_COPY_MAX (1u << 20)
+#define FRAME_CACHE_BITS 16
+#define NAME_MAX_CHARS 1024
+#define LINETABLE_MAX (1u << 16)
+
+typedef struct {
+    const void *code;            /* remote code object; NULL = empty slot */
+    int32_t lasti;               /* instruction index in code units */
+    const void *name, *file, *linetable; /* header fields when cached */
+    int firstline;
+    uint32_t frame;              /* index in the profile */
+} frame_cache_entry;
+
+typedef struct {
+    uint64_t tid;
+    uint64_t cpu_ns;
+    uint32_t index;  /* thread index in the profile */
+} thread_entry;
+
+typedef struct {
+    const void *code;
+    int32_t lasti;
+} raw_frame;
+
+struct mfp_sampler {
+    mfp_profile *profile;
+    PyInterpreterState *interp;
+    uint64_t interval_ns, t0_ns, last_ns;
+    pid_t pid;
+    pthread_t thread;
+    int running;
+    atomic_int stop;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+
+    frame_cache_entry *cache;
+    size_t cache_used;
+    thread_entry *threads;
+    size_t nthreads;
+
+    /* Scratch space reused by every pass (sampler thread only). */
+    char *chunk;
+    size_t chunk_cap;
+    raw_frame *frames;
+    const void **codes;      /* distinct code objects of the current stack */
+    char *code_hdrs;         /* their copied headers */
+    struct iovec *local_iov, *remote_iov;
+    uint32_t *frame_ids;
+    uint8_t *linetable;      /* LINETABLE_MAX bytes */
+
+    mfp_sampler_stats stats;
+};
+
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* CPU time of one thread of this process, from its kernel tid: the
+ * per-thread CPU clock id encodes the tid (Linux ABI). 0 when it died. */
+static uint64_t thread_cpu_ns(uint64_t tid) {
+    clockid_t cid = (clockid_t)((~(unsigned)tid << 3) | 6u);
+    struct timespec ts;
+    if (clock_gettime(cid, &ts) != 0) return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- strings and line tables (sampler thread; reads only via memread) -- */
+
+static size_t put_utf8(char *out, uint32_t c) {
+    if (c < 0x80) { out[0] = (char)c; return 1; }
+    if (c < 0x800) { out[0] = (char)(0xC0 | (c >> 6)); out[1] = (char)(0x80 | (c & 0x3F)); return 2; }
+    if (c < 0x10000) {
+        out[0] = (char)(0xE0 | (c >> 12)); out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (c & 0x3F)); return 3;
+    }
+    if (c > 0x10FFFF) c = 0xFFFD;
+    out[0] = (char)(0xF0 | (c >> 18)); out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((c >> 6) & 0x3F)); out[3] = (char)(0x80 | (c & 0x3F));
+    return 4;
+}
+
+/* Copy a str object into the profile's string table. MFP_NONE on a bad
+ * read or an object that is not a compact str. */
+static uint32_t read_string(mfp_sampler *s, const void *obj) {
+    PyASCIIObject hdr;
+    if (!obj || mfp_mem_read(&hdr, obj, sizeof hdr) != 0) return MFP_NONE;
+    if (hdr.ob_base.ob_type != &PyUnicode_Type || !hdr.state.compact) return MFP_NONE;
+    size_t n = (size_t)hdr.length, kind = hdr.state.kind;
+    if (n > NAME_MAX_CHARS) n = NAME_MAX_CHARS;
+    if (kind != 1 && kind != 2 && kind != 4) return MFP_NONE;
+    const char *data = hdr.state.ascii ? (const char *)obj + sizeof(PyASCIIObject)
+                                       : (const char *)obj + sizeof(PyCompactUnicodeObject);
+    uint8_t raw[NAME_MAX_CHARS * 4];
+    char utf8[NAME_MAX_CHARS * 4];
+    if (mfp_mem_read(raw, data, n * kind) != 0) return MFP_NONE;
+    if (hdr.state.ascii) return mfp_profile_string(s->profile, (const char *)raw, n);
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c;
+        if (kind == 1) {
+            c = raw[i];
+        } else if (kind == 2) {
+            uint16_t u;
+            memcpy(&u, raw + 2 * i, 2);
+            c = u;
+        } else {
+            memcpy(&c, raw + 4 * i, 4);
+        }
+        len += put_utf8(utf8 + len, c);
+    }
+    return mfp_profile_string(s->profile, utf8, len);
+}
+
+/* The location table of 3.11+ (Objects/locations.md): entries of a header
+ * byte 1cccclll (code c, covering l+1 code units) and code-specific data
+ * in 6-bit varints. We only need the start line of the entry covering
+ * lasti. */
+static unsigned lt_varint(const uint8_t *p, size_t n, size_t *i) {
+    unsigned v = 0, shift = 0;
+    while (*i < n) {
+        uint8_t b = p[(*i)++];
+        v |= (unsigned)(b & 63) << shift;
+        if (!(b & 64) || shift > 24) break;
+        shift += 6;
+    }
+    return v;
+}
+
+static int lt_svarint(const uint8_t *p, size_t n, size_t *i) {
+    unsigned u = lt_varint(p, n, i);
+    return (u & 1) ? -(int)(u >> 1) : (int)(u >> 1);
+}
+
+static int line_for(const uint8_t *t, size_t n, int firstline, int32_t lasti) {
+    int line = firstline;
+    int32_t addr = 0;
+    size_t i = 0;
+    while (i < n) {
+        uint8_t h = t[i++];
+        if (!(h & 0x80)) return 0; /* not an entry start: corrupt */
+        int code = (h >> 3) & 15, len = (h & 7) + 1, entry_line = -1;
+        if (code == 15) {
+            entry_line = -1;
+        } else if (code == 14) {
+            line += lt_svarint(t, n, &i);
+            entry_line = line;
+            lt_varint(t, n, &i); lt_varint(t, n, &i); lt_varint(t, n, &i);
+        } else if (code == 13) {
+            line += lt_svarint(t, n, &i);
+            entry_line = line;
+        } else if (code >= 10) {
+            line += code - 10;
+            entry_line = line;
+            i += 2;
+        } else {
+            entry_line = line;
+            i += 1;
+        }
+        if (lasti < addr + len) return entry_line > 0 ? entry_line : 0;
+        addr += len;
+    }
+    return 0;
+}
+
+static int read_line(mfp_sampler *s, const void *linetable, int firstline, int32_t lasti) {
+    PyBytesObject hdr;
+    uint8_t *buf = s->linetable;
+    if (!linetable || lasti < 0) return 0;
+    if (mfp_mem_read(&hdr, linetable, offsetof(PyBytesObject, ob_sval)) != 0) return 0;
+    if (hdr.ob_base.ob_base.ob_type != &PyBytes_Type) return 0;
+    size_t n = (size_t)hdr.ob_base.ob_size;
+    if (n > LINETABLE_MAX) n = LINETABLE_MAX;
+    if (mfp_mem_read(buf, (const char *)linetable + offsetof(PyBytesObject, ob_sval), n) != 0)
+        return 0;
+    return line_for(buf, n, firstline, lasti);
+}
+
+/* ---- caches ------------------------------------------------------------ */
+
+static size_t cache_slot(const void *code, int32_t lasti) {
+    uint64_t h = (uint64_t)(uintptr_t)code * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uint32_t)lasti * 0xC2B2AE3D27D4EB4Full;
+    return (size_t)(h >> (64 - FRAME_CACHE_BITS));
+}
+
+/* The profile's frame index for (code, lasti), given the code's copied
+ * header. MFP_NONE when the header does not validate or the store is full. */
+static uint32_t resolve_frame(mfp_sampler *s, const void *code, const PyCodeObject *hdr,
+                              int32_t lasti, int *reason) {
+    const size_t mask = ((size_t)1 << FRAME_CACHE_BITS) - 1;
+    size_t i = cache_slot(code, lasti);
+    for (;; i = (i + 1) & mask) {
+        frame_cache_entry *e = &s->cache[i];
+        if (!e->code) break;
+        if (e->code == code && e->lasti == lasti) {
+            if (e->name == hdr->co_qualname && e->file == hdr->co_filename &&
+                e->linetable == hdr->co_linetable && e->firstline == hdr->co_firstlineno)
+                return e->frame;
+            break; /* stale: the address now holds another code object */
+        }
+    }
+    uint32_t name = read_string(s, hdr->co_qualname);
+    uint32_t file = read_string(s, hdr->co_filename);
+    if (name == MFP_NONE || file == MFP_NONE) {
+        *reason = MFP_DROP_INVALID;
+        return MFP_NONE;
+    }
+    int line = read_line(s, hdr->co_linetable, hdr->co_firstlineno, lasti);
+    uint32_t func = mfp_profile_func(s->profile, name, file, (uint32_t)hdr->co_firstlineno,
+                                     MFP_FUNC_PYTHON);
+    uint32_t frame = func == MFP_NONE ? MFP_NONE : mfp_profile_frame(s->profile, func, (uint32_t)line);
+    if (frame == MFP_NONE) {
+        *reason = MFP_DROP_NO_MEMORY;
+        return MFP_NONE;
+    }
+    if (s->cache_used * 2 > mask) { /* keep probing short: start over */
+        memset(s->cache, 0, sizeof(frame_cache_entry) << FRAME_CACHE_BITS);
+        s->cache_used = 0;
+    }
+    for (i = cache_slot(code, lasti);; i = (i + 1) & mask) {
+        frame_cache_entry *e = &s->cache[i];
+        if (!e->code) { s->cache_used++; break; }
+        if (e->code == code && e->lasti == lasti) break;
+    }
+    s->cache[i] = (frame_cache_entry){code, lasti, hdr->co_qualname, hdr->co_filename,
+                                      hdr->co_linetable, hdr->co_firstlineno, frame};
+    return frame;
+}
+
+static thread_entry *thread_for(mfp_sampler *s, uint64_t tid) {
+    for (size_t i = 0; i < s->nthreads; i++)
+        if (s->threads[i].tid == tid) return &s->threads[i];
+    if (s->nthreads == MAX_THREADS) s->nthreads = 0; /* forget old, dead ones */
+    uint32_t idx = mfp_profile_thread(s->profile, tid, 0, 0);
+    if (idx == MFP_NONE) return NULL;
+    thread_entry *t = &s->threads[s->nthreads++];
+    *t = (thread_entry){tid, UINT64_MAX, idx};
+    return t;
+}
+
+/* ---- one thread's stack ------------------------------------------------ */
+
+/* Frame at remote address addr: from the copied chunk when it lies inside,
+ * else copied on its own into *tmp. NULL when unreadable. */
+static const mfp_py_frame *frame_at(const mfp_sampler *s, const char *chunk_remote,
+                                    size_t chunk_len, const void *addr, mfp_py_frame *tmp) {
+    const char *a = addr;
+    if (chunk_remote && a >= chunk_remote && a + sizeof(mfp_py_frame) <= chunk_remote + chunk_len)
+        return (const mfp_py_frame *)(s->chunk + (a - chunk_remote));
+    return mfp_mem_read(tmp, addr, sizeof *tmp) == 0 ? tmp : NULL;
+}
+
+/* Walk the frame chain from `top`, filling s->frames leaf first.
+ * Returns the depth, or -1 with *reason set. */
+static int walk_frames(mfp_sampler *s, const PyThreadState *ts, const void *top, int *reason) {
+    const char *chunk_remote = (const char *)ts->datastack_chunk;
+    size_t chunk_len = 0;
+    if (chunk_remote && ts->datastack_top) {
+        size_t used = (size_t)((const char *)ts->datastack_top - chunk_remote);
+        if (used > 0 && used <= CHUNK_COPY_MAX && used <= s->chunk_cap &&
+            mfp_mem_read(s->chunk, chunk_remote, used) == 0)
+            chunk_len = used;
+    }
+    int depth = 0;
+    mfp_py_frame tmp;
+    for (const void *addr = top; addr;) {
+        const mfp_py_frame *f = frame_at(s, chunk_len ? chunk_remote : NULL, chunk_len, addr, &tmp);
+        if (!f) { *reason = MFP_DROP_READ_FAULT; return -1; }
+        if (!MFP_FRAME_IS_SHIM(f)) {
+            if (depth == MFP_SAMPLER_MAX_DEPTH) { *reason = MFP_DROP_TOO_DEEP; return -1; }
+            const char *code = MFP_FRAME_CODE(f), *instr = MFP_FRAME_INSTR(f);
+            if (!code) { *reason = MFP_DROP_INVALID; return -1; }
+            ptrdiff_t off = instr - (code + MFP_CODE_HEADER_SIZE);
+            int32_t lasti = off >= 0 && off < (1 << 28) ? (int32_t)(off / (ptrdiff_t)sizeof(_Py_CODEUNIT)) : -1;
+            s->frames[depth++] = (raw_frame){code, lasti};
+        }
+        addr = f->previous;
+    }
+    return depth;
+}
+
+/* Copy the headers of the distinct code objects in s->frames[0..depth) and
+ * turn every frame into a profile frame index (s->frame_ids). */
+static int resolve_stack(mfp_sampler *s, int depth, int *reason) {
+    size_t ncodes = 0;
+    for (int i = 0; i < depth; i++) {
+        const void *c = s->frames[i].code;
+        /* Stacks repeat the same code (recursion) next to each other. */
+        size_t j = ncodes;
+        size_t lo = ncodes > 8 ? ncodes - 8 : 0;
+        for (j = lo; j < ncodes; j++)
+            if (s->codes[j] == c) break;
+        if (j == ncodes) {
+            s->codes[ncodes] = c;
+            s->local_iov[ncodes] = (struct iovec){s->code_hdrs + ncodes * MFP_CODE_HEADER_SIZE, MFP_CODE_HEADER_SIZE};
+            s->remote_iov[ncodes] = (struct iovec){(void *)c, MFP_CODE_HEADER_SIZE};
+            ncodes++;
+        }
+    }
+    if (mfp_mem_readv(s->local_iov, s->remote_iov, ncodes) != ncodes) {
+        *reason = MFP_DROP_READ_FAULT;
+        return -1;
+    }
+    for (size_t j = 0; j < ncodes; j++) {
+        const PyCodeObject *h = (const PyCodeObject *)(s->code_hdrs + j * MFP_CODE_HEADER_SIZE);
+        if (h->ob_base.ob_base.ob_type != &PyCode_Type || h->co_firstlineno < 0) {
+            *reason = MFP_DROP_INVALID;
+            return -1;
+        }
+    }
+    size_t j = 0;
+    for (int i = 0; i < depth; i++) {
+        const void *c = s->frames[i].code;
+        if (s->codes[j] != c)
+            for (j = 0; s->codes[j] != c; j++) {}
+        const PyCodeObject *h = (const PyCodeObject *)(s->code_hdrs + j * MFP_CODE_HEADER_SIZE);
+        uint32_t id = resolve_frame(s, c, h, s->frames[i].lasti, reason);
+        if (id == MFP_NONE) return -1;
+        s->frame_ids[i] = id;
+    }
+    return 0;
+}
+
+static void sample_thread(mfp_sampler *s, const PyThreadState *ts, uint64_t t, uint64_t dt) {
+    const void *top;
+#if MFP_TSTATE_HAS_CFRAME
+    _PyCFrame cf;
+    if (!ts->cframe) return;
+    if (mfp_mem_read(&cf, ts->cframe, sizeof cf) != 0) {
+        s->stats.dropped[MFP_DROP_READ_FAULT]++;
+        return;
+    }
+    top = cf.current_frame;
+#else
+    top = ts->current_frame;
+#endif
+    if (!top) return; /* no Python code running in this thread */
+    int reason = MFP_DROP_INVALID;
+    int depth = walk_frames(s, ts, top, &reason);
+    if (depth == 0) return;
+    if (depth < 0 || resolve_stack(s, depth, &reason) != 0) {
+        s->stats.dropped[reason]++;
+        return;
+    }
+    uint32_t node = MFP_NONE;
+    for (int i = depth - 1; i >= 0; i--) {
+        node = mfp_profile_stack(s->profile, node, s->frame_ids[i]);
+        if (node == MFP_NONE) {
+            s->stats.dropped[MFP_DROP_NO_MEMORY]++;
+            return;
+        }
+    }
+    thread_entry *te = thread_for(s, ts->native_thread_id);
+    if (!te) {
+        s->stats.dropped[MFP_DROP_NO_MEMORY]++;
+        return;
+    }
+    uint64_t cpu = thread_cpu_ns(ts->native_thread_id);
+    uint64_t used = te->cpu_ns == UINT64_MAX || cpu < te->cpu_ns ? cpu : cpu - te->cpu_ns;
+    te->cpu_ns = cpu;
+    uint32_t flags = used * 2 >= dt ? MFP_SAMPLE_ON_CPU : 0;
+    if (mfp_profile_sample(s->profile, t, node, te->index, dt, flags) != 0)
+        s->stats.dropped[MFP_DROP_NO_MEMORY]++;
+    else
+        s->stats.samples++;
+}
+
+/* One pass over every thread state of the interpreter. Runs on the sampler
+ * thread without the GIL: touches only interpreter memory through
+ * memread, and the sampler's own state and store. */
+static void sample_all(mfp_sampler *s) {
+    uint64_t t = now_ns();
+    uint64_t dt = t - s->last_ns;
+    s->last_ns = t;
+    s->stats.passes++;
+    PyThreadState *addr;
+    if (mfp_mem_read(&addr, &s->interp->threads.head, sizeof addr) != 0) {
+        s->stats.dropped[MFP_DROP_READ_FAULT]++;
+        return;
+    }
+    PyThreadState ts;
+    for (int n = 0; addr && n < MAX_THREADS; n++, addr = ts.next) {
+        if (mfp_mem_read(&ts, addr, sizeof ts) != 0) {
+            s->stats.dropped[MFP_DROP_READ_FAULT]++;
+            return;
+        }
+        if (ts.interp != s->interp) { /* freed under us: the list moved */
+            s->stats.dropped[MFP_DROP_INVALID]++;
+            return;
+        }
+        sample_thread(s, &ts, t - s->t0_ns, dt);
+    }
+    s->stats.busy_ns += now_ns() - t;
+}
+
+static void *sampler_main(void *arg) {
+    mfp_sampler *s = arg;
+    uint64_t next = now_ns() + s->interval_ns;
+    pthread_mutex_lock(&s->lock);
+    while (!atomic_load(&s->stop)) {
+        struct timespec ts = {(time_t)(next / 1000000000u), (long)(next % 1000000000u)};
+        pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+        if (atomic_load(&s->stop)) break;
+        uint64_t now = now_ns();
+        if (now < next) continue; /* spurious wake-up */
+        pthread_mutex_unlock(&s->lock);
+        sample_all(s);
+        pthread_mutex_lock(&s->lock);
+        next += s->interval_ns;
+        now = now_ns();
+        if (next <= now) next = now + s->interval_ns; /* fell behind: skip ticks */
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* ---- lifetime ---------------------------------------------------------- */
+
+void mfp_sampler_free(mfp_sampler *s) {
+    if (!s) return;
+    mfp_sampler_stop(s);
+    free(s->cache);
+    free(s->threads);
+    free(s->chunk);
+    free(s->frames);
+    free(s->codes);
+    free(s->code_hdrs);
+    free(s->local_iov);
+    free(s->remote_iov);
+    free(s->frame_ids);
+    free(s->linetable);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->wake);
+    free(s);
+}
+
+mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0_ns,
+                               char *err, size_t errlen) {
+#if !MFP_LAYOUT_KNOWN
+    snprintf(err, errlen, "the native sampler does not know Python %s", Py_GetVersion());
+    return NULL;
+#endif
+    if (mfp_mem_init() != 0) {
+        snprintf(err, errlen, "cannot read own memory (process_vm_readv and /proc/self/mem failed: %s)",
+                 strerror(errno));
+        return NULL;
+    }
+    mfp_sampler *s = calloc(1, sizeof *s);
+    if (!s) goto oom;
+    s->profile = p;
+    s->interp = PyInterpreterState_Get();
+    s->interval_ns = interval_ns;
+    s->t0_ns = s->last_ns = t0_ns;
+    s->pid = getpid();
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&s->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    s->cache = calloc((size_t)1 << FRAME_CACHE_BITS, sizeof *s->cache);
+    s->threads = calloc(MAX_THREADS, sizeof *s->threads);
+    s->chunk_cap = CHUNK_COPY_MAX;
+    s->chunk = malloc(s->chunk_cap);
+    s->frames = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->frames);
+    s->codes = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->codes);
+    s->code_hdrs = malloc(MFP_SAMPLER_MAX_DEPTH * MFP_CODE_HEADER_SIZE);
+    s->local_iov = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->local_iov);
+    s->remote_iov = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->remote_iov);
+    s->frame_ids = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->frame_ids);
+    s->linetable = malloc(LINETABLE_MAX);
+    if (!s->linetable || !s->cache || !s->threads || !s->chunk || !s->frames || !s->codes || !s->code_hdrs ||
+        !s->local_iov || !s->remote_iov || !s->frame_ids)
+        goto oom;
+    int rc = pthread_create(&s->thread, NULL, sampler_main, s);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the sampler thread: %s", strerror(rc));
+        mfp_sampler_free(s);
+        return NULL;
+    }
+    s->running = 1;
+    return s;
+oom:
+    snprintf(err, errlen, "out of memory starting the sampler");
+    mfp_sampler_free(s);
+    return NULL;
+}
+
+void mfp_sampler_stop(mfp_sampler *s) {
+    if (!s || !s->running) return;
+    s->running = 0;
+    if (getpid() != s->pid) return; /* forked child: the thread is not here */
+    pthread_mutex_lock(&s->lock);
+    atomic_store(&s->stop, 1);
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
+    /* The sampler never takes the GIL, so joining with it held is safe. */
+    pthread_join(s->thread, NULL);
+}
+
+void mfp_sampler_get_stats(const mfp_sampler *s, mfp_sampler_stats *out) {
+    *out = s->stats;
+}

@@ -1,0 +1,61 @@
+/* sampler.h — the native sampling profiler.
+ *
+ * A pthread (not a Python thread: it never takes the GIL and never stops
+ * the profiled threads) wakes every interval, walks the thread states of
+ * the interpreter it was started in, copies each thread's Python frame
+ * stack through checked reads (memread.h), and records one sample per
+ * thread with Python frames: its stack (qualname, file, first line and
+ * current line per frame), the thread, the wall time since the previous
+ * pass, and whether the thread used CPU in that time. A read that faults
+ * or does not validate drops that sample and counts the reason.
+ *
+ * Memory: the sampler owns its caches; it writes samples into the profile
+ * store passed to mfp_sampler_start, which the caller owns and must not
+ * touch until mfp_sampler_stop returns.
+ *
+ * Threads: start and stop are called with the GIL held, by one thread.
+ * Between them, only the sampler thread touches the store.
+ */
+#ifndef MFP_SAMPLER_H
+#define MFP_SAMPLER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../profile/profile.h"
+
+typedef struct mfp_sampler mfp_sampler;
+
+enum mfp_drop_reason {
+    MFP_DROP_READ_FAULT, /* an address could not be copied */
+    MFP_DROP_INVALID,    /* what was copied did not validate */
+    MFP_DROP_TOO_DEEP,   /* stack deeper than MFP_SAMPLER_MAX_DEPTH */
+    MFP_DROP_NO_MEMORY,  /* the store could not grow */
+    MFP_DROP_REASONS
+};
+extern const char *const mfp_drop_reason_names[MFP_DROP_REASONS];
+
+#define MFP_SAMPLER_MAX_DEPTH 16384
+
+typedef struct {
+    uint64_t passes;             /* times the sampler woke up */
+    uint64_t samples;            /* thread stacks recorded */
+    uint64_t dropped[MFP_DROP_REASONS];
+    uint64_t busy_ns;            /* time the sampler spent sampling */
+} mfp_sampler_stats;
+
+/* Start sampling the calling thread's interpreter into p every
+ * interval_ns, with times relative to t0_ns (CLOCK_MONOTONIC). Must hold
+ * the GIL. NULL on failure with a message in err. */
+mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0_ns,
+                               char *err, size_t errlen);
+
+/* Stop and join the thread (GIL held; the sampler never waits for it).
+ * In a forked child, where the thread does not exist, it only marks the
+ * sampler stopped. Idempotent. */
+void mfp_sampler_stop(mfp_sampler *s);
+
+void mfp_sampler_get_stats(const mfp_sampler *s, mfp_sampler_stats *out);
+void mfp_sampler_free(mfp_sampler *s);
+
+#endif

@@ -1,0 +1,35 @@
+"""Build of the C engine (metaflow_profiler._native); everything else is in pyproject.toml.
+
+The viewer/ folder ships inside the package as metaflow_profiler._viewer so the
+card can be rendered from an installed wheel.
+"""
+
+import glob
+
+from setuptools import Extension, setup
+
+SOURCES = ["native/module.c"] + sorted(
+    glob.glob("native/profile/*.c") + glob.glob("native/sampler/*.c") + glob.glob("native/timeline/*.c")
+)
+
+setup(
+    packages=[
+        "metaflow_profiler",
+        "metaflow_profiler._viewer",
+        "metaflow_extensions.profiler",
+        "metaflow_extensions.profiler.plugins",
+        "metaflow_extensions.profiler.plugins.cards.profile_card",
+    ],
+    package_dir={"": "src", "metaflow_profiler._viewer": "viewer"},
+    package_data={"metaflow_profiler._viewer": ["*.html", "*.css", "*.js", "**/*.js", "**/*.css"]},
+    ext_modules=[
+        Extension(
+            "metaflow_profiler._native",
+            SOURCES,
+            include_dirs=["native"],
+            define_macros=[("_GNU_SOURCE", "1")],
+            extra_compile_args=["-std=c11", "-O2", "-Wall", "-Wextra", "-fno-strict-aliasing"],
+            libraries=["dl", "pthread", "m"],
+        )
+    ],
+)

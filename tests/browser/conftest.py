@@ -1,0 +1,238 @@
+"""Real headless Chromium (Debian's) driven by Playwright for Python.
+
+Every page opened through `card` blocks and counts any request other than
+the card's own file, and collects console errors, page errors and dialogs;
+the fixture fails the test if any of them happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def pytest_collection_modifyitems(items):
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.browser)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="session")
+def shot_dir(tmp_path_factory):
+    d = os.environ.get("MFP_SCREENSHOT_DIR")
+    path = Path(d) if d else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class Card:
+    """One page showing one card, with what it did on the side."""
+
+    def __init__(self, page, url):
+        self.page = page
+        self.url = url
+        self.blocked: list[str] = []
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+
+    def state(self) -> dict:
+        return self.page.evaluate("window.__mfp.state()")
+
+    def boxes(self) -> list[dict]:
+        return self.page.evaluate("window.__mfp.boxes()")
+
+    def box(self, name: str) -> dict:
+        for b in self.boxes():
+            if b["name"] == name:
+                return b
+        raise AssertionError(f"no box named {name!r}")
+
+    def click_box(self, name: str) -> None:
+        b = self.box(name)
+        canvas = self.page.locator("#mfp-panel-flame canvas.flame-canvas")
+        canvas.click(position={"x": b["x"] + min(b["w"] / 2, 20), "y": b["depth"] * 18 + 9})
+
+    def hover_box(self, name: str) -> None:
+        b = self.box(name)
+        canvas = self.page.locator("#mfp-panel-flame canvas.flame-canvas")
+        canvas.hover(position={"x": b["x"] + min(b["w"] / 2, 20), "y": b["depth"] * 18 + 9})
+
+
+@pytest.fixture
+def card(browser, tmp_path):
+    pages: list[Card] = []
+
+    def open_card(html: str, *, scheme: str = "light", width: int = 1280, name="card.html"):
+        path = tmp_path / name
+        path.write_text(html, encoding="utf-8")
+        url = path.as_uri()
+        ctx = browser.new_context(
+            viewport={"width": width, "height": 900}, color_scheme=scheme, device_scale_factor=1
+        )
+        page = ctx.new_page()
+        c = Card(page, url)
+
+        def route(r):
+            if r.request.url == url:
+                r.continue_()
+            else:
+                c.blocked.append(r.request.url)
+                r.abort()
+
+        page.route("**/*", route)
+        page.on("request", lambda req: None if req.url == url else c.blocked.append(req.url))
+        page.on("console", lambda m: c.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: c.errors.append(str(e)))
+
+        def on_dialog(d):
+            c.dialogs.append(d.message)
+            d.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.goto(url)
+        # the card's CSP forbids eval, so wait on an attribute, not a JS predicate
+        page.wait_for_selector("html[data-mfp-ready]", state="attached", timeout=15000)
+        pages.append(c)
+        return c
+
+    yield open_card
+    for c in pages:
+        try:
+            assert c.errors == [], f"console/page errors: {c.errors}"
+            assert c.blocked == [], f"network requests: {c.blocked}"
+            assert c.dialogs == [], f"dialogs fired: {c.dialogs}"
+        finally:
+            c.page.context.close()
+
+
+def load_builder():
+    try:
+        from metaflow_profiler._native import Builder  # type: ignore[attr-defined]
+    except ImportError:
+        from fixture_builder import Builder  # noqa: PLC0415 (until the engine lands)
+    return Builder
+
+
+XSS = "</script><img src=x onerror=alert(1)>"
+
+
+def sample_profile(step_failed: bool = True) -> tuple[bytes, dict]:
+    """A small profile with known shares.
+
+    Main thread, 1 ms samples, 4000 of them, all on CPU:
+      first 30 % (1200 samples): run_step > load_data > parse_csv
+      then 2800: every 10th run_step > train > XSS, else run_step > train > numpy.dot
+      every 97th sample (overrides): run_step > <GC>
+    Background thread: 400 samples of 10 ms, off CPU, in time.sleep.
+    """
+    Builder = load_builder()
+    b = Builder()
+    S = b.string
+
+    def fn(name, file, line, kind=0):
+        return b.func(S(name), S(file), line, kind)
+
+    main_t = b.thread(1001, S("MainThread"), 1)
+    bg = b.thread(1002, S("heartbeat"), 0)
+    f = {
+        "root": fn("<thread MainThread>", "", 0, 2),
+        "run": fn("run_step", "/app/flow.py", 10),
+        "train": fn("train", "/app/model.py", 40),
+        "load": fn("load_data", "/app/data.py", 5),
+        "dot": fn("numpy.dot", "<native>", 0, 1),
+        "parse": fn("parse_csv", "/app/data.py", 30),
+        "xss": fn(XSS, "/app/<b>evil</b>.py", 1),
+        "gc": fn("<GC>", "", 0, 3),
+        "bgroot": fn("<thread heartbeat>", "", 0, 2),
+        "sleep": fn("time.sleep", "<native>", 0, 1),
+    }
+
+    def st(*names):
+        p = -1
+        for n in names:
+            p = b.stack(p, b.frame(f[n], 1))
+        return p
+
+    stacks = {
+        "dot": st("root", "run", "train", "dot"),
+        "parse": st("root", "run", "load", "parse"),
+        "xss": st("root", "run", "train", "xss"),
+        "gc": st("root", "run", "gc"),
+        "sleep": st("bgroot", "sleep"),
+    }
+    counts = {k: 0 for k in stacks}
+    t = 0
+    for i in range(4000):
+        t += 1_000_000
+        key = "parse" if i < 1200 else ("dot" if i % 10 else "xss")
+        if i % 97 == 0:
+            key = "gc"
+        counts[key] += 1
+        b.sample(t, stacks[key], main_t, 1_000_000, 1)
+        if i % 10 == 0:
+            b.sample(t, stacks["sleep"], bg, 10_000_000, 0)
+            counts["sleep"] += 1
+    cpu = b.series("cpu_pct", "%", 1)
+    rss = b.series("rss_bytes", "B", 0)
+    lim = b.series("cgroup_mem_limit_bytes", "B", 0)
+    dr = b.series("disk_read_Bps", "B/s", 0)
+    for k in range(9):
+        tn = k * 500_000_000
+        b.point(cpu, tn, 300 if k < 2 else 950 + (k % 3) * 10)
+        b.point(rss, tn, 100_000_000 + k * 20_000_000)
+        b.point(lim, tn, 400_000_000)
+        b.point(dr, tn, 5_000_000 if k < 3 else 0)
+    b.memory(stacks["parse"], 50 * 2**20, 80 * 2**20, 100)
+    b.memory(stacks["dot"], 30 * 2**20, 60 * 2**20, 50)
+    meta = {
+        "backend": "sample",
+        "python": "3.11.7",
+        "duration_ns": 4_000_000_000,
+        "interval_ns": 1_000_000,
+        "samples_taken": 4400,
+        "samples_decimation": 1,
+        "notes": ["GPU: NVML not found", "note with <b>markup</b>"],
+    }
+    if step_failed:
+        meta["step_failed"] = True
+        meta["step_error"] = {"type": "ValueError", "message": "bad <input> & stuff"}
+    return b.encode(json.dumps(meta)), counts
+
+
+def _render_html():
+    try:
+        from metaflow_profiler.html import render_html
+    except ImportError:  # TEMP while the package __init__ is being written
+        import importlib.util
+
+        src = Path(__file__).resolve().parents[2] / "src" / "metaflow_profiler" / "html.py"
+        spec = importlib.util.spec_from_file_location("_mfp_html", src)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        render_html = mod.render_html
+    return render_html
+
+
+render_html = _render_html()

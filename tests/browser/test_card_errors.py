@@ -1,0 +1,117 @@
+"""The card never shows a blank page: missing or corrupt data, iframes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import zlib
+
+import pytest
+from conftest import load_builder, render_html, sample_profile
+
+pytestmark = pytest.mark.browser
+
+
+def error_text(c):
+    box = c.page.locator("#mfp-error-card")
+    assert box.is_visible()
+    return box.inner_text()
+
+
+def test_missing_profile_shows_error_with_reason(card, shot_dir):
+    c = card(render_html(None, title="t", error="profiler crashed: <boom> & more"))
+    text = error_text(c)
+    assert "No profile to show" in text
+    assert "profiler crashed: <boom> & more" in text
+    assert c.page.evaluate("window.__mfp.error") is True
+    c.page.screenshot(path=str(shot_dir / "error_missing.png"))
+
+
+def test_garbage_bytes_show_error(card):
+    c = card(render_html(b"garbage", title="t"))
+    assert "not a profile" in error_text(c)
+
+
+def test_truncated_profile_shows_error(card):
+    data, _ = sample_profile()
+    c = card(render_html(data[: len(data) // 2], title="t", error="extra detail"))
+    text = error_text(c)
+    assert "could not be read" in text and "extra detail" in text
+
+
+def test_payload_that_is_not_deflate_shows_error(card):
+    html = render_html(b"MFPROF\x01", title="t")
+    good = base64.b64encode(zlib.compress(b"MFPROF\x01", 9)).decode()
+    bad = base64.b64encode(b"\x00not deflate at all" * 4).decode()
+    c = card(html.replace(good, bad))
+    assert "deflate" in error_text(c)
+
+
+def test_out_of_range_index_is_corrupt_not_a_crash(card):
+    B = load_builder()
+    b = B()
+    f = b.func(b.string("f"), b.string("x.py"), 1, 0)
+    s = b.stack(-1, b.frame(f, 1))
+    t = b.thread(1, b.string("main"), 1)
+    b.sample(1_000, s, t, 1_000, 1)  # dt 1 µs: one byte
+    data = bytearray(b.encode("{}"))
+    # STACKS is tiny; pointing the only sample at stack 9 must be rejected.
+    # SAMPLES (tag 7) payload: n=1, dt=1, stack, thread, weight, flags.
+    pos = 7  # after magic + version
+    while pos < len(data):
+        tag, length = data[pos], data[pos + 1]
+        if tag == 7:
+            assert data[pos + 4] == s
+            data[pos + 4] = 9
+            break
+        pos += 2 + length
+    c = card(render_html(bytes(data), title="t"))
+    assert "out of range" in error_text(c)
+
+
+def test_empty_but_valid_profile_renders(card):
+    B = load_builder()
+    c = card(render_html(B().encode(json.dumps({"backend": "trace"})), title="empty"))
+    assert c.page.locator("#mfp-error-card").count() == 0
+    assert c.page.locator("#mfp-panel-flame .flame-empty").is_visible()
+
+
+def test_profiler_error_shown_as_warning(card):
+    B = load_builder()
+    meta = {"error": {"type": "OSError", "message": "perf <denied>", "traceback": "tb line"}}
+    c = card(render_html(B().encode(json.dumps(meta)), title="t"))
+    w = c.page.locator("#mfp-profiler-error")
+    assert "OSError: perf <denied>" in w.inner_text()
+
+
+def test_in_sandboxed_iframe_reports_height(card, browser, tmp_path, shot_dir):
+    data, _ = sample_profile()
+    c = card(render_html(data, title="in iframe"), name="inner.html")
+    parent = tmp_path / "parent.html"
+    parent.write_text(
+        "<!doctype html><html><body><script>window.msgs=[];"
+        "addEventListener('message', e => window.msgs.push(e.data));</script>"
+        '<iframe id="f" sandbox="allow-scripts" src="inner.html" '
+        'style="width:1200px;height:300px;border:0"></iframe></body></html>'
+    )
+    page = c.page.context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(parent.as_uri())
+    page.wait_for_function(
+        "window.msgs.some(m => m && m.type === 'PluginHeightCheck' && m.height > 600)",
+        timeout=15000,
+    )
+    frame = page.frame_locator("#f")
+    assert frame.locator("h1.card-title").inner_text() == "in iframe"
+    assert frame.locator("[data-stat=duration]").is_visible()
+    heights = page.evaluate("window.msgs.filter(m => m.type === 'PluginHeightCheck')")
+    assert all(isinstance(m["height"], int) for m in heights)
+    assert errors == []
+    # the size the UI would apply shows the whole card
+    h = heights[-1]["height"]
+    page.evaluate(f"document.getElementById('f').style.height = '{h}px'")
+    page.screenshot(path=str(shot_dir / "iframe.png"), full_page=True)
+    assert re.match(r"^\d+$", str(h))

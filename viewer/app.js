@@ -1,0 +1,1037 @@
+// app.js — builds the card from the decoded profile and wires the views.
+//
+// One state object (thread, wall/on-CPU, time range, search, selected
+// function) drives every panel, as in the Firefox Profiler: a change of any
+// of them recomputes the CPU tree once and each visible view redraws from
+// it. Every string that comes from the profile reaches the page through
+// textContent or fillText only.
+
+var state = {
+  thread: -1,
+  cpuOnly: false,
+  range: null,
+  query: "",
+  regex: false,
+  match: null,
+  tab: "flame",
+  selFunc: -1,
+  memWhich: "live",
+  sort: { key: "self", desc: true },
+};
+var ui = {};
+var timings = { start: performance.now() };
+
+function readJson(id) {
+  var node = document.getElementById(id);
+  if (!node) return null;
+  try {
+    return JSON.parse(node.textContent);
+  } catch (e) {
+    return null;
+  }
+}
+
+function metaError(v) {
+  if (!v) return null;
+  if (typeof v === "string") return { type: "", message: v };
+  if (typeof v === "object") {
+    return { type: String(v.type || ""), message: String(v.message || ""), traceback: v.traceback ? String(v.traceback) : "" };
+  }
+  return { type: "", message: String(v) };
+}
+
+function errorBlock(cls, heading, err) {
+  var box = el("div", cls);
+  box.setAttribute("role", cls.indexOf("banner") >= 0 ? "alert" : "status");
+  box.appendChild(el("div", "msg-title", heading));
+  if (err) {
+    var line = (err.type ? err.type + ": " : "") + (err.message || "");
+    if (line) box.appendChild(el("div", "msg-body", line));
+    if (err.traceback) {
+      var d = el("details", "msg-tb");
+      d.appendChild(el("summary", "", "Traceback"));
+      d.appendChild(el("pre", "", err.traceback));
+      box.appendChild(d);
+    }
+  }
+  return box;
+}
+
+function showErrorCard(title, why, detail, extra) {
+  var root = document.getElementById("mfp-root");
+  root.textContent = "";
+  root.appendChild(header(title || "Profile", null));
+  var card = el("div", "error-card");
+  card.setAttribute("role", "alert");
+  card.id = "mfp-error-card";
+  card.appendChild(el("div", "msg-title", "No profile to show"));
+  card.appendChild(el("div", "msg-body", why));
+  if (detail) card.appendChild(el("div", "msg-detail", detail));
+  if (extra) card.appendChild(el("div", "msg-detail", extra));
+  root.appendChild(card);
+  ready({ error: true });
+}
+
+function showProblem(e) {
+  var root = document.getElementById("mfp-root");
+  if (!root) return;
+  var box = document.getElementById("mfp-problem");
+  if (!box) {
+    box = el("div", "warn-card");
+    box.id = "mfp-problem";
+    root.insertBefore(box, root.firstChild);
+  }
+  box.textContent = "";
+  box.appendChild(el("div", "msg-title", "Something in the card went wrong"));
+  box.appendChild(el("div", "msg-body", e && e.message ? e.message : String(e)));
+}
+
+function header(title, meta) {
+  var h = el("header", "card-head");
+  h.appendChild(el("h1", "card-title", title));
+  if (meta) {
+    var sub = el("div", "card-sub");
+    var bits = [];
+    if (meta.backend) bits.push("backend " + meta.backend);
+    if (meta.python) bits.push("Python " + meta.python);
+    if (meta.interval_ns) bits.push("interval " + fmtUs(meta.interval_ns / 1000));
+    if (meta.start_unix_ns) {
+      var d = new Date(meta.start_unix_ns / 1e6);
+      if (!isNaN(d.getTime())) bits.push("started " + d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC"));
+    }
+    bits.forEach(function (b) { sub.appendChild(el("span", "chip", b)); });
+    h.appendChild(sub);
+  }
+  return h;
+}
+
+function seriesByName(P, name) {
+  for (var i = 0; i < P.series.length; i++) if (P.series[i].name === name) return P.series[i];
+  return null;
+}
+
+function peakAvg(s) {
+  if (!s || !s.v.length) return null;
+  var m = -Infinity, sum = 0;
+  for (var i = 0; i < s.v.length; i++) {
+    if (s.v[i] > m) m = s.v[i];
+    sum += s.v[i];
+  }
+  return { peak: m, avg: sum / s.v.length, last: s.v[s.v.length - 1] };
+}
+
+function statCard(grid, label, value, sub, key) {
+  var c = el("div", "stat");
+  c.dataset.stat = key;
+  c.appendChild(el("div", "stat-label", label));
+  c.appendChild(el("div", "stat-value", value));
+  if (sub) c.appendChild(el("div", "stat-sub", sub));
+  grid.appendChild(c);
+}
+
+function buildStats(P, meta, duration) {
+  var grid = el("section", "stats");
+  grid.id = "mfp-stats";
+  if (duration > 0) statCard(grid, "Duration", fmtUs(duration), null, "duration");
+  var taken = typeof meta.samples_taken === "number" ? meta.samples_taken : 0;
+  if (!taken) for (var i = 0; i < P.totCount.length; i++) taken += P.totCount[i];
+  if (taken > 0) {
+    var sub = meta.interval_ns ? "every " + fmtUs(meta.interval_ns / 1000) : null;
+    statCard(grid, "Samples", fmtCount(taken), sub, "samples");
+  }
+  var cpu = peakAvg(seriesByName(P, "cpu_pct"));
+  if (cpu && cpu.peak > 0) statCard(grid, "Peak CPU", fmtNum(cpu.peak) + "%", "avg " + fmtNum(cpu.avg) + "%", "cpu");
+  var rss = peakAvg(seriesByName(P, "rss_bytes"));
+  if (rss && rss.peak > 0) statCard(grid, "Peak RSS", fmtBytes(rss.peak), "avg " + fmtBytes(rss.avg), "rss");
+  var lim = peakAvg(seriesByName(P, "cgroup_mem_limit_bytes"));
+  if (lim && lim.last > 0 && lim.last < Math.pow(2, 60)) statCard(grid, "Memory limit", fmtBytes(lim.last), "cgroup", "memlimit");
+  var io = [
+    ["disk_read_Bps", "Disk read", "disk_read"],
+    ["disk_write_Bps", "Disk write", "disk_write"],
+    ["net_recv_Bps", "Net received", "net_recv"],
+    ["net_sent_Bps", "Net sent", "net_sent"],
+  ];
+  io.forEach(function (d) {
+    var s = peakAvg(seriesByName(P, d[0]));
+    if (s && s.peak > 0) statCard(grid, d[1], fmtBytes(s.peak) + "/s", "peak · avg " + fmtBytes(s.avg) + "/s", d[2]);
+  });
+  P.series.forEach(function (s) {
+    var m = /^gpu(\d+)_util_pct$/.exec(s.name);
+    if (m) {
+      var g = peakAvg(s);
+      if (g && g.peak > 0) statCard(grid, "GPU " + m[1] + " util", fmtNum(g.peak) + "%", "avg " + fmtNum(g.avg) + "%", "gpu" + m[1] + "_util");
+    }
+    m = /^gpu(\d+)_mem_bytes$/.exec(s.name);
+    if (m) {
+      var gm = peakAvg(s);
+      var tot = peakAvg(seriesByName(P, "gpu" + m[1] + "_mem_total_bytes"));
+      if (gm && gm.peak > 0) statCard(grid, "GPU " + m[1] + " memory", fmtBytes(gm.peak), tot && tot.peak > 0 ? "of " + fmtBytes(tot.peak) : "peak", "gpu" + m[1] + "_mem");
+    }
+  });
+  var thr = peakAvg(seriesByName(P, "threads"));
+  var nthreads = P.threadTid.length;
+  if (thr && thr.peak > 0) statCard(grid, "Threads", fmtNum(thr.peak, 0), "peak", "threads");
+  else if (nthreads > 1) statCard(grid, "Threads", String(nthreads), "sampled", "threads");
+  if (meta.samples_dropped > 0) {
+    var reasons = [];
+    if (meta.drop_reasons && typeof meta.drop_reasons === "object") {
+      Object.keys(meta.drop_reasons).forEach(function (k) { reasons.push(k + " " + meta.drop_reasons[k]); });
+    }
+    statCard(grid, "Dropped samples", fmtCount(meta.samples_dropped), reasons.join(", ") || null, "dropped");
+  }
+  return grid;
+}
+
+function seg(options, current, onPick) {
+  var g = el("div", "seg");
+  g.setAttribute("role", "group");
+  options.forEach(function (o) {
+    var b = el("button", "seg-btn", o[1]);
+    b.type = "button";
+    b.dataset.value = o[0];
+    b.setAttribute("aria-pressed", String(o[0] === current));
+    b.addEventListener("click", guard(function () {
+      Array.prototype.forEach.call(g.children, function (x) { x.setAttribute("aria-pressed", String(x === b)); });
+      onPick(o[0]);
+    }));
+    g.appendChild(b);
+  });
+  return g;
+}
+
+function threadLabel(P, i) {
+  var name = P.strings[P.threadName[i]] || "thread";
+  var s = name + " (" + P.threadTid[i] + ")";
+  if (P.threadFlags[i] & 1) s += " · main";
+  return s;
+}
+
+function buildControls(P) {
+  var bar = el("section", "controls");
+  bar.id = "mfp-controls";
+  if (P.threadTid.length > 1) {
+    var lab = el("label", "ctl");
+    lab.appendChild(el("span", "ctl-label", "Thread"));
+    var sel = el("select", "thread-select");
+    sel.id = "mfp-thread";
+    var all = el("option", "", "All threads (" + P.threadTid.length + ")");
+    all.value = "-1";
+    sel.appendChild(all);
+    for (var i = 0; i < P.threadTid.length; i++) {
+      var o = el("option", "", threadLabel(P, i));
+      o.value = String(i);
+      sel.appendChild(o);
+    }
+    sel.addEventListener("change", guard(function () {
+      state.thread = parseInt(sel.value, 10);
+      recompute();
+    }));
+    lab.appendChild(sel);
+    bar.appendChild(lab);
+  }
+  var mode = seg([["wall", "Wall clock"], ["cpu", "On CPU"]], "wall", function (v) {
+    state.cpuOnly = v === "cpu";
+    recompute();
+  });
+  mode.id = "mfp-mode";
+  mode.title = "Wall clock: every sample. On CPU: only samples where the thread was running.";
+  bar.appendChild(mode);
+
+  var search = el("div", "search");
+  var input = el("input", "search-input");
+  input.id = "mfp-search";
+  input.type = "search";
+  input.placeholder = "Search functions  ( / )";
+  input.setAttribute("aria-label", "Search functions");
+  input.autocomplete = "off";
+  input.spellcheck = false;
+  var rx = el("button", "rx-btn", ".*");
+  rx.type = "button";
+  rx.id = "mfp-regex";
+  rx.title = "Regular expression";
+  rx.setAttribute("aria-pressed", "false");
+  var share = el("span", "match-share");
+  share.id = "mfp-match";
+  share.setAttribute("aria-live", "polite");
+  input.addEventListener("input", guard(function () { setQuery(input.value); }));
+  rx.addEventListener("click", guard(function () {
+    state.regex = !state.regex;
+    rx.setAttribute("aria-pressed", String(state.regex));
+    setQuery(input.value);
+  }));
+  search.appendChild(input);
+  search.appendChild(rx);
+  search.appendChild(share);
+  bar.appendChild(search);
+  ui.search = input;
+  ui.share = share;
+
+  var range = el("div", "range-badge");
+  range.id = "mfp-range";
+  range.hidden = true;
+  ui.rangeText = el("span", "range-text");
+  var clear = el("button", "btn small", "Clear range");
+  clear.type = "button";
+  clear.id = "mfp-range-clear";
+  clear.addEventListener("click", guard(function () { setRange(null); }));
+  range.appendChild(ui.rangeText);
+  range.appendChild(clear);
+  bar.appendChild(range);
+  ui.range = range;
+  return bar;
+}
+
+var PALETTE = ["#e8743b", "#3b82f6", "#10b981", "#a855f7", "#eab308", "#ec4899", "#14b8a6", "#64748b"];
+
+function toUs(s) {
+  var t = new Float64Array(s.t.length);
+  for (var i = 0; i < t.length; i++) t[i] = s.t[i] * 1000;
+  return t;
+}
+
+function nonZero(s) {
+  for (var i = 0; i < s.v.length; i++) if (s.v[i] !== 0) return true;
+  return false;
+}
+
+function activitySeries(P, duration) {
+  var n = P.sampleT.length;
+  if (!n) return null;
+  var B = 300, w = duration / B;
+  var v = new Float64Array(B), t = new Float64Array(B);
+  for (var i = 0; i < n; i++) {
+    if (!(P.sampleFlags[i] & 1)) continue;
+    var b = Math.min(B - 1, Math.floor(P.sampleT[i] / w));
+    v[b] += P.sampleWeight[i];
+  }
+  for (i = 0; i < B; i++) {
+    v[i] = v[i] / w;
+    t[i] = (i + 0.5) * w;
+  }
+  return { t: t, v: v };
+}
+
+function buildTimeline(P, duration) {
+  var host = el("section", "panel tl-panel");
+  host.id = "mfp-timeline";
+  var title = el("div", "panel-head");
+  title.appendChild(el("h2", "", "Timeline"));
+  title.appendChild(el("span", "hint", "drag across any chart to select a time range"));
+  host.appendChild(title);
+  var body = el("div", "tl-body");
+  host.appendChild(body);
+  var tl = new Timeline(body, duration, { onRange: function (r) { setRange(r, true); } });
+  var count = 0;
+  function series(name, label, color, dash) {
+    var s = seriesByName(P, name);
+    if (!s || !s.v.length) return null;
+    return { label: label, t: toUs(s), v: s.v, color: color, dash: !!dash, raw: s };
+  }
+  function add(spec) {
+    spec.series = spec.series.filter(function (s) { return s; });
+    var solid = spec.series.filter(function (s) { return !s.dash; });
+    if (!solid.length) return;
+    if (spec.skipZero && !solid.some(function (s) { return nonZero(s); })) return;
+    tl.addChart(spec);
+    count++;
+  }
+  var act = activitySeries(P, duration);
+  if (act) {
+    var anyOn = false;
+    for (var i = 0; i < act.v.length; i++) if (act.v[i] > 0) { anyOn = true; break; }
+    if (anyOn) add({ title: "Sampled on CPU", series: [{ label: "threads", t: act.t, v: act.v, color: "#e8743b" }], format: function (v) { return fmtNum(v, 2); } });
+  }
+  add({ title: "CPU", series: [series("cpu_pct", "cpu", "#3b82f6")], format: fmtUnit("%"), min: 100 });
+  add({
+    title: "Memory",
+    series: [series("rss_bytes", "rss", "#10b981"), series("cgroup_mem_bytes", "cgroup", "#a855f7"), series("cgroup_mem_limit_bytes", "limit", "#ef4444", true)],
+    format: fmtBytes,
+  });
+  add({ title: "Disk", series: [series("disk_read_Bps", "read", "#0ea5e9"), series("disk_write_Bps", "write", "#f59e0b")], format: fmtUnit("B/s"), skipZero: true });
+  add({ title: "Network", series: [series("net_recv_Bps", "recv", "#14b8a6"), series("net_sent_Bps", "sent", "#ec4899")], format: fmtUnit("B/s"), skipZero: true });
+  var gpuUtil = [], gpuMem = [], k = 0;
+  P.series.forEach(function (s) {
+    var m = /^gpu(\d+)_util_pct$/.exec(s.name);
+    if (m) gpuUtil.push(series(s.name, "gpu" + m[1], PALETTE[k++ % PALETTE.length]));
+    m = /^gpu(\d+)_mem_bytes$/.exec(s.name);
+    if (m) {
+      var c = PALETTE[k++ % PALETTE.length];
+      gpuMem.push(series(s.name, "gpu" + m[1], c));
+      gpuMem.push(series("gpu" + m[1] + "_mem_total_bytes", "gpu" + m[1] + " total", c, true));
+    }
+  });
+  if (gpuUtil.length) add({ title: "GPU", series: gpuUtil, format: fmtUnit("%"), min: 100 });
+  if (gpuMem.length) add({ title: "GPU memory", series: gpuMem, format: fmtBytes });
+  add({ title: "Threads", series: [series("threads", "threads", "#64748b")], format: function (v) { return fmtNum(v, 0); }, skipZero: true });
+  if (!count) return null;
+  ui.timeline = tl;
+  return host;
+}
+
+function makeTabs(tabs) {
+  var nav = el("nav", "tabs");
+  nav.setAttribute("role", "tablist");
+  ui.tabButtons = {};
+  tabs.forEach(function (t) {
+    var b = el("button", "tab", t[1]);
+    b.type = "button";
+    b.id = "mfp-tab-" + t[0];
+    b.setAttribute("role", "tab");
+    b.setAttribute("aria-selected", String(t[0] === state.tab));
+    b.addEventListener("click", guard(function () { showTab(t[0]); }));
+    ui.tabButtons[t[0]] = b;
+    nav.appendChild(b);
+  });
+  return nav;
+}
+
+function showTab(name) {
+  state.tab = name;
+  Object.keys(ui.tabButtons).forEach(function (k) {
+    ui.tabButtons[k].setAttribute("aria-selected", String(k === name));
+    ui.panels[k].hidden = k !== name;
+  });
+  if (name === "flame") ui.flame.render();
+  refreshVisible();
+}
+
+function breadcrumb(flame, nav) {
+  nav.textContent = "";
+  if (!flame.tree) return;
+  var chain = flame.ancestors(flame.zoom);
+  var items = chain;
+  if (chain.length > 9) items = chain.slice(0, 2).concat([null]).concat(chain.slice(-6));
+  items.forEach(function (node, i) {
+    if (i > 0) nav.appendChild(el("span", "crumb-sep", "›"));
+    if (node === null) {
+      nav.appendChild(el("span", "crumb-gap", "…"));
+      return;
+    }
+    var f = flame.tree.func[node];
+    var b = el("button", "crumb", f < 0 ? flame.opts.rootLabel : flame.info.name(f) || "<unknown>");
+    b.type = "button";
+    if (node === flame.zoom) b.setAttribute("aria-current", "true");
+    b.title = f < 0 ? "" : flame.info.label(f);
+    b.addEventListener("click", guard(function () { flame.setZoom(node); }));
+    nav.appendChild(b);
+  });
+}
+
+function flamePanel(id, opts) {
+  var panel = el("section", "panel flame-panel");
+  panel.id = id;
+  var bar = el("div", "flame-bar");
+  var crumbs = el("nav", "crumbs");
+  crumbs.setAttribute("aria-label", "Zoom path");
+  var reset = el("button", "btn small", "Reset zoom");
+  reset.type = "button";
+  bar.appendChild(crumbs);
+  if (opts.extra) bar.appendChild(opts.extra);
+  bar.appendChild(reset);
+  panel.appendChild(bar);
+  var host = el("div", "flame-host");
+  panel.appendChild(host);
+  var details = el("div", "details");
+  details.hidden = true;
+  panel.appendChild(details);
+  var fg = new FlameGraph(host, ui.info, {
+    format: opts.format,
+    rootLabel: opts.rootLabel,
+    ariaLabel: opts.aria,
+    emptyText: opts.emptyText,
+    onZoom: function () {
+      breadcrumb(fg, crumbs);
+      fillDetails(fg, details, opts.format);
+    },
+  });
+  reset.addEventListener("click", guard(function () { fg.setZoom(0); }));
+  fg.crumbs = crumbs;
+  fg.details = details;
+  return { panel: panel, flame: fg };
+}
+
+function fillDetails(fg, box, fmt) {
+  var node = fg.selected;
+  box.textContent = "";
+  if (node <= 0 || !fg.tree) {
+    box.hidden = true;
+    return;
+  }
+  var f = fg.tree.func[node], root = fg.tree.total[0] || 1;
+  box.hidden = false;
+  var left = el("div", "det-main");
+  left.appendChild(el("span", "det-name", ui.info.name(f) || "<unknown>"));
+  left.appendChild(el("span", "det-loc", ui.info.location(f)));
+  box.appendChild(left);
+  var nums = el("div", "det-nums");
+  nums.appendChild(el("span", "", "total " + fmt(fg.tree.total[node]) + " (" + pct(fg.tree.total[node] / root) + ")"));
+  nums.appendChild(el("span", "", "self " + fmt(fg.tree.self[node]) + " (" + pct(fg.tree.self[node] / root) + ")"));
+  box.appendChild(nums);
+  var copy = el("button", "btn small copy-btn", "Copy name");
+  copy.type = "button";
+  copy.addEventListener("click", guard(function () { copyText(ui.info.name(f)); }));
+  box.appendChild(copy);
+  if (ui.tabButtons.sandwich) {
+    var sw = el("button", "btn small", "Sandwich");
+    sw.type = "button";
+    sw.addEventListener("click", guard(function () { selectFunc(f); showTab("sandwich"); }));
+    box.appendChild(sw);
+  }
+}
+
+function toast(text) {
+  var t = document.getElementById("mfp-toast");
+  if (!t) {
+    t = el("div", "toast");
+    t.id = "mfp-toast";
+    t.setAttribute("role", "status");
+    document.body.appendChild(t);
+  }
+  t.textContent = text;
+  t.hidden = false;
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(function () { t.hidden = true; }, 1800);
+}
+
+// Copy without the clipboard permission an iframe usually lacks: a selected
+// textarea and execCommand("copy") work under a user gesture; if that fails,
+// leave the name selected in a field so Ctrl+C does it.
+function copyText(text) {
+  var ta = el("textarea", "copy-buffer");
+  ta.value = text;
+  ta.setAttribute("readonly", "");
+  document.body.appendChild(ta);
+  ta.select();
+  var ok = false;
+  try {
+    ok = document.execCommand("copy");
+  } catch (e) {
+    ok = false;
+  }
+  document.body.removeChild(ta);
+  if (ok) {
+    toast("Copied: " + text);
+    return;
+  }
+  var box = document.getElementById("mfp-copy-manual");
+  if (!box) {
+    box = el("div", "copy-manual");
+    box.id = "mfp-copy-manual";
+    box.appendChild(el("span", "", "Press Ctrl+C / ⌘C to copy:"));
+    var inp = el("input", "copy-field");
+    inp.readOnly = true;
+    box.appendChild(inp);
+    document.body.appendChild(box);
+    inp.addEventListener("blur", function () { box.hidden = true; });
+  }
+  var field = box.querySelector("input");
+  field.value = text;
+  box.hidden = false;
+  field.focus();
+  field.select();
+}
+
+function buildTable() {
+  var panel = el("section", "panel table-panel");
+  panel.id = "mfp-panel-table";
+  var info = el("div", "table-info");
+  panel.appendChild(info);
+  var wrap = el("div", "table-wrap");
+  var table = el("table", "fn-table");
+  table.id = "mfp-table";
+  var thead = el("thead");
+  var tr = el("tr");
+  var cols = [["name", "Function"], ["loc", "Location"], ["self", "Self"], ["selfp", "Self %"], ["total", "Total"], ["totalp", "Total %"]];
+  ui.th = {};
+  cols.forEach(function (c) {
+    var th = el("th", c[0] === "name" || c[0] === "loc" ? "" : "num");
+    var b = el("button", "th-btn", c[1]);
+    b.type = "button";
+    b.dataset.key = c[0];
+    b.addEventListener("click", guard(function () {
+      var key = c[0] === "selfp" ? "self" : c[0] === "totalp" ? "total" : c[0];
+      if (state.sort.key === key) state.sort.desc = !state.sort.desc;
+      else state.sort = { key: key, desc: key !== "name" && key !== "loc" };
+      renderTable();
+    }));
+    th.appendChild(b);
+    ui.th[c[0]] = th;
+    tr.appendChild(th);
+  });
+  thead.appendChild(tr);
+  table.appendChild(thead);
+  ui.tbody = el("tbody");
+  table.appendChild(ui.tbody);
+  wrap.appendChild(table);
+  panel.appendChild(wrap);
+  ui.tableInfo = info;
+  return panel;
+}
+
+var TABLE_ROWS = 300;
+
+function renderTable() {
+  var tree = state.cpuTree, info = ui.info;
+  var ft = functionTotals(tree);
+  var root = tree.total[0] || 1;
+  var rows = [];
+  for (var f = 0; f < ft.self.length; f++) {
+    if (ft.total[f] <= 0) continue;
+    if (state.match && !state.match[f]) continue;
+    rows.push(f);
+  }
+  var key = state.sort.key, sign = state.sort.desc ? -1 : 1;
+  var cmp;
+  if (key === "name") cmp = function (a, b) { return sign * info.name(a).localeCompare(info.name(b)) || ft.total[b] - ft.total[a]; };
+  else if (key === "loc") cmp = function (a, b) { return sign * info.location(a).localeCompare(info.location(b)) || ft.total[b] - ft.total[a]; };
+  else {
+    var col = key === "self" ? ft.self : ft.total;
+    cmp = function (a, b) { return sign * (col[a] - col[b]) || ft.total[b] - ft.total[a]; };
+  }
+  rows.sort(cmp);
+  Object.keys(ui.th).forEach(function (k) {
+    var kk = k === "selfp" ? "self" : k === "totalp" ? "total" : k;
+    ui.th[k].setAttribute("aria-sort", kk === key && k !== "selfp" && k !== "totalp" ? (state.sort.desc ? "descending" : "ascending") : "none");
+  });
+  ui.tbody.textContent = "";
+  var frag = document.createDocumentFragment();
+  rows.slice(0, TABLE_ROWS).forEach(function (f) {
+    var tr = el("tr");
+    tr.dataset.func = String(f);
+    if (f === state.selFunc) tr.className = "selected";
+    tr.appendChild(el("td", "fn-name", info.name(f) || "<unknown>"));
+    tr.appendChild(el("td", "fn-loc", info.location(f, true)));
+    tr.appendChild(el("td", "num", fmtUs(ft.self[f])));
+    var sp = el("td", "num bar-cell");
+    sp.appendChild(el("span", "bar", ""));
+    sp.firstChild.style.width = Math.min(100, (ft.self[f] / root) * 100).toFixed(1) + "%";
+    sp.appendChild(el("span", "bar-text", pct(ft.self[f] / root)));
+    tr.appendChild(sp);
+    tr.appendChild(el("td", "num", fmtUs(ft.total[f])));
+    var tp = el("td", "num bar-cell");
+    tp.appendChild(el("span", "bar total", ""));
+    tp.firstChild.style.width = Math.min(100, (ft.total[f] / root) * 100).toFixed(1) + "%";
+    tp.appendChild(el("span", "bar-text", pct(ft.total[f] / root)));
+    tr.appendChild(tp);
+    tr.title = info.label(f) + " — click for callers and callees";
+    frag.appendChild(tr);
+  });
+  ui.tbody.appendChild(frag);
+  ui.tbody.onclick = guard(function (e) {
+    var tr = e.target.closest("tr");
+    if (!tr) return;
+    selectFunc(parseInt(tr.dataset.func, 10));
+    showTab("sandwich");
+  });
+  var shown = Math.min(rows.length, TABLE_ROWS);
+  ui.tableInfo.textContent = rows.length + " functions" + (state.match ? " matching the search" : "") + (shown < rows.length ? ", top " + shown + " shown" : "") + " · click a row for its callers and callees";
+}
+
+function buildSandwich() {
+  var panel = el("section", "panel sandwich-panel");
+  panel.id = "mfp-panel-sandwich";
+  var head = el("div", "sw-head");
+  ui.swTitle = el("div", "sw-title", "");
+  head.appendChild(ui.swTitle);
+  panel.appendChild(head);
+  ui.swEmpty = el("div", "flame-empty", "Pick a function: click a box in the flame graph and press “Sandwich”, or click a row of Top functions.");
+  panel.appendChild(ui.swEmpty);
+  var body = el("div", "sw-body");
+  var c1 = el("div", "sw-part");
+  c1.appendChild(el("h3", "", "Callers"));
+  c1.appendChild(el("div", "hint", "the function on top, who called it below"));
+  var h1 = el("div", "flame-host");
+  c1.appendChild(h1);
+  var c2 = el("div", "sw-part");
+  c2.appendChild(el("h3", "", "Callees"));
+  c2.appendChild(el("div", "hint", "the function on top, what it called below"));
+  var h2 = el("div", "flame-host");
+  c2.appendChild(h2);
+  body.appendChild(c1);
+  body.appendChild(c2);
+  panel.appendChild(body);
+  ui.swBody = body;
+  ui.callers = new FlameGraph(h1, ui.info, { format: fmtUs, ariaLabel: "callers", onSelect: function (n) { sandwichJump(ui.callers, n); } });
+  ui.callees = new FlameGraph(h2, ui.info, { format: fmtUs, ariaLabel: "callees", onSelect: function (n) { sandwichJump(ui.callees, n); } });
+  return panel;
+}
+
+function sandwichJump(fg, node) {
+  var f = fg.tree.func[node];
+  if (node > 0 && f >= 0) selectFunc(f);
+}
+
+function selectFunc(f) {
+  state.selFunc = f;
+  if (state.tab === "sandwich") renderSandwich();
+  else ui.dirtySandwich = true;
+}
+
+function renderSandwich() {
+  var f = state.selFunc;
+  ui.swTitle.textContent = "";
+  if (f < 0) {
+    ui.swEmpty.hidden = false;
+    ui.swBody.hidden = true;
+    return;
+  }
+  ui.swEmpty.hidden = true;
+  ui.swBody.hidden = false;
+  var tree = state.cpuTree;
+  var ft = functionTotals(tree);
+  var root = tree.total[0] || 1;
+  ui.swTitle.appendChild(el("span", "det-name", ui.info.name(f) || "<unknown>"));
+  ui.swTitle.appendChild(el("span", "det-loc", ui.info.location(f)));
+  ui.swTitle.appendChild(el("span", "det-nums", "self " + fmtUs(ft.self[f]) + " (" + pct(ft.self[f] / root) + ") · total " + fmtUs(ft.total[f]) + " (" + pct(ft.total[f] / root) + ")"));
+  var copy = el("button", "btn small copy-btn", "Copy name");
+  copy.type = "button";
+  copy.addEventListener("click", guard(function () { copyText(ui.info.name(f)); }));
+  ui.swTitle.appendChild(copy);
+  ui.callers.setTree(callersTree(tree, f));
+  ui.callees.setTree(calleesTree(tree, f));
+  ui.callers.setMatch(state.match);
+  ui.callees.setMatch(state.match);
+}
+
+function buildMemory() {
+  var extra = seg([["live", "Live at peak"], ["alloc", "Allocated"]], "live", function (v) {
+    state.memWhich = v;
+    ui.memTree = aggregateMemory(ui.M, v);
+    ui.memFlame.setTree(ui.memTree, true);
+    updateShare();
+  });
+  extra.id = "mfp-mem-mode";
+  var p = flamePanel("mfp-panel-memory", { format: fmtBytes, rootLabel: "all memory", aria: "memory flame graph", extra: extra });
+  ui.memFlame = p.flame;
+  return p.panel;
+}
+
+function compileQuery(q, regex) {
+  if (!q) return null;
+  if (regex) {
+    try {
+      return new RegExp(q, "i");
+    } catch (e) {
+      return { error: e.message };
+    }
+  }
+  var low = q.toLowerCase();
+  return { test: function (s) { return s.toLowerCase().indexOf(low) >= 0; } };
+}
+
+function setQuery(q) {
+  state.query = q;
+  var m = compileQuery(q, state.regex);
+  ui.search.classList.toggle("invalid", !!(m && m.error));
+  if (!m || m.error) {
+    state.match = null;
+    if (m && m.error) ui.share.textContent = "invalid regex";
+  } else {
+    var info = ui.info, n = ui.P.funcName.length, match = new Uint8Array(n);
+    for (var f = 0; f < n; f++) {
+      var name = info.name(f), loc = info.location(f);
+      if (m.test(name) || (loc && m.test(loc))) match[f] = 1;
+      if (m.lastIndex) m.lastIndex = 0;
+    }
+    state.match = match;
+  }
+  ui.flame.setMatch(state.match);
+  if (ui.memFlame) ui.memFlame.setMatch(state.match);
+  if (state.tab === "table") renderTable();
+  else ui.dirtyTable = true;
+  if (state.tab === "sandwich" && state.selFunc >= 0) {
+    ui.callers.setMatch(state.match);
+    ui.callees.setMatch(state.match);
+  }
+  updateShare();
+}
+
+function updateShare() {
+  if (!state.match) {
+    if (!(state.query && state.regex)) ui.share.textContent = "";
+    return;
+  }
+  var mem = state.tab === "memory" && ui.memTree;
+  var tree = mem ? ui.memTree : state.cpuTree;
+  var root = tree.total[0];
+  var w = matchedWeight(tree, state.match);
+  var nf = 0;
+  for (var f = 0; f < state.match.length; f++) nf += state.match[f];
+  ui.share.textContent = nf ? "matched " + pct(root > 0 ? w / root : 0) + (mem ? " of memory" : " of time") + " · " + nf + " function" + (nf === 1 ? "" : "s") : "no match";
+  ui.share.dataset.share = root > 0 ? String(w / root) : "0";
+}
+
+function setRange(r, fromTimeline) {
+  state.range = r && r[1] > r[0] ? r : null;
+  if (!fromTimeline && ui.timeline) ui.timeline.setRange(state.range ? state.range[0] : null, state.range ? state.range[1] : null, true);
+  ui.range.hidden = !state.range;
+  if (state.range) ui.rangeText.textContent = "Range " + fmtUs(state.range[0]) + " – " + fmtUs(state.range[1]) + " (" + fmtUs(state.range[1] - state.range[0]) + ")";
+  recompute();
+}
+
+function recompute() {
+  var t0 = performance.now();
+  state.cpuTree = aggregateCpu(ui.M, { thread: state.thread, cpuOnly: state.cpuOnly, range: state.range });
+  timings.aggregate = performance.now() - t0;
+  ui.flame.setTree(state.cpuTree, true);
+  timings.layout = ui.flame.layoutMs;
+  timings.draw = ui.flame.drawMs;
+  breadcrumb(ui.flame, ui.flame.crumbs);
+  fillDetails(ui.flame, ui.flame.details, fmtUs);
+  ui.dirtyTable = true;
+  ui.dirtySandwich = true;
+  refreshVisible();
+  updateShare();
+  timings.lastRecompute = performance.now() - t0;
+  return timings.lastRecompute;
+}
+
+function refreshVisible() {
+  if (state.tab === "table" && ui.dirtyTable) {
+    renderTable();
+    ui.dirtyTable = false;
+  }
+  if (state.tab === "sandwich" && ui.dirtySandwich) {
+    renderSandwich();
+    ui.dirtySandwich = false;
+  }
+  if (state.tab === "memory" && ui.memFlame) ui.memFlame.render();
+  updateShare();
+}
+
+function activeFlame() {
+  if (state.tab === "memory") return ui.memFlame;
+  if (state.tab === "flame") return ui.flame;
+  return null;
+}
+
+function onKey(e) {
+  var tag = e.target && e.target.tagName;
+  var typing = tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT";
+  if (e.key === "Escape") {
+    if (state.query || document.activeElement === ui.search) {
+      ui.search.value = "";
+      setQuery("");
+      ui.search.blur();
+    } else {
+      var fg = activeFlame();
+      if (fg && fg.zoom > 0) fg.setZoom(0);
+      else if (state.range) setRange(null);
+    }
+    e.preventDefault();
+    return;
+  }
+  if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (e.key === "/") {
+    e.preventDefault();
+    ui.search.focus();
+    ui.search.select();
+  } else if (e.key === "+" || e.key === "=") {
+    var a = activeFlame();
+    if (a) a.zoomIn();
+  } else if (e.key === "-" || e.key === "_") {
+    var b = activeFlame();
+    if (b) b.zoomOut();
+  }
+}
+
+function renderCard(P, M, title, extraError) {
+  var root = document.getElementById("mfp-root");
+  root.textContent = "";
+  var meta = P.meta;
+  ui.P = P;
+  ui.M = M;
+  ui.info = new FuncInfo(P);
+  var lastSample = P.sampleT.length ? P.sampleT[P.sampleT.length - 1] : 0;
+  var lastPoint = 0;
+  P.series.forEach(function (s) { if (s.t.length) lastPoint = Math.max(lastPoint, s.t[s.t.length - 1] * 1000); });
+  var duration = typeof meta.duration_ns === "number" && meta.duration_ns > 0 ? meta.duration_ns / 1000 : Math.max(lastSample, lastPoint);
+  ui.duration = duration;
+  root.appendChild(header(title || (typeof meta.title === "string" && meta.title) || "Profile", meta));
+  if (meta.step_failed) {
+    var se = metaError(meta.step_error) || { type: "", message: "" };
+    var banner = errorBlock("banner-failed", "Step failed", se);
+    banner.id = "mfp-step-failed";
+    root.appendChild(banner);
+  }
+  var perr = metaError(meta.error);
+  if (perr) {
+    var w = errorBlock("warn-card", "The profiler reported a problem", perr);
+    w.id = "mfp-profiler-error";
+    root.appendChild(w);
+  }
+  if (extraError) {
+    var w2 = errorBlock("warn-card", "Card note", { type: "", message: extraError });
+    root.appendChild(w2);
+  }
+  if (Array.isArray(meta.notes) && meta.notes.length) {
+    var notes = el("ul", "notes");
+    notes.id = "mfp-notes";
+    meta.notes.forEach(function (n) { notes.appendChild(el("li", "", typeof n === "string" ? n : JSON.stringify(n))); });
+    root.appendChild(notes);
+  }
+  root.appendChild(buildStats(P, meta, duration));
+  root.appendChild(buildControls(P));
+  var tl = buildTimeline(P, duration);
+  if (tl) root.appendChild(tl);
+
+  var tabs = [["flame", "CPU flame graph"], ["table", "Top functions"], ["sandwich", "Sandwich"]];
+  var hasMem = P.memStack.length > 0;
+  if (hasMem) tabs.push(["memory", "Memory at peak"]);
+  var main = el("section", "views");
+  main.appendChild(makeTabs(tabs));
+  var fp = flamePanel("mfp-panel-flame", { format: fmtUs, rootLabel: "all", aria: "CPU flame graph" });
+  ui.flame = fp.flame;
+  ui.panels = { flame: fp.panel, table: buildTable(), sandwich: buildSandwich() };
+  if (hasMem) ui.panels.memory = buildMemory();
+  Object.keys(ui.panels).forEach(function (k) {
+    ui.panels[k].hidden = k !== state.tab;
+    main.appendChild(ui.panels[k]);
+  });
+  root.appendChild(main);
+  var foot = el("footer", "card-foot", "Keys: / search · Esc clear · + zoom in · − zoom out · drag on a chart to select a range");
+  root.appendChild(foot);
+
+  state.cpuTree = aggregateCpu(M, { thread: -1, cpuOnly: false, range: null });
+  ui.flame.setTree(state.cpuTree);
+  breadcrumb(ui.flame, ui.flame.crumbs);
+  ui.dirtyTable = true;
+  ui.dirtySandwich = true;
+  if (hasMem) {
+    ui.memTree = aggregateMemory(M, "live");
+    ui.memFlame.setTree(ui.memTree);
+    breadcrumb(ui.memFlame, ui.memFlame.crumbs);
+  }
+  if (ui.timeline) ui.timeline.render();
+  document.addEventListener("keydown", guard(onKey));
+  if (window.matchMedia) {
+    var mq = window.matchMedia("(prefers-color-scheme: dark)");
+    var redraw = guard(function () {
+      ui.flame.draw();
+      if (ui.memFlame) ui.memFlame.draw();
+      if (ui.timeline) ui.timeline.render();
+    });
+    if (mq.addEventListener) mq.addEventListener("change", redraw);
+  }
+  ready({ error: false });
+}
+
+// Metaflow's UI sizes a cross-origin card iframe from this message.
+function setupHeight() {
+  if (window.parent === window) return;
+  var last = -1;
+  var send = function () {
+    var h = Math.ceil(document.documentElement.scrollHeight);
+    if (h === last) return;
+    last = h;
+    try {
+      window.parent.postMessage({ type: "PluginHeightCheck", height: h }, "*");
+    } catch (e) {
+      /* a parent that refuses messages only loses auto-height */
+    }
+  };
+  if (window.ResizeObserver) new ResizeObserver(guard(send)).observe(document.documentElement);
+  window.addEventListener("load", guard(send));
+  send();
+}
+
+function ready(info) {
+  requestAnimationFrame(function () {
+    timings.firstPaint = performance.now();
+    window.__mfp.ready = true;
+    window.__mfp.error = info.error;
+    document.documentElement.dataset.mfpReady = info.error ? "error" : "ok";
+  });
+}
+
+window.__mfp = {
+  ready: false,
+  timings: timings,
+  state: function () {
+    return {
+      thread: state.thread,
+      cpuOnly: state.cpuOnly,
+      range: state.range,
+      query: state.query,
+      tab: state.tab,
+      selFunc: state.selFunc,
+      zoom: ui.flame ? ui.flame.zoom : 0,
+      zoomName: ui.flame && ui.flame.zoom > 0 ? ui.info.name(ui.flame.tree.func[ui.flame.zoom]) : "",
+      rootTotal: state.cpuTree ? state.cpuTree.total[0] : 0,
+      visibleBoxes: ui.flame && ui.flame.rects ? ui.flame.rects.n.length : 0,
+    };
+  },
+  // test and bench hooks: the same paths the mouse takes
+  selectRange: function (a, b) {
+    var t0 = performance.now();
+    setRange(a === null ? null : [a, b]);
+    return performance.now() - t0;
+  },
+  sandwichNames: function () {
+    var names = function (fg) {
+      if (!fg || !fg.rects) return [];
+      return fg.rects.n.map(function (n) { var f = fg.tree.func[n]; return f < 0 ? "" : ui.info.name(f); });
+    };
+    return { callers: names(ui.callers), callees: names(ui.callees) };
+  },
+  duration: function () {
+    return ui.duration || 0;
+  },
+  memoryTotal: function () {
+    return ui.memTree ? ui.memTree.total[0] : 0;
+  },
+  boxes: function () {
+    if (!ui.flame || !ui.flame.rects) return [];
+    var R = ui.flame.rects, out = [];
+    for (var i = 0; i < R.n.length; i++) {
+      var f = ui.flame.tree.func[R.n[i]];
+      out.push({ name: f < 0 ? "" : ui.info.name(f), x: R.x[i], w: R.w[i], depth: R.d[i], total: ui.flame.tree.total[R.n[i]] });
+    }
+    return out;
+  },
+};
+
+async function boot() {
+  problemHook = showProblem;
+  setupHeight();
+  var title = readJson("mfp-title") || "";
+  var extraError = readJson("mfp-error");
+  var dataNode = document.getElementById("mfp-data");
+  var payload = dataNode ? dataNode.textContent.trim() : "";
+  if (!payload) {
+    showErrorCard(title, extraError || "This card has no profile data.", null, null);
+    return;
+  }
+  var P, M;
+  try {
+    var bytes;
+    try {
+      bytes = base64ToBytes(payload);
+    } catch (e) {
+      throw new ProfileError("the embedded data is not valid base64");
+    }
+    var raw = await inflate(bytes);
+    timings.inflated = performance.now();
+    P = parseProfile(raw);
+    timings.parsed = performance.now();
+    M = buildModel(P);
+    timings.model = performance.now();
+  } catch (e) {
+    showErrorCard(title, "The profile in this card could not be read: " + (e && e.message ? e.message : String(e)), null, extraError);
+    return;
+  }
+  try {
+    renderCard(P, M, title, extraError);
+    timings.rendered = performance.now();
+  } catch (e) {
+    showErrorCard(title, "The card could not be drawn: " + (e && e.message ? e.message : String(e)), null, extraError);
+  }
+}
+
+boot().catch(function (e) {
+  try {
+    showErrorCard("", "The card failed to start: " + (e && e.message ? e.message : String(e)), null, null);
+  } catch (e2) {
+    /* nothing left to show it with */
+  }
+});

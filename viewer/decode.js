@@ -1,0 +1,241 @@
+// decode.js — reads the profile bytes of docs/FORMAT.md into typed columns.
+//
+// The card receives base64(zlib(profile)). Everything the views need comes
+// out of here as flat typed arrays (one array per column, like the format),
+// so a million samples cost a few megabytes and aggregation loops stay
+// tight. Any malformed input throws a ProfileError with a reason that the
+// error card shows; nothing here touches the DOM.
+
+function ProfileError(message) {
+  this.name = "ProfileError";
+  this.message = message;
+}
+ProfileError.prototype = Object.create(Error.prototype);
+
+function base64ToBytes(text) {
+  var clean = text.replace(/[^A-Za-z0-9+/=]/g, "");
+  if (typeof Uint8Array.fromBase64 === "function") {
+    return Uint8Array.fromBase64(clean);
+  }
+  var bin = atob(clean);
+  var out = new Uint8Array(bin.length);
+  for (var i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+async function inflate(bytes) {
+  if (typeof DecompressionStream !== "function") {
+    throw new ProfileError("this browser has no DecompressionStream; open the card in a recent Chrome, Firefox or Safari");
+  }
+  var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
+  var buf;
+  try {
+    buf = await new Response(stream).arrayBuffer();
+  } catch (e) {
+    throw new ProfileError("the embedded profile is not valid deflate data (" + (e && e.message ? e.message : e) + ")");
+  }
+  return new Uint8Array(buf);
+}
+
+function Reader(bytes, pos, end) {
+  this.b = bytes;
+  this.p = pos;
+  this.end = end;
+}
+
+Reader.prototype.uv = function () {
+  var b = this.b, p = this.p, end = this.end;
+  var result = 0, mul = 1;
+  for (var i = 0; i < 10; i++) {
+    if (p >= end) throw new ProfileError("truncated varint at byte " + p);
+    var byte = b[p++];
+    result += (byte & 0x7f) * mul;
+    if (byte < 0x80) {
+      this.p = p;
+      return result;
+    }
+    mul *= 128;
+  }
+  throw new ProfileError("varint longer than 10 bytes at byte " + this.p);
+};
+
+// Unsigned column into a typed array; the fast path is one byte per value.
+Reader.prototype.column = function (n, Arr) {
+  var out = new (Arr || Float64Array)(n);
+  var b = this.b, p = this.p, end = this.end;
+  for (var i = 0; i < n; i++) {
+    if (p < end && b[p] < 0x80) {
+      out[i] = b[p++];
+      continue;
+    }
+    this.p = p;
+    out[i] = this.uv();
+    p = this.p;
+  }
+  this.p = p;
+  return out;
+};
+
+Reader.prototype.sv = function () {
+  var u = this.uv();
+  // zigzag on values beyond 2^53 loses precision; timeline values stay far below
+  return u % 2 === 0 ? u / 2 : -(u + 1) / 2;
+};
+
+Reader.prototype.str = function (decoder) {
+  var n = this.uv();
+  if (this.p + n > this.end) throw new ProfileError("string runs past its section");
+  var s = decoder.decode(this.b.subarray(this.p, this.p + n));
+  this.p += n;
+  return s;
+};
+
+function checkIndex(col, limit, what) {
+  for (var i = 0; i < col.length; i++) {
+    if (col[i] >= limit) throw new ProfileError(what + " index " + col[i] + " out of range (" + limit + ")");
+  }
+}
+
+function parseProfile(bytes) {
+  var magic = "MFPROF";
+  if (bytes.length < 7) throw new ProfileError("profile too short (" + bytes.length + " bytes)");
+  for (var i = 0; i < 6; i++) {
+    if (bytes[i] !== magic.charCodeAt(i)) throw new ProfileError("not a profile (bad magic)");
+  }
+  var r = new Reader(bytes, 6, bytes.length);
+  var version = r.uv();
+  if (version !== 1) throw new ProfileError("unsupported profile format version " + version);
+  var dec = new TextDecoder("utf-8");
+  var sections = {};
+  while (r.p < bytes.length) {
+    var tag = r.uv();
+    var len = r.uv();
+    if (r.p + len > bytes.length) throw new ProfileError("section " + tag + " runs past the end of the profile");
+    if (sections[tag]) throw new ProfileError("section " + tag + " appears twice");
+    sections[tag] = [r.p, r.p + len];
+    r.p += len;
+  }
+  function sec(tag) {
+    var s = sections[tag];
+    return s ? new Reader(bytes, s[0], s[1]) : null;
+  }
+
+  var P = { meta: {}, strings: [""] };
+  var s = sec(1);
+  if (s) {
+    var text = s.str(dec);
+    try {
+      P.meta = JSON.parse(text);
+    } catch (e) {
+      throw new ProfileError("META is not valid JSON");
+    }
+    if (!P.meta || typeof P.meta !== "object" || Array.isArray(P.meta)) P.meta = {};
+  }
+  s = sec(2);
+  if (s) {
+    var ns = s.uv();
+    if (ns > bytes.length) throw new ProfileError("string count larger than the profile");
+    P.strings = new Array(ns);
+    for (i = 0; i < ns; i++) P.strings[i] = s.str(dec);
+    if (!ns) P.strings = [""];
+  }
+  var nstr = P.strings.length;
+
+  s = sec(3);
+  var nf = s ? s.uv() : 0;
+  P.funcName = s ? s.column(nf, Uint32Array) : new Uint32Array(0);
+  P.funcFile = s ? s.column(nf, Uint32Array) : new Uint32Array(0);
+  P.funcLine = s ? s.column(nf, Uint32Array) : new Uint32Array(0);
+  P.funcKind = s ? s.column(nf, Uint8Array) : new Uint8Array(0);
+  checkIndex(P.funcName, nstr, "function name");
+  checkIndex(P.funcFile, nstr, "function file");
+
+  s = sec(4);
+  var nfr = s ? s.uv() : 0;
+  P.frameFunc = s ? s.column(nfr, Uint32Array) : new Uint32Array(0);
+  P.frameLine = s ? s.column(nfr, Uint32Array) : new Uint32Array(0);
+  checkIndex(P.frameFunc, nf, "frame function");
+
+  s = sec(5);
+  var nst = s ? s.uv() : 0;
+  if (nst > bytes.length) throw new ProfileError("stack count larger than the profile");
+  var pd = s ? s.column(nst, Float64Array) : new Float64Array(0);
+  P.stackParent = new Int32Array(nst);
+  for (i = 0; i < nst; i++) {
+    var d = pd[i];
+    if (d > i) throw new ProfileError("stack node " + i + " has a parent after it");
+    P.stackParent[i] = d === 0 ? -1 : i - d;
+  }
+  P.stackFrame = s ? s.column(nst, Uint32Array) : new Uint32Array(0);
+  checkIndex(P.stackFrame, nfr, "stack frame");
+
+  s = sec(6);
+  var nth = s ? s.uv() : 0;
+  P.threadTid = s ? s.column(nth, Float64Array) : new Float64Array(0);
+  P.threadName = s ? s.column(nth, Uint32Array) : new Uint32Array(0);
+  P.threadFlags = s ? s.column(nth, Uint32Array) : new Uint32Array(0);
+  checkIndex(P.threadName, nstr, "thread name");
+
+  s = sec(7);
+  var nsm = s ? s.uv() : 0;
+  if (nsm > bytes.length) throw new ProfileError("sample count larger than the profile");
+  var dt = s ? s.column(nsm, Float64Array) : new Float64Array(0);
+  var acc = 0;
+  for (i = 0; i < nsm; i++) {
+    acc += dt[i];
+    dt[i] = acc;
+  }
+  P.sampleT = dt; // µs since start, cumulative
+  P.sampleStack = s ? s.column(nsm, Uint32Array) : new Uint32Array(0);
+  P.sampleThread = s ? s.column(nsm, Uint32Array) : new Uint32Array(0);
+  P.sampleWeight = s ? s.column(nsm, Float64Array) : new Float64Array(0);
+  P.sampleFlags = s ? s.column(nsm, Uint8Array) : new Uint8Array(0);
+  checkIndex(P.sampleStack, nst, "sample stack");
+  checkIndex(P.sampleThread, Math.max(nth, 0), "sample thread");
+
+  s = sec(8);
+  var nto = s ? s.uv() : 0;
+  if (nto > bytes.length) throw new ProfileError("totals count larger than the profile");
+  P.totStack = s ? s.column(nto, Uint32Array) : new Uint32Array(0);
+  P.totThread = s ? s.column(nto, Uint32Array) : new Uint32Array(0);
+  P.totFlags = s ? s.column(nto, Uint8Array) : new Uint8Array(0);
+  P.totCount = s ? s.column(nto, Float64Array) : new Float64Array(0);
+  P.totWeight = s ? s.column(nto, Float64Array) : new Float64Array(0);
+  checkIndex(P.totStack, nst, "totals stack");
+  checkIndex(P.totThread, nth, "totals thread");
+
+  P.series = [];
+  s = sec(9);
+  if (s) {
+    var nser = s.uv();
+    if (nser > bytes.length) throw new ProfileError("series count larger than the profile");
+    for (var k = 0; k < nser; k++) {
+      var nameIdx = s.uv(), unitIdx = s.uv(), scale = s.uv(), np = s.uv();
+      if (nameIdx >= nstr || unitIdx >= nstr) throw new ProfileError("timeline series names a missing string");
+      if (np > bytes.length) throw new ProfileError("timeline point count larger than the profile");
+      var t = s.column(np, Float64Array);
+      var ta = 0;
+      for (i = 0; i < np; i++) {
+        ta += t[i];
+        t[i] = ta;
+      }
+      var v = new Float64Array(np);
+      var va = 0, div = Math.pow(10, scale);
+      for (i = 0; i < np; i++) {
+        va += s.sv();
+        v[i] = va / div;
+      }
+      P.series.push({ name: P.strings[nameIdx], unit: P.strings[unitIdx], t: t, v: v });
+    }
+  }
+
+  s = sec(10);
+  var nm = s ? s.uv() : 0;
+  if (nm > bytes.length) throw new ProfileError("memory count larger than the profile");
+  P.memStack = s ? s.column(nm, Uint32Array) : new Uint32Array(0);
+  P.memLive = s ? s.column(nm, Float64Array) : new Float64Array(0);
+  P.memAlloc = s ? s.column(nm, Float64Array) : new Float64Array(0);
+  P.memCount = s ? s.column(nm, Float64Array) : new Float64Array(0);
+  checkIndex(P.memStack, nst, "memory stack");
+  return P;
+}

@@ -1,0 +1,242 @@
+// model.js — the function tree and everything computed from it.
+//
+// The format's stack tree is keyed by frame (function + current line); the
+// card merges by function, so each stack node maps once, at load, onto a
+// node of a function tree (parent fnode, function). After that, any view
+// (whole run from TOTALS, a time range from SAMPLES, one thread, on-CPU
+// only, memory) is one pass over its records adding weight to `self` of a
+// fnode, then one reverse pass adding children into parents: both linear
+// and allocation-free, which is what keeps a range redraw fast at a million
+// samples.
+
+function buildModel(P) {
+  var nst = P.stackParent.length;
+  var nfuncs = P.funcName.length;
+  var fnParent = [-1], fnFunc = [-1], fnDepth = [0];
+  var index = new Map();
+  var stackFn = new Int32Array(nst);
+  for (var i = 0; i < nst; i++) {
+    var p = P.stackParent[i];
+    var pf = p < 0 ? 0 : stackFn[p];
+    var f = P.frameFunc[P.stackFrame[i]];
+    var key = pf * (nfuncs + 1) + f;
+    var fn = index.get(key);
+    if (fn === undefined) {
+      fn = fnParent.length;
+      index.set(key, fn);
+      fnParent.push(pf);
+      fnFunc.push(f);
+      fnDepth.push(fnDepth[pf] + 1);
+    }
+    stackFn[i] = fn;
+  }
+  var n = fnParent.length;
+  var kids = new Array(n);
+  for (i = 0; i < n; i++) kids[i] = [];
+  for (i = 1; i < n; i++) kids[fnParent[i]].push(i);
+  var M = {
+    P: P,
+    n: n,
+    nfuncs: nfuncs,
+    parent: Int32Array.from(fnParent),
+    func: Int32Array.from(fnFunc),
+    depth: Int32Array.from(fnDepth),
+    kids: kids,
+    stackFn: stackFn,
+    outer: new Uint8Array(n),
+  };
+  markOuter(M);
+  return M;
+}
+
+// outer[fn] = 1 when no ancestor of fn is the same function: summing the
+// totals of outer nodes gives a function's inclusive time without counting
+// recursion twice.
+function markOuter(M) {
+  var onPath = new Int32Array(M.nfuncs + 1);
+  var stack = [0], state = [0];
+  while (stack.length) {
+    var top = stack.length - 1;
+    var fn = stack[top];
+    var f = M.func[fn];
+    if (state[top] === 0) {
+      state[top] = 1;
+      if (f >= 0) {
+        if (onPath[f] === 0) M.outer[fn] = 1;
+        onPath[f]++;
+      }
+      var k = M.kids[fn];
+      for (var j = k.length - 1; j >= 0; j--) {
+        stack.push(k[j]);
+        state.push(0);
+      }
+    } else {
+      if (f >= 0) onPath[f]--;
+      stack.pop();
+      state.pop();
+    }
+  }
+}
+
+function lowerBound(arr, x) {
+  var lo = 0, hi = arr.length;
+  while (lo < hi) {
+    var mid = (lo + hi) >>> 1;
+    if (arr[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+// opts: {thread: -1 | idx, cpuOnly: bool, range: null | [t0_us, t1_us]}
+// Returns a weighted tree over the model's fnodes (weights in µs).
+function aggregateCpu(M, opts) {
+  var P = M.P;
+  var self = new Float64Array(M.n);
+  var stackFn = M.stackFn, th = opts.thread, cpu = opts.cpuOnly;
+  var count = 0, i;
+  if (!opts.range) {
+    var ts = P.totStack, tt = P.totThread, tf = P.totFlags, tw = P.totWeight, tc = P.totCount;
+    for (i = 0; i < ts.length; i++) {
+      if (th >= 0 && tt[i] !== th) continue;
+      if (cpu && !(tf[i] & 1)) continue;
+      self[stackFn[ts[i]]] += tw[i];
+      count += tc[i];
+    }
+  } else {
+    var T = P.sampleT, ss = P.sampleStack, st = P.sampleThread, sf = P.sampleFlags, sw = P.sampleWeight;
+    var lo = lowerBound(T, opts.range[0]), hi = lowerBound(T, opts.range[1]);
+    for (i = lo; i < hi; i++) {
+      if (th >= 0 && st[i] !== th) continue;
+      if (cpu && !(sf[i] & 1)) continue;
+      self[stackFn[ss[i]]] += sw[i];
+      count++;
+    }
+  }
+  return finishTree(M, self, count);
+}
+
+function aggregateMemory(M, which) {
+  var P = M.P;
+  var self = new Float64Array(M.n);
+  var col = which === "alloc" ? P.memAlloc : P.memLive;
+  for (var i = 0; i < P.memStack.length; i++) self[M.stackFn[P.memStack[i]]] += col[i];
+  return finishTree(M, self, P.memStack.length);
+}
+
+function finishTree(M, self, count) {
+  var total = Float64Array.from(self);
+  var parent = M.parent;
+  for (var fn = M.n - 1; fn > 0; fn--) total[parent[fn]] += total[fn];
+  return {
+    model: M,
+    n: M.n,
+    func: M.func,
+    parent: parent,
+    kids: M.kids,
+    self: self,
+    total: total,
+    count: count,
+    rootFunc: -1,
+  };
+}
+
+// Per-function self and inclusive totals of a tree (recursion counted once).
+function functionTotals(tree) {
+  var M = tree.model;
+  var selfF = new Float64Array(M.nfuncs), totalF = new Float64Array(M.nfuncs);
+  for (var fn = 1; fn < tree.n; fn++) {
+    var f = tree.func[fn];
+    selfF[f] += tree.self[fn];
+    if (M.outer[fn]) totalF[f] += tree.total[fn];
+  }
+  return { self: selfF, total: totalF };
+}
+
+// Share of the root's total under nodes whose function matches (nested
+// matches counted once). match: Uint8Array per function.
+function matchedWeight(tree, match) {
+  var n = tree.n, covered = new Uint8Array(n), sum = 0;
+  for (var fn = 1; fn < n; fn++) {
+    var pc = covered[tree.parent[fn]];
+    if (pc) {
+      covered[fn] = 1;
+      continue;
+    }
+    if (match[tree.func[fn]]) {
+      covered[fn] = 1;
+      sum += tree.total[fn];
+    }
+  }
+  return sum;
+}
+
+// A small standalone tree (sandwich views): nodes added by (parent, func).
+function SmallTree(rootFunc) {
+  this.func = [rootFunc];
+  this.parent = [-1];
+  this.kids = [[]];
+  this.self = [0];
+  this.total = [0];
+  this.index = new Map();
+  this.rootFunc = rootFunc;
+}
+SmallTree.prototype.child = function (p, f) {
+  var key = p + ":" + f;
+  var c = this.index.get(key);
+  if (c === undefined) {
+    c = this.func.length;
+    this.index.set(key, c);
+    this.func.push(f);
+    this.parent.push(p);
+    this.kids.push([]);
+    this.self.push(0);
+    this.total.push(0);
+    this.kids[p].push(c);
+  }
+  return c;
+};
+
+// Callees of function f: the subtrees under every outermost call of f, merged.
+function calleesTree(tree, f) {
+  var M = tree.model, out = new SmallTree(f);
+  for (var fn = 1; fn < tree.n; fn++) {
+    if (tree.func[fn] !== f || !M.outer[fn] || tree.total[fn] <= 0) continue;
+    out.total[0] += tree.total[fn];
+    out.self[0] += tree.self[fn];
+    var stack = [[fn, 0]];
+    while (stack.length) {
+      var top = stack.pop();
+      var k = tree.kids[top[0]];
+      for (var j = 0; j < k.length; j++) {
+        var c = k[j];
+        if (tree.total[c] <= 0) continue;
+        var oc = out.child(top[1], tree.func[c]);
+        out.total[oc] += tree.total[c];
+        out.self[oc] += tree.self[c];
+        stack.push([c, oc]);
+      }
+    }
+  }
+  out.n = out.func.length;
+  return out;
+}
+
+// Callers of function f: f at the root, each level one caller further out.
+function callersTree(tree, f) {
+  var M = tree.model, out = new SmallTree(f);
+  for (var fn = 1; fn < tree.n; fn++) {
+    if (tree.func[fn] !== f || !M.outer[fn] || tree.total[fn] <= 0) continue;
+    var w = tree.total[fn];
+    out.total[0] += w;
+    var node = 0, p = tree.parent[fn];
+    while (p > 0) {
+      node = out.child(node, tree.func[p]);
+      out.total[node] += w;
+      p = tree.parent[p];
+    }
+    out.self[node] += w;
+  }
+  out.n = out.func.length;
+  return out;
+}
