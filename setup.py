@@ -15,6 +15,7 @@ SOURCES = ["native/module.c"] + sorted(
 setup(
     packages=[
         "metaflow_profiler",
+        "metaflow_profiler.backends",
         "metaflow_profiler._viewer",
         "metaflow_extensions.profiler",
         "metaflow_extensions.profiler.plugins",

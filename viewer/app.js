@@ -275,6 +275,9 @@ function buildControls(P) {
   clear.id = "mfp-range-clear";
   clear.addEventListener("click", guard(function () { setRange(null); }));
   range.appendChild(ui.rangeText);
+  ui.rangeNote = el("span", "range-note", "no timed samples in this profile: the flame graph shows the whole run");
+  ui.rangeNote.hidden = true;
+  range.appendChild(ui.rangeNote);
   range.appendChild(clear);
   bar.appendChild(range);
   ui.range = range;
@@ -294,18 +297,25 @@ function nonZero(s) {
   return false;
 }
 
-function activitySeries(P, duration) {
+// Threads on CPU over time from SAMPLES, as a % of one core like cpu_pct.
+// Buckets hold ~25 sampling intervals each so the line does not alias.
+function activitySeries(P, duration, intervalUs) {
   var n = P.sampleT.length;
   if (!n) return null;
-  var B = 300, w = duration / B;
+  var iv = intervalUs > 0 ? intervalUs : duration / n;
+  var B = Math.max(10, Math.min(400, Math.floor(duration / (iv * 25))));
+  var w = duration / B;
   var v = new Float64Array(B), t = new Float64Array(B);
+  var any = false;
   for (var i = 0; i < n; i++) {
     if (!(P.sampleFlags[i] & 1)) continue;
     var b = Math.min(B - 1, Math.floor(P.sampleT[i] / w));
     v[b] += P.sampleWeight[i];
+    any = true;
   }
+  if (!any) return null;
   for (i = 0; i < B; i++) {
-    v[i] = v[i] / w;
+    v[i] = (100 * v[i]) / w;
     t[i] = (i + 0.5) * w;
   }
   return { t: t, v: v };
@@ -316,7 +326,9 @@ function buildTimeline(P, duration) {
   host.id = "mfp-timeline";
   var title = el("div", "panel-head");
   title.appendChild(el("h2", "", "Timeline"));
-  title.appendChild(el("span", "hint", "drag across any chart to select a time range"));
+  var hint = "drag across any chart to select a time range";
+  if (P.meta.samples_decimation > 1) hint += " · samples kept: every " + P.meta.samples_decimation + "th, so ranges are coarser";
+  title.appendChild(el("span", "hint", hint));
   host.appendChild(title);
   var body = el("div", "tl-body");
   host.appendChild(body);
@@ -335,13 +347,13 @@ function buildTimeline(P, duration) {
     tl.addChart(spec);
     count++;
   }
-  var act = activitySeries(P, duration);
-  if (act) {
-    var anyOn = false;
-    for (var i = 0; i < act.v.length; i++) if (act.v[i] > 0) { anyOn = true; break; }
-    if (anyOn) add({ title: "Sampled on CPU", series: [{ label: "threads", t: act.t, v: act.v, color: "#e8743b" }], format: function (v) { return fmtNum(v, 2); } });
-  }
-  add({ title: "CPU", series: [series("cpu_pct", "cpu", "#3b82f6")], format: fmtUnit("%"), min: 100 });
+  var act = activitySeries(P, duration, (P.meta.interval_ns || 0) / 1000);
+  add({
+    title: "CPU",
+    series: [series("cpu_pct", "process", "#3b82f6"), act ? { label: "sampled threads", t: act.t, v: act.v, color: "#e8743b" } : null],
+    format: fmtUnit("%"),
+    min: 100,
+  });
   add({
     title: "Memory",
     series: [series("rss_bytes", "rss", "#10b981"), series("cgroup_mem_bytes", "cgroup", "#a855f7"), series("cgroup_mem_limit_bytes", "limit", "#ef4444", true)],
@@ -771,7 +783,12 @@ function setRange(r, fromTimeline) {
 
 function recompute() {
   var t0 = performance.now();
-  state.cpuTree = aggregateCpu(ui.M, { thread: state.thread, cpuOnly: state.cpuOnly, range: state.range });
+  // Without timed samples (e.g. a converted cProfile run) a range cannot
+  // narrow the flame graph: it keeps showing the whole run and says so.
+  var timed = ui.P.sampleT.length > 0;
+  var range = timed ? state.range : null;
+  state.cpuTree = aggregateCpu(ui.M, { thread: state.thread, cpuOnly: state.cpuOnly, range: range });
+  if (ui.rangeNote) ui.rangeNote.hidden = !(state.range && !timed);
   timings.aggregate = performance.now() - t0;
   ui.flame.setTree(state.cpuTree, true);
   timings.layout = ui.flame.layoutMs;

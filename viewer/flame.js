@@ -8,6 +8,9 @@
 // never parsed as HTML.
 
 var ROW_H = 18;
+// Rows drawn at most: a canvas taller than this costs more memory than it
+// shows; deeper frames are reached by zooming in.
+var MAX_ROWS = 400;
 
 function hashString(s) {
   var h = 2166136261;
@@ -103,10 +106,13 @@ function FlameGraph(host, info, opts) {
   this.canvas.setAttribute("role", "img");
   this.canvas.setAttribute("aria-label", opts.ariaLabel || "flame graph");
   this.empty = el("div", "flame-empty", opts.emptyText || "No samples in this view.");
+  this.more = el("div", "flame-more", "Deeper frames are not drawn: click a box to zoom in.");
+  this.more.hidden = true;
   this.tip = el("div", "tooltip");
   this.tip.hidden = true;
   this.scroller.appendChild(this.canvas);
   host.appendChild(this.scroller);
+  host.appendChild(this.more);
   host.appendChild(this.empty);
   host.appendChild(this.tip);
   var self = this;
@@ -171,7 +177,7 @@ FlameGraph.prototype.layout = function () {
   }
   for (var i = 0; i < chain.length - 1; i++) push(0, W, i, chain[i]);
   var zt = t.total[this.zoom];
-  var maxDepth = chain.length - 1;
+  var maxDepth = chain.length - 1, truncated = false;
   if (zt > 0) {
     var scale = W / zt, total = t.total, kids = t.kids;
     var stack = [this.zoom, 0, chain.length - 1];
@@ -181,6 +187,10 @@ FlameGraph.prototype.layout = function () {
       if (d > maxDepth) maxDepth = d;
       var k = kids[n];
       if (!k.length) continue;
+      if (d + 1 >= MAX_ROWS) {
+        truncated = true;
+        continue;
+      }
       var sorted = k.length === 1 ? k : k.slice().sort(function (a, b) { return total[b] - total[a]; });
       var cx = x, pending = [];
       for (var j = 0; j < sorted.length; j++) {
@@ -192,7 +202,7 @@ FlameGraph.prototype.layout = function () {
       for (j = pending.length - 3; j >= 0; j -= 3) stack.push(pending[j], pending[j + 1], pending[j + 2]);
     }
   }
-  this.rects = { x: xs, w: ws, d: ds, n: ns, rows: rows, depth: maxDepth + 1, width: W, base: chain.length - 1 };
+  this.rects = { x: xs, w: ws, d: ds, n: ns, rows: rows, depth: maxDepth + 1, width: W, base: chain.length - 1, truncated: truncated };
 };
 
 FlameGraph.prototype.render = function () {
@@ -204,6 +214,7 @@ FlameGraph.prototype.render = function () {
   var empty = !(this.tree.total[this.zoom] > 0);
   this.empty.hidden = !empty;
   this.scroller.hidden = empty;
+  this.more.hidden = !this.rects.truncated;
   var dpr = window.devicePixelRatio || 1;
   var W = this.rects.width, H = this.rects.depth * ROW_H + 2;
   // re-sizing a canvas drops its backing store: only when the size changes

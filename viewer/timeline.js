@@ -5,7 +5,7 @@
 // calls onRange, which recomputes the flame graphs from SAMPLES. Times are
 // µs from the profile start everywhere in the viewer.
 
-var CHART_H = 64;
+var CHART_H = 48;
 
 function Timeline(host, duration, opts) {
   this.host = host;

@@ -65,6 +65,13 @@ class Profile:
             raise ValueError("not a valid profile: META is not a JSON object")
         return cls(data, tables, meta)
 
+    @classmethod
+    def empty(cls, meta: dict[str, Any]) -> Profile:
+        """A profile with no samples that carries meta, e.g. why profiling failed."""
+        from .backends import empty_profile
+
+        return cls.from_bytes(empty_profile(meta))
+
     def to_bytes(self) -> bytes:
         return self._bytes
 

@@ -12,17 +12,13 @@ import os
 from pathlib import Path
 
 import pytest
+from playwright import sync_api as playwright_sync
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+from metaflow_profiler.html import render_html
+
+__all__ = ["render_html", "load_builder", "sample_profile", "XSS"]
 
 CHROMIUM = "/usr/bin/chromium"
-
-
-def pytest_collection_modifyitems(items):
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")
@@ -128,10 +124,8 @@ def card(browser, tmp_path):
 
 
 def load_builder():
-    try:
-        from metaflow_profiler._native import Builder  # type: ignore[attr-defined]
-    except ImportError:
-        from fixture_builder import Builder  # noqa: PLC0415 (until the engine lands)
+    from metaflow_profiler._native import Builder
+
     return Builder
 
 
@@ -220,19 +214,3 @@ def sample_profile(step_failed: bool = True) -> tuple[bytes, dict]:
         meta["step_error"] = {"type": "ValueError", "message": "bad <input> & stuff"}
     return b.encode(json.dumps(meta)), counts
 
-
-def _render_html():
-    try:
-        from metaflow_profiler.html import render_html
-    except ImportError:  # TEMP while the package __init__ is being written
-        import importlib.util
-
-        src = Path(__file__).resolve().parents[2] / "src" / "metaflow_profiler" / "html.py"
-        spec = importlib.util.spec_from_file_location("_mfp_html", src)
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        render_html = mod.render_html
-    return render_html
-
-
-render_html = _render_html()

@@ -115,3 +115,52 @@ def test_in_sandboxed_iframe_reports_height(card, browser, tmp_path, shot_dir):
     page.evaluate(f"document.getElementById('f').style.height = '{h}px'")
     page.screenshot(path=str(shot_dir / "iframe.png"), full_page=True)
     assert re.match(r"^\d+$", str(h))
+
+
+def test_deep_recursion_draws_and_counts_once(card):
+    B = load_builder()
+    b = B()
+    rec = b.func(b.string("recurse"), b.string("r.py"), 1, 0)
+    leaf = b.func(b.string("leaf"), b.string("r.py"), 9, 0)
+    t = b.thread(1, b.string("main"), 1)
+    s = -1
+    for _ in range(1500):
+        s = b.stack(s, b.frame(rec, 2))
+    s = b.stack(s, b.frame(leaf, 10))
+    for i in range(100):
+        b.sample((i + 1) * 1_000_000, s, t, 1_000_000, 1)
+    c = card(render_html(b.encode("{}"), title="deep"))
+    page = c.page
+    assert page.locator("#mfp-panel-flame .flame-more").is_visible()
+    canvas_h = page.evaluate("document.querySelector('#mfp-panel-flame canvas').height")
+    assert canvas_h <= 400 * 18 + 2
+    page.locator("#mfp-tab-table").click()
+    cells = {}
+    for i in range(page.locator("#mfp-table tbody tr").count()):
+        row = page.locator("#mfp-table tbody tr").nth(i).locator("td").all_inner_texts()
+        cells[row[0]] = row
+    # inclusive time of a recursive function is counted once: 100 %, not 1500x
+    assert cells["recurse"][5] == "100.0%" and cells["recurse"][4] == "100 ms"
+    assert cells["leaf"][2] == "100 ms"
+
+
+def test_range_on_profile_without_timed_samples_keeps_whole_run(card):
+    B = load_builder()
+    b = B()
+    f = b.func(b.string("work"), b.string("w.py"), 1, 0)
+    s = b.stack(-1, b.frame(f, 1))
+    b.thread(1, b.string("main"), 1)
+    cpu = b.series("cpu_pct", "%", 0)
+    for k in range(5):
+        b.point(cpu, k * 1_000_000_000, 50)
+    data = bytearray(b.encode('{"duration_ns": 4000000000}'))
+    c = card(render_html(bytes(data), title="no samples"))
+    # no SAMPLES and no TOTALS: an empty flame graph and a working timeline
+    assert c.page.locator("#mfp-panel-flame .flame-empty").is_visible()
+    bb = c.page.locator("#mfp-timeline canvas.tl-canvas").first.bounding_box()
+    c.page.mouse.move(bb["x"] + 100, bb["y"] + 20)
+    c.page.mouse.down()
+    c.page.mouse.move(bb["x"] + 300, bb["y"] + 20, steps=3)
+    c.page.mouse.up()
+    assert c.page.locator("#mfp-range .range-note").is_visible()
+    assert s == 0

@@ -1,0 +1,24 @@
+# Shared by demo.sh and test.sh: find the interpreters and build one
+# virtualenv per interpreter under .venv/ with this package installed.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# python_for 3.12 -> path of a CPython 3.12 interpreter, or nothing.
+python_for() {
+    local v="$1" p
+    for p in "$HOME"/.pyenv/versions/"$v".*/bin/python"$v" "$(command -v "python$v" || true)"; do
+        if [ -x "$p" ] && "$p" -c 'import sys' 2>/dev/null; then echo "$p"; return; fi
+    done
+}
+
+# venv_for 3.12 [extras] -> prints the venv's python, with the package installed.
+venv_for() {
+    local v="$1" extras="${2:-}" py venv
+    py="$(python_for "$v")"
+    [ -n "$py" ] || { echo "no Python $v found (looked in ~/.pyenv/versions and PATH)" >&2; return 1; }
+    venv="$ROOT/.venv/py$v"
+    [ -x "$venv/bin/python" ] || "$py" -m venv "$venv" >&2
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -U pip setuptools >&2
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "$ROOT${extras:+[$extras]}" >&2
+    echo "$venv/bin/python"
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite: C unit tests (plain and ASan/UBSan), then pytest on
+# CPython 3.11, 3.12 and 3.13; the browser tests run once, on 3.11, in
+# Debian's headless chromium. Installs what it needs (apt-get, pip).
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v make >/dev/null || need+=(make)
+command -v cc >/dev/null || need+=(gcc)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+make -s -C native test
+make -s -C native test-asan
+
+status=0
+for v in 3.11 3.12 3.13; do
+    echo "== CPython $v"
+    if [ "$v" = 3.11 ]; then
+        PY="$(venv_for "$v" test,browser)"
+        marks=()
+    else
+        PY="$(venv_for "$v" test)"
+        marks=(-m "not browser")
+    fi
+    # Run from tests/ so the installed package, not ./src, is imported.
+    (cd tests && "$PY" -m pytest -q -p no:cacheprovider "${marks[@]}" .) || status=1
+done
+exit $status

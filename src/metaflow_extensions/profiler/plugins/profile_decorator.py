@@ -1,0 +1,204 @@
+"""@profile_card: profile a step and attach an interactive profile card to it.
+
+    from metaflow import FlowSpec, step, profile_card
+
+    class Flow(FlowSpec):
+        @profile_card
+        @step
+        def train(self): ...
+
+Hooks, one job each: step_init checks the options and adds the card;
+task_pre_step starts the profiler; task_post_step and task_exception stop it
+and store the artifact; task_finished renders the card of a failed task,
+which Metaflow does not do by itself. Nothing here may change the step's
+outcome: a profiler failure is logged and shown on the card.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any, ClassVar
+
+from metaflow.decorators import StepDecorator
+from metaflow.exception import MetaflowException
+
+CARD_TYPE = "profile_card"
+ARTIFACT_FORMAT = 1
+
+
+class ProfileCardException(MetaflowException):
+    headline = "@profile_card: invalid option"
+
+
+def card_id(step_name: str) -> str:
+    return f"profile_card_{step_name}"
+
+
+class ProfileCardDecorator(StepDecorator):
+    """Profile this step; the result is a card with id profile_card_<step>.
+
+    profiler: backend name ("sample" = native sampler; None = best available).
+    sample_interval: seconds between samples (default 0.001).
+    timeline_interval: seconds between resource-timeline points (default 0.5; 0 = off).
+    artifact_name: task artifact that holds the profile (default "profile_card_data").
+    create_card: attach the card (default True).
+    memory: sampled allocation profiling (not available yet; default False).
+    """
+
+    name = "profile_card"
+    defaults: ClassVar[dict[str, Any]] = {
+        "profiler": None,
+        "sample_interval": 0.001,
+        "timeline_interval": 0.5,
+        "artifact_name": "profile_card_data",
+        "create_card": True,
+        "memory": False,
+    }
+
+    def step_init(self, flow, graph, step_name, decorators, environment, flow_datastore, logger):
+        self._logger = logger
+        self._step_name = step_name
+        self._check_options(step_name)
+        if self.attributes["create_card"]:
+            self._attach_card(step_name, decorators)
+
+    def _check_options(self, step_name: str) -> None:
+        from metaflow_profiler.profiler import validate_options
+
+        a = self.attributes
+        try:
+            a["profiler"] = validate_options(
+                a["profiler"], a["sample_interval"], a["timeline_interval"], a["memory"]
+            )
+        except ValueError as exc:
+            raise ProfileCardException(f"step '{step_name}': {exc}") from None
+        name = a["artifact_name"]
+        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
+            raise ProfileCardException(
+                f"step '{step_name}': artifact_name must be a Python identifier not starting "
+                f"with '_', got {name!r}"
+            )
+        if not isinstance(a["create_card"], bool):
+            raise ProfileCardException(
+                f"step '{step_name}': create_card must be True or False, got {a['create_card']!r}"
+            )
+
+    def _attach_card(self, step_name: str, decorators: list) -> None:
+        wanted = card_id(step_name)
+        for d in decorators:
+            if d.name == "card" and (
+                d.attributes.get("id") == wanted or d.attributes.get("type") == CARD_TYPE
+            ):
+                return  # the user attached it already
+        from metaflow.plugins.cards.card_decorator import CardDecorator
+
+        deco = CardDecorator(
+            attributes={
+                "type": CARD_TYPE,
+                "id": wanted,
+                "options": {"artifact_name": self.attributes["artifact_name"]},
+            },
+            statically_defined=True,
+            inserted_by=self.name,
+        )
+        deco.external_init()
+        # Metaflow iterates this list while calling step_init, so the card's
+        # own step_init runs right after ours.
+        decorators.append(deco)
+
+    def task_pre_step(self, step_name, task_datastore, metadata, run_id, task_id, flow, graph,
+                      retry_count, max_user_code_retries, ubf_context, inputs):
+        from metaflow_profiler import Profiler
+
+        a = self.attributes
+        self._profiler = None
+        self._start_error = None
+        try:
+            self._profiler = Profiler(
+                backend=a["profiler"],
+                interval=a["sample_interval"],
+                timeline_interval=a["timeline_interval"],
+                memory=a["memory"],
+            )
+            self._profiler.start()
+        except Exception as exc:
+            self._profiler = None
+            self._start_error = _error_dict(exc)
+            self._logger(
+                f"[@profile_card] profiler did not start, the step runs unprofiled: {exc}",
+                timestamp=False, bad=True,
+            )
+
+    def task_post_step(self, step_name, flow, graph, retry_count, max_user_code_retries):
+        self._finish(flow, step_error=None)
+
+    def task_exception(self, exception, step_name, flow, graph, retry_count,
+                       max_user_code_retries):
+        self._finish(flow, step_error={"type": type(exception).__name__, "message": str(exception)})
+        # Returning nothing: the step still fails with the user's exception.
+
+    def _finish(self, flow: Any, step_error: dict[str, str] | None) -> None:
+        try:
+            setattr(flow, self.attributes["artifact_name"], self._artifact(step_error))
+        except Exception as exc:  # never let the profiler change the step's outcome
+            self._logger(f"[@profile_card] could not save the profile: {exc}",
+                         timestamp=False, bad=True)
+
+    def _artifact(self, step_error: dict[str, str] | None) -> dict[str, Any]:
+        from metaflow_profiler import Profile
+
+        extra = {"step_failed": step_error is not None, "title": f"step {self._step_name}"}
+        if step_error:
+            extra["step_error"] = step_error
+        error = self._start_error
+        profile = None
+        if self._profiler is not None:
+            profile = self._profiler.stop(extra_meta=extra)
+            error = profile.meta.get("error")
+        if profile is None:
+            profile = Profile.empty(dict(extra, backend=self.attributes["profiler"], error=error))
+        if error:
+            self._logger(f"[@profile_card] profiler error: {error['message']}",
+                         timestamp=False, bad=True)
+        return {
+            "format_version": ARTIFACT_FORMAT,
+            "backend": self.attributes["profiler"],
+            "step_failed": step_error is not None,
+            "step_error": step_error,
+            "error": error,
+            "stats": profile.stats(),
+            "profile": profile.to_bytes(),
+        }
+
+    def task_finished(self, step_name, flow, graph, is_task_ok, retry_count,
+                      max_user_code_retries):
+        if is_task_ok or not self.attributes["create_card"]:
+            return
+        # Metaflow renders cards of successful tasks only; render ours here.
+        wanted = card_id(step_name)
+        for deco in graph[step_name].decorators:
+            if deco.name == "card" and deco.attributes.get("id") == wanted and deco.card_creator:
+                try:
+                    deco.card_creator.create(
+                        mode="render", final=True, card_uuid=deco._card_uuid,
+                        user_set_card_id=deco._user_set_card_id,
+                        runtime_card=deco._is_runtime_card,
+                        decorator_attributes=deco.attributes, card_options=deco.card_options,
+                        logger=self._logger,
+                    )
+                except Exception as exc:
+                    self._logger(f"[@profile_card] could not render the card of the failed "
+                                 f"step: {exc}", timestamp=False, bad=True)
+                return
+
+
+def _error_dict(exc: BaseException) -> dict[str, str]:
+    return {"type": type(exc).__name__, "message": str(exc), "traceback": traceback.format_exc()}
+
+
+def profile_card(f: Any = None, **kwargs: Any) -> Any:
+    """The @profile_card decorator, importable from this module as well as from metaflow."""
+    import metaflow
+
+    deco = metaflow.profile_card
+    return deco(f, **kwargs) if f is not None else deco(**kwargs)
