@@ -28,9 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
 
 def builder_class():
     from metaflow_profiler._native import Builder
@@ -48,16 +45,21 @@ def make_profile(n_samples: int, n_stacks: int, seed: int = 1) -> bytes:
     for i in range(n_funcs):
         kind = 1 if i % 11 == 0 else 0
         funcs.append(b.func(b.string(f"func_{i}"), files[i % len(files)], 10 + i % 500, kind))
-    threads = [b.thread(100 + t, b.string("MainThread" if t == 0 else f"worker-{t}"), 1 if t == 0 else 0)
-               for t in range(4)]
+    threads = [
+        b.thread(100 + t, b.string("MainThread" if t == 0 else f"worker-{t}"), 1 if t == 0 else 0)
+        for t in range(4)
+    ]
     roots = [b.stack(-1, b.frame(funcs[t], 0)) for t in range(4)]
     # grow a stack tree: each new leaf extends a random existing node
     nodes = list(roots)
     depth = {r: 1 for r in roots}
     leaves = []
     while len(nodes) < n_stacks:
-        parent = nodes[rng.randrange(len(nodes))] if rng.random() < 0.3 else (
-            leaves[-1] if leaves else roots[0])
+        parent = (
+            nodes[rng.randrange(len(nodes))]
+            if rng.random() < 0.3
+            else (leaves[-1] if leaves else roots[0])
+        )
         if depth[parent] > 60:
             parent = roots[rng.randrange(4)]
         f = funcs[rng.randrange(n_funcs)]
@@ -90,7 +92,7 @@ def make_profile(n_samples: int, n_stacks: int, seed: int = 1) -> bytes:
         "net_recv_Bps": b.series("net_recv_Bps", "B/s", 0),
     }
     rss = 200_000_000
-    for k in range(0, t_ns // 500_000_000 + 1):
+    for k in range(t_ns // 500_000_000 + 1):
         tk = k * 500_000_000
         rss += rng.randrange(-1_000_000, 2_000_000)
         b.point(series["cpu_pct"], tk, rng.randrange(500, 1000))
@@ -98,9 +100,17 @@ def make_profile(n_samples: int, n_stacks: int, seed: int = 1) -> bytes:
         b.point(series["disk_read_Bps"], tk, rng.randrange(0, 10_000_000))
         b.point(series["net_recv_Bps"], tk, rng.randrange(0, 1_000_000))
     for leaf in leaves[:5000]:
-        b.memory(leaf, rng.randrange(1, 10_000_000), rng.randrange(1, 50_000_000), rng.randrange(1, 1000))
-    meta = {"backend": "sample", "python": sys.version.split()[0], "duration_ns": t_ns,
-            "interval_ns": 1_000_000, "samples_taken": n_samples, "samples_decimation": 1}
+        b.memory(
+            leaf, rng.randrange(1, 10_000_000), rng.randrange(1, 50_000_000), rng.randrange(1, 1000)
+        )
+    meta = {
+        "backend": "sample",
+        "python": sys.version.split()[0],
+        "duration_ns": t_ns,
+        "interval_ns": 1_000_000,
+        "samples_taken": n_samples,
+        "samples_decimation": 1,
+    }
     return b.encode(json.dumps(meta))
 
 
@@ -109,13 +119,16 @@ def measure(html_path: Path, reps: int) -> dict:
 
     out: dict = {"first_paint_ms": [], "redraw_ms": [], "redraw_frame_ms": []}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                    args=["--no-sandbox", "--disable-dev-shm-usage"])
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            headless=True,
+            args=["--no-sandbox", "--disable-dev-shm-usage"],
+        )
         for _ in range(reps):
             ctx = browser.new_context(viewport={"width": 1280, "height": 900})
             page = ctx.new_page()
             errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("pageerror", lambda e, errs=errors: errs.append(str(e)))
             page.goto(html_path.as_uri())
             page.wait_for_selector("html[data-mfp-ready]", state="attached", timeout=60000)
             if errors or page.evaluate("window.__mfp.error"):
@@ -169,18 +182,29 @@ def main() -> None:
             path = Path(tmp) / f"card_{n}.html"
             path.write_text(html, encoding="utf-8")
             m = measure(path, args.reps)
-            row = {"samples": n, "stacks": args.stacks, "profile_bytes": len(data),
-                   "card_bytes": len(html.encode()), "build_s": round(t1 - t0, 2),
-                   "render_html_ms": round((t2 - t1) * 1000, 1),
-                   **{k: round(v, 1) for k, v in m.items()}}
+            row = {
+                "samples": n,
+                "stacks": args.stacks,
+                "profile_bytes": len(data),
+                "card_bytes": len(html.encode()),
+                "build_s": round(t1 - t0, 2),
+                "render_html_ms": round((t2 - t1) * 1000, 1),
+                **{k: round(v, 1) for k, v in m.items()},
+            }
             rows.append(row)
             print(json.dumps(row))
     print()
-    print("| samples | card size | first paint | of which viewer | redraw (JS) | redraw to next frame |")
-    print("|--------:|----------:|------------:|----------------:|------------:|---------------------:|")
+    print(
+        "| samples | card size | first paint | of which viewer | redraw (JS) | redraw to next frame |"
+    )
+    print(
+        "|--------:|----------:|------------:|----------------:|------------:|---------------------:|"
+    )
     for r in rows:
-        print(f"| {r['samples']:,} | {r['card_bytes'] / 1e6:.2f} MB | {r['first_paint_ms']:.0f} ms "
-              f"| {r['viewer_ms']:.0f} ms | {r['redraw_ms']:.1f} ms | {r['redraw_frame_ms']:.1f} ms |")
+        print(
+            f"| {r['samples']:,} | {r['card_bytes'] / 1e6:.2f} MB | {r['first_paint_ms']:.0f} ms "
+            f"| {r['viewer_ms']:.0f} ms | {r['redraw_ms']:.1f} ms | {r['redraw_frame_ms']:.1f} ms |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

@@ -49,7 +49,9 @@ print(json.dumps({"steady": (c2 - c1) / (w2 - w1), "start_stop_s": (c1 - c0) + (
 def run(interval: float, seconds: float, nthreads: int) -> dict:
     out = subprocess.run(
         [sys.executable, "-c", CHILD, str(interval), str(seconds), str(nthreads)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -68,10 +70,14 @@ def main() -> None:
         steady[case] = statistics.median(r["steady"] for r in runs)
         start_stop[case] = statistics.median(r["start_stop_s"] for r in runs)
 
-    print(f"Python {platform.python_version()}, {platform.machine()}, "
-          f"{args.seconds:g} s idle per run, median of {args.repeat} runs\n")
-    print("| timeline interval | idle threads | process CPU while running (% of a core) "
-          "| poller cost (% of a core) | per poll | start + stop |")
+    print(
+        f"Python {platform.python_version()}, {platform.machine()}, "
+        f"{args.seconds:g} s idle per run, median of {args.repeat} runs\n"
+    )
+    print(
+        "| timeline interval | idle threads | process CPU while running (% of a core) "
+        "| poller cost (% of a core) | per poll | start + stop |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for interval, nthreads in cases:
         pct = 100 * steady[(interval, nthreads)]
@@ -80,8 +86,10 @@ def main() -> None:
             print(f"| off | {nthreads} | {pct:.3f} | — | — | {ss} |")
             continue
         extra = max(0.0, steady[(interval, nthreads)] - steady[(0.0, nthreads)])
-        print(f"| {interval:g} s | {nthreads} | {pct:.3f} | {100 * extra:.3f} | "
-              f"{extra * interval * 1e6:.0f} µs | {ss} |")
+        print(
+            f"| {interval:g} s | {nthreads} | {pct:.3f} | {100 * extra:.3f} | "
+            f"{extra * interval * 1e6:.0f} µs | {ss} |"
+        )
 
 
 if __name__ == "__main__":

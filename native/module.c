@@ -20,7 +20,9 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <pthread.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "profile/profile.h"
 #include "sampler/memread.h"
@@ -44,6 +46,94 @@ static PyObject *encode_store(mfp_profile *p, PyObject *meta) {
     PyObject *out = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)n);
     free(buf);
     return out;
+}
+
+/* ---- thread names ------------------------------------------------------- */
+
+/* Names live on Python's Thread objects, which only code holding the GIL may
+ * read, and a thread may end before the profile is stopped. So when the
+ * sampler meets a new thread it wakes the "namer", a native thread that
+ * takes the GIL and records the names of all live threads. (A pending call
+ * would be simpler, but on 3.11 and 3.12 one added from a non-Python thread
+ * does not run until something else interrupts the eval loop.) */
+static PyObject *thread_names; /* dict: native tid -> name; GIL-protected */
+
+static void record_thread_names(void) {
+    PyObject *threading = PyImport_ImportModule("threading");
+    PyObject *threads = threading ? PyObject_CallMethod(threading, "enumerate", NULL) : NULL;
+    PyObject *it = threads ? PyObject_GetIter(threads) : NULL, *t;
+    while (it && (t = PyIter_Next(it))) {
+        PyObject *tid = PyObject_GetAttrString(t, "native_id");
+        PyObject *name = PyObject_GetAttrString(t, "name");
+        if (tid && name && tid != Py_None && PyUnicode_Check(name))
+            PyDict_SetItem(thread_names, tid, name);
+        Py_XDECREF(tid);
+        Py_XDECREF(name);
+        Py_DECREF(t);
+    }
+    Py_XDECREF(it);
+    Py_XDECREF(threads);
+    Py_XDECREF(threading);
+    PyErr_Clear(); /* best effort: a missing name is not worth an exception */
+}
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    pthread_t thread;
+    int users, pending, quit;
+    pid_t pid;
+} namer = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+
+static void *namer_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&namer.lock);
+    for (;;) {
+        while (!namer.pending && !namer.quit) pthread_cond_wait(&namer.wake, &namer.lock);
+        if (namer.quit) break;
+        namer.pending = 0;
+        pthread_mutex_unlock(&namer.lock);
+        PyGILState_STATE g = PyGILState_Ensure();
+        record_thread_names();
+        PyGILState_Release(g);
+        pthread_mutex_lock(&namer.lock);
+    }
+    pthread_mutex_unlock(&namer.lock);
+    return NULL;
+}
+
+/* Sampler thread, no GIL: only signals. */
+static void on_new_thread(void) {
+    pthread_mutex_lock(&namer.lock);
+    namer.pending = 1;
+    pthread_cond_signal(&namer.wake);
+    pthread_mutex_unlock(&namer.lock);
+}
+
+/* GIL held. */
+static void namer_acquire(void) {
+    if (namer.users > 0 && namer.pid != getpid()) namer.users = 0; /* forked child */
+    if (namer.users++ > 0) return;
+    namer.quit = namer.pending = 0;
+    namer.pid = getpid();
+    if (pthread_create(&namer.thread, NULL, namer_main, NULL) != 0) namer.users = 0;
+}
+
+/* GIL held; released while joining, since the namer may be waiting for it. */
+static void namer_release(void) {
+    if (namer.users == 0 || --namer.users > 0 || namer.pid != getpid()) return;
+    pthread_mutex_lock(&namer.lock);
+    namer.quit = 1;
+    pthread_cond_signal(&namer.wake);
+    pthread_mutex_unlock(&namer.lock);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(namer.thread, NULL);
+    Py_END_ALLOW_THREADS
+}
+
+static PyObject *native_thread_names(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(arg)) {
+    record_thread_names();
+    return PyDict_Copy(thread_names);
 }
 
 /* ---- Session ------------------------------------------------------------ */
@@ -85,6 +175,7 @@ static int Session_init(Session *self, PyObject *args, PyObject *kw) {
 
 static void Session_dealloc(Session *self) {
     mfp_sampler_free(self->sampler); /* stops and joins first */
+    if (self->state == 1) namer_release();
     if (self->timeline) {
         mfp_timeline_stop(self->timeline);
         mfp_timeline_free(self->timeline);
@@ -102,8 +193,12 @@ static PyObject *Session_start(Session *self, PyObject *Py_UNUSED(ignored)) {
     if (!self->profile) return PyErr_NoMemory();
     char err[256] = "";
     self->t0_ns = mono_ns();
-    self->sampler = mfp_sampler_start(self->profile, self->interval_ns, self->t0_ns, err, sizeof err);
+    PyDict_Clear(thread_names);
+    namer_acquire();
+    self->sampler = mfp_sampler_start(self->profile, self->interval_ns, self->t0_ns, on_new_thread,
+                                      err, sizeof err);
     if (!self->sampler) {
+        namer_release();
         PyErr_SetString(PyExc_RuntimeError, err);
         return NULL;
     }
@@ -121,6 +216,7 @@ static PyObject *Session_stop(Session *self, PyObject *Py_UNUSED(ignored)) {
     mfp_sampler_stop(self->sampler);
     if (self->timeline) mfp_timeline_stop(self->timeline);
     Py_END_ALLOW_THREADS
+    namer_release();
     self->t1_ns = mono_ns();
     self->state = 2;
     if (self->timeline && mfp_timeline_export(self->timeline, self->profile, self->t0_ns) != 0)
@@ -537,6 +633,8 @@ static PyObject *native_decode(PyObject *Py_UNUSED(mod), PyObject *arg) {
 
 static PyMethodDef module_methods[] = {
     {"decode", native_decode, METH_O, "decode(bytes) -> dict of the profile's tables"},
+    {"thread_names", native_thread_names, METH_NOARGS,
+     "thread_names() -> {native tid: name} of threads seen since the last Session started"},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_native",
@@ -545,6 +643,7 @@ static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_native",
 
 PyMODINIT_FUNC PyInit__native(void) {
     if (PyType_Ready(&SessionType) < 0 || PyType_Ready(&BuilderType) < 0) return NULL;
+    if (!thread_names && !(thread_names = PyDict_New())) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "Session", (PyObject *)&SessionType) < 0 ||

@@ -120,8 +120,8 @@ function peakAvg(s) {
   return { peak: m, avg: sum / s.v.length, last: s.v[s.v.length - 1] };
 }
 
-function statCard(grid, label, value, sub, key) {
-  var c = el("div", "stat");
+function statCard(grid, label, value, sub, key, alert) {
+  var c = el("div", alert ? "stat alert" : "stat");
   c.dataset.stat = key;
   c.appendChild(el("div", "stat-label", label));
   c.appendChild(el("div", "stat-value", value));
@@ -139,8 +139,21 @@ function buildStats(P, meta, duration) {
     var sub = meta.interval_ns ? "every " + fmtUs(meta.interval_ns / 1000) : null;
     statCard(grid, "Samples", fmtCount(taken), sub, "samples");
   }
+  var limits = meta.limits && typeof meta.limits === "object" ? meta.limits : {};
   var cpu = peakAvg(seriesByName(P, "cpu_pct"));
-  if (cpu && cpu.peak > 0) statCard(grid, "Peak CPU", fmtNum(cpu.peak) + "%", "avg " + fmtNum(cpu.avg) + "%", "cpu");
+  if (cpu && cpu.peak > 0) {
+    var csub = "avg " + fmtNum(cpu.avg) + "%";
+    if (limits.cpus > 0) csub += " · " + limits.cpus + " CPU" + (limits.cpus === 1 ? "" : "s");
+    statCard(grid, "Peak CPU", fmtNum(cpu.peak) + "%", csub, "cpu");
+  }
+  var thr = peakAvg(seriesByName(P, "cpu_throttled_pct"));
+  if ((thr && thr.peak > 0) || limits.cpu_throttled_s > 0) {
+    statCard(grid, "CPU throttled", thr && thr.peak > 0 ? fmtNum(thr.peak) + "%" : fmtUs(limits.cpu_throttled_s * 1e6),
+      limits.cpu_throttled_s > 0 ? "total " + fmtUs(limits.cpu_throttled_s * 1e6) : "peak", "throttled", true);
+  }
+  var oom = peakAvg(seriesByName(P, "cgroup_oom_kills"));
+  var ooms = Math.max(oom ? oom.peak : 0, limits.oom_kills > 0 ? limits.oom_kills : 0);
+  if (ooms > 0) statCard(grid, "OOM kills", fmtNum(ooms, 0), "in this cgroup", "oom", true);
   var rss = peakAvg(seriesByName(P, "rss_bytes"));
   if (rss && rss.peak > 0) statCard(grid, "Peak RSS", fmtBytes(rss.peak), "avg " + fmtBytes(rss.avg), "rss");
   var lim = peakAvg(seriesByName(P, "cgroup_mem_limit_bytes"));
@@ -168,9 +181,9 @@ function buildStats(P, meta, duration) {
       if (gm && gm.peak > 0) statCard(grid, "GPU " + m[1] + " memory", fmtBytes(gm.peak), tot && tot.peak > 0 ? "of " + fmtBytes(tot.peak) : "peak", "gpu" + m[1] + "_mem");
     }
   });
-  var thr = peakAvg(seriesByName(P, "threads"));
+  var ths = peakAvg(seriesByName(P, "threads"));
   var nthreads = P.threadTid.length;
-  if (thr && thr.peak > 0) statCard(grid, "Threads", fmtNum(thr.peak, 0), "peak", "threads");
+  if (ths && ths.peak > 0) statCard(grid, "Threads", fmtNum(ths.peak, 0), "peak", "threads");
   else if (nthreads > 1) statCard(grid, "Threads", String(nthreads), "sampled", "threads");
   if (meta.samples_dropped > 0) {
     var reasons = [];
@@ -339,6 +352,10 @@ function buildTimeline(P, duration) {
     if (!s || !s.v.length) return null;
     return { label: label, t: toUs(s), v: s.v, color: color, dash: !!dash, raw: s };
   }
+  function nonZeroSeries(name, label, color) {
+    var s = series(name, label, color);
+    return s && nonZero(s) ? s : null;
+  }
   function add(spec) {
     spec.series = spec.series.filter(function (s) { return s; });
     var solid = spec.series.filter(function (s) { return !s.dash; });
@@ -350,13 +367,22 @@ function buildTimeline(P, duration) {
   var act = activitySeries(P, duration, (P.meta.interval_ns || 0) / 1000);
   add({
     title: "CPU",
-    series: [series("cpu_pct", "process", "#3b82f6"), act ? { label: "sampled threads", t: act.t, v: act.v, color: "#e8743b" } : null],
+    series: [
+      series("cpu_pct", "process", "#3b82f6"),
+      act ? { label: "sampled threads", t: act.t, v: act.v, color: "#e8743b" } : null,
+      nonZeroSeries("cpu_throttled_pct", "throttled", "#ef4444"),
+    ],
     format: fmtUnit("%"),
     min: 100,
   });
   add({
     title: "Memory",
-    series: [series("rss_bytes", "rss", "#10b981"), series("cgroup_mem_bytes", "cgroup", "#a855f7"), series("cgroup_mem_limit_bytes", "limit", "#ef4444", true)],
+    series: [
+      series("rss_bytes", "rss", "#10b981"),
+      nonZeroSeries("children_rss_bytes", "children", "#f59e0b"),
+      series("cgroup_mem_bytes", "cgroup", "#a855f7"),
+      series("cgroup_mem_limit_bytes", "limit", "#ef4444", true),
+    ],
     format: fmtBytes,
   });
   add({ title: "Disk", series: [series("disk_read_Bps", "read", "#0ea5e9"), series("disk_write_Bps", "write", "#f59e0b")], format: fmtUnit("B/s"), skipZero: true });
@@ -887,7 +913,8 @@ function renderCard(P, M, title, extraError) {
     meta.notes.forEach(function (n) { notes.appendChild(el("li", "", typeof n === "string" ? n : JSON.stringify(n))); });
     root.appendChild(notes);
   }
-  root.appendChild(buildStats(P, meta, duration));
+  var stats = buildStats(P, meta, duration);
+  if (stats.children.length) root.appendChild(stats);
   root.appendChild(buildControls(P));
   var tl = buildTimeline(P, duration);
   if (tl) root.appendChild(tl);

@@ -59,18 +59,27 @@ Reader.prototype.uv = function () {
   throw new ProfileError("varint longer than 10 bytes at byte " + this.p);
 };
 
-// Unsigned column into a typed array; the fast path is one byte per value.
+// Unsigned column into a typed array. The varint loop is inlined: this is
+// the hot loop of loading a card (five columns of a million samples).
 Reader.prototype.column = function (n, Arr) {
   var out = new (Arr || Float64Array)(n);
   var b = this.b, p = this.p, end = this.end;
   for (var i = 0; i < n; i++) {
-    if (p < end && b[p] < 0x80) {
-      out[i] = b[p++];
+    if (p >= end) throw new ProfileError("column runs past its section");
+    var x = b[p++];
+    if (x < 0x80) {
+      out[i] = x;
       continue;
     }
-    this.p = p;
-    out[i] = this.uv();
-    p = this.p;
+    var v = x & 0x7f, mul = 128, k = 1;
+    do {
+      if (p >= end) throw new ProfileError("truncated varint at byte " + p);
+      if (++k > 10) throw new ProfileError("varint longer than 10 bytes at byte " + p);
+      x = b[p++];
+      v += (x & 0x7f) * mul;
+      mul *= 128;
+    } while (x >= 0x80);
+    out[i] = v;
   }
   this.p = p;
   return out;

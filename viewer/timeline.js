@@ -98,7 +98,6 @@ Timeline.prototype.move = function (e, chart) {
   if (this.drag) {
     var a = Math.min(this.drag.t0, t), b = Math.max(this.drag.t0, t);
     this.sel = [a, b];
-    this.dragging = Math.abs(e.clientX - this.drag.x0) > 3;
   }
   this.setHover(t);
 };

@@ -45,9 +45,10 @@ function fmtBytes(b) {
   return (i === 0 ? b.toFixed(0) : b.toFixed(a >= 100 ? 0 : a >= 10 ? 1 : 2)) + " " + units[i];
 }
 
+// Not toLocaleString: its first call loads locale data (~15 ms).
 function fmtCount(n) {
   if (!isFinite(n)) return "–";
-  return Math.round(n).toLocaleString("en-US");
+  return String(Math.round(n)).replace(/\B(?=(\d{3})+(?!\d))/g, ",");
 }
 
 function fmtNum(v, digits) {

@@ -436,6 +436,23 @@ int mfp_profile_sample(mfp_profile *p, uint64_t t_ns, uint32_t stack, uint32_t t
     return 0;
 }
 
+/* Totals without a SAMPLES record; see profile.h. */
+int mfp_profile_total(mfp_profile *p, uint32_t stack, uint32_t thread, uint32_t flags,
+                      uint64_t count, uint64_t weight_ns) {
+    if (!p || stack >= p->nstacks || thread >= p->nthreads)
+        return -1;
+    uint32_t h = total_hash(stack, thread, flags);
+    uint32_t ti = find_total(p, stack, thread, flags, h);
+    if (ti == MFP_NONE) {
+        mfp_total t = {count, weight_ns, stack, thread, flags};
+        return mfp_profile_push_total(p, t) == MFP_NONE ? -1 : 0;
+    }
+    p->totals[ti].count += count;
+    p->totals[ti].weight_ns += weight_ns;
+    p->samples_seen += count;
+    return 0;
+}
+
 /* ---- timeline, memory, meta -------------------------------------------- */
 
 uint32_t mfp_profile_series(mfp_profile *p, const char *name, const char *unit, uint32_t scale) {

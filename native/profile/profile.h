@@ -65,6 +65,16 @@ uint32_t mfp_profile_thread(mfp_profile *p, uint64_t tid, uint32_t name, uint32_
 int mfp_profile_sample(mfp_profile *p, uint64_t t_ns, uint32_t stack, uint32_t thread,
                        uint64_t weight_ns, uint32_t flags);
 
+/* Aggregate without a time: adds count and weight_ns to the TOTALS row of
+ * (stack, thread, flags), creating it, and records nothing in SAMPLES. For
+ * profiles that have no time order, e.g. a deterministic tracer's call tree
+ * (count = calls, weight = self time) or a foreign profiler's totals; such
+ * a profile says what count and weight mean in META ("counts", "weights").
+ * Returns 0, or -1 when memory ran out or stack or thread is not an
+ * existing index (then nothing is recorded). */
+int mfp_profile_total(mfp_profile *p, uint32_t stack, uint32_t thread, uint32_t flags,
+                      uint64_t count, uint64_t weight_ns);
+
 /* Timeline: a series is created once, then points appended in time order
  * (a time before the previous point's is taken as that time). value is an
  * integer in units of 10^-scale of `unit`. Asking again for a series name

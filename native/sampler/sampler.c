@@ -64,6 +64,8 @@ struct mfp_sampler {
     mfp_profile *profile;
     PyInterpreterState *interp;
     uint64_t interval_ns, t0_ns, last_ns;
+    uint64_t avg_gap_ns; /* moving average of the time between passes */
+    mfp_new_thread_hook on_new_thread;
     pid_t pid;
     pthread_t thread;
     int running;
@@ -274,6 +276,7 @@ static thread_entry *thread_for(mfp_sampler *s, uint64_t tid) {
     if (idx == MFP_NONE) return NULL;
     thread_entry *t = &s->threads[s->nthreads++];
     *t = (thread_entry){tid, UINT64_MAX, idx};
+    if (s->on_new_thread) s->on_new_thread();
     return t;
 }
 
@@ -409,8 +412,16 @@ static void sample_thread(mfp_sampler *s, const PyThreadState *ts, uint64_t t, u
  * memread, and the sampler's own state and store. */
 static void sample_all(mfp_sampler *s) {
     uint64_t t = now_ns();
-    uint64_t dt = t - s->last_ns;
+    uint64_t gap = t - s->last_ns;
     s->last_ns = t;
+    /* A sample stands for the time since the previous pass, but at most
+     * twice the usual gap: when the sampler itself was held up (a busy
+     * machine descheduled it), giving all that time to whatever the thread
+     * runs when the sampler wakes would skew the profile; the counts of
+     * evenly spread samples do not. */
+    s->avg_gap_ns = s->avg_gap_ns ? s->avg_gap_ns - s->avg_gap_ns / 16 + gap / 16 : s->interval_ns;
+    uint64_t usual = s->avg_gap_ns > s->interval_ns ? s->avg_gap_ns : s->interval_ns;
+    uint64_t dt = gap < 2 * usual ? gap : 2 * usual;
     s->stats.passes++;
     PyThreadState *addr;
     if (mfp_mem_read(&addr, &s->interp->threads.head, sizeof addr) != 0) {
@@ -474,7 +485,7 @@ void mfp_sampler_free(mfp_sampler *s) {
 }
 
 mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0_ns,
-                               char *err, size_t errlen) {
+                               mfp_new_thread_hook on_new_thread, char *err, size_t errlen) {
 #if !MFP_LAYOUT_KNOWN
     snprintf(err, errlen, "the native sampler does not know Python %s", Py_GetVersion());
     return NULL;
@@ -489,6 +500,7 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     s->profile = p;
     s->interp = PyInterpreterState_Get();
     s->interval_ns = interval_ns;
+    s->on_new_thread = on_new_thread;
     s->t0_ns = s->last_ns = t0_ns;
     s->pid = getpid();
     pthread_mutex_init(&s->lock, NULL);

@@ -44,11 +44,16 @@ typedef struct {
     uint64_t busy_ns;            /* time the sampler spent sampling */
 } mfp_sampler_stats;
 
+/* Called on the sampler thread (no GIL; it must not block) the first time
+ * a thread is seen, so the caller can learn its name while it lives. */
+typedef void (*mfp_new_thread_hook)(void);
+
 /* Start sampling the calling thread's interpreter into p every
  * interval_ns, with times relative to t0_ns (CLOCK_MONOTONIC). Must hold
- * the GIL. NULL on failure with a message in err. */
+ * the GIL. on_new_thread may be NULL. NULL on failure with a message in
+ * err. */
 mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0_ns,
-                               char *err, size_t errlen);
+                               mfp_new_thread_hook on_new_thread, char *err, size_t errlen);
 
 /* Stop and join the thread (GIL held; the sampler never waits for it).
  * In a forked child, where the thread does not exist, it only marks the

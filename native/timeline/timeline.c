@@ -16,7 +16,6 @@
  * may have been held at the fork. So every entry point compares getpid()
  * with the creator's pid and, in a child, neither locks nor joins.
  */
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
@@ -58,7 +57,6 @@ struct mfp_timeline {
     size_t max_points;
     pid_t pid;
     pthread_t thread;
-    int thread_started;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stopping, stopped;
@@ -295,8 +293,9 @@ static void *poller_main(void *arg) {
         if (next < now) next = now + t->interval_ns; /* we fell behind: skip */
         struct timespec ts = {(time_t)(next / 1000000000ull), (long)(next % 1000000000ull)};
         while (!t->stopping) {
-            int rc = pthread_cond_timedwait(&t->cv, &t->mu, &ts);
-            if (rc == ETIMEDOUT) break;
+            /* 0 is a wake-up (stop, or spurious: wait on); anything else
+             * is the deadline or an error, and either way time to poll */
+            if (pthread_cond_timedwait(&t->cv, &t->mu, &ts) != 0) break;
         }
         if (t->stopping) break;
         pthread_mutex_unlock(&t->mu);
@@ -378,7 +377,6 @@ mfp_timeline *mfp_timeline_start_opts(const mfp_timeline_options *o, char *err,
         pthread_cond_destroy(&t->cv);
         goto fail_cv;
     }
-    t->thread_started = 1;
 #ifdef __GLIBC__
     pthread_setname_np(t->thread, "mfp-timeline");
 #endif
@@ -408,7 +406,6 @@ void mfp_timeline_stop(mfp_timeline *t) {
     pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
     pthread_join(t->thread, NULL);
-    t->thread_started = 0;
     poll_once(t, 1);
     uint64_t pk;
     if (mfp_timeline_cgroup_peak(&t->cg, &pk) == 0) {

@@ -113,11 +113,14 @@ class Profile:
                 total_v[func] += v
         return self_v, total_v
 
-    def functions(self) -> list[FunctionStat]:
-        """Every function sampled, by total (inclusive) wall time, hottest first."""
+    def functions(self, on_cpu: bool = False) -> list[FunctionStat]:
+        """Every function sampled, by total (inclusive) wall time, hottest first.
+        on_cpu=True counts only samples where the thread was running on a CPU."""
         tot = self._t["totals"]
-        self_w, total_w = self._by_function(tot["stack"], tot["weight_ns"])
-        _, count = self._by_function(tot["stack"], tot["count"])
+        rows = [i for i, f in enumerate(tot["flags"]) if f & 1 or not on_cpu]
+        stacks = [tot["stack"][i] for i in rows]
+        self_w, total_w = self._by_function(stacks, [tot["weight_ns"][i] for i in rows])
+        _, count = self._by_function(stacks, [tot["count"][i] for i in rows])
         rows = [
             FunctionStat(*self._func_key(f), self_w[f] / 1e9, total_w[f] / 1e9, count[f])
             for f in total_w

@@ -16,7 +16,7 @@ from playwright import sync_api as playwright_sync
 
 from metaflow_profiler.html import render_html
 
-__all__ = ["render_html", "load_builder", "sample_profile", "XSS"]
+__all__ = ["XSS", "load_builder", "render_html", "sample_profile"]
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -213,4 +213,3 @@ def sample_profile(step_failed: bool = True) -> tuple[bytes, dict]:
         meta["step_failed"] = True
         meta["step_error"] = {"type": "ValueError", "message": "bad <input> & stuff"}
     return b.encode(json.dumps(meta)), counts
-

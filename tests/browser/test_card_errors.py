@@ -115,6 +115,19 @@ def test_in_sandboxed_iframe_reports_height(card, browser, tmp_path, shot_dir):
     page.evaluate(f"document.getElementById('f').style.height = '{h}px'")
     page.screenshot(path=str(shot_dir / "iframe.png"), full_page=True)
     assert re.match(r"^\d+$", str(h))
+    # copy a function name inside the permission-less iframe
+    box = frame.locator("#mfp-panel-flame canvas.flame-canvas")
+    bb = box.bounding_box()
+    page.mouse.click(bb["x"] + 20, bb["y"] + 18 * 2 + 9)  # row 2: run_step
+    frame.locator("#mfp-panel-flame .copy-btn").click()
+    toast = frame.locator("#mfp-toast")
+    manual = frame.locator("#mfp-copy-manual input")
+    assert toast.is_visible() or manual.is_visible()
+    if toast.is_visible():
+        assert toast.inner_text() == "Copied: run_step"
+    else:
+        assert manual.input_value() == "run_step"
+    assert errors == []
 
 
 def test_deep_recursion_draws_and_counts_once(card):
@@ -164,3 +177,61 @@ def test_range_on_profile_without_timed_samples_keeps_whole_run(card):
     c.page.mouse.up()
     assert c.page.locator("#mfp-range .range-note").is_visible()
     assert s == 0
+
+
+def test_gpu_and_network_series_get_stats_and_charts(card):
+    B = load_builder()
+    b = B()
+    f = b.func(b.string("step"), b.string("s.py"), 1, 0)
+    s = b.stack(-1, b.frame(f, 1))
+    t = b.thread(1, b.string("main"), 1)
+    for i in range(50):
+        b.sample((i + 1) * 10_000_000, s, t, 10_000_000, 1)
+    util = b.series("gpu0_util_pct", "%", 0)
+    mem = b.series("gpu0_mem_bytes", "B", 0)
+    tot = b.series("gpu0_mem_total_bytes", "B", 0)
+    rx = b.series("net_recv_Bps", "B/s", 0)
+    tx = b.series("net_sent_Bps", "B/s", 0)
+    oom = b.series("cgroup_oom_kills", "", 0)
+    for k in range(6):
+        tn = k * 100_000_000
+        b.point(util, tn, 20 * k)
+        b.point(mem, tn, k * 2**30)
+        b.point(tot, tn, 16 * 2**30)
+        b.point(rx, tn, k * 2**20)
+        b.point(tx, tn, 0)
+        b.point(oom, tn, 1 if k == 5 else 0)
+    meta = {"duration_ns": 500_000_000, "limits": {"cpus": 2, "cpu_throttled_s": 1.5}}
+    c = card(render_html(b.encode(json.dumps(meta)), title="gpu"))
+    page = c.page
+    assert "100%" in page.locator('[data-stat="gpu0_util"]').inner_text()
+    gm = page.locator('[data-stat="gpu0_mem"]').inner_text()
+    assert "5.00 GB" in gm and "of 16.0 GB" in gm
+    assert "5.00 MB/s" in page.locator('[data-stat="net_recv"]').inner_text()
+    assert page.locator('[data-stat="net_sent"]').count() == 0  # all zero: not meaningful
+    assert page.locator('[data-stat="oom"] .stat-value').inner_text() == "1"
+    assert "1.50 s" in page.locator('[data-stat="throttled"]').inner_text()
+    titles = page.locator("#mfp-timeline .tl-title").all_inner_texts()
+    assert titles == ["CPU", "Network", "GPU", "GPU memory"]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_mutated_profiles_never_break_the_page(card, seed):
+    """Truncated or bit-flipped profiles: an error card or a card, never a crash."""
+    import random
+
+    data, _ = sample_profile()
+    rng = random.Random(seed)
+    buf = bytearray(data)
+    if seed % 2:
+        buf = buf[: rng.randrange(7, len(buf))]
+    for _ in range(1 + seed):
+        i = rng.randrange(6, len(buf))
+        buf[i] ^= 1 << rng.randrange(8)
+    c = card(render_html(bytes(buf), title=f"mutant {seed}"))
+    state = c.page.evaluate("document.documentElement.dataset.mfpReady")
+    assert state in ("ok", "error")
+    if state == "error":
+        assert c.page.locator("#mfp-error-card").is_visible()
+    else:
+        assert c.page.locator("#mfp-panel-flame").is_visible()

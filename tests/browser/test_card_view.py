@@ -82,7 +82,9 @@ def test_search_dims_and_reports_matched_share(opened, profile, shot_dir):
     page.locator("#mfp-regex").click()
     page.locator("#mfp-search").fill("^(run_step|train)$")
     expected = 100 * sum(counts[k] * 1000 for k in ("dot", "parse", "xss", "gc")) / total
-    assert f"matched {expected:.1f}% of time · 2 functions" in page.locator("#mfp-match").inner_text()
+    assert (
+        f"matched {expected:.1f}% of time · 2 functions" in page.locator("#mfp-match").inner_text()
+    )
     page.locator("#mfp-search").fill("(")
     assert page.locator("#mfp-match").inner_text() == "invalid regex"
 
@@ -190,7 +192,9 @@ def test_top_functions_table_sorts(opened, shot_dir):
 def test_sandwich_shows_callers_and_callees(opened, shot_dir):
     page = opened.page
     page.locator("#mfp-tab-table").click()
-    page.locator("#mfp-table tbody tr", has=page.locator("td.fn-name", has_text=re.compile("^train$"))).click()
+    page.locator(
+        "#mfp-table tbody tr", has=page.locator("td.fn-name", has_text=re.compile("^train$"))
+    ).click()
     assert page.locator("#mfp-panel-sandwich").is_visible()
     assert "train" in page.locator(".sw-title").inner_text()
     callers = page.evaluate(

@@ -22,10 +22,9 @@ class SampleRunner:
     def stop(self, meta: dict[str, Any]) -> bytes:
         s = self._session
         s.stop()
-        main = threading.main_thread()
-        for t in threading.enumerate():
-            if t.native_id is not None:
-                s.name_thread(t.native_id, t.name, t is main)
+        main = threading.main_thread().native_id
+        for tid, name in _native.thread_names().items():
+            s.name_thread(tid, name, tid == main)
         st = s.stats()
         meta.update(
             duration_ns=st["duration_ns"],

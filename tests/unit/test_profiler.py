@@ -1,0 +1,201 @@
+"""The engine API (metaflow_profiler) without Metaflow: options, the native
+sampler's attribution, threads, the profile bytes and exports."""
+
+import json
+import threading
+import time
+
+import pytest
+from conftest import card_profile_bytes
+
+from metaflow_profiler import BACKENDS, Profile, Profiler, _native
+
+
+def spin(seconds):
+    end = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+
+def work(units):
+    n = 0
+    for i in range(units * 20000):
+        n += i % 7
+    return n
+
+
+def part_a():
+    return work(7)
+
+
+def part_b():
+    return work(3)
+
+
+def alternate(rounds):
+    """Returns the wall time measured in part_a and in part_b: the ground
+    truth, which on a busy machine drifts from the 70/30 split of the work."""
+    spent = [0.0, 0.0]
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        part_a()
+        t1 = time.perf_counter()
+        part_b()
+        spent[0] += t1 - t0
+        spent[1] += time.perf_counter() - t1
+    return spent
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"backend": "nope"}, "unknown profiler backend 'nope'; available: sample"),
+        ({"interval": 0}, "interval must be between 0.0001 and 60 seconds"),
+        ({"interval": "0.01"}, "interval must be a number of seconds"),
+        ({"interval": True}, "interval must be a number of seconds"),
+        ({"timeline_interval": -1}, "timeline_interval must be 0 (off) or between"),
+        ({"memory": "yes"}, "memory must be True or False"),
+    ],
+)
+def test_bad_options_are_named(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        Profiler(**kwargs)
+    assert message in str(err.value)
+
+
+def test_registry_default_is_the_native_sampler():
+    assert "sample" in BACKENDS
+    assert Profiler(backend=None).backend == "sample"
+
+
+def test_known_split_is_attributed_within_3_points():
+    with Profiler(interval=0.001, timeline_interval=0) as p:
+        spent_a, spent_b = alternate(60)  # a does 70% of the work, b 30%, alternating
+    truth = spent_a / (spent_a + spent_b)
+    rows = {r.name: r for r in p.profile.functions()}
+    a, b = rows["part_a"], rows["part_b"]
+    assert abs(a.samples / (a.samples + b.samples) - truth) <= 0.03
+    assert abs(a.total_s / (a.total_s + b.total_s) - truth) <= 0.03
+    assert rows["alternate"].total_s == pytest.approx(a.total_s + b.total_s, rel=0.05)
+    assert a.samples > 100
+
+
+def test_threads_named_and_idle_time_is_not_on_cpu():
+    def sleeper():
+        time.sleep(0.4)
+
+    t = threading.Thread(target=sleeper, name="sleepy-worker")
+    with Profiler(interval=0.001, timeline_interval=0) as p:
+        t.start()
+        spin(0.4)
+        t.join()
+    prof = p.profile
+    names = {th["name"] for th in prof.threads()}
+    assert "sleepy-worker" in names and "MainThread" in names
+    wall = {r.name.rsplit(".", 1)[-1]: r.total_s for r in prof.functions()}
+    cpu = {r.name.rsplit(".", 1)[-1]: r.total_s for r in prof.functions(on_cpu=True)}
+    assert wall["sleeper"] > 0.3
+    assert cpu.get("sleeper", 0) < 0.05
+    assert cpu["spin"] > 0.3
+
+
+def test_lines_and_files_are_recorded():
+    with Profiler(interval=0.001, timeline_interval=0) as p:
+        for _ in range(10):
+            part_a()
+    row = next(r for r in p.profile.functions() if r.name == "part_a")
+    assert row.filename == __file__
+    assert row.line == part_a.__code__.co_firstlineno
+
+
+def test_bytes_round_trip_and_files(tmp_path):
+    with Profiler(interval=0.001, timeline_interval=0.05) as p:
+        spin(0.2)
+    prof = p.profile
+    again = Profile.from_bytes(prof.to_bytes())
+    assert again.functions() == prof.functions()
+    assert again.stats() == prof.stats()
+    prof.save(tmp_path / "x.mfprof")
+    assert Profile.load(tmp_path / "x.mfprof").to_bytes() == prof.to_bytes()
+    stats = prof.stats()
+    assert 0.15 < stats["duration_s"] < 1.0
+    assert stats["samples"] > 100
+    assert stats["peak_cpu_pct"] > 0
+
+
+@pytest.mark.parametrize("data", [b"", b"garbage", b"MFPROF\x07", b"MFPROF\x01\x02\xff\xff\xff"])
+def test_corrupt_bytes_give_a_clear_error(data):
+    with pytest.raises(ValueError, match="not a valid profile"):
+        Profile.from_bytes(data)
+
+
+def test_every_truncation_is_rejected_or_decoded():
+    with Profiler(interval=0.001, timeline_interval=0) as p:
+        spin(0.05)
+    data = p.profile.to_bytes()
+    for cut in range(0, len(data), max(1, len(data) // 200)):
+        try:
+            Profile.from_bytes(data[:cut])
+        except ValueError:
+            pass
+
+
+def test_exports(tmp_path):
+    with Profiler(interval=0.001, timeline_interval=0) as p:
+        alternate(10)
+    p.profile.export(tmp_path / "c.txt", format="collapsed")
+    lines = (tmp_path / "c.txt").read_text().splitlines()
+    assert any(";alternate;part_a;work " in line for line in lines)
+    p.profile.export(tmp_path / "s.json", format="speedscope")
+    doc = json.loads((tmp_path / "s.json").read_text())
+    names = {f["name"] for f in doc["shared"]["frames"]}
+    assert {"part_a", "part_b"} <= names
+    assert sum(doc["profiles"][0]["weights"]) > 50  # ms
+    with pytest.raises(ValueError, match="unknown export format"):
+        p.profile.export(tmp_path / "x", format="pprof")
+
+
+def test_card_carries_the_profile(tmp_path):
+    with Profiler(interval=0.001, timeline_interval=0) as p:
+        spin(0.05)
+    html = p.profile.to_html(tmp_path / "card.html", title="unit")
+    assert (tmp_path / "card.html").read_text() == html
+    assert card_profile_bytes(html) == p.profile.to_bytes()
+
+
+def test_start_stop_many_times_leaves_results_intact():
+    total = 0
+    for i in range(200):
+        p = Profiler(interval=0.0001, timeline_interval=0)
+        p.start()
+        total += sum(range(i))
+        p.stop()
+    assert total == sum(sum(range(i)) for i in range(200))
+
+
+def test_profiler_misuse_is_an_error():
+    p = Profiler(timeline_interval=0)
+    with pytest.raises(RuntimeError, match="not running"):
+        p.stop()
+    p.start()
+    with pytest.raises(RuntimeError, match="already running"):
+        p.start()
+    p.stop()
+
+
+def test_builder_rejects_bad_indices():
+    b = _native.Builder()
+    name = b.string("f")
+    with pytest.raises(IndexError):
+        b.func(name, 99, 1, 0)
+    func = b.func(name, name, 1, 0)
+    frame = b.frame(func, 3)
+    with pytest.raises(IndexError):
+        b.stack(5, frame)
+    stack = b.stack(-1, frame)
+    thread = b.thread(1, name, 0)
+    b.sample(10, stack, thread, 1000, 1)
+    prof = Profile.from_bytes(b.encode("{}"))
+    assert prof.functions()[0].name == "f"
