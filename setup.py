@@ -5,12 +5,20 @@ card can be rendered from an installed wheel.
 """
 
 import glob
+import os
 
 from setuptools import Extension, setup
 
 SOURCES = ["native/module.c"] + sorted(
     glob.glob("native/profile/*.c") + glob.glob("native/sampler/*.c") + glob.glob("native/timeline/*.c")
+    + glob.glob("native/tracer/*.c") + glob.glob("native/heap/*.c")
 )
+
+# MFP_SANITIZE=1 builds the extension with AddressSanitizer and UBSan, for
+# stress tests run with LD_PRELOAD of libasan (see tests/unit/test_heap.py).
+SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"] if os.environ.get(
+    "MFP_SANITIZE"
+) else []
 
 setup(
     packages=[
@@ -29,7 +37,9 @@ setup(
             SOURCES,
             include_dirs=["native"],
             define_macros=[("_GNU_SOURCE", "1")],
-            extra_compile_args=["-std=c11", "-O2", "-Wall", "-Wextra", "-fno-strict-aliasing"],
+            extra_compile_args=["-std=c11", "-O2", "-Wall", "-Wextra", "-fno-strict-aliasing"]
+            + SANITIZE,
+            extra_link_args=SANITIZE,
             libraries=["dl", "pthread", "m"],
         )
     ],

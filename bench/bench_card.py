@@ -5,8 +5,8 @@
 For each size it builds a profile with that many samples over `--stacks`
 distinct stacks (synthetic but shaped like a real run: a few thousand
 functions, stacks up to 60 deep, the stack changing on 15 % of samples,
-4 threads, 1 ms interval with ±30 µs jitter, on/off CPU in stretches),
-renders the card with render_html, opens it in Debian's
+4 threads sampled together on each ~1 ms tick with a few µs of jitter, as
+the engine's sampler writes them, on/off CPU in stretches), renders the card with render_html, opens it in Debian's
 headless Chromium and reads the viewer's own timings:
 
 - size: bytes of the HTML file (goal: <= 2 MB at 1M samples / 20k stacks)
@@ -69,22 +69,30 @@ def make_profile(n_samples: int, n_stacks: int, seed: int = 1) -> bytes:
             nodes.append(node)
             leaves.append(node)
     hot = leaves[: max(1, len(leaves) // 20)]
+    # Like the engine's sampler: one tick every ~1 ms (a few µs of jitter)
+    # samples every thread at the same time (dt 0 after the first), each
+    # thread's weight is its own time since its previous sample.
+    n_threads = len(threads)
+    cur = [leaves[rng.randrange(len(leaves))] for _ in range(n_threads)]
+    on_cpu = [1] * n_threads
+    last = [0] * n_threads
     t_ns = 0
-    cur = leaves[0]
-    on_cpu = 1
-    for i in range(n_samples):
-        # a 1 ms timer with ~±30 µs of jitter, as a sampler thread sees it
-        dt = 1_000_000 + rng.randrange(-30_000, 30_000)
-        t_ns += dt
-        r = rng.random()
-        if r < 0.05:
-            cur = leaves[rng.randrange(len(leaves))]
-        elif r < 0.15:
-            cur = hot[rng.randrange(len(hot))]
-        if rng.random() < 0.02:
-            on_cpu ^= 1  # threads run and wait in stretches, not per sample
-        th = 0 if i % 8 else 1 + (i // 8) % 3
-        b.sample(t_ns, cur, threads[th], dt, on_cpu)
+    taken = 0
+    while taken < n_samples:
+        t_ns += 1_000_000 + int(rng.gauss(0, 2_000))
+        for th in range(n_threads):
+            if taken >= n_samples:
+                break
+            r = rng.random()
+            if r < 0.05:
+                cur[th] = leaves[rng.randrange(len(leaves))]
+            elif r < 0.15:
+                cur[th] = hot[rng.randrange(len(hot))]
+            if rng.random() < 0.02:
+                on_cpu[th] ^= 1  # threads run and wait in stretches
+            b.sample(t_ns, cur[th], threads[th], t_ns - last[th], on_cpu[th])
+            last[th] = t_ns
+            taken += 1
     series = {
         "cpu_pct": b.series("cpu_pct", "%", 1),
         "rss_bytes": b.series("rss_bytes", "B", 0),

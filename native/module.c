@@ -1,7 +1,7 @@
 /* module.c — metaflow_profiler._native: the only file that maps Python
  * objects onto the engine's subsystems.
  *
- *   Session(interval, timeline_interval, max_samples=0)
+ *   Session(interval, timeline_interval, max_samples=0, memory_rate=0)
  *       .start() / .stop() / .name_thread(tid, name, is_main)
  *       .encode(meta_json) -> bytes / .stats() -> dict
  *     A native sampling run: the sampler thread and the timeline poller
@@ -27,7 +27,9 @@
 #include "profile/profile.h"
 #include "sampler/memread.h"
 #include "sampler/sampler.h"
+#include "heap/heap.h"
 #include "timeline/timeline.h"
+#include "tracer/tracer.h"
 
 static uint64_t mono_ns(void) {
     struct timespec ts;
@@ -112,7 +114,13 @@ static void on_new_thread(void) {
 
 /* GIL held. */
 static void namer_acquire(void) {
-    if (namer.users > 0 && namer.pid != getpid()) namer.users = 0; /* forked child */
+    if (namer.pid && namer.pid != getpid()) {
+        /* A forked child: the namer thread is not here, and the lock and
+         * condition variable may carry the parent's waiters; start over. */
+        namer.users = 0;
+        pthread_mutex_init(&namer.lock, NULL);
+        pthread_cond_init(&namer.wake, NULL);
+    }
     if (namer.users++ > 0) return;
     namer.quit = namer.pending = 0;
     namer.pid = getpid();
@@ -147,14 +155,24 @@ typedef struct {
     size_t max_samples;
     int state; /* 0 new, 1 running, 2 stopped */
     char timeline_error[256];
+    mfp_heap *heap;       /* sampled allocations; NULL when memory_rate is 0 */
+    uint64_t memory_rate; /* mean bytes between allocation samples, 0 = off */
+    char heap_error[256];
 } Session;
 
 static int Session_init(Session *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"interval", "timeline_interval", "max_samples", NULL};
+    static char *kwlist[] = {"interval", "timeline_interval", "max_samples", "memory_rate", NULL};
     double interval, timeline = 0;
     Py_ssize_t max_samples = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "d|dn", kwlist, &interval, &timeline, &max_samples))
+    unsigned long long memory_rate = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "d|dnK", kwlist, &interval, &timeline, &max_samples,
+                                     &memory_rate))
         return -1;
+    if (memory_rate > (1ull << 40)) {
+        PyErr_SetString(PyExc_ValueError, "memory_rate must be 0 (off) or 1..2**40 bytes");
+        return -1;
+    }
+    self->memory_rate = memory_rate;
     if (!(interval >= 1e-5 && interval <= 60)) {
         PyErr_SetString(PyExc_ValueError, "interval must be between 0.00001 and 60 seconds");
         return -1;
@@ -175,6 +193,7 @@ static int Session_init(Session *self, PyObject *args, PyObject *kw) {
 
 static void Session_dealloc(Session *self) {
     mfp_sampler_free(self->sampler); /* stops and joins first */
+    mfp_heap_free(self->heap);       /* removes its hooks first */
     if (self->state == 1) namer_release();
     if (self->timeline) {
         mfp_timeline_stop(self->timeline);
@@ -206,6 +225,9 @@ static PyObject *Session_start(Session *self, PyObject *Py_UNUSED(ignored)) {
         self->timeline = mfp_timeline_start(self->timeline_ns, self->timeline_error,
                                             sizeof self->timeline_error);
     }
+    /* A heap that cannot start leaves the CPU profile running; stats() says why. */
+    if (self->memory_rate)
+        self->heap = mfp_heap_start(self->memory_rate, self->heap_error, sizeof self->heap_error);
     self->state = 1;
     Py_RETURN_NONE;
 }
@@ -216,11 +238,13 @@ static PyObject *Session_stop(Session *self, PyObject *Py_UNUSED(ignored)) {
     mfp_sampler_stop(self->sampler);
     if (self->timeline) mfp_timeline_stop(self->timeline);
     Py_END_ALLOW_THREADS
+    mfp_heap_stop(self->heap); /* needs the GIL: it restores the PyMem allocators */
     namer_release();
     self->t1_ns = mono_ns();
     self->state = 2;
     if (self->timeline && mfp_timeline_export(self->timeline, self->profile, self->t0_ns) != 0)
         return PyErr_NoMemory();
+    if (self->heap && mfp_heap_export(self->heap, self->profile) != 0) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 
@@ -269,15 +293,26 @@ static PyObject *Session_stats(Session *self, PyObject *Py_UNUSED(ignored)) {
         }
         Py_DECREF(v);
     }
-    char info[4096] = "";
-    if (self->timeline) mfp_timeline_info_json(self->timeline, info, sizeof info);
+    char *info = NULL, heap_info[4096] = "";
+    if (self->timeline) { /* sized by asking first: many GPUs make it long */
+        size_t n = mfp_timeline_info_json(self->timeline, NULL, 0);
+        if (!(info = malloc(n + 1))) {
+            Py_DECREF(dropped);
+            return PyErr_NoMemory();
+        }
+        mfp_timeline_info_json(self->timeline, info, n + 1);
+    }
+    if (self->heap) mfp_heap_info_json(self->heap, heap_info, sizeof heap_info);
     mfp_profile_counts c;
     mfp_profile_get_counts(self->profile, &c);
-    return Py_BuildValue("{sKsKsNsKsKsssssssIsK}", "passes", st.passes, "samples", st.samples,
+    PyObject *out = Py_BuildValue("{sKsKsNsKsKsssssssIsKssss}", "passes", st.passes, "samples", st.samples,
                          "dropped", dropped, "busy_ns", st.busy_ns, "duration_ns",
                          self->t1_ns - self->t0_ns, "mechanism", mfp_mem_mechanism(),
-                         "timeline_info", info, "timeline_error", self->timeline_error,
-                         "decimation", c.decimation, "start_ns", self->t0_ns);
+                         "timeline_info", info ? info : "", "timeline_error", self->timeline_error,
+                         "decimation", c.decimation, "start_ns", self->t0_ns, "heap_info",
+                         heap_info, "heap_error", self->heap_error);
+    free(info);
+    return out;
 }
 
 static PyMethodDef Session_methods[] = {
@@ -442,6 +477,19 @@ static PyObject *Builder_memory(Builder *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *Builder_total(Builder *self, PyObject *args) {
+    unsigned long stack, thread, flags;
+    unsigned long long count, weight;
+    if (!PyArg_ParseTuple(args, "kkkKK", &stack, &thread, &flags, &count, &weight)) return NULL;
+    mfp_profile_counts c;
+    mfp_profile_get_counts(self->profile, &c);
+    if (check_index(stack, c.stacks, "stack") || check_index(thread, c.threads, "thread")) return NULL;
+    if (mfp_profile_total(self->profile, (uint32_t)stack, (uint32_t)thread, (uint32_t)flags, count,
+                          weight) != 0)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyObject *Builder_encode(Builder *self, PyObject *meta) {
     if (!PyUnicode_Check(meta)) {
         PyErr_SetString(PyExc_TypeError, "meta must be a JSON string");
@@ -462,6 +510,8 @@ static PyMethodDef Builder_methods[] = {
     {"point", (PyCFunction)Builder_point, METH_VARARGS, "point(series, t_ns, value)"},
     {"memory", (PyCFunction)Builder_memory, METH_VARARGS,
      "memory(stack, live_bytes, alloc_bytes, alloc_count)"},
+    {"total", (PyCFunction)Builder_total, METH_VARARGS,
+     "total(stack, thread, flags, count, weight_ns): add to TOTALS without a sample"},
     {"encode", (PyCFunction)Builder_encode, METH_O, "encode(meta_json) -> profile bytes"},
     {NULL, NULL, 0, NULL}};
 
@@ -474,6 +524,167 @@ static PyTypeObject BuilderType = {
     .tp_dealloc = (destructor)Builder_dealloc,
     .tp_methods = Builder_methods,
     .tp_doc = "Builds a profile from Python (adapters, tests).",
+};
+
+/* ---- Tracer ------------------------------------------------------------- */
+
+/* Tracer(max_nodes=0, timeline_interval=0): .start() / .stop()
+ *   .name_thread(tid, name, is_main) / .encode(meta_json) -> bytes / .stats() -> dict
+ * The deterministic tracer (native/tracer): an exact call tree of every
+ * thread, written as TOTALS rows (count = calls, weight = self time), and,
+ * when timeline_interval > 0, the resource timeline beside it. */
+typedef struct {
+    PyObject_HEAD
+    mfp_tracer *tracer;
+    mfp_profile *profile; /* made by stop() */
+    mfp_timeline *timeline;
+    uint64_t timeline_ns, t0_ns;
+    int started;
+    char timeline_error[256];
+} Tracer;
+
+static int Tracer_init(Tracer *self, PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"max_nodes", "timeline_interval", NULL};
+    Py_ssize_t max_nodes = 0;
+    double timeline = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|nd", kwlist, &max_nodes, &timeline)) return -1;
+    if (max_nodes < 0) {
+        PyErr_SetString(PyExc_ValueError, "max_nodes must be >= 0");
+        return -1;
+    }
+    if (!(timeline == 0 || (timeline >= 0.001 && timeline <= 3600))) {
+        PyErr_SetString(PyExc_ValueError, "timeline_interval must be 0 (off) or 0.001..3600 seconds");
+        return -1;
+    }
+    self->timeline_ns = (uint64_t)(timeline * 1e9);
+    if (self->tracer) {
+        PyErr_SetString(PyExc_RuntimeError, "a Tracer is initialised once");
+        return -1;
+    }
+    self->tracer = mfp_tracer_new((size_t)max_nodes);
+    if (!self->tracer) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void Tracer_dealloc(Tracer *self) {
+    mfp_tracer_free(self->tracer); /* stops first */
+    if (self->timeline) {
+        mfp_timeline_stop(self->timeline);
+        mfp_timeline_free(self->timeline);
+    }
+    mfp_profile_free(self->profile);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int tracer_ready(Tracer *self) {
+    if (self->tracer) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "Tracer.__init__ was not called");
+    return -1;
+}
+
+static PyObject *Tracer_start(Tracer *self, PyObject *Py_UNUSED(ignored)) {
+    if (tracer_ready(self)) return NULL;
+    if (self->started) {
+        PyErr_SetString(PyExc_RuntimeError, "a Tracer can be started once");
+        return NULL;
+    }
+    self->t0_ns = mono_ns();
+    /* The poller first, so starting it is not in the trace. */
+    if (self->timeline_ns)
+        self->timeline = mfp_timeline_start(self->timeline_ns, self->timeline_error,
+                                            sizeof self->timeline_error);
+    if (mfp_tracer_start(self->tracer) != 0) {
+        if (self->timeline) {
+            mfp_timeline_stop(self->timeline);
+            mfp_timeline_free(self->timeline);
+            self->timeline = NULL;
+        }
+        return NULL;
+    }
+    self->started = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Tracer_stop(Tracer *self, PyObject *Py_UNUSED(ignored)) {
+    if (tracer_ready(self)) return NULL;
+    if (!self->started || self->profile) Py_RETURN_NONE;
+    int rc = mfp_tracer_stop(self->tracer); /* the hooks are off even when it fails */
+    if (self->timeline) {
+        Py_BEGIN_ALLOW_THREADS
+        mfp_timeline_stop(self->timeline);
+        Py_END_ALLOW_THREADS
+    }
+    self->profile = mfp_profile_new(0);
+    if (!self->profile) return PyErr_NoMemory();
+    if (self->timeline && mfp_timeline_export(self->timeline, self->profile, self->t0_ns) != 0)
+        return PyErr_NoMemory();
+    if (mfp_tracer_export(self->tracer, self->profile) != 0 || rc != 0) return NULL;
+    Py_RETURN_NONE;
+}
+
+static int tracer_stopped(Tracer *self) {
+    if (self->profile) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "the tracer must be started and stopped first");
+    return -1;
+}
+
+static PyObject *Tracer_name_thread(Tracer *self, PyObject *args) {
+    unsigned long long tid;
+    const char *name;
+    Py_ssize_t len;
+    int is_main;
+    if (!PyArg_ParseTuple(args, "Ks#p", &tid, &name, &len, &is_main)) return NULL;
+    if (tracer_stopped(self)) return NULL;
+    uint32_t s = mfp_profile_string(self->profile, name, (size_t)len);
+    if (s == MFP_NONE ||
+        mfp_profile_thread(self->profile, tid, s, is_main ? MFP_THREAD_MAIN : 0) == MFP_NONE)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *Tracer_encode(Tracer *self, PyObject *meta) {
+    if (tracer_stopped(self)) return NULL;
+    if (!PyUnicode_Check(meta)) {
+        PyErr_SetString(PyExc_TypeError, "meta must be a JSON string");
+        return NULL;
+    }
+    return encode_store(self->profile, meta);
+}
+
+static PyObject *Tracer_stats(Tracer *self, PyObject *Py_UNUSED(ignored)) {
+    if (tracer_ready(self)) return NULL;
+    mfp_tracer_stats st;
+    mfp_tracer_get_stats(self->tracer, &st);
+    char info[4096] = "";
+    if (self->timeline) mfp_timeline_info_json(self->timeline, info, sizeof info);
+    return Py_BuildValue("{sKsKsKsKsKsKsssissss}", "calls", st.calls, "nodes", st.nodes,
+                         "threads", st.threads, "dropped_nodes", st.dropped_nodes,
+                         "lost_threads", st.lost_threads, "duration_ns", st.duration_ns,
+                         "mechanism", st.mechanism, "tool_id", st.tool_id, "timeline_info", info,
+                         "timeline_error", self->timeline_error);
+}
+
+static PyMethodDef Tracer_methods[] = {
+    {"start", (PyCFunction)Tracer_start, METH_NOARGS, "Start tracing every thread (once)."},
+    {"stop", (PyCFunction)Tracer_stop, METH_NOARGS, "Stop tracing and build the profile; idempotent."},
+    {"name_thread", (PyCFunction)Tracer_name_thread, METH_VARARGS,
+     "name_thread(tid, name, is_main): name a traced thread."},
+    {"encode", (PyCFunction)Tracer_encode, METH_O, "encode(meta_json) -> profile bytes"},
+    {"stats", (PyCFunction)Tracer_stats, METH_NOARGS, "Counters of the run."},
+    {NULL, NULL, 0, NULL}};
+
+static PyTypeObject TracerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "metaflow_profiler._native.Tracer",
+    .tp_basicsize = sizeof(Tracer),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Tracer_init,
+    .tp_dealloc = (destructor)Tracer_dealloc,
+    .tp_methods = Tracer_methods,
+    .tp_doc = "The deterministic tracer: exact call tree, call counts, self time.",
 };
 
 /* ---- decode ------------------------------------------------------------- */
@@ -643,11 +854,13 @@ static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_native",
 
 PyMODINIT_FUNC PyInit__native(void) {
     if (PyType_Ready(&SessionType) < 0 || PyType_Ready(&BuilderType) < 0) return NULL;
+    if (PyType_Ready(&TracerType) < 0) return NULL;
     if (!thread_names && !(thread_names = PyDict_New())) return NULL;
     PyObject *m = PyModule_Create(&moduledef);
     if (!m) return NULL;
     if (PyModule_AddObjectRef(m, "Session", (PyObject *)&SessionType) < 0 ||
         PyModule_AddObjectRef(m, "Builder", (PyObject *)&BuilderType) < 0 ||
+        PyModule_AddObjectRef(m, "Tracer", (PyObject *)&TracerType) < 0 ||
         PyModule_AddIntConstant(m, "FORMAT_VERSION", 1) < 0) {
         Py_DECREF(m);
         return NULL;

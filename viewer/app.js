@@ -14,6 +14,7 @@ var state = {
   regex: false,
   match: null,
   tab: "flame",
+  tableSource: "cpu",
   selFunc: -1,
   memWhich: "live",
   sort: { key: "self", desc: true },
@@ -230,8 +231,15 @@ function buildControls(P) {
     var all = el("option", "", "All threads (" + P.threadTid.length + ")");
     all.value = "-1";
     sel.appendChild(all);
+    // each thread's sampled time, so the busy ones stand out in the list
+    var wall = new Float64Array(P.threadTid.length), oncpu = new Float64Array(P.threadTid.length);
+    for (var k = 0; k < P.totThread.length; k++) {
+      wall[P.totThread[k]] += P.totWeight[k];
+      if (P.totFlags[k] & 1) oncpu[P.totThread[k]] += P.totWeight[k];
+    }
     for (var i = 0; i < P.threadTid.length; i++) {
-      var o = el("option", "", threadLabel(P, i));
+      var extra = wall[i] > 0 ? " — " + fmtUs(wall[i]) + ", " + pct(oncpu[i] / wall[i]) + " on CPU" : "";
+      var o = el("option", "", threadLabel(P, i) + extra);
       o.value = String(i);
       sel.appendChild(o);
     }
@@ -310,20 +318,23 @@ function nonZero(s) {
   return false;
 }
 
+function activityBuckets(duration, intervalUs) {
+  return Math.max(10, Math.min(400, Math.floor(duration / (intervalUs * 25))));
+}
+
 // Threads on CPU over time from SAMPLES, as a % of one core like cpu_pct.
 // Buckets hold ~25 sampling intervals each so the line does not alias.
 function activitySeries(P, duration, intervalUs) {
   var n = P.sampleT.length;
   if (!n) return null;
   var iv = intervalUs > 0 ? intervalUs : duration / n;
-  var B = Math.max(10, Math.min(400, Math.floor(duration / (iv * 25))));
+  var B = activityBuckets(duration, iv);
   var w = duration / B;
   var v = new Float64Array(B), t = new Float64Array(B);
   var any = false;
   for (var i = 0; i < n; i++) {
     if (!(P.sampleFlags[i] & 1)) continue;
-    var b = Math.min(B - 1, Math.floor(P.sampleT[i] / w));
-    v[b] += P.sampleWeight[i];
+    spread(v, w, P.sampleT[i] - P.sampleWeight[i], P.sampleT[i]);
     any = true;
   }
   if (!any) return null;
@@ -365,6 +376,7 @@ function buildTimeline(P, duration) {
     count++;
   }
   var act = activitySeries(P, duration, (P.meta.interval_ns || 0) / 1000);
+  ui.cpuChartIndex = count;
   add({
     title: "CPU",
     series: [
@@ -477,9 +489,10 @@ function flamePanel(id, opts) {
     rootLabel: opts.rootLabel,
     ariaLabel: opts.aria,
     emptyText: opts.emptyText,
-    onZoom: function () {
+    onZoom: function (node) {
       breadcrumb(fg, crumbs);
       fillDetails(fg, details, opts.format);
+      if (opts.onSelect) opts.onSelect(fg, node);
     },
   });
   reset.addEventListener("click", guard(function () { fg.setZoom(0); }));
@@ -569,11 +582,21 @@ function copyText(text) {
   field.select();
 }
 
-function buildTable() {
+function buildTable(hasMem) {
   var panel = el("section", "panel table-panel");
   panel.id = "mfp-panel-table";
+  var bar = el("div", "flame-bar");
   var info = el("div", "table-info");
-  panel.appendChild(info);
+  bar.appendChild(info);
+  if (hasMem) {
+    var src = seg([["cpu", "Time"], ["mem", "Memory at peak"]], "cpu", function (v) {
+      state.tableSource = v;
+      renderTable();
+    });
+    src.id = "mfp-table-source";
+    bar.appendChild(src);
+  }
+  panel.appendChild(bar);
   var wrap = el("div", "table-wrap");
   var table = el("table", "fn-table");
   table.id = "mfp-table";
@@ -609,7 +632,9 @@ function buildTable() {
 var TABLE_ROWS = 300;
 
 function renderTable() {
-  var tree = state.cpuTree, info = ui.info;
+  var mem = state.tableSource === "mem" && ui.memTree;
+  var tree = mem ? ui.memTree : state.cpuTree, info = ui.info;
+  var fmt = mem ? fmtBytes : fmtUs;
   var ft = functionTotals(tree);
   var root = tree.total[0] || 1;
   var rows = [];
@@ -639,13 +664,13 @@ function renderTable() {
     if (f === state.selFunc) tr.className = "selected";
     tr.appendChild(el("td", "fn-name", info.name(f) || "<unknown>"));
     tr.appendChild(el("td", "fn-loc", info.location(f, true)));
-    tr.appendChild(el("td", "num", fmtUs(ft.self[f])));
+    tr.appendChild(el("td", "num", fmt(ft.self[f])));
     var sp = el("td", "num bar-cell");
     sp.appendChild(el("span", "bar", ""));
     sp.firstChild.style.width = Math.min(100, (ft.self[f] / root) * 100).toFixed(1) + "%";
     sp.appendChild(el("span", "bar-text", pct(ft.self[f] / root)));
     tr.appendChild(sp);
-    tr.appendChild(el("td", "num", fmtUs(ft.total[f])));
+    tr.appendChild(el("td", "num", fmt(ft.total[f])));
     var tp = el("td", "num bar-cell");
     tp.appendChild(el("span", "bar total", ""));
     tp.firstChild.style.width = Math.min(100, (ft.total[f] / root) * 100).toFixed(1) + "%";
@@ -657,12 +682,12 @@ function renderTable() {
   ui.tbody.appendChild(frag);
   ui.tbody.onclick = guard(function (e) {
     var tr = e.target.closest("tr");
-    if (!tr) return;
+    if (!tr || state.tableSource === "mem") return;
     selectFunc(parseInt(tr.dataset.func, 10));
     showTab("sandwich");
   });
   var shown = Math.min(rows.length, TABLE_ROWS);
-  ui.tableInfo.textContent = rows.length + " functions" + (state.match ? " matching the search" : "") + (shown < rows.length ? ", top " + shown + " shown" : "") + " · click a row for its callers and callees";
+  ui.tableInfo.textContent = rows.length + " functions" + (state.match ? " matching the search" : "") + (shown < rows.length ? ", top " + shown + " shown" : "") + (mem ? " · bytes live at the heap peak" : " · click a row for its callers and callees");
 }
 
 function buildSandwich() {
@@ -699,8 +724,32 @@ function sandwichJump(fg, node) {
   if (node > 0 && f >= 0) selectFunc(f);
 }
 
+// The selected function's time on the stack, drawn on the CPU chart.
+function updateActivity() {
+  var tl = ui.timeline;
+  if (!tl || ui.cpuChartIndex === undefined || !ui.P.sampleT.length) return;
+  var chart = tl.charts[ui.cpuChartIndex];
+  if (!chart || chart.spec.title !== "CPU") return;
+  var f = state.selFunc;
+  var key = f + ":" + state.thread + ":" + state.cpuOnly;
+  if (key === ui.activityKey) return; // a range change leaves it as it is
+  ui.activityKey = key;
+  if (f < 0) {
+    tl.setExtra(chart, null);
+    return;
+  }
+  var iv = (ui.P.meta.interval_ns || 0) / 1000 || ui.duration / ui.P.sampleT.length;
+  var a = functionActivity(ui.M, f, { thread: state.thread, cpuOnly: state.cpuOnly }, ui.duration, activityBuckets(ui.duration, iv));
+  var name = ui.info.name(f) || "<unknown>";
+  if (name.length > 40) name = name.slice(0, 39) + "\u2026";
+  tl.setExtra(chart, { label: name, t: a.t, v: a.v, color: "#d946ef" });
+}
+
 function selectFunc(f) {
-  state.selFunc = f;
+  if (f !== state.selFunc) {
+    state.selFunc = f;
+    updateActivity();
+  }
   if (state.tab === "sandwich") renderSandwich();
   else ui.dirtySandwich = true;
 }
@@ -731,11 +780,50 @@ function renderSandwich() {
   ui.callees.setMatch(state.match);
 }
 
+function stackThread() {
+  if (state.thread >= 0) return state.thread;
+  var P = ui.P;
+  for (var i = 0; i < P.threadFlags.length; i++) if (P.threadFlags[i] & 1) return i;
+  return 0;
+}
+
+function buildStackChart() {
+  var panel = el("section", "panel stack-panel");
+  panel.id = "mfp-panel-stack";
+  var head = el("div", "flame-bar");
+  ui.stackTitle = el("div", "stack-title");
+  head.appendChild(ui.stackTitle);
+  panel.appendChild(head);
+  var host = el("div", "flame-host");
+  panel.appendChild(host);
+  ui.stack = new StackChart(host, ui.info, {
+    onSelect: function (f) {
+      selectFunc(f);
+    },
+    onRange: function (r) {
+      setRange(r);
+    },
+  });
+  return panel;
+}
+
+function renderStackChart() {
+  var th = stackThread();
+  ui.stackTitle.textContent = "";
+  ui.stackTitle.appendChild(el("span", "det-name", threadLabel(ui.P, th)));
+  var what = state.range ? fmtUs(state.range[0]) + " – " + fmtUs(state.range[1]) : "the whole run";
+  var hint = "time order, " + what + (state.thread < 0 ? " · pick another thread above" : "") + " · drag here or on the timeline to zoom in time";
+  ui.stackTitle.appendChild(el("span", "hint", hint));
+  ui.stack.set(ui.M, th, state.range, ui.duration, state.cpuOnly);
+  ui.stack.setMatch(state.match);
+}
+
 function buildMemory() {
   var extra = seg([["live", "Live at peak"], ["alloc", "Allocated"]], "live", function (v) {
     state.memWhich = v;
     ui.memTree = aggregateMemory(ui.M, v);
     ui.memFlame.setTree(ui.memTree, true);
+    ui.dirtyTable = true;
     updateShare();
   });
   extra.id = "mfp-mem-mode";
@@ -781,6 +869,7 @@ function setQuery(q) {
     ui.callers.setMatch(state.match);
     ui.callees.setMatch(state.match);
   }
+  if (ui.stack) ui.stack.setMatch(state.match);
   updateShare();
 }
 
@@ -823,9 +912,11 @@ function recompute() {
   fillDetails(ui.flame, ui.flame.details, fmtUs);
   ui.dirtyTable = true;
   ui.dirtySandwich = true;
+  ui.dirtyStack = true;
   refreshVisible();
   updateShare();
   timings.lastRecompute = performance.now() - t0;
+  updateActivity();
   return timings.lastRecompute;
 }
 
@@ -837,6 +928,10 @@ function refreshVisible() {
   if (state.tab === "sandwich" && ui.dirtySandwich) {
     renderSandwich();
     ui.dirtySandwich = false;
+  }
+  if (state.tab === "stack" && ui.dirtyStack) {
+    renderStackChart();
+    ui.dirtyStack = false;
   }
   if (state.tab === "memory" && ui.memFlame) ui.memFlame.render();
   updateShare();
@@ -875,6 +970,10 @@ function onKey(e) {
   } else if (e.key === "-" || e.key === "_") {
     var b = activeFlame();
     if (b) b.zoomOut();
+  } else if (e.key === "c") {
+    var fg = activeFlame();
+    var node = fg ? (fg.hover > 0 ? fg.hover : fg.selected) : -1;
+    if (node > 0 && fg.tree.func[node] >= 0) copyText(ui.info.name(fg.tree.func[node]));
   }
 }
 
@@ -919,21 +1018,33 @@ function renderCard(P, M, title, extraError) {
   var tl = buildTimeline(P, duration);
   if (tl) root.appendChild(tl);
 
-  var tabs = [["flame", "CPU flame graph"], ["table", "Top functions"], ["sandwich", "Sandwich"]];
+  var tabs = [["flame", "CPU flame graph"]];
+  var hasSamples = P.sampleT.length > 0;
+  if (hasSamples) tabs.push(["stack", "Stack chart"]);
+  tabs.push(["table", "Top functions"], ["sandwich", "Sandwich"]);
   var hasMem = P.memStack.length > 0;
   if (hasMem) tabs.push(["memory", "Memory at peak"]);
   var main = el("section", "views");
   main.appendChild(makeTabs(tabs));
-  var fp = flamePanel("mfp-panel-flame", { format: fmtUs, rootLabel: "all", aria: "CPU flame graph" });
+  var fp = flamePanel("mfp-panel-flame", {
+    format: fmtUs,
+    rootLabel: "all",
+    aria: "CPU flame graph",
+    onSelect: function (fg, node) {
+      var f = node > 0 ? fg.tree.func[node] : -1;
+      selectFunc(f);
+    },
+  });
   ui.flame = fp.flame;
-  ui.panels = { flame: fp.panel, table: buildTable(), sandwich: buildSandwich() };
+  ui.panels = { flame: fp.panel, table: buildTable(hasMem), sandwich: buildSandwich() };
+  if (hasSamples) ui.panels.stack = buildStackChart();
   if (hasMem) ui.panels.memory = buildMemory();
   Object.keys(ui.panels).forEach(function (k) {
     ui.panels[k].hidden = k !== state.tab;
     main.appendChild(ui.panels[k]);
   });
   root.appendChild(main);
-  var foot = el("footer", "card-foot", "Keys: / search · Esc clear · + zoom in · − zoom out · drag on a chart to select a range");
+  var foot = el("footer", "card-foot", "Keys: / search · Esc clear · + zoom in · − zoom out · c copy name · drag on a chart to select a range");
   root.appendChild(foot);
 
   state.cpuTree = aggregateCpu(M, { thread: -1, cpuOnly: false, range: null });
@@ -941,6 +1052,7 @@ function renderCard(P, M, title, extraError) {
   breadcrumb(ui.flame, ui.flame.crumbs);
   ui.dirtyTable = true;
   ui.dirtySandwich = true;
+  ui.dirtyStack = true;
   if (hasMem) {
     ui.memTree = aggregateMemory(M, "live");
     ui.memFlame.setTree(ui.memTree);
@@ -1020,6 +1132,10 @@ window.__mfp = {
   },
   duration: function () {
     return ui.duration || 0;
+  },
+  stackBoxes: function () {
+    if (!ui.stack || !ui.stack.boxes) return [];
+    return ui.stack.boxes.map(function (b) { return { name: ui.info.name(b.func), x0: b.x0, x1: b.x1, depth: b.d }; });
   },
   memoryTotal: function () {
     return ui.memTree ? ui.memTree.total[0] : 0;

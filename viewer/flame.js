@@ -60,8 +60,7 @@ FuncInfo.prototype.label = function (f) {
   }
   return l;
 };
-FuncInfo.prototype.color = function (f) {
-  var dark = isDark();
+FuncInfo.prototype.color = function (f, dark) {
   if (this.dark !== dark || !this.colors) {
     this.colors = new Array(this.P.funcName.length);
     this.dark = dark;
@@ -131,6 +130,7 @@ function FlameGraph(host, info, opts) {
 FlameGraph.prototype.setTree = function (tree, keepZoom) {
   var oldZoom = this.zoom;
   this.tree = tree;
+  this.rects = null; // the old layout belongs to the old tree
   this.hover = -1;
   if (!keepZoom || oldZoom >= tree.n || !(tree.total[oldZoom] > 0)) {
     this.zoom = 0;
@@ -207,7 +207,10 @@ FlameGraph.prototype.layout = function () {
 
 FlameGraph.prototype.render = function () {
   if (!this.tree) return;
-  if (!this.host.clientWidth) return; // hidden: drawn when shown (resize observer)
+  if (!this.host.clientWidth) {
+    this.lastWidth = 0; // hidden: the resize observer draws it when shown
+    return;
+  }
   var t0 = performance.now();
   this.layout();
   this.layoutMs = performance.now() - t0;
@@ -279,7 +282,7 @@ FlameGraph.prototype.draw = function () {
         continue;
       }
       ctx.globalAlpha = d < R.base ? 0.55 : 1;
-      ctx.fillStyle = matched ? info.color(f) : dim;
+      ctx.fillStyle = matched ? info.color(f, dark) : dim;
       ctx.fillRect(x, y, w > 1.5 ? w - 1 : w, ROW_H - 1);
       if (w > 28) {
         var label = this.nodeLabel(node);
@@ -305,6 +308,18 @@ FlameGraph.prototype.draw = function () {
       ctx.strokeRect(R.x[j] + width / 2, R.d[j] * ROW_H + width / 2, Math.max(R.w[j] - 1 - width, 1), ROW_H - 1 - width);
     }
   };
+  if (this.hover >= 0) {
+    // every box of the hovered function, so recursion and repeated callers show
+    var hf = tree.func[this.hover];
+    if (hf >= 0) {
+      ctx.strokeStyle = dark ? "rgba(255,255,255,0.55)" : "rgba(0,0,0,0.45)";
+      ctx.lineWidth = 1;
+      for (var j = 0; j < R.n.length; j++) {
+        if (tree.func[R.n[j]] !== hf || R.n[j] === this.hover || R.w[j] < 3) continue;
+        ctx.strokeRect(R.x[j] + 0.5, R.d[j] * ROW_H + 0.5, R.w[j] - 2, ROW_H - 2);
+      }
+    }
+  }
   if (this.selected >= 0) outline(this.selected, dark ? "#ffffff" : "#111111", 2);
   if (this.hover >= 0) outline(this.hover, dark ? "#e8e8e8" : "#333333", 1);
 };
@@ -363,6 +378,10 @@ FlameGraph.prototype.showTip = function (node, e) {
   var x = e.clientX - hr.left + 14, y = e.clientY - hr.top + 14;
   var tw = tip.offsetWidth, hw = this.host.clientWidth;
   if (x + tw > hw) x = Math.max(0, e.clientX - hr.left - tw - 10);
+  // keep it inside the graph: in an auto-sized iframe a tooltip hanging
+  // below the page would grow the page
+  var th = tip.offsetHeight, hh = this.host.clientHeight;
+  if (y + th > hh && e.clientY - hr.top - th - 10 >= 0) y = e.clientY - hr.top - th - 10;
   tip.style.left = x + "px";
   tip.style.top = y + "px";
 };

@@ -26,13 +26,9 @@ function Timeline(host, duration, opts) {
 }
 
 // spec: {title, series: [{label, t (µs), v, color, dash}], format, min, max, note}
-Timeline.prototype.addChart = function (spec) {
-  var self = this;
-  var box = el("div", "tl-chart");
-  var head = el("div", "tl-head");
-  head.appendChild(el("span", "tl-title", spec.title));
-  var legend = el("span", "tl-legend");
-  spec.series.forEach(function (s) {
+function fillLegend(legend, series) {
+  legend.textContent = "";
+  series.forEach(function (s) {
     var item = el("span", "tl-key");
     var sw = el("i", "tl-swatch" + (s.dash ? " dashed" : ""));
     sw.style.borderColor = s.color;
@@ -41,6 +37,30 @@ Timeline.prototype.addChart = function (spec) {
     item.appendChild(document.createTextNode(s.label));
     legend.appendChild(item);
   });
+}
+
+// Put (or with null, remove) one extra series on a chart, e.g. the time
+// the selected function was on the stack.
+Timeline.prototype.setExtra = function (chart, series) {
+  var spec = chart.spec;
+  spec.series = spec.series.filter(function (s) { return !s.extra; });
+  if (series) {
+    series.extra = true;
+    spec.series.push(series);
+  }
+  fillLegend(chart.legend, spec.series);
+  var W = this.host.clientWidth || 800;
+  if (W) this.drawChart(chart, W, window.devicePixelRatio || 1, isDark(), true);
+  this.readout(chart);
+};
+
+Timeline.prototype.addChart = function (spec) {
+  var self = this;
+  var box = el("div", "tl-chart");
+  var head = el("div", "tl-head");
+  head.appendChild(el("span", "tl-title", spec.title));
+  var legend = el("span", "tl-legend");
+  fillLegend(legend, spec.series);
   head.appendChild(legend);
   var readout = el("span", "tl-readout");
   head.appendChild(readout);
@@ -58,7 +78,7 @@ Timeline.prototype.addChart = function (spec) {
   box.appendChild(plot);
   this.host.insertBefore(box, this.axis.parentNode === this.host ? this.axis : null);
   if (this.axis.parentNode !== this.host) this.host.appendChild(this.axis);
-  var chart = { spec: spec, canvas: canvas, readout: readout, box: box, shadeL: shadeL, shadeR: shadeR, cross: cross };
+  var chart = { spec: spec, canvas: canvas, readout: readout, box: box, shadeL: shadeL, shadeR: shadeR, cross: cross, legend: legend };
   var max = spec.min || 0;
   spec.series.forEach(function (s) {
     if (s.dash) return;
@@ -95,6 +115,8 @@ Timeline.prototype.startDrag = function (e, chart) {
 
 Timeline.prototype.move = function (e, chart) {
   var t = this.tAt(e, chart);
+  // released outside the (i)frame: the mouseup never came
+  if (this.drag && e.buttons === 0) this.endDrag(e);
   if (this.drag) {
     var a = Math.min(this.drag.t0, t), b = Math.max(this.drag.t0, t);
     this.sel = [a, b];
@@ -200,8 +222,12 @@ Timeline.prototype.render = function () {
   this.overlays();
 };
 
-Timeline.prototype.drawChart = function (c, W, dpr, dark) {
+Timeline.prototype.drawChart = function (c, W, dpr, dark, force) {
   var cv = c.canvas, D = this.duration;
+  // charts change only with their width or theme: skip identical repaints
+  var key = W + ":" + dpr + ":" + dark;
+  if (c.drawn === key && !force) return;
+  c.drawn = key;
   if (cv.width !== Math.round(W * dpr)) {
     cv.width = Math.round(W * dpr);
     cv.height = Math.round(CHART_H * dpr);
@@ -237,23 +263,32 @@ Timeline.prototype.drawChart = function (c, W, dpr, dark) {
       ctx.restore();
       return;
     }
+    // A point reports the interval before it (a rate since the last poll,
+    // or a level then), so the first value is held back to t = 0: a short
+    // run with a single poll still draws.
+    var x0 = xOf(s.t[0]), xn = xOf(s.t[s.t.length - 1]);
     ctx.beginPath();
-    ctx.moveTo(xOf(s.t[0]), CHART_H);
+    ctx.moveTo(0, CHART_H);
+    ctx.lineTo(0, yOf(s.v[0]));
     for (var j = 0; j < s.t.length; j++) ctx.lineTo(xOf(s.t[j]), yOf(s.v[j]));
-    ctx.lineTo(xOf(s.t[s.t.length - 1]), CHART_H);
+    ctx.lineTo(xn, CHART_H);
     ctx.closePath();
-    ctx.globalAlpha = spec.series.length > 1 ? 0.16 : 0.24;
+    ctx.globalAlpha = spec.series.length > 1 ? 0.14 : 0.24;
     ctx.fillStyle = s.color;
     ctx.fill();
     ctx.globalAlpha = 1;
     ctx.beginPath();
-    for (j = 0; j < s.t.length; j++) {
-      if (j === 0) ctx.moveTo(xOf(s.t[j]), yOf(s.v[j]));
-      else ctx.lineTo(xOf(s.t[j]), yOf(s.v[j]));
-    }
+    ctx.moveTo(0, yOf(s.v[0]));
+    for (j = 0; j < s.t.length; j++) ctx.lineTo(xOf(s.t[j]), yOf(s.v[j]));
     ctx.strokeStyle = s.color;
     ctx.lineWidth = 1.5;
     ctx.stroke();
+    if (s.t.length === 1 || x0 < 0) {
+      ctx.beginPath();
+      ctx.arc(x0, yOf(s.v[0]), 2.5, 0, 2 * Math.PI);
+      ctx.fillStyle = s.color;
+      ctx.fill();
+    }
   });
 };
 

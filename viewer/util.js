@@ -26,6 +26,7 @@ function pct(x) {
 
 function fmtUs(us) {
   if (!isFinite(us)) return "–";
+  if (us === 0) return "0";
   var a = Math.abs(us);
   if (a >= 3600e6) return (us / 3600e6).toFixed(2) + " h";
   if (a >= 60e6) return (us / 60e6).toFixed(2) + " min";

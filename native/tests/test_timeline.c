@@ -110,6 +110,19 @@ static int json_num_in(const char *json, const char *object, const char *key, do
     return json_num(part, key, out);
 }
 
+/* Waits (at most 10 s: the machine may be loaded) until the poller has
+ * taken n readings; 1 when it did. */
+static int wait_polls(const mfp_timeline *t, double n) {
+    char info[8192];
+    double got = 0;
+    for (int i = 0; i < 2000; i++) {
+        mfp_timeline_info_json(t, info, sizeof info);
+        if (json_num(info, "polls", &got) && got >= n) return 1;
+        sleep_ms(5);
+    }
+    return 0;
+}
+
 static double near(double got, double want) { return want ? (got - want) / want : got; }
 
 static int has_note(const char *info, const char *needle);
@@ -195,9 +208,13 @@ static void test_real(void) {
     CHECK(t != NULL);
     if (!t) return;
 
-    /* 1. a busy loop: what CPU we really got vs what the series says */
+    /* 1. a busy loop: the CPU we really got over a window vs the series'
+     * mean over it. 30 ms of quiet at both ends (polls every 20 ms) so the
+     * intervals straddling the edges hold no busy time. */
     uint64_t busy_a = mono_ns() - t0, c_a = cpu_ns();
+    sleep_ms(30);
     spin_ms(400);
+    sleep_ms(30);
     uint64_t busy_b = mono_ns() - t0, c_b = cpu_ns();
     double busy_want = 100.0 * (double)(c_b - c_a) / (double)(busy_b - busy_a);
 
@@ -270,15 +287,10 @@ static void test_real(void) {
 
     CHECK(series(p, "cpu_pct", &v));
     CHECK(v.scale == 1);
-    /* mean over the points whose interval lies inside the busy loop */
-    double sum = 0;
-    int n = 0;
-    for (size_t i = 1; i < v.n; i++)
-        if (v.t_ns[i - 1] >= busy_a && v.t_ns[i] <= busy_b) sum += scaled(&v, i), n++;
-    CHECK(n >= 3); /* the machine may be loaded: few polls, but some */
-    double busy_got = n ? sum / n : 0;
+    double busy_got = area(&v, busy_a, busy_b) / ((double)(busy_b - busy_a) / 1e9);
     printf("timeline: busy loop cpu %.1f%% (measured %.1f%%)\n", busy_got, busy_want);
     CHECK(busy_got > busy_want - 10 && busy_got < busy_want + 10);
+    CHECK(peak(&v) > 0);
     /* the child spun 0.4 s before anyone waited for it: live children count */
     double child_cpu = area(&v, child_a, child_b) / 100; /* % x s -> CPU s */
     printf("timeline: cpu during the child's life %.3f s (child used 0.4 s)\n", child_cpu);
@@ -451,7 +463,7 @@ static void test_fake_v2(void) {
     mfp_timeline *t = start_fake(5, 0);
     CHECK(t != NULL);
     if (!t) return;
-    sleep_ms(30);
+    CHECK(wait_polls(t, 3));
     /* what happens during the "step": */
     put_io("proc/self/io", 1000, 2000 + 10000000);        /* 10 MB written */
     put_net(5000 + 99000000, 100 + 3000000, 200 + 5000000); /* lo not counted */
@@ -511,6 +523,30 @@ static void test_fake_v2(void) {
     CHECK(has_note(info, "OOM-killed"));
     CHECK(!has_note(info, "stat"));
     CHECK(!has_note(info, "net/dev"));
+    mfp_profile_free(p);
+    mfp_timeline_free(t);
+    rm_tree();
+}
+
+/* A child forked by a thread that had none is found at the next full
+ * scan of our threads (about every 100 ms), and its CPU counted then. */
+static void test_new_parent_thread(void) {
+    good_tree();
+    mfp_timeline *t = start_fake(5, 0);
+    CHECK(t != NULL);
+    if (!t) return;
+    sleep_ms(20);
+    put_stat("proc/4400/stat", 30, 0, 1, 10);
+    put_io("proc/4400/io", 0, 0);
+    put("proc/4400/task/4400/children", "%s", "");
+    put("proc/self/task/4244/children", "4400\n");
+    sleep_ms(250);
+    mfp_timeline_stop(t);
+    mfp_profile *p = mfp_profile_new(0);
+    mfp_series_view v;
+    CHECK(mfp_timeline_export(t, p, fake_t0) == 0);
+    CHECK(series(p, "children", &v) && peak(&v) == 2 && scaled(&v, v.n - 1) == 2);
+    CHECK(series(p, "cpu_pct", &v) && fabs(near(area(&v, 0, UINT64_MAX) / 100, 0.3)) < 0.01);
     mfp_profile_free(p);
     mfp_timeline_free(t);
     rm_tree();
@@ -632,10 +668,14 @@ static void test_fake_garbage(void) {
     t = start_fake(2, 0);
     CHECK(t != NULL);
     if (!t) return;
-    sleep_ms(10);
+    CHECK(wait_polls(t, 3));
     put("proc/self/io", "nonsense\n");
     gone("cg/job/step/memory.current");
-    sleep_ms(10);
+    char before[8192];
+    mfp_timeline_info_json(t, before, sizeof before);
+    double polls0 = 0;
+    json_num(before, "polls", &polls0);
+    CHECK(wait_polls(t, polls0 + 2));
     mfp_timeline_stop(t);
     mfp_timeline_info_json(t, info, sizeof info);
     CHECK(has_note(info, "stopped being readable"));
@@ -657,14 +697,22 @@ static void test_halving(void) {
     CHECK(t != NULL);
     if (!t) return;
     uint64_t wb = 2000;
+    double polls = 0;
+    char buf[8192];
     for (int i = 0; i < 100; i++) {
         wb += 100000;
         put_io("proc/self/io", 1000, wb);
+        /* a spike held for some polls */
         if (i == 50) put_stat("proc/self/stat", 100, 20, 5, (int)((900 << 20) / pg));
-        if (i == 60) put_stat("proc/self/stat", 100, 20, 5, (int)((100 << 20) / pg));
+        if (i == 50) CHECK(wait_polls(t, polls + 3));
+        if (i == 51) put_stat("proc/self/stat", 100, 20, 5, (int)((100 << 20) / pg));
+        mfp_timeline_info_json(t, buf, sizeof buf);
+        json_num(buf, "polls", &polls);
         sleep_ms(2);
     }
-    sleep_ms(5);
+    CHECK(wait_polls(t, polls + 1));
+    mfp_timeline_info_json(t, buf, sizeof buf);
+    CHECK(json_num(buf, "polls", &polls) && polls > 40); /* it did halve */
     mfp_timeline_stop(t);
     mfp_profile *p = mfp_profile_new(0);
     CHECK(mfp_timeline_export(t, p, fake_t0) == 0);
@@ -714,7 +762,7 @@ static void test_gpu(void) {
     mfp_timeline *t = start_gpu(lib);
     CHECK(t != NULL);
     if (!t) return;
-    sleep_ms(50);
+    CHECK(wait_polls(t, 3));
     mfp_timeline_stop(t);
     mfp_profile *p = mfp_profile_new(0);
     CHECK(mfp_timeline_export(t, p, 0) == 0);
@@ -838,7 +886,7 @@ static void test_lifecycle(void) {
         waitpid(pid, &status, 0);
     }
     CHECK(done && WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    sleep_ms(10);
+    CHECK(wait_polls(t, 3)); /* the parent's poller still runs */
     mfp_timeline_stop(t);
     p = mfp_profile_new(0);
     CHECK(mfp_timeline_export(t, p, 0) == 0 && series(p, "rss_bytes", &v) && v.n >= 3);
@@ -851,6 +899,7 @@ int main(void) {
     test_fake_v2();
     test_fake_v1();
     test_env();
+    test_new_parent_thread();
     test_fake_garbage();
     test_halving();
     test_gpu();

@@ -177,8 +177,63 @@ static void add_process(mfp_timeline_procfs *pf, const char *pid, tree_acc *acc)
     }
 }
 
-/* Children of every thread of `pid`, then theirs. The pid lists are copied
- * out of the scratch buffer before it is reused. */
+static void walk(mfp_timeline_procfs *pf, const char *pid, int depth, tree_acc *acc);
+
+/* The children of one thread and theirs; 1 when it has any. The pid list
+ * is copied out of the scratch buffer, which add_process reuses. */
+static int walk_thread(mfp_timeline_procfs *pf, const char *pid, const char *tid, int depth,
+                       tree_acc *acc) {
+    char path[MFP_TL_PATH], kids[1024];
+    pathf(path, "%s/%s/task/%s/children", pf->root, pid, tid);
+    int trunc;
+    if (mfp_timeline_read_file(path, kids, sizeof kids, &trunc) <= 0) return 0;
+    int any = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(kids, " \n", &save); tok && acc->n < MAX_DESCENDANTS;
+         tok = strtok_r(NULL, " \n", &save)) {
+        uint64_t child;
+        /* a pid cut off by truncation would be wrong: stop at the end */
+        if (trunc && save && *save == '\0') break;
+        if (parse_u64(tok, NULL, &child) != 0) continue;
+        char cs[24];
+        snprintf(cs, sizeof cs, "%llu", (unsigned long long)child);
+        any = 1;
+        add_process(pf, cs, acc);
+        if (depth + 1 < MAX_DEPTH) walk(pf, cs, depth + 1, acc);
+    }
+    return any;
+}
+
+/* Our own threads: a process may have hundreds, and a file each per poll
+ * adds up at short intervals. So between full scans (every full_every
+ * polls, about 100 ms) only the threads that had children at the last
+ * full scan are read; a child forked by another thread in between is found
+ * at the next full scan, and the CPU it used by then is counted then. */
+static void walk_self(mfp_timeline_procfs *pf, tree_acc *acc) {
+    if (pf->since_full > 0 && pf->since_full < pf->full_every) {
+        pf->since_full++;
+        for (int i = 0; i < pf->nparents && acc->n < MAX_DESCENDANTS; i++)
+            walk_thread(pf, "self", pf->parents[i], 0, acc);
+        return;
+    }
+    char path[MFP_TL_PATH];
+    path2(path, pf, "self", "task");
+    DIR *d = opendir(path);
+    if (!d) return;
+    int n = 0, overflow = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL && acc->n < MAX_DESCENDANTS) {
+        if (!isdigit((unsigned char)e->d_name[0]) || strlen(e->d_name) >= 16) continue;
+        if (!walk_thread(pf, "self", e->d_name, 0, acc)) continue;
+        if (n < MFP_TL_MAX_PARENTS) memcpy(pf->parents[n++], e->d_name, strlen(e->d_name) + 1);
+        else overflow = 1;
+    }
+    closedir(d);
+    pf->nparents = n;
+    pf->since_full = overflow ? 0 : 1; /* too many parents: scan fully each time */
+}
+
+/* Children of every thread of `pid`, then theirs. */
 static void walk(mfp_timeline_procfs *pf, const char *pid, int depth, tree_acc *acc) {
     char path[MFP_TL_PATH];
     path2(path, pf, pid, "task");
@@ -187,22 +242,7 @@ static void walk(mfp_timeline_procfs *pf, const char *pid, int depth, tree_acc *
     struct dirent *e;
     while ((e = readdir(d)) != NULL && acc->n < MAX_DESCENDANTS) {
         if (!isdigit((unsigned char)e->d_name[0])) continue;
-        char kids[1024];
-        pathf(path, "%s/%s/task/%s/children", pf->root, pid, e->d_name);
-        int trunc;
-        if (mfp_timeline_read_file(path, kids, sizeof kids, &trunc) <= 0) continue;
-        char *save = NULL;
-        for (char *tok = strtok_r(kids, " \n", &save); tok && acc->n < MAX_DESCENDANTS;
-             tok = strtok_r(NULL, " \n", &save)) {
-            uint64_t child;
-            /* a pid cut off by truncation would be wrong: stop at the end */
-            if (trunc && save && *save == '\0') break;
-            if (parse_u64(tok, NULL, &child) != 0) continue;
-            char cs[24];
-            snprintf(cs, sizeof cs, "%llu", (unsigned long long)child);
-            add_process(pf, cs, acc);
-            if (depth + 1 < MAX_DEPTH) walk(pf, cs, depth + 1, acc);
-        }
+        walk_thread(pf, pid, e->d_name, depth, acc);
     }
     closedir(d);
 }
@@ -328,7 +368,8 @@ static void read_tree(mfp_timeline_procfs *pf, mfp_timeline_snap *out, int *bad,
         uint64_t r1 = pf->real ? reaped_cpu_ns() : 0;
         read_self(pf, &s, bad);
         tree_acc acc = {0, 0, 0, 0, 0, 1};
-        if (pf->children_ok && may_have_children(pf)) walk(pf, "self", 0, &acc);
+        if (pf->children_ok && may_have_children(pf)) walk_self(pf, &acc);
+        else pf->since_full = 0; /* no child: the next walk scans fully */
         uint64_t r2 = pf->real ? reaped_cpu_ns() : 0;
         if (r1 != r2 && attempt < 2) continue;
         if (pf->children_ok) {

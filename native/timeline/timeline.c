@@ -73,6 +73,7 @@ struct mfp_timeline {
     int have_cg_peak;
     int cpus;
     int oom_note;
+    uint64_t polls; /* readings taken, the baseline included */
 };
 
 static uint64_t now_ns(void) {
@@ -262,6 +263,7 @@ static void record(mfp_timeline *t, const mfp_timeline_snap *now, int merge) {
     }
     t->prev = *now;
     t->have_prev = 1;
+    t->polls++;
 }
 
 /* Reads every source without the lock, then records under it. */
@@ -351,6 +353,9 @@ mfp_timeline *mfp_timeline_start_opts(const mfp_timeline_options *o, char *err,
         set_err(err, errlen, "out of memory");
         return NULL;
     }
+    /* a full scan of our threads for children about every 100 ms */
+    t->pf.full_every = (int)(100000000ull / t->interval_ns);
+    if (t->pf.full_every < 1) t->pf.full_every = 1;
     mfp_timeline_cgroup_open(&t->cg, proc, cgroot, &t->notes);
     mfp_timeline_gpu_open(&t->gpu, nvml, &t->notes);
     t->have_cg_peak = mfp_timeline_cgroup_peak(&t->cg, &t->cg_peak) == 0;
@@ -558,7 +563,8 @@ static void info_body(const mfp_timeline *t, jbuf *j) {
         if (i) jput(j, ", ");
         jstr(j, t->notes.text[i]);
     }
-    jput(j, "], \"interval_s\": %.3f}", (double)t->interval_ns / 1e9);
+    jput(j, "], \"interval_s\": %.3f, \"polls\": %llu}", (double)t->interval_ns / 1e9,
+         (unsigned long long)t->polls);
 #undef ITEM
 }
 

@@ -88,7 +88,7 @@ int mfp_timeline_export(const mfp_timeline *t, mfp_profile *p, uint64_t t0_ns);
 
 /* A JSON object describing what was found:
  *   {"limits": {...}, "peaks": {...}, "averages": {...}, "totals": {...},
- *    "gpus": [...], "notes": [...], "interval_s": s}
+ *    "gpus": [...], "notes": [...], "interval_s": s, "polls": n}
  * limits (each only when known): memory_limit_bytes (cgroup, smallest up
  *   the path), memory_total_bytes (MemTotal of the machine),
  *   cgroup_memory_peak_bytes (the cgroup's own high-water mark, since the
@@ -102,6 +102,7 @@ int mfp_timeline_export(const mfp_timeline *t, mfp_profile *p, uint64_t t0_ns);
  *   net_sent_bytes over the run.
  * gpus: [{"index", "name", "memory_total_bytes"}].
  * notes: what could not be read, one sentence each.
+ * polls: readings taken so far (the one at start included).
  * Writes at most cap bytes (NUL-terminated when cap > 0); returns the
  * length it needed (without the NUL). */
 size_t mfp_timeline_info_json(const mfp_timeline *t, char *buf, size_t cap);

@@ -17,6 +17,7 @@
 #define MFP_TL_NOTE_MAX 24
 #define MFP_TL_NOTE_LEN 240
 #define MFP_TL_PATH 512
+#define MFP_TL_MAX_PARENTS 32
 
 /* Every series the poller can record. A reader sets ok[i] and v[i]: for
  * counters (cpu, disk, net, throttling) v is cumulative and the poller turns
@@ -77,6 +78,11 @@ typedef struct {
     int stat_ok, status_ok, io_ok, net_ok, children_ok, child_io_ok;
     int warned_read; /* a once-working file failed later: noted once */
     uint64_t memtotal; /* MemTotal, 0 when unknown */
+    /* our threads that had children at the last full scan of them */
+    int full_every;  /* polls between full scans (>= 1) */
+    int since_full;  /* polls since the last full scan; 0 = scan now */
+    int nparents;
+    char parents[MFP_TL_MAX_PARENTS][16];
 } mfp_timeline_procfs;
 
 /* Probe what can be read, note what cannot. -1 only when out of memory. */

@@ -70,7 +70,7 @@ struct mfp_tracer {
 
     uint64_t gen, t0_ns, t1_ns, calls, dropped_nodes;
     int state; /* 0 new, 1 running, 2 stopped */
-    int tool_id;
+    int tool_id, used_tool_id;
 #if PY_VERSION_HEX < 0x030C0000
     PyObject *thread_hook;
 #endif
@@ -80,8 +80,11 @@ struct mfp_tracer {
 static mfp_tracer *g_active;
 static uint64_t g_gen;
 
-static _Thread_local uint64_t tls_gen;
-static _Thread_local uint32_t tls_thread;
+/* initial-exec: read like a global, not through __tls_get_addr, which a
+ * shared object otherwise pays on every event. */
+#define TLS _Thread_local __attribute__((tls_model("initial-exec")))
+static TLS uint64_t tls_gen;
+static TLS uint32_t tls_thread;
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -310,22 +313,23 @@ static int c_callable(PyObject *callable, PyObject *self_arg, const void **key, 
  * (METH_FASTCALL: args[0] is the code object). They touch only g_active
  * and this thread's record, and never raise: a failure loses an event. */
 
-static int is_entry_skip = 1; /* entry events: the new frame is already current */
+/* sys.monitoring.MISSING: the arg0 of a CALL without one (owned). */
+static PyObject *g_missing, *g_disable;
 
-static tthread *cb_thread(PyFrameObject **frame_out, int skip) {
+/* This thread's record; entry events pass skip 1, since the frame that
+ * starts is already the current one when the callback runs. */
+static tthread *cb_thread(int skip) {
     mfp_tracer *t = g_active;
     if (!t || t->state != 1)
         return NULL;
     if (tls_gen == t->gen)
         return &t->threads[tls_thread];
-    PyFrameObject *f = PyEval_GetFrame(); /* borrowed */
-    (void)frame_out;
-    return this_thread(t, f, skip);
+    return this_thread(t, PyEval_GetFrame(), skip);
 }
 
 static PyObject *cb_start(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
     uint64_t now = now_ns();
-    tthread *th = cb_thread(NULL, is_entry_skip);
+    tthread *th = cb_thread(1);
     if (th && n >= 1)
         push(g_active, th, args[0], NODE_PY, args[0], 1, now);
     Py_RETURN_NONE;
@@ -333,7 +337,7 @@ static PyObject *cb_start(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssiz
 
 static PyObject *cb_resume(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
     uint64_t now = now_ns();
-    tthread *th = cb_thread(NULL, is_entry_skip);
+    tthread *th = cb_thread(1);
     if (th && n >= 1)
         push(g_active, th, args[0], NODE_PY, args[0], 0, now);
     Py_RETURN_NONE;
@@ -341,21 +345,23 @@ static PyObject *cb_resume(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssi
 
 static PyObject *cb_leave(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
     uint64_t now = now_ns();
-    tthread *th = cb_thread(NULL, 0);
+    tthread *th = cb_thread(0);
     if (th && n >= 1)
         pop(g_active, th, args[0], 1, now);
     Py_RETURN_NONE;
 }
 
 static PyObject *cb_call(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
-    if (n < 4 || PyFunction_Check(args[2]) || PyMethod_Check(args[2]))
-        Py_RETURN_NONE; /* Python callees report their own PY_START */
+    if (n < 4)
+        Py_RETURN_NONE;
+    if (PyFunction_Check(args[2]) || PyMethod_Check(args[2]))
+        return Py_NewRef(g_disable); /* Python callees report their own PY_START */
     const void *key;
     PyObject *owner = NULL;
-    if (!c_callable(args[2], args[3] == &_PyInstrumentation_MISSING ? NULL : args[3], &key, &owner))
+    if (!c_callable(args[2], args[3] == g_missing ? NULL : args[3], &key, &owner))
         Py_RETURN_NONE;
     uint64_t now = now_ns();
-    tthread *th = cb_thread(NULL, 0);
+    tthread *th = cb_thread(0);
     if (th)
         push(g_active, th, key, NODE_C, owner, 1, now);
     Py_RETURN_NONE;
@@ -366,10 +372,10 @@ static PyObject *cb_c_leave(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ss
         Py_RETURN_NONE;
     const void *key;
     PyObject *owner = NULL;
-    if (!c_callable(args[2], args[3] == &_PyInstrumentation_MISSING ? NULL : args[3], &key, &owner))
+    if (!c_callable(args[2], args[3] == g_missing ? NULL : args[3], &key, &owner))
         Py_RETURN_NONE;
     uint64_t now = now_ns();
-    tthread *th = cb_thread(NULL, 0);
+    tthread *th = cb_thread(0);
     if (th)
         pop(g_active, th, key, 0, now);
     Py_RETURN_NONE;
@@ -418,8 +424,12 @@ static int hooks_install(mfp_tracer *t) {
                         "the trace backend found no free sys.monitoring tool id (other tools hold them)");
         return -1;
     }
-    t->tool_id = tool;
-    PyObject *events = PyObject_GetAttrString(mon, "events");
+    t->tool_id = t->used_tool_id = tool;
+    if (!g_missing)
+        g_missing = PyObject_GetAttrString(mon, "MISSING");
+    if (!g_disable)
+        g_disable = PyObject_GetAttrString(mon, "DISABLE");
+    PyObject *events = g_missing && g_disable ? PyObject_GetAttrString(mon, "events") : NULL;
     long mask = 0;
     if (!events)
         goto fail;
@@ -481,6 +491,14 @@ static int hooks_remove(mfp_tracer *t) {
         ok &= r != NULL;
     }
     Py_XDECREF(events);
+#if PY_VERSION_HEX < 0x030D0000
+    /* 3.12 keeps call sites we disabled disabled for the next tool that
+     * takes this id; re-enable them (other tools merely see events they
+     * had disabled once more, which the protocol allows). */
+    r = PyObject_CallMethod(mon, "restart_events", NULL);
+    Py_XDECREF(r);
+    ok &= r != NULL;
+#endif
     r = PyObject_CallMethod(mon, "free_tool_id", "i", t->tool_id);
     Py_XDECREF(r);
     ok &= r != NULL;
@@ -637,7 +655,7 @@ mfp_tracer *mfp_tracer_new(size_t max_nodes) {
     t->max_nodes = max_nodes ? max_nodes : DEFAULT_MAX_NODES;
     if (t->max_nodes >= NONE32)
         t->max_nodes = NONE32 - 1;
-    t->tool_id = -1;
+    t->tool_id = t->used_tool_id = -1;
     return t;
 }
 
@@ -707,7 +725,7 @@ void mfp_tracer_get_stats(const mfp_tracer *t, mfp_tracer_stats *out) {
         out->lost_threads += t->threads[i].lost != 0;
     out->duration_ns = t->state == 2 ? t->t1_ns - t->t0_ns : 0;
     out->mechanism = mechanism_name;
-    out->tool_id = t->tool_id;
+    out->tool_id = t->used_tool_id;
 }
 
 /* ---- export ------------------------------------------------------------------------ */

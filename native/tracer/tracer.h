@@ -23,6 +23,11 @@
  * Only C functions called as builtin functions or method descriptors are
  * nodes (as in cProfile); other callables (classes, slot wrappers) count
  * to their caller.
+ * On 3.12+ a call site whose callee is a Python function stops reporting
+ * CALL (sys.monitoring.DISABLE; its callee reports PY_START anyway), which
+ * saves a third of the callbacks on Python-heavy code; if that same site
+ * later calls a C function in the same run, that C call counts to the
+ * caller. Stop re-enables the sites (restart_events on 3.12).
  *
  * Memory: the tracer owns its tree; it holds a reference to every code
  * object and C-function owner it has seen until mfp_tracer_free(). The

@@ -17,7 +17,15 @@ import zlib
 from pathlib import Path
 
 # Order matters: later files use functions of earlier ones.
-_JS_FILES = ("util.js", "decode.js", "model.js", "flame.js", "timeline.js", "app.js")
+_JS_FILES = (
+    "util.js",
+    "decode.js",
+    "model.js",
+    "flame.js",
+    "stackchart.js",
+    "timeline.js",
+    "app.js",
+)
 _PLACEHOLDER = re.compile(r"\{\{(TITLE|TITLE_JSON|ERROR_JSON|DATA|CSS|JS)\}\}")
 _cache: dict[str, str] = {}
 

@@ -33,6 +33,10 @@ class MemoryStat(NamedTuple):
 _SERIES_STATS = {
     "cpu_pct": ("cpu_pct", 1.0),
     "rss_bytes": ("rss_mb", 1 / 2**20),
+    "rss_peak_bytes": ("rss_kernel_mb", 1 / 2**20),
+    "cgroup_mem_bytes": ("cgroup_mem_mb", 1 / 2**20),
+    "cgroup_mem_limit_bytes": ("cgroup_mem_limit_mb", 1 / 2**20),
+    "children_rss_bytes": ("children_rss_mb", 1 / 2**20),
     "disk_read_Bps": ("disk_read_mbps", 1 / 2**20),
     "disk_write_Bps": ("disk_write_mbps", 1 / 2**20),
     "net_recv_Bps": ("net_recv_mbps", 1 / 2**20),
@@ -163,13 +167,21 @@ class Profile:
             "threads": len(self._t["threads"]["tid"]),
             "step_failed": bool(m.get("step_failed", False)),
         }
+        # The poller's own peaks and averages are exact; the series may have
+        # been thinned for long runs. Profiles without them use the series.
+        tl = m.get("timeline") or {}
+        peaks, avgs = dict(tl.get("peaks") or {}), dict(tl.get("averages") or {})
         for name, (_, values) in self.series().items():
-            if not values:
-                continue
+            if values and name not in peaks:
+                peaks[name] = max(values)
+                avgs[name] = sum(values) / len(values)
+        for name, value in peaks.items():
             key, factor = _SERIES_STATS.get(name, (name, 1.0))
-            out[f"peak_{key}"] = max(values) * factor
-            if name in _AVERAGED:
-                out[f"avg_{key}"] = sum(values) / len(values) * factor
+            out[f"peak_{key}"] = value * factor
+            if name in _AVERAGED and name in avgs:
+                out[f"avg_{key}"] = avgs[name] * factor
+        for name, value in (tl.get("totals") or {}).items():
+            out[f"total_{name}"] = value
         for key, value in (m.get("limits") or {}).items():
             out[f"limit_{key}"] = value
         return out

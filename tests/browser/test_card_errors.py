@@ -8,7 +8,7 @@ import re
 import zlib
 
 import pytest
-from conftest import load_builder, render_html, sample_profile
+from card_fixtures import XSS, load_builder, render_html, sample_profile
 
 pytestmark = pytest.mark.browser
 
@@ -235,3 +235,44 @@ def test_mutated_profiles_never_break_the_page(card, seed):
         assert c.page.locator("#mfp-error-card").is_visible()
     else:
         assert c.page.locator("#mfp-panel-flame").is_visible()
+
+
+def test_error_text_with_a_good_profile_is_a_note_not_a_failure(card):
+    data, _ = sample_profile(step_failed=False)
+    c = card(render_html(data, title="t", error="sampler stopped early: <reason>"))
+    assert c.page.locator("#mfp-error-card").count() == 0
+    assert c.page.locator("#mfp-step-failed").count() == 0
+    assert "sampler stopped early: <reason>" in c.page.locator(".warn-card").inner_text()
+    assert "train" in {b["name"] for b in c.boxes()}
+
+
+def test_every_profile_string_is_text(card):
+    """Thread names, notes, errors, title, drop reasons: none becomes markup."""
+    B = load_builder()
+    b = B()
+    f = b.func(b.string(XSS), b.string(XSS), 1, 0)
+    s = b.stack(-1, b.frame(f, 1))
+    t = b.thread(1, b.string(XSS), 1)
+    b.thread(2, b.string("other"), 0)
+    b.sample(1_000_000, s, t, 1_000_000, 1)
+    meta = {
+        "title": XSS,
+        "backend": XSS,
+        "python": XSS,
+        "notes": [XSS],
+        "error": {"type": XSS, "message": XSS, "traceback": XSS},
+        "step_failed": True,
+        "step_error": {"type": XSS, "message": XSS},
+        "samples_dropped": 3,
+        "drop_reasons": {XSS: 3},
+    }
+    c = card(render_html(b.encode(json.dumps(meta))))
+    page = c.page
+    assert page.locator("h1.card-title").inner_text() == XSS
+    assert XSS in page.locator("#mfp-step-failed").inner_text()
+    assert XSS in page.locator("#mfp-profiler-error").inner_text()
+    assert page.locator("#mfp-notes li").inner_text() == XSS
+    assert XSS in page.locator('[data-stat="dropped"]').inner_text()
+    assert XSS in page.locator("#mfp-thread").inner_text()
+    assert page.locator("img").count() == 0
+    assert c.dialogs == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import XSS, render_html, sample_profile
+from card_fixtures import XSS, render_html, sample_profile
 
 pytestmark = pytest.mark.browser
 
@@ -37,6 +37,9 @@ def test_stats_grid_shows_only_meaningful_cards(opened, shot_dir):
     keys = page.locator("[data-stat]").evaluate_all("els => els.map(e => e.dataset.stat)")
     assert "disk_write" not in keys and "net_recv" not in keys
     assert not any(k.startswith("gpu") for k in keys)
+    # main thread on CPU all the time: exactly one core, no aliasing bumps
+    cpu_readout = page.locator("#mfp-timeline .tl-readout").first.inner_text()
+    assert "peak sampled threads 100%" in cpu_readout
     sub = page.locator(".card-sub").inner_text()
     assert "sample" in sub and "3.11.7" in sub
     page.screenshot(path=str(shot_dir / "card_light.png"), full_page=True)
@@ -99,12 +102,16 @@ def test_click_zooms_and_breadcrumb_resets(opened, shot_dir):
     assert page.locator('#mfp-panel-flame .crumb[aria-current="true"]').inner_text() == "train"
     assert opened.box("train")["w"] > before  # now full width
     assert "load_data" not in {b["name"] for b in opened.boxes()}
-    page.screenshot(path=str(shot_dir / "zoom.png"))
+    # the zoomed function's time on the stack joins the CPU chart
+    cpu_legend = page.locator("#mfp-timeline .tl-chart").first.locator(".tl-key")
+    assert "train" in cpu_legend.all_inner_texts()
+    page.screenshot(path=str(shot_dir / "zoom.png"), full_page=True)
     page.locator("#mfp-panel-flame .crumb", has_text="run_step").click()
     assert opened.state()["zoomName"] == "run_step"
     page.get_by_role("button", name="Reset zoom").first.click()
     assert opened.state()["zoom"] == 0
     assert page.locator("#mfp-panel-flame .crumb").all_inner_texts() == ["all"]
+    assert "train" not in cpu_legend.all_inner_texts()
 
 
 def test_keyboard_search_escape_and_zoom(opened):
@@ -124,6 +131,9 @@ def test_keyboard_search_escape_and_zoom(opened):
     assert opened.state()["zoomName"] == "run_step"
     page.keyboard.press("Escape")
     assert opened.state()["zoom"] == 0
+    opened.hover_box("parse_csv")
+    page.keyboard.press("c")
+    assert page.locator("#mfp-toast").inner_text() == "Copied: parse_csv"
 
 
 def test_range_selection_recomputes_from_samples(opened, shot_dir):
@@ -163,7 +173,13 @@ def test_crosshair_reads_values_on_every_chart(opened):
 def test_thread_selector_and_on_cpu_view(opened, profile):
     _, counts = profile
     page = opened.page
-    page.locator("#mfp-thread").select_option(label="heartbeat (1002)")
+    options = page.locator("#mfp-thread option").all_inner_texts()
+    assert options == [
+        "All threads (2)",
+        "MainThread (1001) · main — 4.00 s, 100.0% on CPU",
+        "heartbeat (1002) — 4.00 s, 0% on CPU",
+    ]
+    page.locator("#mfp-thread").select_option(value="1")
     assert opened.state()["rootTotal"] == counts["sleep"] * 10000
     assert "time.sleep" in {b["name"] for b in opened.boxes()}
     page.locator("#mfp-mode button", has_text="On CPU").click()
@@ -187,6 +203,11 @@ def test_top_functions_table_sorts(opened, shot_dir):
     names = page.locator("#mfp-table tbody tr td.fn-name").all_inner_texts()
     assert names == sorted(names, key=str.lower) or names == sorted(names)
     page.screenshot(path=str(shot_dir / "table.png"), full_page=True)
+    # the same table over memory at the heap peak
+    page.locator("#mfp-table-source button", has_text="Memory at peak").click()
+    page.locator('#mfp-table th button[data-key="self"]').click()
+    first = page.locator("#mfp-table tbody tr").nth(0).locator("td").all_inner_texts()
+    assert first[0] == "parse_csv" and first[2] == "50.0 MB" and first[3] == "62.5%"
 
 
 def test_sandwich_shows_callers_and_callees(opened, shot_dir):
@@ -222,6 +243,9 @@ def test_memory_flamegraph(opened, shot_dir):
     assert root == 80 * 2**20
     page.locator("#mfp-search").fill("parse_csv")
     assert "matched 62.5% of memory" in page.locator("#mfp-match").inner_text()
+    page.locator("#mfp-mem-mode button", has_text="Allocated").click()
+    assert page.evaluate("window.__mfp.memoryTotal()") == 140 * 2**20
+    assert "matched 57.1% of memory" in page.locator("#mfp-match").inner_text()
 
 
 def test_xss_function_name_renders_as_text(opened):
@@ -263,3 +287,61 @@ def test_dark_theme(card, profile, shot_dir):
     nums = [int(x) for x in re.findall(r"\d+", bg)[:3]]
     assert max(nums) < 60, bg
     c.page.screenshot(path=str(shot_dir / "card_dark.png"), full_page=True)
+
+
+def test_stack_chart_shows_time_order_and_follows_the_range(opened, shot_dir):
+    page = opened.page
+    page.locator("#mfp-tab-stack").click()
+    assert "MainThread" in page.locator(".stack-title").inner_text()
+    boxes = page.evaluate("window.__mfp.stackBoxes()")
+    width = max(b["x1"] for b in boxes)
+
+    def spans(name):
+        return [(b["x0"] / width, b["x1"] / width) for b in boxes if b["name"] == name]
+
+    # first 30 % of the run: load_data > parse_csv (cut by the odd <GC>
+    # sample); afterwards train
+    load = spans("load_data")
+    assert min(a for a, _ in load) < 0.01 and 0.28 < max(b for _, b in load) < 0.32
+    # a pixel shows the sample at its centre: 1 ms <GC> slivers among 3.3
+    # samples per pixel show up only partly over the whole run ...
+    assert 0 < len(spans("<GC>")) < 42
+    assert min(a for a, _ in spans("train")) > 0.28
+    assert all(b["depth"] == 0 for b in boxes if b["name"] == "<thread MainThread>")
+    page.screenshot(path=str(shot_dir / "stack_chart.png"), full_page=True)
+    # ... and all of them once a range brings a sample to several pixels:
+    # 400-800 ms holds the <GC> samples i = 485, 582, 679, 776
+    page.evaluate("window.__mfp.selectRange(400000, 800000)")
+    gc = [b for b in page.evaluate("window.__mfp.stackBoxes()") if b["name"] == "<GC>"]
+    assert len(gc) == 4
+    # a range from 50 % to 100 %: no load_data left, train fills it
+    page.evaluate("window.__mfp.selectRange(window.__mfp.duration() / 2, window.__mfp.duration())")
+    names = {b["name"] for b in page.evaluate("window.__mfp.stackBoxes()")}
+    assert "load_data" not in names and "train" in names
+    # dragging across the stack chart narrows the range further
+    canvas = page.locator("#mfp-panel-stack canvas.flame-canvas")
+    bb = canvas.bounding_box()
+    page.mouse.move(bb["x"] + bb["width"] * 0.25, bb["y"] + 5)
+    page.mouse.down()
+    page.mouse.move(bb["x"] + bb["width"] * 0.75, bb["y"] + 5, steps=3)
+    page.mouse.up()
+    a, b = opened.state()["range"]
+    assert abs(a - 2_500_000) < 20_000 and abs(b - 3_500_000) < 20_000  # middle of 2-4 s
+    assert page.locator("#mfp-range").is_visible()
+    # clicking a box selects its function for the sandwich and the CPU chart
+    canvas = page.locator("#mfp-panel-stack canvas.flame-canvas")
+    canvas.click(position={"x": 40, "y": 2 * 18 + 9})
+    assert opened.state()["selFunc"] >= 0
+    legend = page.locator("#mfp-timeline .tl-chart").first.locator(".tl-key").all_inner_texts()
+    assert "train" in legend
+
+
+def test_theme_switch_repaints_canvases(opened):
+    page = opened.page
+    pixel = """() => { const c = document.querySelector('#mfp-panel-flame canvas');
+        return Array.from(c.getContext('2d').getImageData(c.width - 8, 4, 1, 1).data); }"""
+    light = page.evaluate(pixel)
+    page.emulate_media(color_scheme="dark")
+    page.wait_for_timeout(100)
+    dark = page.evaluate(pixel)
+    assert sum(dark[:3]) < sum(light[:3]) - 150, (light, dark)

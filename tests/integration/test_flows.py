@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 import pytest
-from conftest import REPO, card_profile_bytes, new_flow_dir
+from support import REPO, card_profile_bytes, new_flow_dir
 
 pytestmark = pytest.mark.integration
 

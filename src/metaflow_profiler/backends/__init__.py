@@ -1,7 +1,12 @@
 """Backend registry. A backend runner has start() and stop(meta) -> profile bytes.
 
-"sample" is the native sampler; issue-tracked backends (trace, cprofile,
-pyinstrument) register here as they land.
+    sample        native sampler (default; the best available)
+    trace         native deterministic tracer: exact call tree, calls, self time
+    cprofile      the built-in cProfile, converted (tree reconstructed)
+    pyinstrument  pyinstrument, converted (only when it is installed)
+
+Every backend writes the same profile format, so the card shows them alike;
+META "backend" says which one ran, "counts"/"weights" what TOTALS hold.
 """
 
 from __future__ import annotations
@@ -17,32 +22,91 @@ class Runner(Protocol):
     def stop(self, meta: dict[str, Any]) -> bytes: ...
 
 
-def _sample(interval: float, timeline_interval: float, max_samples: int) -> Runner:
+def _sample(interval: float, timeline_interval: float, max_samples: int,
+            memory_rate: int = 0) -> Runner:
     from .sample import SampleRunner
 
-    return SampleRunner(interval, timeline_interval, max_samples)
+    return SampleRunner(interval, timeline_interval, max_samples, memory_rate)
 
 
-_FACTORIES = {"sample": _sample}
+def _trace(interval: float, timeline_interval: float, max_samples: int) -> Runner:
+    from .trace import TraceRunner
+
+    return TraceRunner(interval, timeline_interval, max_samples)
+
+
+def _cprofile(interval: float, timeline_interval: float, max_samples: int) -> Runner:
+    from .cprofile import CProfileRunner
+
+    return CProfileRunner(interval, timeline_interval, max_samples)
+
+
+def _pyinstrument(interval: float, timeline_interval: float, max_samples: int) -> Runner:
+    from .pyinstrument import PyinstrumentRunner
+
+    return PyinstrumentRunner(interval, timeline_interval, max_samples)
+
+
+_FACTORIES = {"sample": _sample, "trace": _trace, "cprofile": _cprofile,
+              "pyinstrument": _pyinstrument}
 NAMES = tuple(_FACTORIES)
 DEFAULT = "sample"
 
+# Backends that need a package we do not depend on: name -> (module, pip name).
+_REQUIRES = {"pyinstrument": ("pyinstrument", "pyinstrument")}
+
+
+class BackendUnavailable(ValueError):
+    """A known backend that cannot run here (its package is not installed)."""
+
+
+def _missing(name: str) -> str | None:
+    """Why `name` cannot run here, or None when it can."""
+    req = _REQUIRES.get(name)
+    if req is None:
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec(req[0]) is None:
+        return f"{req[0]} is not installed; install it with `pip install {req[1]}`"
+    return None
+
+
+def available() -> tuple[str, ...]:
+    """The backends that can run in this environment, best first."""
+    return tuple(n for n in NAMES if _missing(n) is None)
+
 
 def resolve(name: str | None) -> str:
-    """The backend name to use; None picks the best available."""
+    """The backend name to use; None picks the best available (the native
+    sampler). ValueError for an unknown name (listing the available ones) and
+    BackendUnavailable (a ValueError) for a known one that cannot run here."""
     if name is None:
         return DEFAULT
     if not isinstance(name, str) or name not in _FACTORIES:
-        raise ValueError(f"unknown profiler backend {name!r}; available: {', '.join(NAMES)}")
+        names = ", ".join(available())
+        raise ValueError(f"unknown profiler backend {name!r}; available: {names}")
+    why = _missing(name)
+    if why:
+        raise BackendUnavailable(f"profiler backend {name!r} is not available: {why}")
     return name
 
 
+# Backends whose factory takes memory_rate (sampled allocation profiling, native/heap).
+_MEMORY = frozenset({"sample"})
+
+
 def supports_memory(name: str) -> bool:
-    return False
+    return name in _MEMORY
 
 
-def create(name: str, interval: float, timeline_interval: float, max_samples: int) -> Runner:
-    return _FACTORIES[resolve(name)](interval, timeline_interval, max_samples)
+def create(name: str, interval: float, timeline_interval: float, max_samples: int,
+           memory_rate: int = 0) -> Runner:
+    """memory_rate: mean bytes between allocation samples, 0 = no memory profile."""
+    name = resolve(name)
+    if memory_rate and name in _MEMORY:
+        return _FACTORIES[name](interval, timeline_interval, max_samples, memory_rate=memory_rate)
+    return _FACTORIES[name](interval, timeline_interval, max_samples)
 
 
 def meta_json(meta: dict[str, Any]) -> str:

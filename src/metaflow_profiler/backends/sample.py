@@ -13,8 +13,11 @@ from . import meta_json
 
 
 class SampleRunner:
-    def __init__(self, interval: float, timeline_interval: float, max_samples: int) -> None:
-        self._session = _native.Session(interval, timeline_interval, max_samples)
+    def __init__(self, interval: float, timeline_interval: float, max_samples: int,
+                 memory_rate: int = 0) -> None:
+        self._session = _native.Session(interval, timeline_interval, max_samples,
+                                        memory_rate=memory_rate)
+        self._memory = memory_rate > 0
 
     def start(self) -> None:
         self._session.start()
@@ -38,8 +41,39 @@ class SampleRunner:
         )
         if st["timeline_error"]:
             meta["notes"].append(f"resource timeline unavailable: {st['timeline_error']}")
+        if self._memory:
+            _memory_meta(meta, st)
         if st["timeline_info"]:
             info = json.loads(st["timeline_info"])
-            meta["limits"] = info.get("limits", {})
-            meta["notes"].extend(info.get("notes", []))
+            meta["limits"] = info.pop("limits", {})
+            meta["notes"].extend(info.pop("notes", []))
+            meta["timeline"] = info  # exact peaks, averages, totals of the poller
         return s.encode(meta_json(meta))
+
+
+def _memory_meta(meta: dict[str, Any], st: dict[str, Any]) -> None:
+    """META["memory"] from the heap tracker (native/heap), and the card's line."""
+    if st.get("heap_error"):
+        meta["notes"].append(f"memory profile unavailable: {st['heap_error']}")
+        return
+    if not st.get("heap_info"):
+        return
+    info = json.loads(st["heap_info"])
+    meta["notes"].extend(info.pop("notes", []))
+    meta["memory"] = info
+    peak, rss = info.get("peak_bytes", 0), info.get("rss_at_peak_bytes", 0)
+    line = f"heap at peak {_fmt_bytes(peak)}"
+    if rss:
+        line += f" of RSS {_fmt_bytes(rss)}"
+    meta["notes"].append(
+        f"memory: {line} (sampled allocations, one per {_fmt_bytes(info.get('rate_bytes', 0))}"
+        " allocated on average)"
+    )
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"

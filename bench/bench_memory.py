@@ -1,0 +1,174 @@
+"""What the memory profiler (native/heap) costs, and how close its numbers are.
+
+Overhead: each (workload, tool) pair runs in a fresh child process, --repeat
+times, alternating tools; the time of the workload alone (start and stop
+excluded) is compared with the same workload unprofiled. Time is the CPU
+time of the whole process (time.process_time: all threads, so the CPU
+sampler and memray's writer count too), which unlike wall time does not move
+when other work shares the machine; OpenBLAS runs one thread. Tools:
+  none         no profiler
+  cpu          Profiler(memory=False): the CPU sampler alone
+  cpu+memory   Profiler(memory=True) at the default rate (or --rate)
+  tracemalloc  tracemalloc.start() (1 frame)
+  memray       memray.Tracker to a file (Python stacks, as installed from PyPI)
+Workloads (bench/memory_workloads.py): `pyalloc`, an allocation-heavy pure
+Python loop, and `numpy`, a loop of numpy temporaries.
+
+Accuracy: the `accuracy` workload (400 MB numpy held, 100 MB of lists held,
+1 GB churned) under our profiler, tracemalloc and memray: per-function live
+at peak and total allocated against the truth, and each tool's overall peak.
+
+    python bench/bench_memory.py [--repeat 5] [--rate 524288] [--only overhead|accuracy]
+
+Prints Markdown tables for bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+CHILD = r"""
+import json, os, sys, time
+sys.path.insert(0, sys.argv[4])
+import memory_workloads as w
+tool, work, rate = sys.argv[1], sys.argv[2], int(sys.argv[3])
+fn = {"pyalloc": w.pyalloc, "numpy": w.numpy_work, "accuracy": w.accuracy}[work]
+if work == "numpy":
+    import numpy  # imported before timing for every tool
+out = {}
+if tool in ("cpu", "cpu+memory"):
+    from metaflow_profiler import Profiler
+    p = Profiler(memory=tool == "cpu+memory", memory_rate=rate, timeline_interval=0)
+    p.start()
+    t = time.process_time(); res = fn(); t = time.process_time() - t
+    prof = p.stop()
+    out["meta_memory"] = prof.meta.get("memory")
+    if work == "accuracy":
+        live = {r.name: r.total_bytes for r in prof.memory_functions()}
+        mem = prof._t["memory"]
+        _, alloc = prof._by_function(mem["stack"], mem["alloc_bytes"])
+        alloc = {prof._func_key(f)[0]: v for f, v in alloc.items()}
+        out["funcs"] = {k: {"live": live.get(k, 0), "alloc": alloc.get(k, 0)}
+                        for k in ("hold_numpy", "hold_lists", "churn")}
+        out["peak"] = prof.meta["memory"]["peak_bytes"]
+elif tool == "tracemalloc":
+    import tracemalloc
+    tracemalloc.start()
+    t = time.process_time(); res = fn(); t = time.process_time() - t
+    out["peak"] = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+elif tool == "memray":
+    import memray
+    path = os.path.join(sys.argv[5], "m.bin")
+    with memray.Tracker(path):
+        t = time.process_time(); res = fn(); t = time.process_time() - t
+    if work == "accuracy":
+        r = memray.FileReader(path)
+        out["peak"] = r.metadata.peak_memory
+        funcs = {}
+        for rec in r.get_high_watermark_allocation_records(merge_threads=True):
+            for name in {f[0] for f in rec.stack_trace()}:
+                funcs[name] = funcs.get(name, 0) + rec.size
+        out["funcs"] = {k: {"live": funcs.get(k, 0)} for k in ("hold_numpy", "hold_lists", "churn")}
+    os.unlink(path)
+else:
+    t = time.process_time(); res = fn(); t = time.process_time() - t
+out["seconds"] = t
+if work == "accuracy":
+    out["truth"] = res
+print(json.dumps(out))
+"""
+
+TOOLS = ("none", "cpu", "cpu+memory", "tracemalloc", "memray")
+
+
+def run(tool: str, work: str, rate: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+        r = subprocess.run([sys.executable, "-c", CHILD, tool, work, str(rate), HERE, tmp],
+                           capture_output=True, text=True, check=False, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"{tool}/{work} failed:\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def overhead(repeat: int, rate: int, tools: tuple[str, ...]) -> None:
+    print(f"\n### Overhead (process CPU time, median of {repeat}, Python "
+          f"{platform.python_version()}, rate {rate // 1024} KiB)\n")
+    extra = ["memory alone (cpu+memory ÷ cpu)"] if "cpu" in tools and "cpu+memory" in tools else []
+    print("| workload | " + " | ".join(list(tools) + extra) + " |")
+    print("|---|" + "---:|" * (len(tools) + len(extra)))
+    for work in ("pyalloc", "numpy"):
+        times: dict[str, list[float]] = {t: [] for t in tools}
+        for _ in range(repeat):
+            for t in tools:
+                times[t].append(run(t, work, rate)["seconds"])
+        base = statistics.median(times["none"])
+        cells = [f"{base:.2f} s" if t == "none" else f"{statistics.median(times[t]) / base:.2f}×"
+                 for t in tools]
+        if "cpu" in tools and "cpu+memory" in tools:
+            cells.append(f"{statistics.median(times['cpu+memory']) / statistics.median(times['cpu']):.2f}×")
+        print(f"| {work} | " + " | ".join(cells) + " |")
+
+
+def accuracy(rate: int, runs: int) -> None:
+    print(f"\n### Accuracy (Python {platform.python_version()}, rate {rate // 1024} KiB, "
+          f"ours: {runs} runs, worst error shown)\n")
+    ours = [run("cpu+memory", "accuracy", rate) for _ in range(runs)]
+    tm = run("tracemalloc", "accuracy", rate)
+    mr = run("memray", "accuracy", rate)
+    truth = ours[0]["truth"]
+    mb = 1e6
+    print("| function | truth live | ours live (worst err) | memray live at HWM | "
+          "truth alloc | ours alloc (worst err) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for k in ("hold_numpy", "hold_lists", "churn"):
+        t = truth[k]
+        lives = [o["funcs"][k]["live"] for o in ours]
+        worst = max(lives, key=lambda v: abs(v - t["live"]))
+        cell_alloc = "–"
+        if "alloc" in t:
+            allocs = [o["funcs"][k]["alloc"] for o in ours]
+            wa = max(allocs, key=lambda v: abs(v - t["alloc"]))
+            cell_alloc = f"{wa / mb:.0f} MB ({(wa / t['alloc'] - 1) * 100:+.1f}%)"
+        print(f"| {k} | {t['live'] / mb:.0f} MB | {worst / mb:.0f} MB "
+              f"({(worst / t['live'] - 1) * 100:+.1f}%) | {mr['funcs'][k]['live'] / mb:.0f} MB | "
+              f"{t['alloc'] / mb:.0f} MB | {cell_alloc} |" if "alloc" in t else
+              f"| {k} | {t['live'] / mb:.0f} MB | {worst / mb:.0f} MB "
+              f"({(worst / t['live'] - 1) * 100:+.1f}%) | {mr['funcs'][k]['live'] / mb:.0f} MB | "
+              f"– | – |")
+    peaks = [o["peak"] for o in ours]
+    print(f"\nOverall peak: ours {min(peaks) / mb:.0f}–{max(peaks) / mb:.0f} MB, "
+          f"tracemalloc {tm['peak'] / mb:.0f} MB, memray high-water mark {mr['peak'] / mb:.0f} MB; "
+          f"RSS at our peak {ours[0]['meta_memory']['rss_at_peak_bytes'] / mb:.0f} MB.")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--rate", type=int, default=None)
+    ap.add_argument("--runs", type=int, default=5, help="accuracy runs of ours")
+    ap.add_argument("--only", choices=("overhead", "accuracy"))
+    ap.add_argument("--tools", default=",".join(TOOLS))
+    a = ap.parse_args()
+    if a.rate is None:
+        from metaflow_profiler.profiler import DEFAULT_MEMORY_RATE
+
+        a.rate = DEFAULT_MEMORY_RATE
+    if a.only != "accuracy":
+        overhead(a.repeat, a.rate, tuple(a.tools.split(",")))
+    if a.only != "overhead":
+        accuracy(a.rate, a.runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,969 @@
+/* heap.c — see heap.h.
+ *
+ * Why it is built this way.
+ *  - Cost: every allocation and free of the process passes through a hook,
+ *    so the common case must be a few instructions. An allocation that is
+ *    not sampled costs a thread-local countdown decrement (the TLS uses
+ *    the initial-exec model: no call, no allocation); a free costs one
+ *    lock-free probe of the live table, skipped while the table is empty.
+ *  - Unbiased estimates: sampling is a Poisson process over allocated
+ *    bytes with mean interval `rate`. The countdown to the next sample point
+ *    is exponential, so an allocation of n bytes is sampled with
+ *    probability 1 - exp(-n/rate) and stands for n / that probability
+ *    bytes. Big buffers are always sampled at their own size; small ones
+ *    are sampled rarely and each stands for about `rate` bytes.
+ *  - Peak without snapshots: the live estimate L rises and falls by each
+ *    sampled allocation's weight. When L reaches a new maximum the peak
+ *    generation advances; each stack saves its live bytes the first time it
+ *    changes after that, so "live at peak" of a stack is the saved value if
+ *    it was saved in the current generation and its live value otherwise.
+ *    O(1) per sampled event, exact for the sampled process.
+ *  - One lock for the sampled (rare) path: the live table, the stack store
+ *    and per-stack counters. The store is a private mfp_profile; stacks are
+ *    copied into the caller's profile at export, after stop.
+ *  - Hooks must survive being removed: a thread may be inside a hook when
+ *    stop rewrites the GOT. Hooks only call the real functions (kept in
+ *    static memory for the life of the process), check `active` under the
+ *    lock before touching bookkeeping, and the live tables are mapped once
+ *    per process and never unmapped, so a late lock-free probe reads valid
+ *    memory. Nothing a hook may touch is freed while it can run.
+ *  - Reentrancy: a thread-local `busy` flag is set while a Python-domain
+ *    hook calls down into the allocator it wraps (pymalloc asks the raw
+ *    domain and mmap for memory), so one allocation is counted once, at
+ *    the outermost level. Our own calls to malloc go straight to the C
+ *    library: this object's GOT is never patched.
+ *  - Fork: the child inherits the patched slots but not the session that
+ *    would export them, so in the child the hooks pass straight through.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "heap.h"
+
+#include "../sampler/layout.h"
+#include "got.h"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TABLE_BITS 18
+#define TABLE_CAP ((size_t)1 << TABLE_BITS)
+#define TABLE_MAX_LIVE (TABLE_CAP / 2)
+#define TABLE_MAX_USED (TABLE_CAP * 3 / 4)
+#define FILTER_BITS 15
+#define KEY_EMPTY ((uintptr_t)0)
+#define KEY_TOMB ((uintptr_t)1)
+#define MAX_DEPTH 1024
+#define FRAME_CACHE_BITS 14
+#define NAME_MAX_BYTES 4096
+
+enum { SRC_PYTHON, SRC_NATIVE, SRC_MMAP, SRC_KINDS };
+
+/* ---- the real functions (set once, never cleared) ----------------------- */
+
+typedef struct {
+    void *(*malloc)(size_t);
+    void *(*calloc)(size_t, size_t);
+    void *(*realloc)(void *, size_t);
+    void (*free)(void *);
+    int (*posix_memalign)(void **, size_t, size_t);
+    void *(*aligned_alloc)(size_t, size_t);
+    void *(*memalign)(size_t, size_t);
+    void *(*valloc)(size_t);
+    void *(*mmap)(void *, size_t, int, int, int, off_t);
+    int (*munmap)(void *, size_t);
+    void *(*dlopen)(const char *, int);
+} real_fns;
+
+static real_fns real;
+static PyMemAllocatorEx py_orig[3];
+static int py_orig_set;
+
+/* ---- per-thread state ---------------------------------------------------- */
+
+typedef struct {
+    int64_t countdown; /* bytes until the next sample point */
+    uint64_t rng;
+    uint32_t gen;      /* session the countdown belongs to */
+    int busy;          /* inside a hook's call down, or our own slow path */
+} tls_state;
+
+static __thread tls_state tls __attribute__((tls_model("initial-exec")));
+
+/* ---- live table ---------------------------------------------------------- */
+
+typedef struct {
+    uint64_t weight; /* estimated bytes this sample stands for */
+    uint32_t stack;
+    uint32_t pad;
+} entry;
+
+typedef struct {
+    _Atomic uintptr_t *keys;
+    entry *vals;
+    size_t used; /* live + tombstones (lock) */
+    size_t live;
+} table;
+
+typedef struct {
+    uint64_t live, saved, alloc;
+    double count;
+    uint32_t saved_gen;
+} stack_stat;
+
+typedef struct {
+    const void *code, *name, *file;
+    int lasti, firstline;
+    uint32_t frame;
+} cache_entry;
+
+/* Everything the hooks share. Fields marked (lock) are read and written
+ * only with `lock` held; the atomics are read by the fast paths. */
+static struct {
+    pthread_mutex_t lock;
+    atomic_int active;
+    atomic_uint gen;
+    atomic_size_t live_entries;
+    _Atomic(table *) table;
+    table tables[2];     /* mapped once per process */
+    int mapped;
+    double rate;
+
+    mfp_profile *store;  /* (lock) stacks of sampled allocations */
+    stack_stat *stats;   /* (lock) per store stack */
+    size_t nstats;
+    cache_entry *cache;  /* (lock) (code, lasti) -> store frame */
+    uint32_t leaf[SRC_KINDS];
+    struct { const void *code; int lasti; } *scratch;
+    uint32_t *ids;
+
+    uint64_t live, peak, alloc_total, samples, dropped; /* (lock) */
+    uint32_t peak_gen;
+    uint64_t rss_at_peak, rss_checked_peak;
+    int statm_fd;
+    pid_t pid;
+} G = {.lock = PTHREAD_MUTEX_INITIALIZER, .statm_fd = -1};
+
+struct mfp_heap {
+    uint64_t rate;
+    int running;
+    long patched;
+    size_t patched_objects;
+    /* Moved out of G at stop; read by export and info. */
+    mfp_profile *store;
+    stack_stat *stats;
+    size_t nstats;
+    uint64_t peak, alloc_total, samples, dropped, live_at_stop, rss_at_peak, rss_peak;
+    size_t live_samples;
+    uint32_t peak_gen;
+    int forked;
+};
+
+static mfp_heap *current;
+
+/* Counting filter in front of the live table: a free whose counter is 0
+ * cannot be a sampled pointer, and 32 KiB stays in cache where the table
+ * would not. Counters stick at 255. Written under the lock, read by any
+ * hook; incremented before a key is published, decremented after it is
+ * removed, so it never says "absent" for a present key. */
+static uint8_t filter[(size_t)1 << FILTER_BITS];
+
+/* ---- small helpers (any thread, no allocation) --------------------------- */
+
+static uint64_t next_rand(void) {
+    /* xorshift64*: quality is plenty for sample intervals. */
+    uint64_t x = tls.rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    tls.rng = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static int64_t draw_interval(void) {
+    double u = ((double)(next_rand() >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    double v = -log(u) * G.rate;
+    return v > 4e18 ? (int64_t)4e18 : (int64_t)v + 1;
+}
+
+static size_t slot_of(uintptr_t k) {
+    return (size_t)(((uint64_t)k >> 4) * 0x9E3779B97F4A7C15ull >> (64 - TABLE_BITS));
+}
+
+/* Keyed by page, not by address: frees come in runs from the same page
+ * (pymalloc pools, arrays of objects), so they keep hitting one cached
+ * counter; a page holding a sampled block is rare at any useful rate. */
+static uint8_t *filter_at(uintptr_t k) {
+    return &filter[((uint64_t)k >> 12) * 0xC2B2AE3D27D4EB4Full >> (64 - FILTER_BITS)];
+}
+
+static void filter_add(uintptr_t k, int delta) { /* (lock) */
+    uint8_t *c = filter_at(k), v = __atomic_load_n(c, __ATOMIC_RELAXED);
+    if (v == 255 || (delta < 0 && v == 0)) return;
+    __atomic_store_n(c, (uint8_t)(v + delta), __ATOMIC_RELEASE);
+}
+
+/* Lock-free: may run on any thread, in any hook. */
+static int table_has(const table *t, uintptr_t k) {
+    size_t i = slot_of(k);
+    for (size_t n = 0; n < TABLE_CAP; n++, i = (i + 1) & (TABLE_CAP - 1)) {
+        uintptr_t v = atomic_load_explicit(&t->keys[i], memory_order_relaxed);
+        if (v == k) return 1;
+        if (v == KEY_EMPTY) return 0;
+    }
+    return 0;
+}
+
+/* (lock) The slot of k, or of the place to put it (*found 0). */
+static size_t table_find(const table *t, uintptr_t k, int *found) {
+    size_t i = slot_of(k), first_free = SIZE_MAX;
+    for (size_t n = 0; n < TABLE_CAP; n++, i = (i + 1) & (TABLE_CAP - 1)) {
+        uintptr_t v = atomic_load_explicit(&t->keys[i], memory_order_relaxed);
+        if (v == k) { *found = 1; return i; }
+        if (v == KEY_TOMB && first_free == SIZE_MAX) first_free = i;
+        if (v == KEY_EMPTY) { *found = 0; return first_free == SIZE_MAX ? i : first_free; }
+    }
+    *found = 0;
+    return first_free;
+}
+
+static void table_clear(table *t) {
+    /* Zero pages come back on the next touch; a late probe reads zeros. */
+    madvise((void *)t->keys, TABLE_CAP * sizeof(uintptr_t), MADV_DONTNEED);
+    madvise(t->vals, TABLE_CAP * sizeof(entry), MADV_DONTNEED);
+    t->used = t->live = 0;
+}
+
+/* (lock) Copy the live entries into the other table and publish it. */
+static void table_rebuild(void) {
+    table *old = atomic_load(&G.table);
+    table *nt = old == &G.tables[0] ? &G.tables[1] : &G.tables[0];
+    table_clear(nt);
+    for (size_t i = 0; i < TABLE_CAP; i++) {
+        uintptr_t k = atomic_load_explicit(&old->keys[i], memory_order_relaxed);
+        if (k == KEY_EMPTY || k == KEY_TOMB) continue;
+        int found;
+        size_t j = table_find(nt, k, &found);
+        nt->vals[j] = old->vals[i];
+        atomic_store_explicit(&nt->keys[j], k, memory_order_release);
+        nt->used++;
+        nt->live++;
+    }
+    atomic_store(&G.table, nt);
+}
+
+/* ---- per-stack statistics (lock) ---------------------------------------- */
+
+static stack_stat *stat_for(uint32_t stack) {
+    if (stack >= G.nstats) {
+        size_t n = G.nstats ? G.nstats : 1024;
+        while (n <= stack) n *= 2;
+        stack_stat *s = realloc(G.stats, n * sizeof *s);
+        if (!s) return NULL;
+        memset(s + G.nstats, 0, (n - G.nstats) * sizeof *s);
+        G.stats = s;
+        G.nstats = n;
+    }
+    stack_stat *s = &G.stats[stack];
+    if (s->saved_gen != G.peak_gen) { /* first change since the peak */
+        s->saved = s->live;
+        s->saved_gen = G.peak_gen;
+    }
+    return s;
+}
+
+static uint64_t read_rss(void) {
+    char buf[128];
+    if (G.statm_fd < 0) return 0;
+    ssize_t n = pread(G.statm_fd, buf, sizeof buf - 1, 0);
+    if (n <= 0) return 0;
+    buf[n] = 0;
+    unsigned long long size = 0, resident = 0;
+    if (sscanf(buf, "%llu %llu", &size, &resident) != 2) return 0;
+    return resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void account_alloc(uint32_t stack, uint64_t w, size_t n) {
+    stack_stat *s = stat_for(stack);
+    if (!s) { G.dropped++; return; }
+    s->live += w;
+    s->alloc += w;
+    s->count += (double)w / (double)(n ? n : 1);
+    G.live += w;
+    G.alloc_total += w;
+    G.samples++;
+    if (G.live > G.peak) {
+        G.peak = G.live;
+        G.peak_gen++;
+        /* RSS at the peak, re-read when the peak grew by 1% (a pread). */
+        if (G.peak > G.rss_checked_peak + G.rss_checked_peak / 100) {
+            G.rss_checked_peak = G.peak;
+            G.rss_at_peak = read_rss();
+        }
+    }
+}
+
+static void account_free(const entry *e) {
+    stack_stat *s = stat_for(e->stack);
+    if (s) s->live = s->live > e->weight ? s->live - e->weight : 0;
+    G.live = G.live > e->weight ? G.live - e->weight : 0;
+}
+
+/* ---- stacks (lock; on the allocating thread) ----------------------------- */
+
+/* A str object's text as UTF-8 into out, without allocating. */
+static size_t str_utf8(PyObject *o, char *out, size_t cap) {
+    if (!o || !PyUnicode_Check(o)) return 0;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(o);
+    int kind = PyUnicode_KIND(o);
+    const void *data = PyUnicode_DATA(o);
+    size_t len = 0;
+    for (Py_ssize_t i = 0; i < n && len + 4 < cap; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c < 0x80) {
+            out[len++] = (char)c;
+        } else if (c < 0x800) {
+            out[len++] = (char)(0xC0 | (c >> 6));
+            out[len++] = (char)(0x80 | (c & 0x3F));
+        } else if (c < 0x10000) {
+            out[len++] = (char)(0xE0 | (c >> 12));
+            out[len++] = (char)(0x80 | ((c >> 6) & 0x3F));
+            out[len++] = (char)(0x80 | (c & 0x3F));
+        } else {
+            out[len++] = (char)(0xF0 | (c >> 18));
+            out[len++] = (char)(0x80 | ((c >> 12) & 0x3F));
+            out[len++] = (char)(0x80 | ((c >> 6) & 0x3F));
+            out[len++] = (char)(0x80 | (c & 0x3F));
+        }
+    }
+    return len;
+}
+
+static uint32_t intern_func(const char *name, size_t nlen, const char *file, size_t flen,
+                            uint32_t line, uint32_t kind) {
+    uint32_t n = mfp_profile_string(G.store, name, nlen);
+    uint32_t f = mfp_profile_string(G.store, file, flen);
+    if (n == MFP_NONE || f == MFP_NONE) return MFP_NONE;
+    return mfp_profile_func(G.store, n, f, line, kind);
+}
+
+/* The store frame of (code, lasti). The code object is kept alive by the
+ * thread's own frame, which cannot change while this thread allocates. */
+static uint32_t resolve_frame(PyCodeObject *co, int lasti) {
+    size_t slot = (size_t)(((uint64_t)(uintptr_t)co * 0x9E3779B97F4A7C15ull ^
+                            (uint64_t)(unsigned)lasti * 0xC2B2AE3D27D4EB4Full) >>
+                           (64 - FRAME_CACHE_BITS));
+    cache_entry *e = &G.cache[slot];
+    if (e->code == co && e->lasti == lasti && e->name == co->co_qualname &&
+        e->file == co->co_filename && e->firstline == co->co_firstlineno)
+        return e->frame;
+    static char name[NAME_MAX_BYTES], file[NAME_MAX_BYTES]; /* (lock) */
+    size_t nl = str_utf8(co->co_qualname, name, sizeof name);
+    size_t fl = str_utf8(co->co_filename, file, sizeof file);
+    int line = lasti >= 0 ? PyCode_Addr2Line(co, lasti * (int)sizeof(_Py_CODEUNIT)) : 0;
+    uint32_t func = intern_func(name, nl, file, fl, (uint32_t)co->co_firstlineno, MFP_FUNC_PYTHON);
+    uint32_t frame = func == MFP_NONE ? MFP_NONE
+                                      : mfp_profile_frame(G.store, func, line > 0 ? (uint32_t)line : 0);
+    if (frame != MFP_NONE)
+        *e = (cache_entry){co, co->co_qualname, co->co_filename, lasti, co->co_firstlineno, frame};
+    return frame;
+}
+
+static uint32_t thread_root(void) {
+    char name[64] = "";
+    char text[128];
+    prctl(PR_GET_NAME, name, 0, 0, 0);
+    name[sizeof name - 1] = 0;
+    int n = snprintf(text, sizeof text, "thread %s (%ld)", name, (long)syscall(SYS_gettid));
+    uint32_t func = intern_func(text, (size_t)n, "", 0, 0, MFP_FUNC_THREAD);
+    uint32_t frame = func == MFP_NONE ? MFP_NONE : mfp_profile_frame(G.store, func, 0);
+    return frame == MFP_NONE ? MFP_NONE : mfp_profile_stack(G.store, MFP_NONE, frame);
+}
+
+/* The calling thread's Python stack as a store stack (leaf = allocator
+ * kind for native allocations). Reads this thread's own frames directly:
+ * with the GIL held nobody else changes them, and without it the thread is
+ * inside malloc and is not changing them either. */
+static uint32_t capture_stack(int src) {
+    PyThreadState *ts = PyGILState_GetThisThreadState();
+    int depth = 0;
+    if (ts) {
+#if MFP_TSTATE_HAS_CFRAME
+        mfp_py_frame *f = ts->cframe ? ts->cframe->current_frame : NULL;
+#else
+        mfp_py_frame *f = ts->current_frame;
+#endif
+        for (; f && depth < MAX_DEPTH; f = f->previous) {
+            if (MFP_FRAME_IS_SHIM(f)) continue;
+            PyObject *code = MFP_FRAME_CODE(f);
+            if (!code || !PyCode_Check(code)) continue;
+            const char *instr = MFP_FRAME_INSTR(f);
+            ptrdiff_t off = instr - ((const char *)code + MFP_CODE_HEADER_SIZE);
+            int lasti = off >= 0 && off < (1 << 28) ? (int)(off / (ptrdiff_t)sizeof(_Py_CODEUNIT)) : -1;
+            G.scratch[depth].code = code;
+            G.scratch[depth].lasti = lasti;
+            depth++;
+        }
+    }
+    for (int i = 0; i < depth; i++) {
+        G.ids[i] = resolve_frame((PyCodeObject *)G.scratch[i].code, G.scratch[i].lasti);
+        if (G.ids[i] == MFP_NONE) return MFP_NONE;
+    }
+    uint32_t node = depth ? MFP_NONE : thread_root();
+    if (!depth && node == MFP_NONE) return MFP_NONE;
+    for (int i = depth - 1; i >= 0; i--) {
+        node = mfp_profile_stack(G.store, node, G.ids[i]);
+        if (node == MFP_NONE) return MFP_NONE;
+    }
+    if (src != SRC_PYTHON) node = mfp_profile_stack(G.store, node, G.leaf[src]);
+    return node;
+}
+
+/* ---- the sampled path ---------------------------------------------------- */
+
+/* Runs on the allocating thread, with or without the GIL. Touches the
+ * thread's TLS, and G under the lock. Never allocates through a hook. */
+__attribute__((noinline)) static void sample_alloc(void *p, size_t n, int src) {
+    unsigned gen = atomic_load(&G.gen);
+    if (tls.gen != gen) { /* first allocation of this thread in this session */
+        tls.gen = gen;
+        tls.rng = ((uint64_t)syscall(SYS_gettid) << 32) ^ (uint64_t)(uintptr_t)&tls ^
+                  (uint64_t)time(NULL) ^ 0x9E3779B97F4A7C15ull;
+        if (!tls.rng) tls.rng = 1;
+        tls.countdown = draw_interval() - (int64_t)n;
+        if (tls.countdown > 0) return;
+    }
+    tls.countdown = draw_interval();
+    double x = (double)n / G.rate;
+    double w = x > 40 ? (double)n : (double)n / -expm1(-x);
+    tls.busy = 1;
+    pthread_mutex_lock(&G.lock);
+    if (atomic_load(&G.active) && atomic_load(&G.gen) == gen) {
+        table *t = atomic_load(&G.table);
+        uint32_t stack = capture_stack(src);
+        int found = 0;
+        size_t i = SIZE_MAX;
+        if (stack != MFP_NONE && t->live < TABLE_MAX_LIVE) {
+            if (t->used >= TABLE_MAX_USED) {
+                table_rebuild();
+                t = atomic_load(&G.table);
+            }
+            i = table_find(t, (uintptr_t)p, &found);
+        }
+        if (i == SIZE_MAX) {
+            G.dropped++;
+        } else {
+            if (found) { /* freed without us seeing it: forget the old one */
+                account_free(&t->vals[i]);
+                t->live--;
+            } else if (atomic_load_explicit(&t->keys[i], memory_order_relaxed) == KEY_EMPTY) {
+                t->used++;
+            }
+            if (!found) filter_add((uintptr_t)p, 1);
+            t->vals[i] = (entry){(uint64_t)(w + 0.5), stack, 0};
+            atomic_store_explicit(&t->keys[i], (uintptr_t)p, memory_order_release);
+            t->live++;
+            atomic_store(&G.live_entries, t->live);
+            account_alloc(stack, (uint64_t)(w + 0.5), n);
+        }
+    }
+    pthread_mutex_unlock(&G.lock);
+    tls.busy = 0;
+}
+
+static inline void on_alloc(void *p, size_t n, int src) {
+    if (!p || !atomic_load_explicit(&G.active, memory_order_relaxed) || tls.busy) return;
+    if ((tls.countdown -= (int64_t)n) > 0) return;
+    sample_alloc(p, n, src);
+}
+
+__attribute__((noinline)) static void sample_free(void *p) {
+    pthread_mutex_lock(&G.lock);
+    if (atomic_load(&G.active)) {
+        table *t = atomic_load(&G.table);
+        int found;
+        size_t i = table_find(t, (uintptr_t)p, &found);
+        if (found) {
+            account_free(&t->vals[i]);
+            atomic_store_explicit(&t->keys[i], KEY_TOMB, memory_order_release);
+            filter_add((uintptr_t)p, -1);
+            t->live--;
+            atomic_store(&G.live_entries, t->live);
+        }
+    }
+    pthread_mutex_unlock(&G.lock);
+}
+
+/* Before the memory goes back: once freed, the address may be handed to
+ * another thread and sampled again. */
+static inline void on_free(void *p) {
+    if (!p || !atomic_load_explicit(&G.active, memory_order_relaxed) || tls.busy ||
+        !atomic_load_explicit(&G.live_entries, memory_order_relaxed))
+        return;
+    if (!__atomic_load_n(filter_at((uintptr_t)p), __ATOMIC_RELAXED)) return;
+    if (table_has(atomic_load_explicit(&G.table, memory_order_acquire), (uintptr_t)p)) sample_free(p);
+}
+
+/* ---- native hooks (any thread, GIL or not) ------------------------------- */
+
+static void *hk_malloc(size_t n) {
+    void *p = real.malloc(n);
+    on_alloc(p, n, SRC_NATIVE);
+    return p;
+}
+
+static void *hk_calloc(size_t k, size_t n) {
+    void *p = real.calloc(k, n);
+    on_alloc(p, k * n, SRC_NATIVE);
+    return p;
+}
+
+static void *hk_realloc(void *old, size_t n) {
+    on_free(old);
+    void *p = real.realloc(old, n);
+    on_alloc(p, n, SRC_NATIVE);
+    return p;
+}
+
+static void hk_free(void *p) {
+    on_free(p);
+    real.free(p);
+}
+
+static int hk_posix_memalign(void **out, size_t align, size_t n) {
+    int rc = real.posix_memalign(out, align, n);
+    if (rc == 0) on_alloc(*out, n, SRC_NATIVE);
+    return rc;
+}
+
+static void *hk_aligned_alloc(size_t align, size_t n) {
+    void *p = real.aligned_alloc(align, n);
+    on_alloc(p, n, SRC_NATIVE);
+    return p;
+}
+
+static void *hk_memalign(size_t align, size_t n) {
+    void *p = real.memalign(align, n);
+    on_alloc(p, n, SRC_NATIVE);
+    return p;
+}
+
+static void *hk_valloc(size_t n) {
+    void *p = real.valloc(n);
+    on_alloc(p, n, SRC_NATIVE);
+    return p;
+}
+
+static void *hk_mmap(void *addr, size_t n, int prot, int flags, int fd, off_t off) {
+    void *p = real.mmap(addr, n, prot, flags, fd, off);
+    /* Anonymous private mappings are heap; file mappings are not. */
+    if (p != MAP_FAILED && (flags & MAP_ANONYMOUS) && !(flags & MAP_SHARED))
+        on_alloc(p, n, SRC_MMAP);
+    return p;
+}
+
+static int hk_munmap(void *p, size_t n) {
+    on_free(p);
+    return real.munmap(p, n);
+}
+
+static long patch_loaded(int nonblocking);
+
+/* Libraries loaded while profiling get their slots patched too. */
+static void *hk_dlopen(const char *file, int flags) {
+    void *h = real.dlopen(file, flags);
+    if (h && atomic_load(&G.active) && getpid() == G.pid) patch_loaded(1);
+    return h;
+}
+
+static const mfp_got_hook native_hooks[] = {
+    {"malloc", (void *)hk_malloc},
+    {"calloc", (void *)hk_calloc},
+    {"realloc", (void *)hk_realloc},
+    {"free", (void *)hk_free},
+    {"posix_memalign", (void *)hk_posix_memalign},
+    {"aligned_alloc", (void *)hk_aligned_alloc},
+    {"memalign", (void *)hk_memalign},
+    {"valloc", (void *)hk_valloc},
+    {"mmap", (void *)hk_mmap},
+    {"mmap64", (void *)hk_mmap},
+    {"munmap", (void *)hk_munmap},
+    {"dlopen", (void *)hk_dlopen},
+};
+
+static long patch_loaded(int nonblocking) {
+    return mfp_got_patch_all(native_hooks, sizeof native_hooks / sizeof *native_hooks,
+                             (const void *)hk_dlopen, nonblocking);
+}
+
+/* ---- Python allocator domains -------------------------------------------- */
+
+/* Our ctx is the wrapped allocator's ctx and the hooks ignore it, so a
+ * thread that reads the domain while it is being swapped (the raw domain
+ * is used without the GIL) gets a working (ctx, function) pair either way. */
+#define PY_HOOKS(D, name)                                                            \
+    static void *name##_malloc(void *ctx, size_t n) {                                \
+        (void)ctx;                                                                    \
+        int b = tls.busy;                                                            \
+        tls.busy = 1;                                                                \
+        void *p = py_orig[D].malloc(py_orig[D].ctx, n);                              \
+        tls.busy = b;                                                                \
+        on_alloc(p, n ? n : 1, SRC_PYTHON);                                          \
+        return p;                                                                     \
+    }                                                                                 \
+    static void *name##_calloc(void *ctx, size_t k, size_t n) {                      \
+        (void)ctx;                                                                    \
+        int b = tls.busy;                                                            \
+        tls.busy = 1;                                                                \
+        void *p = py_orig[D].calloc(py_orig[D].ctx, k, n);                           \
+        tls.busy = b;                                                                \
+        on_alloc(p, (k * n) > 0 ? k * n : 1, SRC_PYTHON);                                \
+        return p;                                                                     \
+    }                                                                                 \
+    static void *name##_realloc(void *ctx, void *old, size_t n) {                    \
+        (void)ctx;                                                                    \
+        if (!tls.busy) on_free(old);                                                 \
+        int b = tls.busy;                                                            \
+        tls.busy = 1;                                                                \
+        void *p = py_orig[D].realloc(py_orig[D].ctx, old, n);                        \
+        tls.busy = b;                                                                \
+        on_alloc(p, n ? n : 1, SRC_PYTHON);                                          \
+        return p;                                                                     \
+    }                                                                                 \
+    static void name##_free(void *ctx, void *p) {                                    \
+        (void)ctx;                                                                    \
+        on_free(p); /* nested frees need no guard: p is gone from the table */      \
+        py_orig[D].free(py_orig[D].ctx, p);                                          \
+    }
+
+PY_HOOKS(PYMEM_DOMAIN_RAW, raw)
+PY_HOOKS(PYMEM_DOMAIN_MEM, mem)
+PY_HOOKS(PYMEM_DOMAIN_OBJ, obj)
+
+static void py_install(void) {
+    PyMemAllocatorEx cur;
+    PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &cur);
+    /* If our hooks are still installed (someone restored them after we
+     * left), the saved originals are still right: never wrap ourselves. */
+    if (!py_orig_set || cur.malloc != raw_malloc) {
+        for (int d = 0; d < 3; d++) PyMem_GetAllocator((PyMemAllocatorDomain)d, &py_orig[d]);
+        py_orig_set = 1;
+    }
+    PyMemAllocatorEx a[3] = {
+        {py_orig[0].ctx, raw_malloc, raw_calloc, raw_realloc, raw_free},
+        {py_orig[1].ctx, mem_malloc, mem_calloc, mem_realloc, mem_free},
+        {py_orig[2].ctx, obj_malloc, obj_calloc, obj_realloc, obj_free},
+    };
+    for (int d = 0; d < 3; d++) PyMem_SetAllocator((PyMemAllocatorDomain)d, &a[d]);
+}
+
+static void py_remove(void) {
+    for (int d = 0; d < 3; d++) {
+        PyMemAllocatorEx cur;
+        PyMem_GetAllocator((PyMemAllocatorDomain)d, &cur);
+        /* Only take ours out: a tool that wrapped us keeps its hooks, and
+         * ours then forward to the originals. */
+        if (cur.malloc == raw_malloc || cur.malloc == mem_malloc || cur.malloc == obj_malloc)
+            PyMem_SetAllocator((PyMemAllocatorDomain)d, &py_orig[d]);
+    }
+}
+
+/* ---- fork ---------------------------------------------------------------- */
+
+static void atfork_prepare(void) {
+    mfp_got_atfork_prepare();
+    pthread_mutex_lock(&G.lock);
+}
+
+static void atfork_parent(void) {
+    pthread_mutex_unlock(&G.lock);
+    mfp_got_atfork_parent();
+}
+
+static void atfork_child(void) {
+    pthread_mutex_init(&G.lock, NULL);
+    mfp_got_atfork_child();
+    atomic_store(&G.active, 0); /* nobody exports here: pass through */
+}
+
+/* ---- lifetime (controlling thread, GIL held) ------------------------------ */
+
+static int resolve_real(void) {
+    if (real.malloc) return 0;
+#define REAL(f) *(void **)&real.f = dlsym(RTLD_DEFAULT, #f)
+    REAL(malloc); REAL(calloc); REAL(realloc); REAL(free); REAL(posix_memalign);
+    REAL(aligned_alloc); REAL(memalign); REAL(valloc); REAL(mmap); REAL(munmap); REAL(dlopen);
+#undef REAL
+    if (!real.malloc || !real.calloc || !real.realloc || !real.free || !real.posix_memalign ||
+        !real.aligned_alloc || !real.memalign || !real.valloc || !real.mmap || !real.munmap ||
+        !real.dlopen) {
+        memset(&real, 0, sizeof real);
+        return -1;
+    }
+    return 0;
+}
+
+static int map_tables(void) {
+    if (G.mapped) return 0;
+    for (int i = 0; i < 2; i++) {
+        void *k = mmap(NULL, TABLE_CAP * sizeof(uintptr_t), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        void *v = mmap(NULL, TABLE_CAP * sizeof(entry), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (k == MAP_FAILED || v == MAP_FAILED) {
+            if (k != MAP_FAILED) munmap(k, TABLE_CAP * sizeof(uintptr_t));
+            if (v != MAP_FAILED) munmap(v, TABLE_CAP * sizeof(entry));
+            return -1; /* the first pair, if mapped, is kept for next time */
+        }
+        G.tables[i].keys = k;
+        G.tables[i].vals = v;
+    }
+    G.mapped = 1;
+    return 0;
+}
+
+static void release_locked_state(void) {
+    free(G.cache);
+    free(G.scratch);
+    free(G.ids);
+    G.cache = NULL;
+    G.scratch = NULL;
+    G.ids = NULL;
+}
+
+static int make_leaf(int src, const char *name) {
+    uint32_t f = intern_func(name, strlen(name), "", 0, 0, MFP_FUNC_NATIVE);
+    G.leaf[src] = f == MFP_NONE ? MFP_NONE : mfp_profile_frame(G.store, f, 0);
+    return G.leaf[src] == MFP_NONE ? -1 : 0;
+}
+
+mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
+    static int atfork_done;
+#if !MFP_LAYOUT_KNOWN
+    snprintf(err, errlen, "the memory profiler does not know Python %s", Py_GetVersion());
+    return NULL;
+#endif
+    if (rate_bytes < 1 || rate_bytes > ((uint64_t)1 << 40)) {
+        snprintf(err, errlen, "memory sampling rate must be 1 byte .. 1 TiB");
+        return NULL;
+    }
+    if (atomic_load(&G.active) || (current && current->running)) {
+        snprintf(err, errlen, "another memory profile is running in this process");
+        return NULL;
+    }
+    if (resolve_real() != 0) {
+        snprintf(err, errlen, "cannot find the C library's allocator functions");
+        return NULL;
+    }
+    if (map_tables() != 0) {
+        snprintf(err, errlen, "out of memory mapping the live-allocation table");
+        return NULL;
+    }
+    mfp_heap *h = calloc(1, sizeof *h);
+    if (!h) goto oom;
+    h->rate = rate_bytes;
+    pthread_mutex_lock(&G.lock);
+    G.store = mfp_profile_new(1);
+    G.cache = calloc((size_t)1 << FRAME_CACHE_BITS, sizeof *G.cache);
+    G.scratch = malloc(MAX_DEPTH * sizeof *G.scratch);
+    G.ids = malloc(MAX_DEPTH * sizeof *G.ids);
+    int ok = G.store && G.cache && G.scratch && G.ids && make_leaf(SRC_NATIVE, "[native malloc]") == 0 &&
+             make_leaf(SRC_MMAP, "[native mmap]") == 0;
+    if (!ok) {
+        mfp_profile_free(G.store);
+        G.store = NULL;
+        release_locked_state();
+        pthread_mutex_unlock(&G.lock);
+        free(h);
+        goto oom;
+    }
+    table_clear(&G.tables[0]);
+    table_clear(&G.tables[1]);
+    memset(filter, 0, sizeof filter);
+    atomic_store(&G.table, &G.tables[0]);
+    atomic_store(&G.live_entries, 0);
+    G.stats = NULL;
+    G.nstats = 0;
+    G.rate = (double)rate_bytes;
+    G.live = G.peak = G.alloc_total = G.samples = G.dropped = 0;
+    G.peak_gen = 1;
+    G.rss_at_peak = G.rss_checked_peak = 0;
+    G.pid = getpid();
+    G.statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    atomic_fetch_add(&G.gen, 1);
+    atomic_store(&G.active, 1);
+    pthread_mutex_unlock(&G.lock);
+    if (!atfork_done) {
+        pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+        atfork_done = 1;
+    }
+    py_install();
+    h->patched = patch_loaded(0);
+    mfp_got_patched_slots(&h->patched_objects);
+    h->running = 1;
+    current = h;
+    return h;
+oom:
+    snprintf(err, errlen, "out of memory starting the memory profiler");
+    return NULL;
+}
+
+void mfp_heap_stop(mfp_heap *h) {
+    if (!h || !h->running) return;
+    h->running = 0;
+    h->forked = getpid() != G.pid;
+    h->patched = (long)mfp_got_patched_slots(&h->patched_objects);
+    mfp_got_unpatch_all();
+    py_remove();
+    pthread_mutex_lock(&G.lock);
+    atomic_store(&G.active, 0);
+    h->store = G.store;
+    h->stats = G.stats;
+    h->nstats = G.nstats;
+    h->peak = G.peak;
+    h->peak_gen = G.peak_gen;
+    h->alloc_total = G.alloc_total;
+    h->samples = G.samples;
+    h->dropped = G.dropped;
+    h->live_at_stop = G.live;
+    h->live_samples = atomic_load(&G.table)->live;
+    h->rss_at_peak = G.rss_at_peak;
+    G.store = NULL;
+    G.stats = NULL;
+    G.nstats = 0;
+    release_locked_state();
+    table_clear(&G.tables[0]);
+    table_clear(&G.tables[1]);
+    atomic_store(&G.live_entries, 0);
+    if (G.statm_fd >= 0) close(G.statm_fd);
+    G.statm_fd = -1;
+    pthread_mutex_unlock(&G.lock);
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) h->rss_peak = (uint64_t)ru.ru_maxrss * 1024u;
+    if (current == h) current = NULL;
+}
+
+void mfp_heap_free(mfp_heap *h) {
+    if (!h) return;
+    mfp_heap_stop(h);
+    mfp_profile_free(h->store);
+    free(h->stats);
+    free(h);
+}
+
+/* ---- results ------------------------------------------------------------- */
+
+static uint64_t live_at_peak(const mfp_heap *h, const stack_stat *s) {
+    return s->saved_gen == h->peak_gen ? s->saved : s->live;
+}
+
+typedef struct {
+    const mfp_profile *src;
+    mfp_profile *dst;
+    uint32_t *stack_map, *frame_map;
+    size_t nframes;
+} importer;
+
+static uint32_t import_frame(importer *im, uint32_t frame) {
+    if (frame >= im->nframes) return MFP_NONE;
+    if (im->frame_map[frame] != MFP_NONE) return im->frame_map[frame];
+    size_t n;
+    const mfp_frame *fr = mfp_profile_frames(im->src, &n);
+    const mfp_func *fn = mfp_profile_funcs(im->src, &n);
+    const mfp_func *f = &fn[fr[frame].func];
+    size_t nl, fl;
+    const char *name = mfp_profile_string_at(im->src, f->name, &nl);
+    const char *file = mfp_profile_string_at(im->src, f->file, &fl);
+    uint32_t sn = mfp_profile_string(im->dst, name, nl), sf = mfp_profile_string(im->dst, file, fl);
+    if (sn == MFP_NONE || sf == MFP_NONE) return MFP_NONE;
+    uint32_t func = mfp_profile_func(im->dst, sn, sf, f->line, f->kind);
+    uint32_t out = func == MFP_NONE ? MFP_NONE : mfp_profile_frame(im->dst, func, fr[frame].line);
+    im->frame_map[frame] = out;
+    return out;
+}
+
+/* The destination node of source stack s; parents first, iteratively. */
+static uint32_t import_stack(importer *im, uint32_t s) {
+    size_t n;
+    const mfp_stack_node *st = mfp_profile_stacks(im->src, &n);
+    if (im->stack_map[s] != MFP_NONE) return im->stack_map[s];
+    uint32_t path[MAX_DEPTH + 4];
+    int depth = 0;
+    uint32_t cur = s;
+    while (cur != MFP_NONE && im->stack_map[cur] == MFP_NONE && depth < MAX_DEPTH + 4) {
+        path[depth++] = cur;
+        cur = st[cur].parent;
+    }
+    uint32_t node = cur == MFP_NONE ? MFP_NONE : im->stack_map[cur];
+    for (int i = depth - 1; i >= 0; i--) {
+        uint32_t fr = import_frame(im, st[path[i]].frame);
+        if (fr == MFP_NONE) return MFP_NONE;
+        node = mfp_profile_stack(im->dst, node, fr);
+        if (node == MFP_NONE) return MFP_NONE;
+        im->stack_map[path[i]] = node;
+    }
+    return node;
+}
+
+int mfp_heap_export(const mfp_heap *h, mfp_profile *p) {
+    if (!h || !h->store || h->running) return h && !h->running ? 0 : -1;
+    size_t nstacks, nframes;
+    mfp_profile_stacks(h->store, &nstacks);
+    mfp_profile_frames(h->store, &nframes);
+    importer im = {h->store, p, malloc((nstacks + 1) * sizeof(uint32_t)),
+                   malloc((nframes + 1) * sizeof(uint32_t)), nframes};
+    int rc = 0;
+    if (!im.stack_map || !im.frame_map) {
+        rc = -1;
+        goto done;
+    }
+    memset(im.stack_map, 0xFF, (nstacks + 1) * sizeof(uint32_t));
+    memset(im.frame_map, 0xFF, (nframes + 1) * sizeof(uint32_t));
+    for (size_t s = 0; s < nstacks && s < h->nstats; s++) {
+        const stack_stat *st = &h->stats[s];
+        uint64_t live = live_at_peak(h, st);
+        uint64_t count = (uint64_t)(st->count + 0.5);
+        if (!live && !st->alloc) continue;
+        uint32_t node = import_stack(&im, (uint32_t)s);
+        if (node == MFP_NONE || mfp_profile_memory(p, node, live, st->alloc, count) != 0) rc = -1;
+    }
+done:
+    free(im.stack_map);
+    free(im.frame_map);
+    return rc;
+}
+
+size_t mfp_heap_info_json(const mfp_heap *h, char *buf, size_t cap) {
+    char notes[512] = "";
+    if (h->dropped)
+        snprintf(notes, sizeof notes,
+                 "\"memory: %llu sampled allocations not recorded (table full or out of memory)\"",
+                 (unsigned long long)h->dropped);
+    if (h->forked)
+        snprintf(notes + strlen(notes), sizeof notes - strlen(notes),
+                 "%s\"memory: stopped in a forked child; only the parent is profiled\"",
+                 notes[0] ? "," : "");
+    int n = snprintf(buf, cap,
+                     "{\"rate_bytes\":%llu,\"peak_bytes\":%llu,\"rss_at_peak_bytes\":%llu,"
+                     "\"rss_peak_bytes\":%llu,\"allocated_bytes\":%llu,\"samples\":%llu,"
+                     "\"live_samples_at_stop\":%zu,\"live_bytes_at_stop\":%llu,\"dropped\":%llu,"
+                     "\"patched_slots\":%ld,\"patched_objects\":%zu,\"notes\":[%s]}",
+                     (unsigned long long)h->rate, (unsigned long long)h->peak,
+                     (unsigned long long)h->rss_at_peak, (unsigned long long)h->rss_peak,
+                     (unsigned long long)h->alloc_total, (unsigned long long)h->samples,
+                     h->live_samples, (unsigned long long)h->live_at_stop,
+                     (unsigned long long)h->dropped, h->patched, h->patched_objects, notes);
+    return n < 0 ? 0 : (size_t)n;
+}

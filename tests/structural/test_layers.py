@@ -1,0 +1,200 @@
+"""The layers of ARCHITECTURE.md, checked on the source: no upward imports,
+the engine API does not import Metaflow, C subsystems include only the
+headers the graph below allows, and the viewer makes no network requests."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SRC = REPO / "src"
+NATIVE = REPO / "native"
+VIEWER = REPO / "viewer"
+
+
+# ---- Python ------------------------------------------------------------------
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute module names a file imports (relative imports stay inside
+    their package, which is the layer itself)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr == "import_module" and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            out.add(node.args[0].value)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and node.func.id == "__import__" and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            out.add(node.args[0].value)
+    return out
+
+
+def top(name: str) -> str:
+    return name.split(".")[0]
+
+
+# layer package -> top-level packages it must not import
+FORBIDDEN = {
+    SRC / "metaflow_profiler": {"metaflow", "metaflow_extensions"},
+    SRC / "metaflow_extensions" / "profiler": set(),
+}
+# what the Metaflow glue may import from this project
+GLUE_MAY_IMPORT = {"metaflow", "metaflow_profiler", "metaflow_extensions"}
+
+
+def py_files(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.py"))
+
+
+def test_python_layers_exist():
+    for root in FORBIDDEN:
+        assert py_files(root), f"no Python files under {root}"
+
+
+@pytest.mark.parametrize("path", py_files(SRC / "metaflow_profiler"),
+                         ids=lambda p: str(p.relative_to(REPO)))
+def test_engine_api_does_not_import_metaflow(path):
+    bad = {m for m in imported_modules(path) if top(m) in FORBIDDEN[SRC / "metaflow_profiler"]}
+    assert not bad, f"{path.relative_to(REPO)} imports {sorted(bad)} (layer 2 may not)"
+
+
+@pytest.mark.parametrize("path", py_files(SRC / "metaflow_extensions" / "profiler"),
+                         ids=lambda p: str(p.relative_to(REPO)))
+def test_glue_imports_only_metaflow_and_the_engine_api(path):
+    ours = {"metaflow_profiler", "metaflow_extensions", "viewer", "native"}
+    for m in imported_modules(path):
+        if top(m) in ours:
+            assert top(m) in GLUE_MAY_IMPORT, f"{path.relative_to(REPO)} imports {m}"
+        if top(m) == "metaflow_extensions":
+            assert m.startswith("metaflow_extensions.profiler"), f"{path} imports {m}"
+
+
+def test_import_scanner_sees_imports(tmp_path):
+    """The checker itself: every import form it must catch."""
+    f = tmp_path / "m.py"
+    f.write_text("import metaflow.cards\nfrom metaflow import FlowSpec\nfrom . import x\n"
+                 "import importlib\nimportlib.import_module('metaflow_extensions.a')\n"
+                 "__import__('metaflow')\ndef f():\n    import os.path\n")
+    assert imported_modules(f) == {"metaflow.cards", "metaflow", "importlib",
+                                   "metaflow_extensions.a", "os.path"}
+
+
+# ---- C --------------------------------------------------------------------------
+
+# subsystem -> what its files may include besides their own folder: a folder
+# name allows that folder's public header (<name>/<name>.h); a path allows
+# that one file. profile/ is the base and includes nothing of ours.
+C_GRAPH = {
+    "profile": set(),
+    "sampler": {"profile"},
+    "timeline": {"profile"},
+    "heap": {"profile", "sampler/layout.h"},
+    "tracer": {"profile", "sampler/layout.h"},
+    "render": {"profile"},
+}
+INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
+
+
+def includes(path: Path) -> list[Path]:
+    """Quoted includes of a C file, resolved against its folder."""
+    return [(path.parent / inc).resolve() for inc in INCLUDE.findall(path.read_text())]
+
+
+def allowed(sub: str, target: Path) -> bool:
+    rel = target.relative_to(NATIVE.resolve()).as_posix()
+    folder = rel.split("/")[0]
+    if folder == sub:
+        return True
+    for ok in C_GRAPH[sub]:
+        if rel == ok or rel == f"{ok}/{ok}.h":
+            return True
+    return False
+
+
+C_FILES = sorted(p for p in NATIVE.glob("*/*") if p.suffix in (".c", ".h")
+                 and p.parent.name not in ("tests", "build"))
+
+
+def test_every_c_subsystem_is_in_the_graph():
+    subs = {p.parent.name for p in C_FILES}
+    assert subs, "no C sources found"
+    assert subs <= set(C_GRAPH), f"add {sorted(subs - set(C_GRAPH))} to C_GRAPH"
+
+
+@pytest.mark.parametrize("path", C_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_c_subsystem_includes_only_what_the_graph_allows(path):
+    sub = path.parent.name
+    for target in includes(path):
+        assert target.exists(), f"{path.relative_to(REPO)} includes missing {target}"
+        assert allowed(sub, target), (
+            f"{path.relative_to(REPO)} includes {target.relative_to(NATIVE.resolve())}; "
+            f"{sub}/ may include only its own headers and {sorted(C_GRAPH[sub]) or 'nothing of ours'}")
+
+
+def test_module_c_is_the_only_file_at_the_top():
+    assert sorted(p.name for p in NATIVE.glob("*.c")) == ["module.c"]
+    for target in includes(NATIVE / "module.c"):
+        assert target.exists()
+
+
+def test_include_checker_rejects_a_private_header(tmp_path):
+    """The graph check itself: a subsystem reaching into profile's private
+    store.h, or into a sibling it may not use, is refused."""
+    assert not allowed("tracer", (NATIVE / "profile" / "store.h").resolve())
+    assert not allowed("sampler", (NATIVE / "timeline" / "timeline.h").resolve())
+    assert not allowed("profile", (NATIVE / "sampler" / "layout.h").resolve())
+    assert allowed("tracer", (NATIVE / "profile" / "profile.h").resolve())
+    assert allowed("heap", (NATIVE / "sampler" / "layout.h").resolve())
+    assert not allowed("heap", (NATIVE / "sampler" / "memread.h").resolve())
+
+
+# ---- viewer ----------------------------------------------------------------------
+
+NETWORK = [
+    (re.compile(r"\bfetch\s*\("), "fetch()"),
+    (re.compile(r"\bXMLHttpRequest\b"), "XMLHttpRequest"),
+    (re.compile(r"\bWebSocket\b"), "WebSocket"),
+    (re.compile(r"\bEventSource\b"), "EventSource"),
+    (re.compile(r"\bsendBeacon\b"), "navigator.sendBeacon"),
+    (re.compile(r"\bimport\s*\(|\bimport\s[^;]*\bfrom\s*['\"]"), "a JS module import"),
+    (re.compile(r"\bimportScripts\b"), "importScripts"),
+    (re.compile(r"https?://|wss?://", re.I), "an http(s)/ws URL"),
+    (re.compile(r"""\b(?:src|href)\s*=\s*["']?//""", re.I), "a protocol-relative URL"),
+]
+VIEWER_FILES = sorted(p for p in VIEWER.rglob("*") if p.suffix in (".js", ".html", ".css"))
+
+
+def test_viewer_files_exist():
+    assert any(p.suffix == ".js" for p in VIEWER_FILES)
+    assert any(p.suffix == ".html" for p in VIEWER_FILES)
+
+
+@pytest.mark.parametrize("path", VIEWER_FILES, ids=lambda p: str(p.relative_to(REPO)))
+def test_viewer_makes_no_network_requests(path):
+    text = path.read_text(encoding="utf-8")
+    for pattern, what in NETWORK:
+        m = pattern.search(text)
+        assert not m, (f"{path.relative_to(REPO)} line {text.count(chr(10), 0, m.start()) + 1}: "
+                       f"{what} ({m.group(0)!r}); the card must work offline")
+
+
+def test_card_page_forbids_network_by_policy():
+    html = (VIEWER / "card.html").read_text(encoding="utf-8")
+    m = re.search(r'http-equiv="Content-Security-Policy"\s+content="([^"]*)"', html)
+    assert m, "card.html has no Content-Security-Policy"
+    assert "default-src 'none'" in m.group(1)
+    assert "connect-src" not in m.group(1)
+
+
+def test_network_patterns_catch_requests():
+    for snippet in ["fetch('x')", "new XMLHttpRequest()", "new WebSocket(u)",
+                    "import x from 'y'", "a = 'https://example.org'", '<script src="//cdn/x.js">']:
+        assert any(p.search(snippet) for p, _ in NETWORK), snippet

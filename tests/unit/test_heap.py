@@ -1,0 +1,309 @@
+"""The memory profiler (native/heap) against known answers: numpy buffers,
+Python lists and a churning loop (bench/memory_workloads.py, scaled down),
+native allocations from a library loaded after the start and from a thread
+with no Python frames, plus the hard parts: many threads, fork while
+profiling, 1,000 start/stop cycles, memory crossing the start and the stop,
+and living next to tracemalloc.
+
+The stress part also runs as a script, for the sanitizer build:
+    MFP_SANITIZE=1 pip install --no-deps <repo> into a separate venv, then
+    LD_PRELOAD=$(cc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
+        python tests/unit/test_heap.py stress
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import memory_workloads as workloads  # noqa: E402
+from metaflow_profiler import Profiler, _native  # noqa: E402
+
+MB = 1_000_000
+
+
+def by_function(profile) -> dict[str, dict[str, int]]:
+    """Per function name: live bytes at peak and allocated bytes of every
+    stack it is on (counted once per stack)."""
+    t = profile._t
+    s, funcs, frames, stacks, mem = t["strings"], t["funcs"], t["frames"], t["stacks"], t["memory"]
+    out: dict[str, dict[str, int]] = defaultdict(lambda: {"live": 0, "alloc": 0, "kind": -1})
+    for stack, live, alloc in zip(mem["stack"], mem["live_bytes"], mem["alloc_bytes"]):
+        seen = set()
+        while stack != -1:
+            f = frames["func"][stacks["frame"][stack]]
+            name = s[funcs["name"][f]]
+            if name not in seen:
+                seen.add(name)
+                row = out[name]
+                row["live"] += live
+                row["alloc"] += alloc
+                row["kind"] = funcs["kind"][f]
+            stack = stacks["parent"][stack]
+    return out
+
+
+def roots(profile) -> list[tuple[str, int, int]]:
+    """(name, kind, live bytes at peak) of each stack's root."""
+    t = profile._t
+    s, funcs, frames, stacks, mem = t["strings"], t["funcs"], t["frames"], t["stacks"], t["memory"]
+    out = []
+    for stack, live in zip(mem["stack"], mem["live_bytes"]):
+        while stacks["parent"][stack] != -1:
+            stack = stacks["parent"][stack]
+        f = frames["func"][stacks["frame"][stack]]
+        out.append((s[funcs["name"][f]], funcs["kind"][f], live))
+    return out
+
+
+def within(value: float, truth: float, tol: float = 0.10) -> bool:
+    return abs(value - truth) <= tol * truth
+
+
+@pytest.fixture(scope="module")
+def accuracy_run():
+    p = Profiler(memory=True, memory_rate=16 * 1024, timeline_interval=0)
+    p.start()
+    truth = workloads.accuracy(scale=0.25)
+    profile = p.stop()
+    return profile, truth
+
+
+def test_live_at_peak_per_function_within_10_percent(accuracy_run):
+    profile, truth = accuracy_run
+    got = by_function(profile)
+    for name in ("hold_numpy", "hold_lists", "churn"):
+        assert within(got[name]["live"], truth[name]["live"]), (name, got[name], truth[name])
+
+
+def test_total_allocated_within_10_percent(accuracy_run):
+    profile, truth = accuracy_run
+    got = by_function(profile)
+    assert within(got["hold_numpy"]["alloc"], truth["hold_numpy"]["alloc"]), got["hold_numpy"]
+    assert within(got["churn"]["alloc"], truth["churn"]["alloc"]), got["churn"]
+    # churn frees as it goes: a tenth of a percent of what it allocated is live at the peak.
+    assert got["churn"]["live"] < 0.02 * got["churn"]["alloc"]
+
+
+def test_numpy_buffers_are_seen_whichever_allocator_numpy_uses(accuracy_run):
+    profile, truth = accuracy_run
+    got = by_function(profile)
+    # numpy's data buffers come from malloc through numpy's GOT (a "[native
+    # malloc]" leaf, native kind) or from PyMem_RawMalloc (newer numpy
+    # builds); either way they sit under the Python caller, `ones`.
+    native = got.get("[native malloc]", {"live": 0, "kind": 1})
+    assert native["kind"] == 1
+    assert within(got["ones"]["live"], truth["hold_numpy"]["live"])
+    # The Profile API shows the same thing.
+    rows = {r.name: r for r in profile.memory_functions()}
+    assert within(rows["hold_numpy"].total_bytes, truth["hold_numpy"]["live"])
+    assert within(rows["hold_lists"].total_bytes, truth["hold_lists"]["live"])
+
+
+def test_meta_says_heap_at_peak_of_rss(accuracy_run):
+    profile, truth = accuracy_run
+    m = profile.meta["memory"]
+    live_truth = truth["hold_numpy"]["live"] + truth["hold_lists"]["live"] + truth["churn"]["live"]
+    assert within(m["peak_bytes"], live_truth, 0.15), m
+    assert m["rss_at_peak_bytes"] >= 0.9 * m["peak_bytes"]
+    assert m["rate_bytes"] == 16 * 1024 and m["samples"] > 1000 and m["dropped"] == 0
+    assert m["patched_slots"] > 0
+    assert any(n.startswith("memory: heap at peak") and "of RSS" in n for n in profile.meta["notes"])
+
+
+def test_memory_false_records_no_memory():
+    p = Profiler(memory=False, timeline_interval=0)
+    p.start()
+    workloads.hold_numpy(0.05)
+    profile = p.stop()
+    assert profile._t["memory"]["stack"] == []
+    assert "memory" not in profile.meta
+
+
+def test_memory_rate_is_checked():
+    for bad in (0, -1, 2**41, 1.5, True):
+        with pytest.raises(ValueError, match="memory_rate"):
+            Profiler(memory=True, memory_rate=bad)
+    with pytest.raises(ValueError, match="memory_rate"):
+        _native.Session(0.01, 0, 0, memory_rate=2**41)
+
+
+HELPER = r"""
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+static void *held;
+static void *run(void *arg) {
+    held = malloc((size_t)arg);
+    if (held) memset(held, 1, (size_t)arg);
+    return NULL;
+}
+int hold_in_thread(size_t n) {
+    pthread_t t;
+    if (pthread_create(&t, NULL, run, (void *)n) != 0) return -1;
+    return pthread_join(t, NULL);
+}
+void release_held(void) { free(held); held = NULL; }
+void *alloc_here(size_t n) { void *p = malloc(n); if (p) memset(p, 2, n); return p; }
+void free_here(void *p) { free(p); }
+"""
+
+
+@pytest.fixture(scope="module")
+def helper_lib(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("heap")
+    (d / "helper.c").write_text(HELPER)
+    out = d / "libmfpheaphelper.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-pthread", "-o", str(out), str(d / "helper.c")],
+                   check=True)
+    return out
+
+
+def test_library_loaded_after_start_and_thread_without_python_frames(helper_lib):
+    import ctypes
+
+    p = Profiler(memory=True, memory_rate=64 * 1024, timeline_interval=0)
+    before = ctypes.CDLL  # ctypes itself may be loaded already; the helper is not
+    p.start()
+    lib = before(str(helper_lib))  # dlopen while profiling: its GOT gets patched
+    lib.alloc_here.restype = ctypes.c_void_p
+    lib.free_here.argtypes = [ctypes.c_void_p]
+    assert lib.hold_in_thread(ctypes.c_size_t(48 * MB)) == 0
+    here = lib.alloc_here(ctypes.c_size_t(24 * MB))
+    profile = p.stop()
+    # Memory allocated while profiling, freed after the hooks are gone.
+    lib.free_here(here)
+    lib.release_held()
+    threads = [(n, live) for n, kind, live in roots(profile) if kind == 2]
+    assert threads and all(n.startswith("thread ") for n, _ in threads)
+    assert within(sum(live for _, live in threads), 48 * MB)
+    got = by_function(profile)
+    name = sys._getframe().f_code.co_name
+    assert within(got[name]["live"], 24 * MB), got[name]
+
+
+def test_coexists_with_tracemalloc():
+    import tracemalloc
+
+    p = Profiler(memory=True, timeline_interval=0)
+    p.start()
+    tracemalloc.start()  # wraps our hooks
+    keep = [bytearray(1000) for _ in range(2000)]
+    p.stop()  # ours leave; tracemalloc's stay
+    more = [bytearray(1000) for _ in range(2000)]
+    assert tracemalloc.get_traced_memory()[0] > 2000 * 1000
+    tracemalloc.stop()
+    del keep, more
+    p2 = Profiler(memory=True, memory_rate=8 * 1024, timeline_interval=0)
+    p2.start()
+    data = [bytearray(10_000) for _ in range(2000)]
+    prof = p2.stop()
+    assert within(by_function(prof)["test_coexists_with_tracemalloc"]["live"], 20 * MB, 0.15)
+    del data
+
+
+STRESS = r"""
+import os, sys, threading
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+from metaflow_profiler import _native
+
+def churn_thread(stop, out):
+    n = 0
+    while not stop.is_set():
+        xs = [bytearray(4096) for _ in range(64)]
+        a = np.ones(50_000)
+        n += len(xs) + a.size
+    out.append(n)
+
+# Memory that crosses the start: allocated before, freed while profiling.
+before = [np.ones(100_000) for _ in range(20)] + [bytearray(3000) for _ in range(500)]
+stop = threading.Event()
+out = []
+threads = [threading.Thread(target=churn_thread, args=(stop, out)) for _ in range(8)]
+for t in threads:
+    t.start()
+
+# Fork while profiling, with the other threads allocating.
+s = _native.Session(0.002, 0, 0, memory_rate=32 * 1024)
+s.start()
+del before
+pid = os.fork()
+if pid == 0:
+    xs = [np.ones(10_000) for _ in range(200)]
+    ys = [bytearray(100) for _ in range(10_000)]
+    del xs, ys
+    os._exit(0)
+_, status = os.waitpid(pid, 0)
+assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+crossing = [np.ones(200_000) for _ in range(10)]
+s.stop()
+info = s.stats()["heap_info"]
+assert '"samples":' in info and s.stats()["heap_error"] == "", s.stats()
+del crossing  # freed after the hooks are gone
+
+# Start and stop 1,000 times while 8 threads allocate and free.
+for i in range(int(sys.argv[2])):
+    s = _native.Session(0.01, 0, 0, memory_rate=4096)
+    s.start()
+    keep = [bytearray(2000) for _ in range(20)]
+    s.stop()
+    if i % 100 == 0:
+        s.encode("{}")
+    del keep
+stop.set()
+for t in threads:
+    t.join()
+assert len(out) == 8 and all(n > 0 for n in out)
+print("stress ok")
+"""
+
+
+def run_stress(cycles: int) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", STRESS, str(ROOT / "bench"), str(cycles)],
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+
+
+def test_threads_fork_and_1000_start_stop_cycles():
+    r = run_stress(1000)
+    assert r.returncode == 0 and "stress ok" in r.stdout, r.stderr[-3000:]
+
+
+def test_many_threads_allocating_are_each_attributed():
+    per_thread, nthreads = 40, 6
+
+    def worker(i, keep):
+        # Each thread holds per_thread MB in 100 kB buffers.
+        keep[i] = [bytearray(100_000) for _ in range(per_thread * 10)]
+
+    keep: dict[int, list] = {}
+    p = Profiler(memory=True, memory_rate=64 * 1024, timeline_interval=0)
+    p.start()
+    ts = [threading.Thread(target=worker, args=(i, keep)) for i in range(nthreads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    prof = p.stop()
+    got = by_function(prof)["test_many_threads_allocating_are_each_attributed.<locals>.worker"]
+    assert within(got["live"], per_thread * nthreads * MB), got
+    del keep
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["stress"]:
+    r = run_stress(int(os.environ.get("MFP_STRESS_CYCLES", "1000")))
+    sys.stdout.write(r.stdout)
+    sys.stderr.write(textwrap.indent(r.stderr[-5000:], "  "))
+    sys.exit(r.returncode)

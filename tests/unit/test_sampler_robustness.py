@@ -1,0 +1,159 @@
+"""The native sampler at 10 kHz against what real programs do to their
+stacks. Each test checks the profiled code's result is unchanged and the
+profile is sane; a crash or hang of the sampler would fail the run."""
+
+import asyncio
+import os
+import sys
+import threading
+import time
+
+from metaflow_profiler import Profiler
+
+FAST = dict(interval=0.0001, timeline_interval=0)
+
+
+def names(profile):
+    return {r.name.rsplit(".", 1)[-1] for r in profile.functions()}
+
+
+def test_recursion_5000_deep():
+    def down(n):
+        if n == 0:
+            return sum(i * i for i in range(200000))
+        return down(n - 1)
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(12000)
+    try:
+        with Profiler(**FAST) as p:
+            results = [down(5000) for _ in range(3)]
+    finally:
+        sys.setrecursionlimit(old)
+    assert results == [sum(i * i for i in range(200000))] * 3
+    prof = p.profile
+    assert "down" in names(prof)
+    assert prof.meta["drop_reasons"].get("too_deep", 0) == 0
+    # deep samples were taken: some stack holds thousands of `down` frames
+    stacks = prof._t["stacks"]
+    depth = max_depth(stacks["parent"])
+    assert depth > 5000
+
+
+def max_depth(parents):
+    depth = [0] * len(parents)
+    for i, p in enumerate(parents):
+        depth[i] = 1 if p == -1 else depth[p] + 1
+    return max(depth)
+
+
+def test_200_threads_started_and_finished():
+    out = []
+    lock = threading.Lock()
+
+    def job(i):
+        s = sum(range(i * 100))
+        with lock:
+            out.append(s)
+
+    with Profiler(**FAST) as p:
+        for batch in range(20):
+            ts = [threading.Thread(target=job, args=(batch * 10 + k,)) for k in range(10)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+    assert sorted(out) == sorted(sum(range(i * 100)) for i in range(200))
+    assert p.profile.stats()["samples"] > 0
+
+
+def test_generators_coroutines_and_asyncio():
+    def gen(n):
+        for i in range(n):
+            yield i * i
+
+    async def worker(n):
+        total = 0
+        for i in range(n):
+            total += sum(gen(300))
+            if i % 50 == 0:
+                await asyncio.sleep(0)
+        return total
+
+    async def main():
+        return await asyncio.gather(*(worker(400) for _ in range(4)))
+
+    with Profiler(**FAST) as p:
+        res = asyncio.run(main())
+        flat = sum(sum(gen(1000)) for _ in range(200))
+    assert res == [400 * sum(i * i for i in range(300))] * 4
+    assert flat == 200 * sum(i * i for i in range(1000))
+    assert {"gen", "worker"} <= names(p.profile)
+
+
+def test_code_objects_created_and_freed():
+    with Profiler(**FAST) as p:
+        total = 0
+        for i in range(3000):
+            ns = {}
+            exec(compile(f"def f{i}(n):\n    return sum(range(n)) + {i}\n", f"<gen{i}>", "exec"), ns)
+            total += ns[f"f{i}"](300)
+    assert total == sum(sum(range(300)) + i for i in range(3000))
+    assert p.profile.stats()["samples"] > 0
+
+
+def test_exceptions_unwinding_through_many_frames():
+    def dive(n):
+        if n == 0:
+            raise ValueError("bottom")
+        return dive(n - 1)
+
+    caught = 0
+    with Profiler(**FAST) as p:
+        for _ in range(2000):
+            try:
+                dive(200)
+            except ValueError:
+                caught += 1
+    assert caught == 2000
+    assert "dive" in names(p.profile)
+
+
+def test_fork_while_profiling():
+    with Profiler(**FAST) as p:
+        sum(range(100000))
+        pid = os.fork()
+        if pid == 0:  # child: work, then leave without running our cleanup
+            try:
+                total = sum(range(200000))
+                os._exit(0 if total == sum(range(200000)) else 3)
+            except BaseException:
+                os._exit(4)
+        sum(range(100000))
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert p.profile.stats()["samples"] > 0
+
+
+def test_fork_child_can_profile_and_stop():
+    with Profiler(**FAST):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                with Profiler(**FAST) as q:
+                    end = time.perf_counter() + 0.2
+                    while time.perf_counter() < end:
+                        pass
+                os._exit(0 if q.profile.stats()["samples"] > 0 else 5)
+            except BaseException:
+                os._exit(6)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def test_start_stop_1000_times():
+    results = []
+    for i in range(1000):
+        with Profiler(**FAST):
+            results.append(i * 2)
+    assert results == [i * 2 for i in range(1000)]
