@@ -13,14 +13,24 @@ FLOW="$ROOT/examples/train_flow.py"
 "$PY" "$FLOW" run
 "$PY" "$FLOW" run --fail True || echo "(the failing run failed, as it should)"
 
-"$PY" "$FLOW" card get train --id profile_card_train "$WORK/card_train.html" >/dev/null
-cat <<MSG
+# Save both cards and print how to open them with Metaflow.
+"$PY" - "$WORK" "$PY" "$FLOW" <<'PYEOF'
+import sys
+from metaflow import Flow, namespace
+from metaflow.cards import get_cards
 
-Cards (the latest run of TrainFlow, the one whose train step failed):
-  $WORK/card_train.html   (open it in a browser; it works offline)
-Open cards with Metaflow, from $WORK:
-  cd $WORK && $PY $FLOW card view train --id profile_card_train
-  cd $WORK && $PY $FLOW card server
-Of the successful run:
-  cd $WORK && $PY $FLOW card view TrainFlow/<run-id>/train --id profile_card_train
-MSG
+work, py, flow = sys.argv[1:]
+namespace(None)
+runs = list(Flow("TrainFlow"))[:2]  # newest first: the failed run, then the good one
+print("\nCards of the demo's `train` step (self-contained HTML, open offline in a browser):")
+for run, label in zip(runs, ("failed", "ok")):
+    card = get_cards(run["train"].task, id="profile_card_train")[0]
+    path = f"{work}/card_train_{label}.html"
+    with open(path, "w") as f:
+        f.write(card.get())
+    print(f"  {label:6} {path}")
+print("\nOr with Metaflow (it needs a user name: USER or USERNAME set), from the demo directory:")
+for run in runs:
+    print(f"  cd {work} && {py} {flow} card view {run.id}/train --id profile_card_train")
+print(f"  cd {work} && {py} {flow} card server")
+PYEOF
