@@ -3,7 +3,7 @@
  * Why it is built this way. Every read of interpreter memory is a syscall
  * (memread.h) costing microseconds, so a pass is organised to make few:
  *  - one copy of each PyThreadState (plus its _PyCFrame on 3.11/3.12);
- *  - one bulk copy of the used part of the thread's data-stack chunk, where
+ *  - one bulk copy of the used part of each of the thread's data-stack chunks, where
  *    the interpreter keeps the frames of running functions, so walking the
  *    frame chain is local work (generator frames live elsewhere and are
  *    read one by one);
@@ -36,7 +36,8 @@ const char *const mfp_drop_reason_names[MFP_DROP_REASONS] = {
     "read_fault", "invalid", "too_deep", "no_memory"};
 
 #define MAX_THREADS 4096
-#define CHUNK_COPY_MAX (1u << 20)
+#define CHUNK_COPY_MAX (4u << 20)
+#define MAX_CHUNKS 64
 #define FRAME_CACHE_BITS 16
 #define NAME_MAX_CHARS 1024
 #define LINETABLE_MAX (1u << 16)
@@ -60,6 +61,12 @@ typedef struct {
     int32_t lasti;
 } raw_frame;
 
+typedef struct {
+    const char *remote; /* where the chunk lives in the interpreter */
+    size_t len;
+    const char *local;  /* where its copy is in s->chunk */
+} copied_region;
+
 struct mfp_sampler {
     mfp_profile *profile;
     PyInterpreterState *interp;
@@ -81,6 +88,8 @@ struct mfp_sampler {
     /* Scratch space reused by every pass (sampler thread only). */
     char *chunk;
     size_t chunk_cap;
+    copied_region regions[MAX_CHUNKS];
+    size_t nregions, last_region;
     raw_frame *frames;
     const void **codes;      /* distinct code objects of the current stack */
     char *code_hdrs;         /* their copied headers */
@@ -282,31 +291,58 @@ static thread_entry *thread_for(mfp_sampler *s, uint64_t tid) {
 
 /* ---- one thread's stack ------------------------------------------------ */
 
-/* Frame at remote address addr: from the copied chunk when it lies inside,
- * else copied on its own into *tmp. NULL when unreadable. */
-static const mfp_py_frame *frame_at(const mfp_sampler *s, const char *chunk_remote,
-                                    size_t chunk_len, const void *addr, mfp_py_frame *tmp) {
+/* Copy the used part of the thread's data-stack chunks (newest first) into
+ * s->chunk, recording where each landed. Frames of running functions live
+ * there, so the walk reads them locally; 2 syscalls per older chunk beat
+ * one per frame. Stops quietly at the first chunk it cannot copy. */
+static void copy_chunks(mfp_sampler *s, const PyThreadState *ts) {
+    const char *remote = (const char *)ts->datastack_chunk;
+    size_t used = remote && ts->datastack_top
+                      ? (size_t)((const char *)ts->datastack_top - remote) : 0;
+    size_t filled = 0;
+    s->nregions = 0;
+    while (remote && s->nregions < MAX_CHUNKS) {
+        if (used == 0 || used > s->chunk_cap - filled ||
+            mfp_mem_read(s->chunk + filled, remote, used) != 0)
+            break;
+        s->regions[s->nregions++] = (copied_region){remote, used, s->chunk + filled};
+        _PyStackChunk hdr;
+        memcpy(&hdr, s->chunk + filled, sizeof hdr < used ? sizeof hdr : used);
+        filled += used;
+        if (used < sizeof hdr || !hdr.previous) break;
+        remote = (const char *)hdr.previous;
+        /* An older chunk is full up to its saved top (counted in slots). */
+        _PyStackChunk prev;
+        if (mfp_mem_read(&prev, remote, offsetof(_PyStackChunk, data)) != 0) break;
+        if (prev.top > prev.size / sizeof(PyObject *)) break;
+        used = offsetof(_PyStackChunk, data) + prev.top * sizeof(PyObject *);
+    }
+}
+
+/* Frame at remote address addr: from the copied chunks when it lies
+ * inside one, else copied on its own into *tmp. NULL when unreadable. */
+static const mfp_py_frame *frame_at(mfp_sampler *s, const void *addr, mfp_py_frame *tmp) {
     const char *a = addr;
-    if (chunk_remote && a >= chunk_remote && a + sizeof(mfp_py_frame) <= chunk_remote + chunk_len)
-        return (const mfp_py_frame *)(s->chunk + (a - chunk_remote));
+    for (size_t k = 0; k < s->nregions; k++) {
+        size_t i = (s->last_region + k) % s->nregions; /* the walk moves region by region */
+        const copied_region *r = &s->regions[i];
+        if (a >= r->remote && a + sizeof(mfp_py_frame) <= r->remote + r->len) {
+            s->last_region = i;
+            return (const mfp_py_frame *)(r->local + (a - r->remote));
+        }
+    }
     return mfp_mem_read(tmp, addr, sizeof *tmp) == 0 ? tmp : NULL;
 }
 
 /* Walk the frame chain from `top`, filling s->frames leaf first.
  * Returns the depth, or -1 with *reason set. */
 static int walk_frames(mfp_sampler *s, const PyThreadState *ts, const void *top, int *reason) {
-    const char *chunk_remote = (const char *)ts->datastack_chunk;
-    size_t chunk_len = 0;
-    if (chunk_remote && ts->datastack_top) {
-        size_t used = (size_t)((const char *)ts->datastack_top - chunk_remote);
-        if (used > 0 && used <= CHUNK_COPY_MAX && used <= s->chunk_cap &&
-            mfp_mem_read(s->chunk, chunk_remote, used) == 0)
-            chunk_len = used;
-    }
+    copy_chunks(s, ts);
+    s->last_region = 0;
     int depth = 0;
     mfp_py_frame tmp;
     for (const void *addr = top; addr;) {
-        const mfp_py_frame *f = frame_at(s, chunk_len ? chunk_remote : NULL, chunk_len, addr, &tmp);
+        const mfp_py_frame *f = frame_at(s, addr, &tmp);
         if (!f) { *reason = MFP_DROP_READ_FAULT; return -1; }
         if (!MFP_FRAME_IS_SHIM(f)) {
             if (depth == MFP_SAMPLER_MAX_DEPTH) { *reason = MFP_DROP_TOO_DEEP; return -1; }

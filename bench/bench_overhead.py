@@ -1,0 +1,280 @@
+"""Overhead and accuracy of the native sampler, side by side with cProfile,
+pyinstrument and py-spy, on the same workloads, in one run.
+
+    python bench/bench_overhead.py [--repeat 5] [--quick]
+
+Overhead = wall time of the workload with a profiler ÷ without, each run in a
+fresh process, runs interleaved (none, ours, cProfile, ... none, ours, ...),
+median of --repeat. Prints Markdown tables for bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+# ---- workloads (each ~0.5-1 s unprofiled) ----
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def w_recursion():
+    return fib(25)
+
+
+def w_mixed():
+    import json as j
+    import re
+
+    rx = re.compile(r"(\w+)@(\w+)\.com")
+    out = 0
+    for i in range(2500):
+        doc = {"id": i, "mail": f"user{i}@host{i % 7}.com", "tags": [str(k) for k in range(20)]}
+        s = j.dumps(doc)
+        out += len(rx.findall(s)) + len(sorted(j.loads(s)["tags"], reverse=True))
+    return out
+
+
+def w_loop():
+    n = 0
+    for i in range(6_000_000):
+        n += i & 7
+    return n
+
+
+def w_alloc():
+    keep = []
+    for i in range(300_000):
+        keep.append({"i": i, "s": str(i), "l": [i, i + 1]})
+        if len(keep) > 10000:
+            keep.clear()
+    return len(keep)
+
+
+def w_threads():
+    import threading
+
+    def work():
+        w_mixed_small()
+
+    ts = [threading.Thread(target=work) for _ in range(8)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+def w_mixed_small():
+    import json as j
+
+    out = 0
+    for i in range(800):
+        s = j.dumps({"i": i, "v": list(range(30))})
+        out += len(sorted(j.loads(s)["v"], reverse=True))
+    return out
+
+
+WORKLOADS = {
+    "recursion": w_recursion,
+    "json+regex+sort": w_mixed,
+    "tight loop": w_loop,
+    "allocations": w_alloc,
+    "8 threads": w_threads,
+}
+
+
+# ---- one measurement, in a child process ----
+
+def child(workload: str, profiler: str) -> None:
+    fn = WORKLOADS[workload]
+    stop = None
+    if profiler == "ours":
+        from metaflow_profiler import Profiler
+
+        p = Profiler(interval=0.001, timeline_interval=0.5)
+        p.start()
+        stop = p.stop
+    elif profiler == "cProfile":
+        import cProfile
+
+        p = cProfile.Profile()
+        p.enable()
+        stop = p.disable
+    elif profiler == "pyinstrument":
+        import pyinstrument
+
+        p = pyinstrument.Profiler(interval=0.001)
+        p.start()
+        stop = p.stop
+    elif profiler == "py-spy":
+        time.sleep(0.3)  # let py-spy attach before the clock starts
+    t0 = time.perf_counter()
+    fn()
+    elapsed = time.perf_counter() - t0
+    if stop:
+        stop()
+    print(json.dumps({"elapsed": elapsed}))
+
+
+def measure(workload: str, profiler: str) -> float:
+    cmd = [sys.executable, __file__, "--child", workload, profiler]
+    if profiler == "py-spy":
+        cmd = ["py-spy", "record", "--rate", "1000", "--nonblocking", "--output", os.devnull,
+               "--format", "raw", "--", *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    line = [x for x in out.splitlines() if x.startswith("{")][-1]
+    return json.loads(line)["elapsed"]
+
+
+def available() -> list[str]:
+    names = ["none", "ours", "cProfile"]
+    try:
+        import pyinstrument  # noqa: F401
+
+        names.append("pyinstrument")
+    except ImportError:
+        pass
+    if shutil.which("py-spy"):
+        try:
+            measure("tight loop", "py-spy")
+            names.append("py-spy")
+        except subprocess.CalledProcessError:
+            pass  # no ptrace rights here
+    return names
+
+
+def overhead_table(repeat: int) -> str:
+    profs = available()
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(repeat):
+        for w in WORKLOADS:
+            for p in profs:
+                times.setdefault((w, p), []).append(measure(w, p))
+    rows = ["| workload | none (s) | " + " | ".join(p for p in profs if p != "none") + " |",
+            "|---|---:|" + "---:|" * (len(profs) - 1)]
+    for w in WORKLOADS:
+        base = statistics.median(times[(w, "none")])
+        cells = [f"{statistics.median(times[(w, p)]) / base:.3f}×" for p in profs if p != "none"]
+        rows.append(f"| {w} | {base:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+# ---- the sampler's own cost per sample, by stack depth ----
+
+def cost_table() -> str:
+    import threading
+
+    from metaflow_profiler import Profiler
+
+    rows = ["| stack depth | µs per sample (sampler thread) | samples |", "|---:|---:|---:|"]
+    for depth in (10, 50, 200):
+        stop = threading.Event()
+
+        def dive(n):
+            if n:
+                return dive(n - 1)
+            while not stop.is_set():
+                sum(range(100))
+
+        t = threading.Thread(target=dive, args=(depth - 3,))
+        t.start()
+        p = Profiler(interval=0.001, timeline_interval=0)
+        p.start()
+        time.sleep(2)
+        prof = p.stop()
+        stop.set()
+        t.join()
+        m = prof.meta
+        per = m["sampler_busy_ns"] / max(1, m["sampler_passes"]) / 1000
+        # the main thread (in sleep, shallow) is sampled too: report per pass
+        rows.append(f"| {depth} | {per:.1f} | {m['samples_taken']} |")
+    return "\n".join(rows)
+
+
+# ---- accuracy against known ground truth ----
+
+def accuracy_table() -> str:
+    import threading
+
+    from metaflow_profiler import Profiler
+
+    def work(units):
+        n = 0
+        for i in range(units * 20000):
+            n += i % 7
+        return n
+
+    def part_a():
+        work(7)
+
+    def part_b():
+        work(3)
+
+    rows = ["| case | truth | measured | error (pp) |", "|---|---:|---:|---:|"]
+    with Profiler(interval=0.001, timeline_interval=0) as p:
+        spent = [0.0, 0.0]
+        for _ in range(150):
+            t0 = time.perf_counter()
+            part_a()
+            t1 = time.perf_counter()
+            part_b()
+            spent[0] += t1 - t0
+            spent[1] += time.perf_counter() - t1
+    f = {r.name.rsplit(".", 1)[-1]: r for r in p.profile.functions()}
+    truth = spent[0] / sum(spent)
+    got = f["part_a"].total_s / (f["part_a"].total_s + f["part_b"].total_s)
+    rows.append(f"| A 70% / B 30% of the work, alternating | {truth:.1%} | {got:.1%} | "
+                f"{abs(got - truth) * 100:.1f} |")
+
+    def busy_idle(busy, idle, rounds):
+        for _ in range(rounds):
+            end = time.perf_counter() + busy
+            while time.perf_counter() < end:
+                pass
+            time.sleep(idle)
+
+    t = threading.Thread(target=busy_idle, args=(0.006, 0.004, 100), name="busy-idle")
+    with Profiler(interval=0.001, timeline_interval=0) as p:
+        t.start()
+        t.join()
+    cpu = {r.name.rsplit(".", 1)[-1]: r.total_s for r in p.profile.functions(on_cpu=True)}
+    wall = {r.name.rsplit(".", 1)[-1]: r.total_s for r in p.profile.functions()}
+    got = cpu.get("busy_idle", 0) / wall["busy_idle"]
+    rows.append(f"| thread busy 60% / sleeping 40% (on-CPU share) | 60.0% | {got:.1%} | "
+                f"{abs(got - 0.6) * 100:.1f} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--child", nargs=2)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--only", choices=["overhead", "cost", "accuracy"])
+    a = ap.parse_args()
+    if a.child:
+        child(*a.child)
+        return
+    print(f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"{time.strftime('%Y-%m-%d')}\n")
+    if a.only in (None, "overhead"):
+        print("Overhead at 1 kHz (wall time ÷ unprofiled, median of "
+              f"{a.repeat} interleaved runs):\n\n{overhead_table(a.repeat)}\n")
+    if a.only in (None, "cost"):
+        print(f"Sampler cost per pass:\n\n{cost_table()}\n")
+    if a.only in (None, "accuracy"):
+        print(f"Accuracy:\n\n{accuracy_table()}\n")
+
+
+if __name__ == "__main__":
+    main()
