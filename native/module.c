@@ -192,7 +192,9 @@ static int Session_init(Session *self, PyObject *args, PyObject *kw) {
 }
 
 static void Session_dealloc(Session *self) {
+    Py_BEGIN_ALLOW_THREADS /* a GIL-taking sampler may be waiting for it */
     mfp_sampler_free(self->sampler); /* stops and joins first */
+    Py_END_ALLOW_THREADS
     mfp_heap_free(self->heap);       /* removes its hooks first */
     if (self->state == 1) namer_release();
     if (self->timeline) {
@@ -307,7 +309,7 @@ static PyObject *Session_stats(Session *self, PyObject *Py_UNUSED(ignored)) {
     mfp_profile_get_counts(self->profile, &c);
     PyObject *out = Py_BuildValue("{sKsKsNsKsKsssssssIsKssss}", "passes", st.passes, "samples", st.samples,
                          "dropped", dropped, "busy_ns", st.busy_ns, "duration_ns",
-                         self->t1_ns - self->t0_ns, "mechanism", mfp_mem_mechanism(),
+                         self->t1_ns - self->t0_ns, "mechanism", mfp_sampler_mode(self->sampler),
                          "timeline_info", info ? info : "", "timeline_error", self->timeline_error,
                          "decimation", c.decimation, "start_ns", self->t0_ns, "heap_info",
                          heap_info, "heap_error", self->heap_error);

@@ -73,6 +73,8 @@ struct mfp_sampler {
     uint64_t interval_ns, t0_ns, last_ns;
     uint64_t avg_gap_ns; /* moving average of the time between passes */
     mfp_new_thread_hook on_new_thread;
+    int gil_mode;
+    char mode[160]; /* how this sampler reads stacks, for the card */
     pid_t pid;
     pthread_t thread;
     int running;
@@ -399,6 +401,32 @@ static int resolve_stack(mfp_sampler *s, int depth, int *reason) {
     return 0;
 }
 
+/* Add one sample: the stack s->frame_ids[0..depth) (leaf first) of thread
+ * tid, on CPU if the thread ran for at least half the time it stands for. */
+static void record_stack(mfp_sampler *s, int depth, uint64_t tid, uint64_t t, uint64_t dt) {
+    uint32_t node = MFP_NONE;
+    for (int i = depth - 1; i >= 0; i--) {
+        node = mfp_profile_stack(s->profile, node, s->frame_ids[i]);
+        if (node == MFP_NONE) {
+            s->stats.dropped[MFP_DROP_NO_MEMORY]++;
+            return;
+        }
+    }
+    thread_entry *te = thread_for(s, tid);
+    if (!te) {
+        s->stats.dropped[MFP_DROP_NO_MEMORY]++;
+        return;
+    }
+    uint64_t cpu = thread_cpu_ns(tid);
+    uint64_t used = te->cpu_ns == UINT64_MAX || cpu < te->cpu_ns ? cpu : cpu - te->cpu_ns;
+    te->cpu_ns = cpu;
+    uint32_t flags = used * 2 >= dt ? MFP_SAMPLE_ON_CPU : 0;
+    if (mfp_profile_sample(s->profile, t, node, te->index, dt, flags) != 0)
+        s->stats.dropped[MFP_DROP_NO_MEMORY]++;
+    else
+        s->stats.samples++;
+}
+
 static void sample_thread(mfp_sampler *s, const PyThreadState *ts, uint64_t t, uint64_t dt) {
     const void *top;
 #if MFP_TSTATE_HAS_CFRAME
@@ -420,27 +448,52 @@ static void sample_thread(mfp_sampler *s, const PyThreadState *ts, uint64_t t, u
         s->stats.dropped[reason]++;
         return;
     }
-    uint32_t node = MFP_NONE;
-    for (int i = depth - 1; i >= 0; i--) {
-        node = mfp_profile_stack(s->profile, node, s->frame_ids[i]);
-        if (node == MFP_NONE) {
-            s->stats.dropped[MFP_DROP_NO_MEMORY]++;
-            return;
+    record_stack(s, depth, ts->native_thread_id, t, dt);
+}
+
+/* The slower sampler on the public C API, for where interpreter memory
+ * cannot be copied (a seccomp filter forbids process_vm_readv and
+ * /proc/self/mem is closed) or MFP_SAMPLER=gil asks for it. It takes the GIL
+ * for each pass, so it slows the profiled threads more. Code objects may die
+ * between passes, so nothing is cached by address: every frame is interned,
+ * which the store makes cheap. Runs on the sampler thread with the GIL. */
+static uint32_t gil_frame(mfp_sampler *s, PyCodeObject *co, int line) {
+    Py_ssize_t nlen, flen;
+    const char *name = PyUnicode_AsUTF8AndSize(co->co_qualname, &nlen);
+    const char *file = name ? PyUnicode_AsUTF8AndSize(co->co_filename, &flen) : NULL;
+    if (!file) {
+        PyErr_Clear();
+        return MFP_NONE;
+    }
+    uint32_t n = mfp_profile_string(s->profile, name, (size_t)nlen);
+    uint32_t f = mfp_profile_string(s->profile, file, (size_t)flen);
+    uint32_t func = mfp_profile_func(s->profile, n, f, (uint32_t)co->co_firstlineno, MFP_FUNC_PYTHON);
+    return mfp_profile_frame(s->profile, func, line > 0 ? (uint32_t)line : 0);
+}
+
+static void sample_all_gil(mfp_sampler *s, uint64_t t, uint64_t dt) {
+    PyGILState_STATE g = PyGILState_Ensure();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(s->interp); ts; ts = PyThreadState_Next(ts)) {
+        PyFrameObject *f = PyThreadState_GetFrame(ts);
+        int depth = 0;
+        while (f) {
+            if (depth == MFP_SAMPLER_MAX_DEPTH) {
+                s->stats.dropped[MFP_DROP_TOO_DEEP]++;
+                depth = -1;
+                break;
+            }
+            PyCodeObject *co = PyFrame_GetCode(f);
+            uint32_t id = gil_frame(s, co, PyFrame_GetLineNumber(f));
+            Py_DECREF(co);
+            if (id != MFP_NONE) s->frame_ids[depth++] = id;
+            PyFrameObject *back = PyFrame_GetBack(f);
+            Py_DECREF(f);
+            f = back;
         }
+        Py_XDECREF(f);
+        if (depth > 0) record_stack(s, depth, ts->native_thread_id, t, dt);
     }
-    thread_entry *te = thread_for(s, ts->native_thread_id);
-    if (!te) {
-        s->stats.dropped[MFP_DROP_NO_MEMORY]++;
-        return;
-    }
-    uint64_t cpu = thread_cpu_ns(ts->native_thread_id);
-    uint64_t used = te->cpu_ns == UINT64_MAX || cpu < te->cpu_ns ? cpu : cpu - te->cpu_ns;
-    te->cpu_ns = cpu;
-    uint32_t flags = used * 2 >= dt ? MFP_SAMPLE_ON_CPU : 0;
-    if (mfp_profile_sample(s->profile, t, node, te->index, dt, flags) != 0)
-        s->stats.dropped[MFP_DROP_NO_MEMORY]++;
-    else
-        s->stats.samples++;
+    PyGILState_Release(g);
 }
 
 /* One pass over every thread state of the interpreter. Runs on the sampler
@@ -459,6 +512,11 @@ static void sample_all(mfp_sampler *s) {
     uint64_t usual = s->avg_gap_ns > s->interval_ns ? s->avg_gap_ns : s->interval_ns;
     uint64_t dt = gap < 2 * usual ? gap : 2 * usual;
     s->stats.passes++;
+    if (s->gil_mode) {
+        sample_all_gil(s, t - s->t0_ns, dt);
+        s->stats.busy_ns += now_ns() - t;
+        return;
+    }
     PyThreadState *addr;
     if (mfp_mem_read(&addr, &s->interp->threads.head, sizeof addr) != 0) {
         s->stats.dropped[MFP_DROP_READ_FAULT]++;
@@ -522,17 +580,20 @@ void mfp_sampler_free(mfp_sampler *s) {
 
 mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0_ns,
                                mfp_new_thread_hook on_new_thread, char *err, size_t errlen) {
-#if !MFP_LAYOUT_KNOWN
-    snprintf(err, errlen, "the native sampler does not know Python %s", Py_GetVersion());
-    return NULL;
-#endif
-    if (mfp_mem_init() != 0) {
-        snprintf(err, errlen, "cannot read own memory (process_vm_readv and /proc/self/mem failed: %s)",
-                 strerror(errno));
-        return NULL;
-    }
     mfp_sampler *s = calloc(1, sizeof *s);
     if (!s) goto oom;
+    const char *forced = getenv("MFP_SAMPLER");
+    if (forced && strcmp(forced, "gil") == 0) {
+        s->gil_mode = 1;
+        snprintf(s->mode, sizeof s->mode, "public C API with the GIL (MFP_SAMPLER=gil)");
+    } else if (mfp_mem_init() != 0) {
+        s->gil_mode = 1;
+        snprintf(s->mode, sizeof s->mode,
+                 "public C API with the GIL: cannot read own memory (process_vm_readv and "
+                 "/proc/self/mem: %s)", strerror(errno));
+    } else {
+        snprintf(s->mode, sizeof s->mode, "without the GIL, through %s", mfp_mem_mechanism());
+    }
     s->profile = p;
     s->interp = PyInterpreterState_Get();
     s->interval_ns = interval_ns;
@@ -581,9 +642,11 @@ void mfp_sampler_stop(mfp_sampler *s) {
     atomic_store(&s->stop, 1);
     pthread_cond_signal(&s->wake);
     pthread_mutex_unlock(&s->lock);
-    /* The sampler never takes the GIL, so joining with it held is safe. */
     pthread_join(s->thread, NULL);
 }
+
+const char *mfp_sampler_mode(const mfp_sampler *s) { return s->mode; }
+int mfp_sampler_takes_gil(const mfp_sampler *s) { return s->gil_mode; }
 
 void mfp_sampler_get_stats(const mfp_sampler *s, mfp_sampler_stats *out) {
     *out = s->stats;

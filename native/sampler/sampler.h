@@ -7,7 +7,9 @@
  * thread with Python frames: its stack (qualname, file, first line and
  * current line per frame), the thread, the wall time since the previous
  * pass, and whether the thread used CPU in that time. A read that faults
- * or does not validate drops that sample and counts the reason.
+ * or does not validate drops that sample and counts the reason. Where
+ * memory cannot be copied (or MFP_SAMPLER=gil), it falls back to walking
+ * frames through the public C API while holding the GIL.
  *
  * Memory: the sampler owns its caches; it writes samples into the profile
  * store passed to mfp_sampler_start, which the caller owns and must not
@@ -55,12 +57,19 @@ typedef void (*mfp_new_thread_hook)(void);
 mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0_ns,
                                mfp_new_thread_hook on_new_thread, char *err, size_t errlen);
 
-/* Stop and join the thread (GIL held; the sampler never waits for it).
- * In a forked child, where the thread does not exist, it only marks the
- * sampler stopped. Idempotent. */
+/* Stop and join the thread. Call it WITHOUT the GIL when
+ * mfp_sampler_takes_gil() (the thread may be waiting for it); the usual
+ * GIL-free sampler never waits for the GIL. In a forked child, where the
+ * thread does not exist, it only marks the sampler stopped. Idempotent;
+ * mfp_sampler_free stops too, under the same rule. */
 void mfp_sampler_stop(mfp_sampler *s);
 
 void mfp_sampler_get_stats(const mfp_sampler *s, mfp_sampler_stats *out);
+
+/* How stacks are read, in words for the card, e.g. "without the GIL,
+ * through process_vm_readv", or the GIL-taking fallback and why. */
+const char *mfp_sampler_mode(const mfp_sampler *s);
+int mfp_sampler_takes_gil(const mfp_sampler *s);
 void mfp_sampler_free(mfp_sampler *s);
 
 #endif

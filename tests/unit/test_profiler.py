@@ -199,3 +199,18 @@ def test_builder_rejects_bad_indices():
     b.sample(10, stack, thread, 1000, 1)
     prof = Profile.from_bytes(b.encode("{}"))
     assert prof.functions()[0].name == "f"
+
+
+def test_gil_fallback_sampler_gives_the_same_answer(monkeypatch):
+    """Where interpreter memory cannot be copied, stacks are read through the
+    public C API with the GIL: fewer samples (it waits for the GIL, which
+    changes hands every few ms) but the same functions; the card says so."""
+    monkeypatch.setenv("MFP_SAMPLER", "gil")
+    with Profiler(interval=0.001, timeline_interval=0) as p:
+        alternate(60)
+    prof = p.profile
+    assert prof.meta["sampler_mode"].startswith("public C API with the GIL")
+    assert any("slower than the usual GIL-free sampler" in n for n in prof.meta["notes"])
+    rows = {r.name: r for r in prof.functions()}
+    assert rows["part_a"].total_s > rows["part_b"].total_s > 0
+    assert rows["part_a"].line == part_a.__code__.co_firstlineno

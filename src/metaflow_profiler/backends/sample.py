@@ -37,8 +37,11 @@ class SampleRunner:
             samples_decimation=st["decimation"],
             sampler_passes=st["passes"],
             sampler_busy_ns=st["busy_ns"],
-            memory_reader=st["mechanism"],
+            sampler_mode=st["mechanism"],
         )
+        if st["mechanism"].startswith("public C API"):
+            meta["notes"].append(f"stacks sampled through the {st['mechanism']}: slower than "
+                                 "the usual GIL-free sampler")
         if st["timeline_error"]:
             meta["notes"].append(f"resource timeline unavailable: {st['timeline_error']}")
         if self._memory:
