@@ -57,6 +57,7 @@ def test_hot_function_has_the_largest_share(good_run):
     assert status == "successful"
     task = run["train"].task
     _, profile = profile_card_of(task, "train")
+    assert profile.meta["focus"] == "TrainFlow.train"
     rows = {r.name: r for r in profile.functions()}
     step_total = rows["TrainFlow.train"].samples
     assert step_total >= 100

@@ -28,9 +28,7 @@ def imported_modules(path: Path) -> set[str]:
             out.add(node.module)
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
               and node.func.attr == "import_module" and node.args
-              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
-            out.add(node.args[0].value)
-        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)) or (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
               and node.func.id == "__import__" and node.args
               and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
             out.add(node.args[0].value)
@@ -100,7 +98,7 @@ C_GRAPH = {
     "tracer": {"profile", "sampler/layout.h"},
     "render": {"profile"},
 }
-INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.M)
+INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.MULTILINE)
 
 
 def includes(path: Path) -> list[Path]:
@@ -166,8 +164,8 @@ NETWORK = [
     (re.compile(r"\bsendBeacon\b"), "navigator.sendBeacon"),
     (re.compile(r"\bimport\s*\(|\bimport\s[^;]*\bfrom\s*['\"]"), "a JS module import"),
     (re.compile(r"\bimportScripts\b"), "importScripts"),
-    (re.compile(r"https?://|wss?://", re.I), "an http(s)/ws URL"),
-    (re.compile(r"""\b(?:src|href)\s*=\s*["']?//""", re.I), "a protocol-relative URL"),
+    (re.compile(r"https?://|wss?://", re.IGNORECASE), "an http(s)/ws URL"),
+    (re.compile(r"""\b(?:src|href)\s*=\s*["']?//""", re.IGNORECASE), "a protocol-relative URL"),
 ]
 VIEWER_FILES = sorted(p for p in VIEWER.rglob("*") if p.suffix in (".js", ".html", ".css"))
 

@@ -10,8 +10,7 @@ import time
 
 import pytest
 
-from metaflow_profiler import Profile, Profiler, _native
-from metaflow_profiler import backends
+from metaflow_profiler import Profile, Profiler, _native, backends
 
 
 def paths(profile):
@@ -281,6 +280,47 @@ def test_trace_runs_again_and_refuses_two_at_once():
     assert calls_of(paths(prof), "fib") == 67
 
 
+def call_site(f, x):
+    return f(x)
+
+
+def identity(x):
+    return x
+
+
+def test_trace_sees_c_calls_again_in_the_next_run():
+    """3.12+ turns off CALL events at sites that call Python functions; the
+    next run must see a C function called at such a site."""
+    def names(callees):
+        prof = traced(lambda: [call_site(f, [1]) for f in callees])
+        return {k[-1] for k in paths(prof) if k[-2:-1] == ("call_site",)}
+
+    assert names([identity]) == {"identity"}
+    assert names([len]) == {"builtins.len"}
+
+
+def test_trace_start_fails_cleanly_when_the_hooks_are_taken():
+    if sys.version_info >= (3, 12):
+        mon = sys.monitoring
+        taken = [i for i in range(6) if mon.get_tool(i) is None]
+        for i in taken:
+            mon.use_tool_id(i, "test")
+        try:
+            with pytest.raises(RuntimeError, match="no free sys.monitoring tool id"):
+                _native.Tracer().start()
+        finally:
+            for i in taken:
+                mon.free_tool_id(i)
+    else:
+        sys.setprofile(lambda *a: None)
+        try:
+            with pytest.raises(RuntimeError, match="another profiler is active"):
+                _native.Tracer().start()
+        finally:
+            sys.setprofile(None)
+    assert calls_of(paths(traced(lambda: fib(5))), "fib") == 15  # nothing was left behind
+
+
 def test_trace_node_cap_keeps_the_stack_balanced():
     t = _native.Tracer(max_nodes=8)
     t.start()
@@ -291,6 +331,31 @@ def test_trace_node_cap_keeps_the_stack_balanced():
     assert st["nodes"] <= 8 and st["dropped_nodes"] > 0
     prof = Profile.from_bytes(t.encode("{}"))
     assert prof.functions()
+
+
+def down(k):
+    return 0 if k == 0 else 1 + down(k - 1)
+
+
+def test_trace_deep_recursion_and_thread_churn():
+    def run():
+        old = sys.getrecursionlimit()
+        sys.setrecursionlimit(5000)
+        try:
+            assert down(3000) == 3000
+        finally:
+            sys.setrecursionlimit(old)
+        threads = [threading.Thread(target=down, args=(20,)) for _ in range(40)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    prof = traced(run)
+    p = paths(prof)
+    assert calls_of(p, "down") == 3001 + 40 * 21
+    assert len(_native.decode(prof.to_bytes())["threads"]["tid"]) >= 41
+    assert max(len(k) for k in p) > 3000
 
 
 # ---- cprofile -------------------------------------------------------------------

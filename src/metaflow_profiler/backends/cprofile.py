@@ -71,11 +71,11 @@ class CProfileRunner:
             tree_nodes=nodes,
         )
         meta.pop("interval_ns", None)
-        meta["notes"].extend([
+        meta["notes"].append(
             "cProfile keeps only caller→callee pairs; the call tree is reconstructed "
-            "(below the first level, times and calls are split in proportion)",
-            "cProfile follows the thread that started it; no resource timeline with this backend",
-        ])
+            "(below the first level, times and calls are split in proportion)")
+        meta["notes"].append(
+            "cProfile follows the thread that started it; no resource timeline with this backend")
         if nodes >= _MAX_NODES:
             meta["notes"].append(f"reconstructed tree cut at {_MAX_NODES} nodes")
         return b.encode(meta_json(meta))

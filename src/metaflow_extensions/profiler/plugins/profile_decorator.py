@@ -58,6 +58,8 @@ class ProfileCardDecorator(StepDecorator):
     def step_init(self, flow, graph, step_name, decorators, environment, flow_datastore, logger):
         self._logger = logger
         self._step_name = step_name
+        step_func = getattr(type(flow), step_name, None)
+        self._focus = getattr(step_func, "__qualname__", f"{type(flow).__name__}.{step_name}")
         self._check_options(step_name)
         if self.attributes["create_card"]:
             self._attach_card(step_name, decorators)
@@ -147,7 +149,12 @@ class ProfileCardDecorator(StepDecorator):
     def _artifact(self, step_error: dict[str, str] | None) -> dict[str, Any]:
         from metaflow_profiler import Profile
 
-        extra = {"step_failed": step_error is not None, "title": f"step {self._step_name}"}
+        extra = {
+            "step_failed": step_error is not None,
+            "title": f"step {self._step_name}",
+            # The card opens on the step's own code, below Metaflow's frames.
+            "focus": self._focus,
+        }
         if step_error:
             extra["step_error"] = step_error
         error = self._start_error

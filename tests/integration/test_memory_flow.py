@@ -1,0 +1,69 @@
+"""A real Metaflow run with @profile_card(memory=True): the card read back
+with metaflow.cards.get_cards carries the memory table (live bytes at the
+heap peak by function) and the "heap at peak X of RSS Y" line."""
+
+import pytest
+from test_flows import profile_card_of, run_flow
+
+pytestmark = pytest.mark.integration
+
+MB = 1_000_000
+
+FLOW = """
+import numpy as np
+from metaflow import FlowSpec, profile_card, step
+
+
+def hold_arrays():
+    return [np.ones(100 * 1_000_000 // 8) for _ in range(2)]  # 200 MB
+
+
+def hold_lists():
+    base = [float(i) for i in range(1000)]
+    return [[x + 0.5 for x in base] for _ in range(1000)]  # about 32 MB
+
+
+def churn():
+    for _ in range(30):
+        b = bytearray(10_000_000)
+        del b
+
+
+class MemFlow(FlowSpec):
+    @profile_card(memory=True)
+    @step
+    def start(self):
+        arrays = hold_arrays()
+        lists = hold_lists()
+        churn()
+        self.n = len(arrays) + len(lists)
+        del arrays, lists
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    MemFlow()
+"""
+
+
+def test_memory_table_on_the_card(flow_dir):
+    status, run = run_flow(flow_dir, FLOW, env={"OPENBLAS_NUM_THREADS": "1"})
+    assert status == "successful"
+    html, profile = profile_card_of(run["start"].task, "start")
+    rows = {r.name: r for r in profile.memory_functions()}
+    assert abs(rows["hold_arrays"].total_bytes - 200 * MB) <= 20 * MB, rows["hold_arrays"]
+    assert 25 * MB <= rows["hold_lists"].total_bytes <= 40 * MB, rows["hold_lists"]
+    # churn frees as it goes: at most one 10 MB buffer is live at the peak.
+    assert rows.get("churn") is None or rows["churn"].total_bytes <= 12 * MB
+    assert rows["MemFlow.start"].total_bytes >= rows["hold_arrays"].total_bytes
+    mem = profile.meta["memory"]
+    assert 220 * MB <= mem["peak_bytes"] <= 280 * MB, mem
+    assert mem["rss_at_peak_bytes"] >= mem["peak_bytes"] * 0.9
+    assert mem["allocated_bytes"] >= 500 * MB  # 300 MB churned + 230 MB held
+    assert any(n.startswith("memory: heap at peak") and "of RSS" in n
+               for n in profile.meta["notes"])
+    assert "memory" not in str(profile.meta.get("error") or "")
