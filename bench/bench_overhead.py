@@ -30,7 +30,7 @@ def fib(n):
 
 
 def w_recursion():
-    return fib(25)
+    return fib(32)
 
 
 def w_mixed():
@@ -39,7 +39,7 @@ def w_mixed():
 
     rx = re.compile(r"(\w+)@(\w+)\.com")
     out = 0
-    for i in range(2500):
+    for i in range(40000):
         doc = {"id": i, "mail": f"user{i}@host{i % 7}.com", "tags": [str(k) for k in range(20)]}
         s = j.dumps(doc)
         out += len(rx.findall(s)) + len(sorted(j.loads(s)["tags"], reverse=True))
@@ -48,14 +48,14 @@ def w_mixed():
 
 def w_loop():
     n = 0
-    for i in range(6_000_000):
+    for i in range(12_000_000):
         n += i & 7
     return n
 
 
 def w_alloc():
     keep = []
-    for i in range(300_000):
+    for i in range(1_200_000):
         keep.append({"i": i, "s": str(i), "l": [i, i + 1]})
         if len(keep) > 10000:
             keep.clear()
@@ -79,7 +79,7 @@ def w_mixed_small():
     import json as j
 
     out = 0
-    for i in range(800):
+    for i in range(8000):
         s = j.dumps({"i": i, "v": list(range(30))})
         out += len(sorted(j.loads(s)["v"], reverse=True))
     return out
