@@ -96,9 +96,10 @@ def test_threads_named_and_idle_time_is_not_on_cpu():
     assert "sleepy-worker" in names and "MainThread" in names
     wall = {r.name.rsplit(".", 1)[-1]: r.total_s for r in prof.functions()}
     cpu = {r.name.rsplit(".", 1)[-1]: r.total_s for r in prof.functions(on_cpu=True)}
-    assert wall["sleeper"] > 0.3
-    assert cpu.get("sleeper", 0) < 0.05
-    assert cpu["spin"] > 0.3
+    # Both ran ~0.4 s of wall time; relative checks hold on a loaded machine.
+    assert wall["sleeper"] > 0.5 * wall["spin"] > 0.05
+    assert cpu.get("sleeper", 0) < 0.1 * wall["sleeper"]
+    assert cpu["spin"] > 0.5 * wall["spin"]
 
 
 def test_lines_and_files_are_recorded():

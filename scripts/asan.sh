@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The extension built with AddressSanitizer + UBSan (MFP_SANITIZE=1), and the
+# unit tests (sampler stress, heap stress, API) run against it with libasan
+# preloaded into a normal CPython. Called by test.sh; runnable alone.
+source "$(dirname "$0")/env.sh"
+v="${1:-3.12}"
+py="$(python_for "$v")"
+venv="$ROOT/.venv/asan$v"
+[ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -U pip setuptools pytest psutil \
+    numpy metaflow >&2
+
+# Build from a copy: setuptools reuses object files in build/ whatever the flags.
+src="$(mktemp -d)"
+trap 'rm -rf "$src"' EXIT
+tar -C "$ROOT" --exclude=./build --exclude=./.venv --exclude=./.demo --exclude=./native/build \
+    --exclude=.git -cf - . | tar -C "$src" -xf -
+MFP_SANITIZE=1 "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall \
+    --no-deps "$src" >&2
+so="$(ls "$venv"/lib/python*/site-packages/metaflow_profiler/_native*.so)"
+nm -D "$so" | grep -q __asan || { echo "asan.sh: $so is not a sanitizer build" >&2; exit 1; }
+
+cd "$ROOT/tests"
+LD_PRELOAD="$(cc -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0 \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    "$venv/bin/python" -m pytest -q -p no:cacheprovider unit
