@@ -52,8 +52,10 @@ typedef struct {
 
 typedef struct {
     uint64_t tid;
-    uint64_t cpu_ns;
-    uint32_t index;  /* thread index in the profile */
+    uint64_t cpu_ns;     /* its CPU clock at its last sample */
+    const void *tstate;  /* its thread state at its last sample */
+    uint32_t index;      /* thread index in the profile */
+    uint32_t last_node;  /* its stack at its last sample */
 } thread_entry;
 
 typedef struct {
@@ -72,6 +74,7 @@ struct mfp_sampler {
     PyInterpreterState *interp;
     uint64_t interval_ns, t0_ns, last_ns;
     uint64_t avg_gap_ns; /* moving average of the time between passes */
+    uint64_t gap_ns;     /* time since the previous pass, uncapped */
     mfp_new_thread_hook on_new_thread;
     int gil_mode;
     char mode[160]; /* how this sampler reads stacks, for the card */
@@ -279,14 +282,20 @@ static uint32_t resolve_frame(mfp_sampler *s, const void *code, const PyCodeObje
     return frame;
 }
 
-static thread_entry *thread_for(mfp_sampler *s, uint64_t tid) {
+static thread_entry *thread_find(mfp_sampler *s, uint64_t tid) {
     for (size_t i = 0; i < s->nthreads; i++)
         if (s->threads[i].tid == tid) return &s->threads[i];
+    return NULL;
+}
+
+static thread_entry *thread_for(mfp_sampler *s, uint64_t tid) {
+    thread_entry *t = thread_find(s, tid);
+    if (t) return t;
     if (s->nthreads == MAX_THREADS) s->nthreads = 0; /* forget old, dead ones */
     uint32_t idx = mfp_profile_thread(s->profile, tid, 0, 0);
     if (idx == MFP_NONE) return NULL;
-    thread_entry *t = &s->threads[s->nthreads++];
-    *t = (thread_entry){tid, UINT64_MAX, idx};
+    t = &s->threads[s->nthreads++];
+    *t = (thread_entry){tid, UINT64_MAX, NULL, idx, MFP_NONE};
     if (s->on_new_thread) s->on_new_thread();
     return t;
 }
@@ -401,25 +410,31 @@ static int resolve_stack(mfp_sampler *s, int depth, int *reason) {
     return 0;
 }
 
-/* Add one sample: the stack s->frame_ids[0..depth) (leaf first) of thread
- * tid, on CPU if the thread ran for at least half the time it stands for. */
-static void record_stack(mfp_sampler *s, int depth, uint64_t tid, uint64_t t, uint64_t dt) {
+/* The stack node of s->frame_ids[0..depth) (leaf first); MFP_NONE when the
+ * store is full. */
+static uint32_t stack_node(mfp_sampler *s, int depth) {
     uint32_t node = MFP_NONE;
     for (int i = depth - 1; i >= 0; i--) {
         node = mfp_profile_stack(s->profile, node, s->frame_ids[i]);
-        if (node == MFP_NONE) {
-            s->stats.dropped[MFP_DROP_NO_MEMORY]++;
-            return;
-        }
+        if (node == MFP_NONE) break;
     }
-    thread_entry *te = thread_for(s, tid);
+    return node;
+}
+
+/* One sample of thread tid at stack node, standing for dt ns; on CPU if the
+ * thread ran for at least half of that time. */
+static void add_sample(mfp_sampler *s, uint64_t tid, const void *tstate, uint32_t node,
+                       uint64_t cpu, uint64_t t, uint64_t dt) {
+    thread_entry *te = node == MFP_NONE ? NULL : thread_for(s, tid);
     if (!te) {
         s->stats.dropped[MFP_DROP_NO_MEMORY]++;
         return;
     }
-    uint64_t cpu = thread_cpu_ns(tid);
     uint64_t used = te->cpu_ns == UINT64_MAX || cpu < te->cpu_ns ? cpu : cpu - te->cpu_ns;
+    if (te->cpu_ns == cpu && te->tstate == tstate) dt = s->gap_ns; /* did not run: all of it */
     te->cpu_ns = cpu;
+    te->tstate = tstate;
+    te->last_node = node;
     uint32_t flags = used * 2 >= dt ? MFP_SAMPLE_ON_CPU : 0;
     if (mfp_profile_sample(s->profile, t, node, te->index, dt, flags) != 0)
         s->stats.dropped[MFP_DROP_NO_MEMORY]++;
@@ -427,7 +442,17 @@ static void record_stack(mfp_sampler *s, int depth, uint64_t tid, uint64_t t, ui
         s->stats.samples++;
 }
 
-static void sample_thread(mfp_sampler *s, const PyThreadState *ts, uint64_t t, uint64_t dt) {
+static void sample_thread(mfp_sampler *s, const void *addr, const PyThreadState *ts, uint64_t t,
+                          uint64_t dt) {
+    /* A thread that has not run since its last sample (waiting for the GIL,
+     * a lock, I/O) cannot have changed its stack: reuse it, skipping every
+     * read but the thread state's. */
+    uint64_t cpu = thread_cpu_ns(ts->native_thread_id);
+    thread_entry *te = thread_find(s, ts->native_thread_id);
+    if (te && te->last_node != MFP_NONE && te->tstate == addr && te->cpu_ns == cpu) {
+        add_sample(s, ts->native_thread_id, addr, te->last_node, cpu, t, dt);
+        return;
+    }
     const void *top;
 #if MFP_TSTATE_HAS_CFRAME
     _PyCFrame cf;
@@ -448,7 +473,7 @@ static void sample_thread(mfp_sampler *s, const PyThreadState *ts, uint64_t t, u
         s->stats.dropped[reason]++;
         return;
     }
-    record_stack(s, depth, ts->native_thread_id, t, dt);
+    add_sample(s, ts->native_thread_id, addr, stack_node(s, depth), cpu, t, dt);
 }
 
 /* The slower sampler on the public C API, for where interpreter memory
@@ -491,7 +516,9 @@ static void sample_all_gil(mfp_sampler *s, uint64_t t, uint64_t dt) {
             f = back;
         }
         Py_XDECREF(f);
-        if (depth > 0) record_stack(s, depth, ts->native_thread_id, t, dt);
+        if (depth > 0)
+            add_sample(s, ts->native_thread_id, ts, stack_node(s, depth),
+                       thread_cpu_ns(ts->native_thread_id), t, dt);
     }
     PyGILState_Release(g);
 }
@@ -503,14 +530,16 @@ static void sample_all(mfp_sampler *s) {
     uint64_t t = now_ns();
     uint64_t gap = t - s->last_ns;
     s->last_ns = t;
-    /* A sample stands for the time since the previous pass, but at most
-     * twice the usual gap: when the sampler itself was held up (a busy
-     * machine descheduled it), giving all that time to whatever the thread
-     * runs when the sampler wakes would skew the profile; the counts of
-     * evenly spread samples do not. */
+    /* A sample stands for the time since the previous pass, but a thread
+     * that ran in that time gets at most twice the usual gap: when the
+     * sampler itself was held up (a busy machine descheduled it), giving
+     * all that time to whatever the thread runs when the sampler wakes
+     * would skew the profile. A thread that did not run keeps the whole
+     * gap: its stack cannot have changed (see add_sample). */
     s->avg_gap_ns = s->avg_gap_ns ? s->avg_gap_ns - s->avg_gap_ns / 16 + gap / 16 : s->interval_ns;
     uint64_t usual = s->avg_gap_ns > s->interval_ns ? s->avg_gap_ns : s->interval_ns;
     uint64_t dt = gap < 2 * usual ? gap : 2 * usual;
+    s->gap_ns = gap;
     s->stats.passes++;
     if (s->gil_mode) {
         sample_all_gil(s, t - s->t0_ns, dt);
@@ -532,7 +561,7 @@ static void sample_all(mfp_sampler *s) {
             s->stats.dropped[MFP_DROP_INVALID]++;
             return;
         }
-        sample_thread(s, &ts, t - s->t0_ns, dt);
+        sample_thread(s, addr, &ts, t - s->t0_ns, dt);
     }
     s->stats.busy_ns += now_ns() - t;
 }
