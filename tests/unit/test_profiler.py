@@ -89,7 +89,9 @@ def test_threads_named_and_idle_time_is_not_on_cpu():
     t = threading.Thread(target=sleeper, name="sleepy-worker")
     with Profiler(interval=0.001, timeline_interval=0) as p:
         t.start()
+        cpu0 = time.thread_time()
         spin(0.4)
+        spin_cpu = time.thread_time() - cpu0  # below 0.4 s on a busy machine
         t.join()
     prof = p.profile
     names = {th["name"] for th in prof.threads()}
@@ -97,9 +99,13 @@ def test_threads_named_and_idle_time_is_not_on_cpu():
     wall = {r.name.rsplit(".", 1)[-1]: r.total_s for r in prof.functions()}
     cpu = {r.name.rsplit(".", 1)[-1]: r.total_s for r in prof.functions(on_cpu=True)}
     # Both ran ~0.4 s of wall time; relative checks hold on a loaded machine.
-    assert wall["sleeper"] > 0.5 * wall["spin"] > 0.05
+    assert wall["sleeper"] > 0.5 * wall["spin"] > 0.05, (prof.meta, prof.threads())
     assert cpu.get("sleeper", 0) < 0.1 * wall["sleeper"]
-    assert cpu["spin"] > 0.5 * wall["spin"]
+    # A sample counts as on CPU when its thread ran for at least half of the
+    # time it stands for; that holds for spin unless the machine is so busy
+    # that spin itself got less than that.
+    if spin_cpu > 0.8 * wall["spin"]:
+        assert cpu["spin"] > 0.7 * wall["spin"]
 
 
 def test_lines_and_files_are_recorded():
