@@ -189,3 +189,38 @@ def test_bad_options_fail_when_the_flow_starts(flow_dir, option, message):
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert "Workflow starting" not in proc.stdout + proc.stderr
+
+
+USER_CARD_FLOW = """
+from metaflow import FlowSpec, card, profile_card, step
+
+
+class UserCardFlow(FlowSpec):
+    @card(type="profile_card", id="mine")
+    @profile_card
+    @step
+    def start(self):
+        sum(i * i for i in range(200000))
+        if self.input is None:
+            raise ValueError("boom")
+        self.next(self.end)
+
+    @step
+    def end(self):
+        pass
+
+
+if __name__ == "__main__":
+    UserCardFlow()
+"""
+
+
+def test_a_card_the_user_attached_is_used_not_doubled(flow_dir):
+    from metaflow.cards import get_cards
+
+    status, run = run_flow(flow_dir, USER_CARD_FLOW)
+    assert status == "failed"
+    assert "boom" in str(run["start"].task.exception)
+    cards = list(get_cards(run["start"].task))
+    assert [c.id for c in cards] == ["mine"]  # rendered although the step failed
+    assert card_profile_bytes(cards[0].get()) is not None

@@ -86,12 +86,9 @@ class ProfileCardDecorator(StepDecorator):
             )
 
     def _attach_card(self, step_name: str, decorators: list) -> None:
+        if any(_is_our_card(d, step_name) for d in decorators):
+            return  # the user attached it already
         wanted = card_id(step_name)
-        for d in decorators:
-            if d.name == "card" and (
-                d.attributes.get("id") == wanted or d.attributes.get("type") == CARD_TYPE
-            ):
-                return  # the user attached it already
         from metaflow.plugins.cards.card_decorator import CardDecorator
 
         deco = CardDecorator(
@@ -182,9 +179,8 @@ class ProfileCardDecorator(StepDecorator):
         if is_task_ok or not self.attributes["create_card"]:
             return
         # Metaflow renders cards of successful tasks only; render ours here.
-        wanted = card_id(step_name)
         for deco in graph[step_name].decorators:
-            if deco.name == "card" and deco.attributes.get("id") == wanted and deco.card_creator:
+            if _is_our_card(deco, step_name) and deco.card_creator:
                 try:
                     deco.card_creator.create(
                         mode="render", final=True, card_uuid=deco._card_uuid,
@@ -197,6 +193,12 @@ class ProfileCardDecorator(StepDecorator):
                     self._logger(f"[@profile_card] could not render the card of the failed "
                                  f"step: {exc}", timestamp=False, bad=True)
                 return
+
+
+def _is_our_card(deco: Any, step_name: str) -> bool:
+    return deco.name == "card" and (
+        deco.attributes.get("id") == card_id(step_name) or deco.attributes.get("type") == CARD_TYPE
+    )
 
 
 def _error_dict(exc: BaseException) -> dict[str, str]:
