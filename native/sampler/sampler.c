@@ -36,6 +36,7 @@ const char *const mfp_drop_reason_names[MFP_DROP_REASONS] = {
     "read_fault", "invalid", "too_deep", "no_memory"};
 
 #define MAX_THREADS 4096
+#define THREAD_TABLE_BITS 13 /* twice MAX_THREADS: probes stay short */
 #define CHUNK_COPY_MAX (4u << 20)
 #define MAX_CHUNKS 64
 #define FRAME_CACHE_BITS 16
@@ -89,6 +90,7 @@ struct mfp_sampler {
     size_t cache_used;
     thread_entry *threads;
     size_t nthreads;
+    uint32_t *thread_table;
 
     /* Scratch space reused by every pass (sampler thread only). */
     char *chunk;
@@ -282,20 +284,37 @@ static uint32_t resolve_frame(mfp_sampler *s, const void *code, const PyCodeObje
     return frame;
 }
 
+/* Threads by OS tid: an open-addressing table of indices into s->threads
+ * (0 = empty, else index + 1), so a pass costs O(threads) however many
+ * threads came and went. */
+static size_t tid_slot(uint64_t tid) {
+    return (size_t)((tid * 0x9E3779B97F4A7C15ull) >> (64 - THREAD_TABLE_BITS));
+}
+
 static thread_entry *thread_find(mfp_sampler *s, uint64_t tid) {
-    for (size_t i = 0; i < s->nthreads; i++)
-        if (s->threads[i].tid == tid) return &s->threads[i];
-    return NULL;
+    const size_t mask = ((size_t)1 << THREAD_TABLE_BITS) - 1;
+    for (size_t i = tid_slot(tid);; i = (i + 1) & mask) {
+        uint32_t k = s->thread_table[i];
+        if (!k) return NULL;
+        if (s->threads[k - 1].tid == tid) return &s->threads[k - 1];
+    }
 }
 
 static thread_entry *thread_for(mfp_sampler *s, uint64_t tid) {
     thread_entry *t = thread_find(s, tid);
     if (t) return t;
-    if (s->nthreads == MAX_THREADS) s->nthreads = 0; /* forget old, dead ones */
+    if (s->nthreads == MAX_THREADS) { /* forget old, mostly dead ones */
+        s->nthreads = 0;
+        memset(s->thread_table, 0, sizeof(uint32_t) << THREAD_TABLE_BITS);
+    }
     uint32_t idx = mfp_profile_thread(s->profile, tid, 0, 0);
     if (idx == MFP_NONE) return NULL;
     t = &s->threads[s->nthreads++];
     *t = (thread_entry){tid, UINT64_MAX, NULL, idx, MFP_NONE};
+    const size_t mask = ((size_t)1 << THREAD_TABLE_BITS) - 1;
+    size_t i = tid_slot(tid);
+    while (s->thread_table[i]) i = (i + 1) & mask;
+    s->thread_table[i] = (uint32_t)s->nthreads; /* index + 1 */
     if (s->on_new_thread) s->on_new_thread();
     return t;
 }
@@ -594,6 +613,7 @@ void mfp_sampler_free(mfp_sampler *s) {
     mfp_sampler_stop(s);
     free(s->cache);
     free(s->threads);
+    free(s->thread_table);
     free(s->chunk);
     free(s->frames);
     free(s->codes);
@@ -637,6 +657,7 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     pthread_condattr_destroy(&ca);
     s->cache = calloc((size_t)1 << FRAME_CACHE_BITS, sizeof *s->cache);
     s->threads = calloc(MAX_THREADS, sizeof *s->threads);
+    s->thread_table = calloc((size_t)1 << THREAD_TABLE_BITS, sizeof *s->thread_table);
     s->chunk_cap = CHUNK_COPY_MAX;
     s->chunk = malloc(s->chunk_cap);
     s->frames = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->frames);
@@ -646,7 +667,7 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     s->remote_iov = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->remote_iov);
     s->frame_ids = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->frame_ids);
     s->linetable = malloc(LINETABLE_MAX);
-    if (!s->linetable || !s->cache || !s->threads || !s->chunk || !s->frames || !s->codes || !s->code_hdrs ||
+    if (!s->linetable || !s->cache || !s->threads || !s->thread_table || !s->chunk || !s->frames || !s->codes || !s->code_hdrs ||
         !s->local_iov || !s->remote_iov || !s->frame_ids)
         goto oom;
     int rc = pthread_create(&s->thread, NULL, sampler_main, s);

@@ -12,6 +12,7 @@ from . import backends
 from .profile import Profile
 
 BACKENDS = backends.NAMES
+_PYTHON = platform.python_version()  # computed once: stop() runs while sampling
 # Mean bytes allocated between two allocation samples (native/heap). Lower is
 # more precise and costs more; bench/bench_memory.py measures both.
 DEFAULT_MEMORY_RATE = 512 * 1024
@@ -99,7 +100,7 @@ class Profiler:
             raise ProfilerError("this Profiler is not running")
         meta: dict[str, Any] = {
             "backend": self.backend,
-            "python": platform.python_version(),
+            "python": _PYTHON,
             "start_unix_ns": self._start_unix_ns,
             "interval_ns": int(self.interval * 1e9),
             "timeline_interval_ns": int(self.timeline_interval * 1e9),
