@@ -6,8 +6,12 @@
  *       .encode(meta_json) -> bytes / .stats() -> dict
  *     A native sampling run: the sampler thread and the timeline poller
  *     writing into one profile store.
+ *   Tracer(max_nodes=0, timeline_interval=0)
+ *       .start() / .stop() / .name_thread(...) / .encode(meta_json) / .stats()
+ *     The deterministic tracer (sys.monitoring on 3.12+, a profile function
+ *     on 3.11) and, optionally, the timeline poller.
  *   Builder()
- *       .string/.func/.frame/.stack/.thread/.sample/.series/.point/.memory
+ *       .string/.func/.frame/.stack/.thread/.sample/.total/.series/.point/.memory
  *       .encode(meta_json) -> bytes
  *     Fills a store from Python, for the adapters of foreign profilers
  *     (cProfile, pyinstrument) and for tests.

@@ -54,6 +54,7 @@ typedef struct {
     uint64_t tid;
     uint32_t root;
     int lost; /* the stack could not grow: events of this thread are ignored */
+    PyObject *name; /* its threading.Thread name when known (owned), else NULL */
     entry *stack;
     size_t depth, cap;
 } tthread;
@@ -236,51 +237,92 @@ static void pop(mfp_tracer *t, tthread *th, const void *key, int deep, uint64_t 
     }
 }
 
-/* Seed th's stack with the frames running now, outermost first, skipping
- * the innermost `skip` (the frame an entry event is about to push). They
- * start at the tracer's start with 0 calls. Runs in the callback's thread. */
-static void seed(mfp_tracer *t, tthread *th, PyFrameObject *top, int skip) {
-    PyFrameObject *chain[512];
-    int n = 0;
-    PyFrameObject *f = top;
-    Py_XINCREF(f);
-    while (f && n < (int)(sizeof chain / sizeof chain[0])) {
-        chain[n++] = f;
-        f = PyFrame_GetBack(f);
-    }
-    Py_XDECREF(f);
-    for (int i = n - 1; i >= skip; i--) {
-        PyCodeObject *co = PyFrame_GetCode(chain[i]);
-        push(t, th, co, NODE_PY, (PyObject *)co, 0, t->t0_ns);
-        Py_DECREF(co);
-    }
-    for (int i = 0; i < n; i++)
-        Py_DECREF(chain[i]);
+/* The name of a threading.Thread whose outermost frame is `outer`
+ * (Thread._bootstrap(self)), read once when the thread is first seen, since
+ * a thread that ends before stop() is no longer listed by threading. Reads
+ * the frame's locals and the instance dict only, so no Python code runs.
+ * New reference or NULL; any exception in flight is kept as it was. */
+static PyObject *bootstrap_thread_name(PyFrameObject *outer) {
+    PyCodeObject *co = PyFrame_GetCode(outer);
+    int boot = PyUnicode_Check(co->co_name) &&
+               PyUnicode_CompareWithASCIIString(co->co_name, "_bootstrap") == 0;
+    Py_DECREF(co);
+    if (!boot)
+        return NULL;
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    PyObject *locals = PyFrame_GetLocals(outer);
+    PyObject *self = locals ? PyMapping_GetItemString(locals, "self") : NULL;
+    PyObject *dict = self ? PyObject_GenericGetDict(self, NULL) : NULL;
+    PyObject *name = dict && PyDict_Check(dict) ? PyDict_GetItemString(dict, "_name") : NULL;
+    if (name && PyUnicode_Check(name))
+        Py_INCREF(name);
+    else
+        name = NULL;
+    Py_XDECREF(dict);
+    Py_XDECREF(self);
+    Py_XDECREF(locals);
+    PyErr_Clear();
+    PyErr_Restore(et, ev, tb);
+    return name;
 }
 
-/* This thread's record, made (and seeded from `frame`) when first seen;
- * NULL when out of memory. */
+#define MAX_SEED 512
+
+/* This thread's record, made when first seen and seeded with the frames
+ * running now, outermost first, less the innermost `skip` (the frame an
+ * entry event is about to push); seeded frames start at the tracer's start
+ * with 0 calls. NULL when out of memory or when the tracer stopped meanwhile.
+ *
+ * Everything that may allocate Python objects (and so run a collection, a
+ * finalizer, and let another thread take the GIL) happens first; the
+ * tracer's arrays are touched only afterwards, so no pointer into them is
+ * held across a call that could let another thread's callback grow them. */
 static tthread *this_thread(mfp_tracer *t, PyFrameObject *frame, int skip) {
     if (tls_gen == t->gen)
         return &t->threads[tls_thread];
+    PyObject *codes[MAX_SEED]; /* innermost first, owned */
+    PyFrameObject *outer = NULL;
+    int n = 0;
+    PyFrameObject *f = frame;
+    Py_XINCREF(f);
+    while (f && n < MAX_SEED) {
+        codes[n++] = (PyObject *)PyFrame_GetCode(f);
+        Py_XDECREF(outer);
+        outer = f;
+        f = PyFrame_GetBack(f);
+    }
+    PyObject *name = !f && outer ? bootstrap_thread_name(outer) : NULL;
+    Py_XDECREF(f);
+    Py_XDECREF(outer);
+
+    tthread *th = NULL;
+    if (g_active != t || t->state != 1)
+        goto done;
     if (t->nthreads == t->cap_threads) {
         size_t ncap = t->cap_threads ? t->cap_threads * 2 : 8;
         tthread *nt = realloc(t->threads, ncap * sizeof *nt);
         if (!nt)
-            return NULL;
+            goto done;
         t->threads = nt;
         t->cap_threads = ncap;
     }
     uint32_t idx = (uint32_t)t->nthreads;
     uint32_t root = new_node(t, NONE32, idx, NULL, NODE_ROOT, NULL);
     if (root == NONE32)
-        return NULL;
+        goto done;
     t->nthreads++;
-    tthread *th = &t->threads[idx];
-    *th = (tthread){(uint64_t)syscall(SYS_gettid), root, 0, NULL, 0, 0};
+    th = &t->threads[idx];
+    *th = (tthread){(uint64_t)syscall(SYS_gettid), root, 0, name, NULL, 0, 0};
+    name = NULL; /* the record owns it */
     tls_gen = t->gen;
     tls_thread = idx;
-    seed(t, th, frame, skip);
+    for (int i = n - 1; i >= skip; i--)
+        push(t, th, codes[i], NODE_PY, codes[i], 0, t->t0_ns);
+done:
+    for (int i = 0; i < n; i++)
+        Py_DECREF(codes[i]);
+    Py_XDECREF(name);
     return th;
 }
 
@@ -354,12 +396,14 @@ static PyObject *cb_leave(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssiz
 static PyObject *cb_call(PyObject *Py_UNUSED(m), PyObject *const *args, Py_ssize_t n) {
     if (n < 4)
         Py_RETURN_NONE;
-    if (PyFunction_Check(args[2]) || PyMethod_Check(args[2]))
-        return Py_NewRef(g_disable); /* Python callees report their own PY_START */
     const void *key;
     PyObject *owner = NULL;
-    if (!c_callable(args[2], args[3] == g_missing ? NULL : args[3], &key, &owner))
-        Py_RETURN_NONE;
+    if (!c_callable(args[2], args[3] == g_missing ? NULL : args[3], &key, &owner)) {
+        /* Python callees report their own PY_START, and other callables
+         * (classes, slot wrappers) are not timed: stop CALL here, which
+         * also stops this site's C_RETURN/C_RAISE, so pairs stay matched. */
+        return Py_NewRef(g_disable);
+    }
     uint64_t now = now_ns();
     tthread *th = cb_thread(0);
     if (th)
@@ -491,14 +535,12 @@ static int hooks_remove(mfp_tracer *t) {
         ok &= r != NULL;
     }
     Py_XDECREF(events);
-#if PY_VERSION_HEX < 0x030D0000
-    /* 3.12 keeps call sites we disabled disabled for the next tool that
+    /* Call sites we disabled can stay disabled for the next tool that
      * takes this id; re-enable them (other tools merely see events they
      * had disabled once more, which the protocol allows). */
     r = PyObject_CallMethod(mon, "restart_events", NULL);
     Py_XDECREF(r);
     ok &= r != NULL;
-#endif
     r = PyObject_CallMethod(mon, "free_tool_id", "i", t->tool_id);
     Py_XDECREF(r);
     ok &= r != NULL;
@@ -601,6 +643,8 @@ static int set_threading_hook(PyObject *hook) {
     return r ? 0 : -1;
 }
 
+static int hooks_remove(mfp_tracer *t);
+
 static int hooks_install(mfp_tracer *t) {
     PyInterpreterState *interp = PyInterpreterState_Get();
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts; ts = PyThreadState_Next(ts)) {
@@ -616,9 +660,16 @@ static int hooks_install(mfp_tracer *t) {
         Py_CLEAR(t->thread_hook);
         return -1;
     }
-    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts; ts = PyThreadState_Next(ts))
-        if (_PyEval_SetProfile(ts, prof_func, NULL) != 0)
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts; ts = PyThreadState_Next(ts)) {
+        if (_PyEval_SetProfile(ts, prof_func, NULL) != 0) {
+            /* An audit hook refused: take back what was installed. */
+            PyObject *et, *ev, *tb;
+            PyErr_Fetch(&et, &ev, &tb);
+            hooks_remove(t);
+            PyErr_Restore(et, ev, tb);
             return -1;
+        }
+    }
     return 0;
 }
 
@@ -668,6 +719,11 @@ int mfp_tracer_start(mfp_tracer *t) {
         PyErr_SetString(PyExc_RuntimeError, "another trace profiler is already running");
         return -1;
     }
+#ifdef Py_GIL_DISABLED
+    /* The tree and the stacks rely on the GIL to serialise the callbacks. */
+    PyErr_SetString(PyExc_RuntimeError, "the trace backend needs a CPython build with the GIL");
+    return -1;
+#endif
     t->gen = ++g_gen;
     t->t0_ns = now_ns();
     t->state = 1;
@@ -707,8 +763,10 @@ void mfp_tracer_free(mfp_tracer *t) {
         PyErr_Clear();
     for (size_t i = 0; i < t->nnodes; i++)
         Py_XDECREF(t->nodes[i].owner);
-    for (size_t i = 0; i < t->nthreads; i++)
+    for (size_t i = 0; i < t->nthreads; i++) {
         free(t->threads[i].stack);
+        Py_XDECREF(t->threads[i].name);
+    }
     free(t->threads);
     free(t->nodes);
     free(t->table);
@@ -784,7 +842,10 @@ int mfp_tracer_export(mfp_tracer *t, mfp_profile *p) {
     if (!stack_of || !thread_of)
         goto oom;
     for (size_t i = 0; i < t->nthreads; i++) {
-        thread_of[i] = mfp_profile_thread(p, t->threads[i].tid, 0, 0);
+        uint32_t name = t->threads[i].name ? intern_obj(p, t->threads[i].name) : 0;
+        if (name == MFP_NONE)
+            goto oom;
+        thread_of[i] = mfp_profile_thread(p, t->threads[i].tid, name, 0);
         if (thread_of[i] == MFP_NONE)
             goto oom;
     }

@@ -23,11 +23,12 @@
  * Only C functions called as builtin functions or method descriptors are
  * nodes (as in cProfile); other callables (classes, slot wrappers) count
  * to their caller.
- * On 3.12+ a call site whose callee is a Python function stops reporting
- * CALL (sys.monitoring.DISABLE; its callee reports PY_START anyway), which
- * saves a third of the callbacks on Python-heavy code; if that same site
- * later calls a C function in the same run, that C call counts to the
- * caller. Stop re-enables the sites (restart_events on 3.12).
+ * On 3.12+ a call site whose callee is not a timed C function (a Python
+ * function reports PY_START itself) stops reporting CALL, and with it
+ * C_RETURN/C_RAISE (sys.monitoring.DISABLE), which saves a third of the
+ * callbacks on Python-heavy code; if that same site later calls a C
+ * function in the same run, that C call counts to the caller. Stop
+ * re-enables the sites (sys.monitoring.restart_events).
  *
  * Memory: the tracer owns its tree; it holds a reference to every code
  * object and C-function owner it has seen until mfp_tracer_free(). The
@@ -63,7 +64,7 @@ typedef struct {
 /* A new, stopped tracer. max_nodes 0 = default (1<<20). NULL on OOM. */
 mfp_tracer *mfp_tracer_new(size_t max_nodes);
 
-/* Start tracing every thread. t0_ns is CLOCK_MONOTONIC now. Once only.
+/* Start tracing every thread; times count from now. Once only.
  * 0, or -1 with a Python exception set (another tracer of ours is
  * running, sys.monitoring has no free tool id, another profile function is
  * set, ...); then nothing was installed. */
@@ -75,7 +76,9 @@ int mfp_tracer_start(mfp_tracer *t);
 int mfp_tracer_stop(mfp_tracer *t);
 
 /* After stop: write the call tree into p — functions, frames (line 0),
- * stacks, threads (tid only; name them afterwards) and one TOTALS row per
+ * stacks, threads (tid; and the threading name of a thread seen from its
+ * start, since one that ended is no longer listed by threading; name the
+ * others afterwards) and one TOTALS row per
  * node with count = calls and weight = self time, flags 0 (on-CPU state
  * is not known). 0, or -1 with a Python exception set. */
 int mfp_tracer_export(mfp_tracer *t, mfp_profile *p);

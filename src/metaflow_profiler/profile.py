@@ -124,7 +124,9 @@ class Profile:
         rows = [i for i, f in enumerate(tot["flags"]) if f & 1 or not on_cpu]
         stacks = [tot["stack"][i] for i in rows]
         self_w, total_w = self._by_function(stacks, [tot["weight_ns"][i] for i in rows])
-        _, count = self._by_function(stacks, [tot["count"][i] for i in rows])
+        self_c, total_c = self._by_function(stacks, [tot["count"][i] for i in rows])
+        # A deterministic profile counts calls: a function's own, not its callees'.
+        count = self_c if self.meta.get("counts") == "calls" else total_c
         rows = [
             FunctionStat(*self._func_key(f), self_w[f] / 1e9, total_w[f] / 1e9, count[f])
             for f in total_w
@@ -162,7 +164,7 @@ class Profile:
         out: dict[str, Any] = {
             "backend": m.get("backend"),
             "duration_s": m.get("duration_ns", 0) / 1e9,
-            "samples": sum(self._t["totals"]["count"]),
+            self._count_key(): sum(self._t["totals"]["count"]),
             "samples_dropped": m.get("samples_dropped", 0),
             "threads": len(self._t["threads"]["tid"]),
             "step_failed": bool(m.get("step_failed", False)),
@@ -185,6 +187,9 @@ class Profile:
         for key, value in (m.get("limits") or {}).items():
             out[f"limit_{key}"] = value
         return out
+
+    def _count_key(self) -> str:
+        return "calls" if self.meta.get("counts") == "calls" else "samples"
 
     # ---- outputs ----
     def to_html(self, path: str | os.PathLike[str] | None = None, title: str = "") -> str:

@@ -104,7 +104,9 @@ def test_backend_card(backend):
     assert profile.meta["backend"] == ran
     assert task["profile_card_data"].data["backend"] == ran
     rows = {f.name: f for f in profile.functions()}
-    step = rows["BackendFlow.work"]
+    steps = [r for r in rows.values() if r.name.rsplit(".", 1)[-1] == "work"]
+    assert steps, f"the step function is not in the profile: {sorted(rows)[:40]} {profile.meta}"
+    step = max(steps, key=lambda r: r.total_s)
     assert step.total_s > 0
     if ran in ("trace", "cprofile"):
         assert profile.meta["counts"] == "calls"

