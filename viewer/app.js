@@ -95,11 +95,7 @@ function header(title, meta) {
     var bits = [];
     if (meta.backend) bits.push("backend " + meta.backend);
     if (meta.python) bits.push("Python " + meta.python);
-    if (meta.interval_ns) bits.push("interval " + fmtUs(meta.interval_ns / 1000));
-    if (meta.start_unix_ns) {
-      var d = new Date(meta.start_unix_ns / 1e6);
-      if (!isNaN(d.getTime())) bits.push("started " + d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC"));
-    }
+    // the interval, start time and the rest are in About this profile
     bits.forEach(function (b) { sub.appendChild(el("span", "chip", b)); });
     h.appendChild(sub);
   }
@@ -130,70 +126,233 @@ function statCard(grid, label, value, sub, key, alert) {
   grid.appendChild(c);
 }
 
+function objectOr(v) {
+  return v && typeof v === "object" && !Array.isArray(v) ? v : {};
+}
+
+function finite(v) {
+  return typeof v === "number" && isFinite(v) ? v : null;
+}
+
+// META "timeline": the poller's exact peaks, averages and totals over every
+// poll (the series may be thinned); "limits": what the process may use.
+function pollerInfo(meta) {
+  var t = objectOr(meta.timeline);
+  return { peaks: objectOr(t.peaks), averages: objectOr(t.averages), totals: objectOr(t.totals), limits: objectOr(meta.limits) };
+}
+
+// Peak and average of a series: the poller's exact figures when META has
+// them, else read off the points.
+function figures(P, info, name) {
+  var s = peakAvg(seriesByName(P, name));
+  var pk = finite(info.peaks[name]), av = finite(info.averages[name]);
+  if (pk === null && av === null) return s;
+  return { peak: pk !== null ? pk : s ? s.peak : 0, avg: av !== null ? av : s ? s.avg : 0, last: s ? s.last : pk };
+}
+
+// Area under a rate series: each point stands for the time since the
+// previous one (the first since the start), so the sum is the total.
+function rateTotal(s) {
+  if (!s) return 0;
+  var sum = 0, prev = 0;
+  for (var i = 0; i < s.v.length; i++) {
+    sum += (s.v[i] * Math.max(s.t[i] - prev, 0)) / 1000;
+    prev = s.t[i];
+  }
+  return sum;
+}
+
+// The memory the process may use before the kernel steps in: the cgroup
+// limit (a machine's total RAM is not a limit worth a percentage).
+function memoryLimit(P, info) {
+  var l = finite(info.limits.memory_limit_bytes);
+  if (l !== null && l > 0 && l < Math.pow(2, 60)) return l;
+  var s = peakAvg(seriesByName(P, "cgroup_mem_limit_bytes"));
+  return s && s.last > 0 && s.last < Math.pow(2, 60) ? s.last : 0;
+}
+
+function cpuCapacity(limits) {
+  var q = finite(limits.cpu_quota_cores), n = finite(limits.cpus);
+  if (q !== null && q > 0) return "of a " + fmtNum(q, q % 1 ? 1 : 0) + "-CPU quota";
+  if (n !== null && n > 0) return "of " + n + " CPU" + (n === 1 ? "" : "s");
+  return "";
+}
+
+function isCalls(meta) {
+  return meta.counts === "calls";
+}
+
 function buildStats(P, meta, duration) {
   var grid = el("section", "stats");
   grid.id = "mfp-stats";
+  var info = pollerInfo(meta), limits = info.limits;
   if (duration > 0) statCard(grid, "Duration", fmtUs(duration), null, "duration");
-  var taken = typeof meta.samples_taken === "number" ? meta.samples_taken : 0;
-  if (!taken) for (var i = 0; i < P.totCount.length; i++) taken += P.totCount[i];
-  if (taken > 0) {
-    var sub = meta.interval_ns ? "every " + fmtUs(meta.interval_ns / 1000) : null;
-    statCard(grid, "Samples", fmtCount(taken), sub, "samples");
+  var recorded = 0;
+  for (var i = 0; i < P.totCount.length; i++) recorded += P.totCount[i];
+  if (isCalls(meta)) {
+    var calls = finite(meta.calls_traced) || recorded;
+    if (calls > 0) statCard(grid, "Calls", fmtCount(calls), "every call timed", "samples");
+  } else {
+    var taken = finite(meta.samples_taken) || recorded;
+    if (taken > 0) {
+      var sub = meta.interval_ns ? "every " + fmtUs(meta.interval_ns / 1000) : null;
+      statCard(grid, "Samples", fmtCount(taken), sub, "samples");
+    }
   }
-  var limits = meta.limits && typeof meta.limits === "object" ? meta.limits : {};
-  var cpu = peakAvg(seriesByName(P, "cpu_pct"));
+  var cpu = figures(P, info, "cpu_pct");
   if (cpu && cpu.peak > 0) {
-    var csub = "avg " + fmtNum(cpu.avg) + "%";
-    if (limits.cpus > 0) csub += " · " + limits.cpus + " CPU" + (limits.cpus === 1 ? "" : "s");
-    statCard(grid, "Peak CPU", fmtNum(cpu.peak) + "%", csub, "cpu");
+    var cap = cpuCapacity(limits);
+    statCard(grid, "Peak CPU", fmtNum(cpu.peak) + "%", "avg " + fmtNum(cpu.avg) + "%" + (cap ? " " + cap : ""), "cpu");
   }
-  var thr = peakAvg(seriesByName(P, "cpu_throttled_pct"));
+  var thr = figures(P, info, "cpu_throttled_pct");
   if ((thr && thr.peak > 0) || limits.cpu_throttled_s > 0) {
     statCard(grid, "CPU throttled", thr && thr.peak > 0 ? fmtNum(thr.peak) + "%" : fmtUs(limits.cpu_throttled_s * 1e6),
       limits.cpu_throttled_s > 0 ? "total " + fmtUs(limits.cpu_throttled_s * 1e6) : "peak", "throttled", true);
   }
-  var oom = peakAvg(seriesByName(P, "cgroup_oom_kills"));
+  var oom = figures(P, info, "cgroup_oom_kills");
   var ooms = Math.max(oom ? oom.peak : 0, limits.oom_kills > 0 ? limits.oom_kills : 0);
   if (ooms > 0) statCard(grid, "OOM kills", fmtNum(ooms, 0), "in this cgroup", "oom", true);
-  var rss = peakAvg(seriesByName(P, "rss_bytes"));
-  if (rss && rss.peak > 0) statCard(grid, "Peak RSS", fmtBytes(rss.peak), "avg " + fmtBytes(rss.avg), "rss");
-  var lim = peakAvg(seriesByName(P, "cgroup_mem_limit_bytes"));
-  if (lim && lim.last > 0 && lim.last < Math.pow(2, 60)) statCard(grid, "Memory limit", fmtBytes(lim.last), "cgroup", "memlimit");
+  var rss = figures(P, info, "rss_bytes");
+  var memLimit = memoryLimit(P, info);
+  if (rss && rss.peak > 0) {
+    if (memLimit > 0) {
+      var share = rss.peak / memLimit;
+      statCard(grid, "Peak RSS", fmtBytes(rss.peak), "of a " + fmtBytes(memLimit) + " limit (" + pct(share) + ")", "rss", share >= 0.9);
+    } else {
+      statCard(grid, "Peak RSS", fmtBytes(rss.peak), "avg " + fmtBytes(rss.avg), "rss");
+    }
+  } else if (memLimit > 0) {
+    statCard(grid, "Memory limit", fmtBytes(memLimit), "cgroup", "memlimit");
+  }
   var io = [
-    ["disk_read_Bps", "Disk read", "disk_read"],
-    ["disk_write_Bps", "Disk write", "disk_write"],
-    ["net_recv_Bps", "Net received", "net_recv"],
-    ["net_sent_Bps", "Net sent", "net_sent"],
+    ["disk_read_Bps", "disk_read_bytes", "Disk read", "read", "disk_read"],
+    ["disk_write_Bps", "disk_write_bytes", "Disk written", "written", "disk_write"],
+    ["net_recv_Bps", "net_recv_bytes", "Net received", "received", "net_recv"],
+    ["net_sent_Bps", "net_sent_bytes", "Net sent", "sent", "net_sent"],
   ];
   io.forEach(function (d) {
-    var s = peakAvg(seriesByName(P, d[0]));
-    if (s && s.peak > 0) statCard(grid, d[1], fmtBytes(s.peak) + "/s", "peak · avg " + fmtBytes(s.avg) + "/s", d[2]);
+    var s = figures(P, info, d[0]);
+    var total = finite(info.totals[d[1]]);
+    if (total === null) total = rateTotal(seriesByName(P, d[0]));
+    if (!(total > 0) && !(s && s.peak > 0)) return;
+    statCard(grid, d[2], fmtBytes(total), s && s.peak > 0 ? "peak " + fmtBytes(s.peak) + "/s" : d[3] + " in total", d[4]);
   });
   P.series.forEach(function (s) {
     var m = /^gpu(\d+)_util_pct$/.exec(s.name);
     if (m) {
-      var g = peakAvg(s);
+      var g = figures(P, info, s.name);
       if (g && g.peak > 0) statCard(grid, "GPU " + m[1] + " util", fmtNum(g.peak) + "%", "avg " + fmtNum(g.avg) + "%", "gpu" + m[1] + "_util");
     }
     m = /^gpu(\d+)_mem_bytes$/.exec(s.name);
     if (m) {
-      var gm = peakAvg(s);
+      var gm = figures(P, info, s.name);
       var tot = peakAvg(seriesByName(P, "gpu" + m[1] + "_mem_total_bytes"));
       if (gm && gm.peak > 0) statCard(grid, "GPU " + m[1] + " memory", fmtBytes(gm.peak), tot && tot.peak > 0 ? "of " + fmtBytes(tot.peak) : "peak", "gpu" + m[1] + "_mem");
     }
   });
-  var ths = peakAvg(seriesByName(P, "threads"));
+  var ths = figures(P, info, "threads");
   var nthreads = P.threadTid.length;
   if (ths && ths.peak > 0) statCard(grid, "Threads", fmtNum(ths.peak, 0), "peak", "threads");
-  else if (nthreads > 1) statCard(grid, "Threads", String(nthreads), "sampled", "threads");
+  else if (nthreads > 1) statCard(grid, "Threads", String(nthreads), isCalls(meta) ? "traced" : "sampled", "threads");
   if (meta.samples_dropped > 0) {
-    var reasons = [];
-    if (meta.drop_reasons && typeof meta.drop_reasons === "object") {
-      Object.keys(meta.drop_reasons).forEach(function (k) { reasons.push(k + " " + meta.drop_reasons[k]); });
-    }
-    statCard(grid, "Dropped samples", fmtCount(meta.samples_dropped), reasons.join(", ") || null, "dropped");
+    statCard(grid, "Dropped samples", fmtCount(meta.samples_dropped), dropReasons(meta) || null, "dropped");
   }
   return grid;
+}
+
+function dropReasons(meta) {
+  var reasons = [], r = objectOr(meta.drop_reasons);
+  Object.keys(r).forEach(function (k) { if (r[k]) reasons.push(k + " " + fmtCount(r[k])); });
+  return reasons.join(", ");
+}
+
+// Notes about what the machine lacks (no GPU library, a cgroup file that is
+// not there) say the same on every card from it: they go in About, quietly.
+// Everything else (memory at peak, a cut call tree, a slow sampler) stays
+// on top.
+var QUIET_NOTE = /^(GPU\b|cgroup:|disk:|network:|process:|child processes:)/;
+
+function splitNotes(meta) {
+  var loud = [], quiet = [];
+  if (Array.isArray(meta.notes)) {
+    meta.notes.forEach(function (n) {
+      var text = typeof n === "string" ? n : JSON.stringify(n);
+      (QUIET_NOTE.test(text) ? quiet : loud).push(text);
+    });
+  }
+  return { loud: loud, quiet: quiet };
+}
+
+// "About this profile": how it was recorded, collapsed by default.
+function buildAbout(P, meta, duration, quietNotes) {
+  var box = el("details", "about");
+  box.id = "mfp-about";
+  var summary = el("summary", "about-summary");
+  summary.appendChild(el("span", "about-title", "About this profile"));
+  var gist = [];
+  var rows = [];
+  var mode = meta.sampler_mode || meta.tracer_mechanism;
+  if (meta.backend) {
+    rows.push(["Backend", String(meta.backend) + (mode ? " — " + mode : "")]);
+    gist.push(String(meta.backend));
+  }
+  if (meta.python) rows.push(["Python", String(meta.python)]);
+  var secs = duration / 1e6;
+  if (isCalls(meta)) {
+    var calls = finite(meta.calls_traced);
+    rows.push(["Recording", "every call timed (deterministic)" + (calls ? ": " + fmtCount(calls) + " calls" : "") + "; counts are calls, times are self time summed up the tree"]);
+    gist.push("every call");
+  } else {
+    var taken = finite(meta.samples_taken);
+    var line = [];
+    if (meta.interval_ns > 0) line.push("every " + fmtUs(meta.interval_ns / 1000) + " requested");
+    if (taken !== null && secs > 0) line.push(fmtNum(taken / secs) + " samples/s achieved (" + fmtCount(taken) + " in " + fmtUs(duration) + ")");
+    if (line.length) rows.push(["Sampling", line.join(" · ")]);
+    if (meta.interval_ns > 0) gist.push(fmtUs(meta.interval_ns / 1000));
+    if (taken !== null && secs > 0) gist.push(fmtNum(taken / secs) + "/s");
+    if (finite(meta.sampler_busy_ns) && secs > 0) rows.push(["Sampler cost", fmtUs(meta.sampler_busy_ns / 1000) + " busy (" + pct(meta.sampler_busy_ns / 1e9 / secs) + " of the run, on its own thread)"]);
+    if (typeof meta.samples_dropped === "number") {
+      var why = dropReasons(meta);
+      rows.push(["Dropped", meta.samples_dropped > 0 ? fmtCount(meta.samples_dropped) + (why ? " (" + why + ")" : "") : "none"]);
+      if (meta.samples_dropped > 0) gist.push(fmtCount(meta.samples_dropped) + " dropped");
+    }
+  }
+  if (meta.samples_decimation > 1) {
+    rows.push(["Time order", "every " + meta.samples_decimation + "th sample kept for ranges and the stack chart (the flame graph of the whole run has all)"]);
+    gist.push("decimated ×" + meta.samples_decimation);
+  }
+  var t = objectOr(meta.timeline), limits = objectOr(meta.limits);
+  var pollEvery = finite(t.interval_s) || (finite(meta.timeline_interval_ns) || 0) / 1e9;
+  if (pollEvery > 0 && P.series.length) rows.push(["Resources", "polled every " + fmtUs(pollEvery * 1e6) + (finite(t.polls) ? " (" + fmtCount(t.polls) + " polls)" : "")]);
+  var mach = [];
+  if (limits.cpus > 0) mach.push(limits.cpus + " CPU" + (limits.cpus === 1 ? "" : "s"));
+  if (limits.cpu_quota_cores > 0) mach.push("CPU quota " + fmtNum(limits.cpu_quota_cores, 2) + " cores");
+  if (limits.memory_total_bytes > 0) mach.push(fmtBytes(limits.memory_total_bytes) + " RAM");
+  if (limits.memory_limit_bytes > 0) mach.push("memory limit " + fmtBytes(limits.memory_limit_bytes));
+  if (limits.cgroup_memory_peak_bytes > 0) mach.push("cgroup memory peak " + fmtBytes(limits.cgroup_memory_peak_bytes));
+  if (limits.cgroup) mach.push("cgroup " + limits.cgroup);
+  if (mach.length) rows.push(["Machine", mach.join(" · ")]);
+  if (meta.start_unix_ns) {
+    var d = new Date(meta.start_unix_ns / 1e6);
+    if (!isNaN(d.getTime())) rows.push(["Started", d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC")]);
+  }
+  if (typeof meta.focus === "string" && meta.focus) rows.push(["Opens on", meta.focus]);
+  if (quietNotes.length) gist.push(quietNotes.length + " environment note" + (quietNotes.length === 1 ? "" : "s"));
+  summary.appendChild(el("span", "about-gist", gist.join(" · ")));
+  box.appendChild(summary);
+  var dl = el("dl", "about-list");
+  rows.forEach(function (r) {
+    dl.appendChild(el("dt", "", r[0]));
+    dl.appendChild(el("dd", "", r[1]));
+  });
+  box.appendChild(dl);
+  if (quietNotes.length) {
+    var ul = el("ul", "about-notes");
+    ul.id = "mfp-env-notes";
+    quietNotes.forEach(function (n) { ul.appendChild(el("li", "", n)); });
+    box.appendChild(ul);
+  }
+  return box;
 }
 
 function seg(options, current, onPick) {
@@ -220,6 +379,11 @@ function threadLabel(P, i) {
   return s;
 }
 
+function hasOnCpu(P) {
+  for (var k = 0; k < P.totFlags.length; k++) if (P.totFlags[k] & 1) return true;
+  return false;
+}
+
 function buildControls(P) {
   var bar = el("section", "controls");
   bar.id = "mfp-controls";
@@ -237,8 +401,9 @@ function buildControls(P) {
       wall[P.totThread[k]] += P.totWeight[k];
       if (P.totFlags[k] & 1) oncpu[P.totThread[k]] += P.totWeight[k];
     }
+    var anyCpu = hasOnCpu(P);
     for (var i = 0; i < P.threadTid.length; i++) {
-      var extra = wall[i] > 0 ? " — " + fmtUs(wall[i]) + ", " + pct(oncpu[i] / wall[i]) + " on CPU" : "";
+      var extra = wall[i] > 0 ? " — " + fmtUs(wall[i]) + (anyCpu ? ", " + pct(oncpu[i] / wall[i]) + " on CPU" : "") : "";
       var o = el("option", "", threadLabel(P, i) + extra);
       o.value = String(i);
       sel.appendChild(o);
@@ -256,7 +421,8 @@ function buildControls(P) {
   });
   mode.id = "mfp-mode";
   mode.title = "Wall clock: every sample. On CPU: only samples where the thread was running.";
-  bar.appendChild(mode);
+  // a tracer does not know whether a thread ran: "On CPU" would be empty
+  if (hasOnCpu(P) || !(P.meta.counts === "calls" || P.meta.weights === "self_time")) bar.appendChild(mode);
 
   var search = el("div", "search");
   var input = el("input", "search-input");
@@ -392,7 +558,9 @@ function buildTimeline(P, duration) {
     series: [
       series("rss_bytes", "rss", "#10b981"),
       nonZeroSeries("children_rss_bytes", "children", "#f59e0b"),
-      series("cgroup_mem_bytes", "cgroup", "#a855f7"),
+      // the cgroup's usage includes page cache: it says something only
+      // beside its limit, and without one it flattens the RSS line
+      memoryLimit(P, pollerInfo(P.meta)) > 0 ? series("cgroup_mem_bytes", "cgroup", "#a855f7") : null,
       series("cgroup_mem_limit_bytes", "limit", "#ef4444", true),
     ],
     format: fmtBytes,
@@ -449,12 +617,23 @@ function breadcrumb(flame, nav) {
   nav.textContent = "";
   if (!flame.tree) return;
   var chain = flame.ancestors(flame.zoom);
-  var items = chain;
-  if (chain.length > 9) items = chain.slice(0, 2).concat([null]).concat(chain.slice(-6));
+  var items = chain, hidden = [];
+  if (chain.length > 8 && !flame.crumbsOpen) {
+    items = chain.slice(0, 2).concat([null]).concat(chain.slice(-4));
+    hidden = chain.slice(2, -4);
+  }
   items.forEach(function (node, i) {
     if (i > 0) nav.appendChild(el("span", "crumb-sep", "›"));
     if (node === null) {
-      nav.appendChild(el("span", "crumb-gap", "…"));
+      // the frames in between, one click away
+      var gap = el("button", "crumb crumb-gap", "… " + hidden.length + " more");
+      gap.type = "button";
+      gap.title = hidden.map(function (n) { return flame.info.name(flame.tree.func[n]) || "<unknown>"; }).join(" › ");
+      gap.addEventListener("click", guard(function () {
+        flame.crumbsOpen = true;
+        breadcrumb(flame, nav);
+      }));
+      nav.appendChild(gap);
       return;
     }
     var f = flame.tree.func[node];
@@ -465,6 +644,37 @@ function breadcrumb(flame, nav) {
     b.addEventListener("click", guard(function () { flame.setZoom(node); }));
     nav.appendChild(b);
   });
+  if (flame === ui.flame && ui.focus > 0 && flame.zoom === ui.focus) {
+    var hint = el("span", "hint crumb-hint", "opened on the step function · Reset zoom shows the frames above");
+    hint.id = "mfp-focus-hint";
+    nav.appendChild(hint);
+  }
+}
+
+// The node the CPU flame graph opens on: META "focus" names a function (the
+// step function) and the card skips the framework frames above it. The
+// heaviest outermost node of that function in the whole run; -1 if absent.
+function focusNode(M, tree, name) {
+  if (typeof name !== "string" || !name) return -1;
+  var P = M.P, nf = P.funcName.length, want = new Uint8Array(nf), any = false, f;
+  for (f = 0; f < nf; f++) {
+    if (P.strings[P.funcName[f]] === name) want[f] = any = 1;
+  }
+  if (!any) {
+    // a module-qualified name ("flow.TrainFlow.train") names it too
+    var suffix = "." + name;
+    for (f = 0; f < nf; f++) {
+      var s = P.strings[P.funcName[f]];
+      if (s && s.length > suffix.length && s.slice(-suffix.length) === suffix) want[f] = any = 1;
+    }
+  }
+  if (!any) return -1;
+  var best = -1;
+  for (var fn = 1; fn < tree.n; fn++) {
+    if (!want[tree.func[fn]] || !M.outer[fn] || !(tree.total[fn] > 0)) continue;
+    if (best < 0 || tree.total[fn] > tree.total[best]) best = fn;
+  }
+  return best;
 }
 
 function flamePanel(id, opts) {
@@ -602,7 +812,7 @@ function buildTable(hasMem) {
   table.id = "mfp-table";
   var thead = el("thead");
   var tr = el("tr");
-  var cols = [["name", "Function"], ["loc", "Location"], ["self", "Self"], ["selfp", "Self %"], ["total", "Total"], ["totalp", "Total %"]];
+  var cols = [["name", "Function"], ["loc", "Location"], ["self", "Self"], ["selfp", "Self %"], ["total", "Total"], ["totalp", "Total %"], ["count", ui.M.calls ? "Calls" : "Samples"]];
   ui.th = {};
   cols.forEach(function (c) {
     var th = el("th", c[0] === "name" || c[0] === "loc" ? "" : "num");
@@ -648,7 +858,7 @@ function renderTable() {
   if (key === "name") cmp = function (a, b) { return sign * info.name(a).localeCompare(info.name(b)) || ft.total[b] - ft.total[a]; };
   else if (key === "loc") cmp = function (a, b) { return sign * info.location(a).localeCompare(info.location(b)) || ft.total[b] - ft.total[a]; };
   else {
-    var col = key === "self" ? ft.self : ft.total;
+    var col = key === "self" ? ft.self : key === "count" && ft.count ? ft.count : ft.total;
     cmp = function (a, b) { return sign * (col[a] - col[b]) || ft.total[b] - ft.total[a]; };
   }
   rows.sort(cmp);
@@ -676,6 +886,7 @@ function renderTable() {
     tp.firstChild.style.width = Math.min(100, (ft.total[f] / root) * 100).toFixed(1) + "%";
     tp.appendChild(el("span", "bar-text", pct(ft.total[f] / root)));
     tr.appendChild(tp);
+    tr.appendChild(el("td", "num", ft.count ? fmtCount(ft.count[f]) : ""));
     tr.title = info.label(f) + " — click for callers and callees";
     frag.appendChild(tr);
   });
@@ -793,6 +1004,14 @@ function buildStackChart() {
   var head = el("div", "flame-bar");
   ui.stackTitle = el("div", "stack-title");
   head.appendChild(ui.stackTitle);
+  ui.stackFocus = true;
+  ui.stackFocusSeg = seg([["focus", "From the step"], ["all", "Whole stack"]], "focus", function (v) {
+    ui.stackFocus = v === "focus";
+    renderStackChart();
+  });
+  ui.stackFocusSeg.id = "mfp-stack-focus";
+  ui.stackFocusSeg.hidden = true;
+  head.appendChild(ui.stackFocusSeg);
   panel.appendChild(head);
   var host = el("div", "flame-host");
   panel.appendChild(host);
@@ -814,6 +1033,17 @@ function renderStackChart() {
   var what = state.range ? fmtUs(state.range[0]) + " – " + fmtUs(state.range[1]) : "the whole run";
   var hint = "time order, " + what + (state.thread < 0 ? " · pick another thread above" : "") + " · drag here or on the timeline to zoom in time";
   ui.stackTitle.appendChild(el("span", "hint", hint));
+  var skip = null;
+  if (ui.focus > 0) {
+    ui.stackFocusSeg.hidden = false;
+    ui.stackFocusSeg.firstChild.textContent = "From " + (ui.info.name(ui.M.func[ui.focus]) || "the step");
+    if (ui.stackFocus) {
+      skip = [];
+      for (var fn = ui.M.parent[ui.focus]; fn > 0; fn = ui.M.parent[fn]) skip.push(fn);
+      skip.reverse();
+    }
+  }
+  ui.stack.skip = skip;
   ui.stack.set(ui.M, th, state.range, ui.duration, state.cpuOnly);
   ui.stack.setMatch(state.match);
 }
@@ -1006,14 +1236,16 @@ function renderCard(P, M, title, extraError) {
     var w2 = errorBlock("warn-card", "Card note", { type: "", message: extraError });
     root.appendChild(w2);
   }
-  if (Array.isArray(meta.notes) && meta.notes.length) {
+  var split = splitNotes(meta);
+  if (split.loud.length) {
     var notes = el("ul", "notes");
     notes.id = "mfp-notes";
-    meta.notes.forEach(function (n) { notes.appendChild(el("li", "", typeof n === "string" ? n : JSON.stringify(n))); });
+    split.loud.forEach(function (n) { notes.appendChild(el("li", "", n)); });
     root.appendChild(notes);
   }
   var stats = buildStats(P, meta, duration);
   if (stats.children.length) root.appendChild(stats);
+  root.appendChild(buildAbout(P, meta, duration, split.quiet));
   root.appendChild(buildControls(P));
   var tl = buildTimeline(P, duration);
   if (tl) root.appendChild(tl);
@@ -1030,6 +1262,7 @@ function renderCard(P, M, title, extraError) {
     format: fmtUs,
     rootLabel: "all",
     aria: "CPU flame graph",
+    emptyText: ui.M.calls ? "No calls recorded in this view." : "No samples in this view.",
     onSelect: function (fg, node) {
       var f = node > 0 ? fg.tree.func[node] : -1;
       selectFunc(f);
@@ -1048,7 +1281,9 @@ function renderCard(P, M, title, extraError) {
   root.appendChild(foot);
 
   state.cpuTree = aggregateCpu(M, { thread: -1, cpuOnly: false, range: null });
-  ui.flame.setTree(state.cpuTree);
+  ui.focus = focusNode(M, state.cpuTree, meta.focus);
+  ui.flame.zoom = ui.focus > 0 ? ui.focus : 0;
+  ui.flame.setTree(state.cpuTree, true);
   breadcrumb(ui.flame, ui.flame.crumbs);
   ui.dirtyTable = true;
   ui.dirtySandwich = true;

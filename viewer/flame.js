@@ -11,6 +11,10 @@ var ROW_H = 18;
 // Rows drawn at most: a canvas taller than this costs more memory than it
 // shows; deeper frames are reached by zooming in.
 var MAX_ROWS = 400;
+// Ancestors drawn (faded) above a zoomed node: the nearest few give context;
+// the whole path is in the breadcrumb. A card that opens on the step
+// function would otherwise start with a dozen rows of framework frames.
+var CONTEXT_ROWS = 2;
 
 function hashString(s) {
   var h = 2166136261;
@@ -170,6 +174,7 @@ FlameGraph.prototype.layout = function () {
   this.lastWidth = W;
   var xs = [], ws = [], ds = [], ns = [], rows = [];
   var chain = this.ancestors(this.zoom);
+  if (chain.length > CONTEXT_ROWS + 1) chain = chain.slice(-CONTEXT_ROWS - 1);
   function push(x, w, d, n) {
     if (!rows[d]) rows[d] = [];
     rows[d].push(xs.length);
@@ -371,6 +376,13 @@ FlameGraph.prototype.showTip = function (node, e) {
   grid.appendChild(el("span", "", "Self"));
   grid.appendChild(el("span", "num", fmt(t.self[node])));
   grid.appendChild(el("span", "num", pct(t.self[node] / root)));
+  if (t.nodeCount && node > 0) {
+    // calls of this function at this path (deterministic), or samples under it
+    var calls = t.model && t.model.calls;
+    grid.appendChild(el("span", "", calls ? "Calls" : "Samples"));
+    grid.appendChild(el("span", "num", fmtCount(t.nodeCount[node])));
+    grid.appendChild(el("span", "num", ""));
+  }
   tip.appendChild(grid);
   tip.appendChild(el("div", "tip-hint", "click to zoom"));
   tip.hidden = false;
@@ -381,7 +393,10 @@ FlameGraph.prototype.showTip = function (node, e) {
   // keep it inside the graph: in an auto-sized iframe a tooltip hanging
   // below the page would grow the page
   var th = tip.offsetHeight, hh = this.host.clientHeight;
-  if (y + th > hh && e.clientY - hr.top - th - 10 >= 0) y = e.clientY - hr.top - th - 10;
+  if (y + th > hh) {
+    if (e.clientY - hr.top - th - 10 >= 0) y = e.clientY - hr.top - th - 10;
+    else if (th <= hh) y = hh - th; // beside the cursor; it ignores the mouse
+  }
   tip.style.left = x + "px";
   tip.style.top = y + "px";
 };

@@ -44,6 +44,8 @@ function buildModel(P) {
     kids: kids,
     stackFn: stackFn,
     outer: new Uint8Array(n),
+    // deterministic backends count calls of each exact stack, samplers samples
+    calls: !!(P.meta && P.meta.counts === "calls"),
   };
   markOuter(M);
   return M;
@@ -92,15 +94,17 @@ function lowerBound(arr, x) {
 // Returns a weighted tree over the model's fnodes (weights in µs).
 function aggregateCpu(M, opts) {
   var P = M.P;
-  var self = new Float64Array(M.n);
+  var self = new Float64Array(M.n), cnt = new Float64Array(M.n);
   var stackFn = M.stackFn, th = opts.thread, cpu = opts.cpuOnly;
-  var count = 0, i;
+  var count = 0, i, fn;
   if (!opts.range) {
     var ts = P.totStack, tt = P.totThread, tf = P.totFlags, tw = P.totWeight, tc = P.totCount;
     for (i = 0; i < ts.length; i++) {
       if (th >= 0 && tt[i] !== th) continue;
       if (cpu && !(tf[i] & 1)) continue;
-      self[stackFn[ts[i]]] += tw[i];
+      fn = stackFn[ts[i]];
+      self[fn] += tw[i];
+      cnt[fn] += tc[i];
       count += tc[i];
     }
   } else {
@@ -109,11 +113,18 @@ function aggregateCpu(M, opts) {
     for (i = lo; i < hi; i++) {
       if (th >= 0 && st[i] !== th) continue;
       if (cpu && !(sf[i] & 1)) continue;
-      self[stackFn[ss[i]]] += sw[i];
+      fn = stackFn[ss[i]];
+      self[fn] += sw[i];
+      cnt[fn]++;
       count++;
     }
   }
-  return finishTree(M, self, count);
+  var tree = finishTree(M, self, count);
+  // A node's samples include its callees'; a node's calls are its own
+  // (calls of that function at that path), never summed up the tree.
+  if (!M.calls) for (fn = M.n - 1; fn > 0; fn--) cnt[M.parent[fn]] += cnt[fn];
+  tree.nodeCount = cnt;
+  return tree;
 }
 
 function aggregateMemory(M, which) {
@@ -137,20 +148,25 @@ function finishTree(M, self, count) {
     self: self,
     total: total,
     count: count,
+    nodeCount: null,
     rootFunc: -1,
   };
 }
 
-// Per-function self and inclusive totals of a tree (recursion counted once).
+// Per-function self and inclusive totals of a tree (recursion counted once),
+// and counts when the tree has them: calls of the function anywhere, or
+// samples with the function on the stack.
 function functionTotals(tree) {
-  var M = tree.model;
+  var M = tree.model, nc = tree.nodeCount;
   var selfF = new Float64Array(M.nfuncs), totalF = new Float64Array(M.nfuncs);
+  var countF = nc ? new Float64Array(M.nfuncs) : null;
   for (var fn = 1; fn < tree.n; fn++) {
     var f = tree.func[fn];
     selfF[f] += tree.self[fn];
     if (M.outer[fn]) totalF[f] += tree.total[fn];
+    if (nc && (M.calls || M.outer[fn])) countF[f] += nc[fn];
   }
-  return { self: selfF, total: totalF };
+  return { self: selfF, total: totalF, count: countF };
 }
 
 // Share of the root's total under nodes whose function matches (nested

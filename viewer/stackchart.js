@@ -17,6 +17,10 @@ function StackChart(host, info, opts) {
   this.match = null;
   this.hover = null;
   this.perThread = {};
+  // fnodes from the top of the stack down to the focus function's caller:
+  // frames every step sample shares, so leaving them out puts the user's
+  // own code on the first row
+  this.skip = null;
   host.classList.add("flame");
   this.scroller = el("div", "flame-scroll");
   this.canvas = el("canvas", "flame-canvas");
@@ -95,7 +99,7 @@ StackChart.prototype.layout = function () {
   var list = this.samplesOf(this.thread);
   var T = P.sampleT, Wt = P.sampleWeight, st = P.sampleStack, sf = P.sampleFlags;
   var t0 = this.range[0], t1 = this.range[1], span = Math.max(t1 - t0, 1);
-  var open = [], boxes = [], maxDepth = -1, path = [];
+  var open = [], boxes = [], maxDepth = -1, path = [], skip = this.skip && this.skip.length ? this.skip : null;
   var any = false;
   var close = function (d, x) {
     var b = open[d];
@@ -121,6 +125,11 @@ StackChart.prototype.layout = function () {
         if (T[s] - Wt[s] <= t && (!this.cpuOnly || sf[s] & 1)) {
           for (var fn = M.stackFn[st[s]]; fn > 0; fn = M.parent[fn]) path.push(fn);
           path.reverse();
+          if (skip) {
+            var k = 0;
+            while (k < skip.length && k < path.length - 1 && path[k] === skip[k]) k++;
+            if (k) path.splice(0, k);
+          }
           any = true;
         }
       }

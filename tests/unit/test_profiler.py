@@ -128,7 +128,7 @@ def test_bytes_round_trip_and_files(tmp_path):
     assert Profile.load(tmp_path / "x.mfprof").to_bytes() == prof.to_bytes()
     stats = prof.stats()
     assert 0.15 < stats["duration_s"] < 1.0
-    assert stats["samples"] > 100
+    assert stats["samples"] > 20  # ~200 at 1 kHz; far fewer under ASan on a busy machine
     assert stats["peak_cpu_pct"] > 0
 
 
