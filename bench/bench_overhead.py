@@ -181,9 +181,9 @@ def cost_table() -> str:
     for depth in (10, 50, 200):
         stop = threading.Event()
 
-        def dive(n):
+        def dive(n, stop=stop):
             if n:
-                return dive(n - 1)
+                return dive(n - 1, stop)
             while not stop.is_set():
                 sum(range(100))
 

@@ -138,7 +138,7 @@ def test_forced_start_failure_keeps_the_step_result(flow_dir):
     assert task["total"].data == sum(i * i for i in range(300000))
     data = task["profile_card_data"].data
     assert "MFP_FAULT_INJECT" in data["error"]["message"]
-    html, profile = profile_card_of(task, "work")
+    _, profile = profile_card_of(task, "work")
     assert profile.meta["error"]["type"] == "ProfilerError"
     assert profile.stats()["samples"] == 0
 

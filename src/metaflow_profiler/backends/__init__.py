@@ -116,3 +116,15 @@ def meta_json(meta: dict[str, Any]) -> str:
 def empty_profile(meta: dict[str, Any]) -> bytes:
     """A valid profile with no samples, carrying meta (e.g. the error)."""
     return _native.Builder().encode(meta_json(meta))
+
+
+def merge_timeline(meta: dict[str, Any], stats: dict[str, Any]) -> None:
+    """Put what the resource poller reported (native Session/Tracer stats)
+    into META: limits, notes, and its exact peaks, averages and totals."""
+    if stats.get("timeline_error"):
+        meta["notes"].append(f"resource timeline unavailable: {stats['timeline_error']}")
+    if stats.get("timeline_info"):
+        info = json.loads(stats["timeline_info"])
+        meta["limits"] = info.pop("limits", {})
+        meta["notes"].extend(info.pop("notes", []))
+        meta["timeline"] = info

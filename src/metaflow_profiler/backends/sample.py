@@ -9,7 +9,7 @@ import threading
 from typing import Any
 
 from .. import _native
-from . import meta_json
+from . import merge_timeline, meta_json
 
 
 class SampleRunner:
@@ -42,15 +42,9 @@ class SampleRunner:
         if st["mechanism"].startswith("public C API"):
             meta["notes"].append(f"stacks sampled through the {st['mechanism']}: slower than "
                                  "the usual GIL-free sampler")
-        if st["timeline_error"]:
-            meta["notes"].append(f"resource timeline unavailable: {st['timeline_error']}")
         if self._memory:
             _memory_meta(meta, st)
-        if st["timeline_info"]:
-            info = json.loads(st["timeline_info"])
-            meta["limits"] = info.pop("limits", {})
-            meta["notes"].extend(info.pop("notes", []))
-            meta["timeline"] = info  # exact peaks, averages, totals of the poller
+        merge_timeline(meta, st)
         return s.encode(meta_json(meta))
 
 

@@ -5,12 +5,11 @@ poller records the resource timeline beside it (native/timeline)."""
 
 from __future__ import annotations
 
-import json
 import threading
 from typing import Any
 
 from .. import _native
-from . import meta_json
+from . import merge_timeline, meta_json
 
 
 class TraceRunner:
@@ -47,10 +46,5 @@ class TraceRunner:
             )
         if st["lost_threads"]:
             meta["notes"].append(f"{st['lost_threads']} thread(s) stopped being traced (out of memory)")
-        if st["timeline_error"]:
-            meta["notes"].append(f"resource timeline unavailable: {st['timeline_error']}")
-        if st["timeline_info"]:
-            info = json.loads(st["timeline_info"])
-            meta["limits"] = info.get("limits", {})
-            meta["notes"].extend(info.get("notes", []))
+        merge_timeline(meta, st)
         return t.encode(meta_json(meta))
