@@ -622,8 +622,12 @@ void mfp_sampler_free(mfp_sampler *s) {
     free(s->remote_iov);
     free(s->frame_ids);
     free(s->linetable);
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->wake);
+    /* In a forked child the condition variable still counts the parent's
+     * waiting sampler thread, and destroying it would wait forever. */
+    if (getpid() == s->pid) {
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->wake);
+    }
     free(s);
 }
 
