@@ -5,7 +5,9 @@ pyinstrument and py-spy, on the same workloads, in one run.
 
 Overhead = wall time of the workload with a profiler ÷ without, each run in a
 fresh process, runs interleaved (none, ours, cProfile, ... none, ours, ...),
-median of --repeat. Prints Markdown tables for bench/RESULTS.md.
+median of --repeat. "ours" is the CPU sampler with the resource timeline;
+"ours+memory" adds the heap profiler (the default of @profile_card).
+Prints Markdown tables for bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -99,10 +101,10 @@ WORKLOADS = {
 def child(workload: str, profiler: str) -> None:
     fn = WORKLOADS[workload]
     stop = None
-    if profiler == "ours":
+    if profiler in ("ours", "ours+memory"):
         from metaflow_profiler import Profiler
 
-        p = Profiler(interval=0.001, timeline_interval=0.5)
+        p = Profiler(interval=0.001, timeline_interval=0.5, memory=profiler == "ours+memory")
         p.start()
         stop = p.stop
     elif profiler == "cProfile":
@@ -138,7 +140,7 @@ def measure(workload: str, profiler: str) -> float:
 
 
 def available() -> list[str]:
-    names = ["none", "ours", "cProfile"]
+    names = ["none", "ours", "ours+memory", "cProfile"]
     try:
         import pyinstrument  # noqa: F401
 
