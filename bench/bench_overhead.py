@@ -191,7 +191,7 @@ def cost_table() -> str:
 
         t = threading.Thread(target=dive, args=(depth - 3,))
         t.start()
-        p = Profiler(interval=0.001, timeline_interval=0)
+        p = Profiler(interval=0.001, timeline_interval=0, memory=False)
         p.start()
         time.sleep(2)
         prof = p.stop()
@@ -224,7 +224,7 @@ def accuracy_table() -> str:
         work(3)
 
     rows = ["| case | truth | measured | error (pp) |", "|---|---:|---:|---:|"]
-    with Profiler(interval=0.001, timeline_interval=0) as p:
+    with Profiler(interval=0.001, timeline_interval=0, memory=False) as p:
         spent = [0.0, 0.0]
         for _ in range(150):
             t0 = time.perf_counter()
@@ -247,7 +247,7 @@ def accuracy_table() -> str:
             time.sleep(idle)
 
     t = threading.Thread(target=busy_idle, args=(0.006, 0.004, 100), name="busy-idle")
-    with Profiler(interval=0.001, timeline_interval=0) as p:
+    with Profiler(interval=0.001, timeline_interval=0, memory=False) as p:
         t.start()
         t.join()
     cpu = {r.name.rsplit(".", 1)[-1]: r.total_s for r in p.profile.functions(on_cpu=True)}
