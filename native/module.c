@@ -42,6 +42,10 @@ static uint64_t mono_ns(void) {
 }
 
 static PyObject *encode_store(mfp_profile *p, PyObject *meta) {
+    if (!PyUnicode_Check(meta)) {
+        PyErr_SetString(PyExc_TypeError, "meta must be a JSON string");
+        return NULL;
+    }
     Py_ssize_t mlen;
     const char *m = PyUnicode_AsUTF8AndSize(meta, &mlen);
     if (!m) return NULL;
@@ -52,6 +56,32 @@ static PyObject *encode_store(mfp_profile *p, PyObject *meta) {
     PyObject *out = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)n);
     free(buf);
     return out;
+}
+
+/* The poller's info JSON as a str ("" without a poller), sized by asking
+ * first: many GPUs make it long. */
+static PyObject *timeline_info(const mfp_timeline *t) {
+    if (!t) return PyUnicode_FromString("");
+    size_t n = mfp_timeline_info_json(t, NULL, 0);
+    char *buf = malloc(n + 1);
+    if (!buf) return PyErr_NoMemory();
+    mfp_timeline_info_json(t, buf, n + 1);
+    PyObject *out = PyUnicode_FromStringAndSize(buf, (Py_ssize_t)n);
+    free(buf);
+    return out;
+}
+
+/* name_thread(tid, name, is_main) on a stopped run's store. */
+static PyObject *name_thread_in(mfp_profile *p, PyObject *args) {
+    unsigned long long tid;
+    const char *name;
+    Py_ssize_t len;
+    int is_main;
+    if (!PyArg_ParseTuple(args, "Ks#p", &tid, &name, &len, &is_main)) return NULL;
+    uint32_t s = mfp_profile_string(p, name, (size_t)len);
+    if (s == MFP_NONE || mfp_profile_thread(p, tid, s, is_main ? MFP_THREAD_MAIN : 0) == MFP_NONE)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
 }
 
 /* ---- thread names ------------------------------------------------------- */
@@ -261,26 +291,11 @@ static int require_stopped(Session *self) {
 }
 
 static PyObject *Session_name_thread(Session *self, PyObject *args) {
-    unsigned long long tid;
-    const char *name;
-    Py_ssize_t len;
-    int is_main;
-    if (!PyArg_ParseTuple(args, "Ks#p", &tid, &name, &len, &is_main)) return NULL;
-    if (require_stopped(self)) return NULL;
-    uint32_t s = mfp_profile_string(self->profile, name, (size_t)len);
-    if (s == MFP_NONE ||
-        mfp_profile_thread(self->profile, tid, s, is_main ? MFP_THREAD_MAIN : 0) == MFP_NONE)
-        return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return require_stopped(self) ? NULL : name_thread_in(self->profile, args);
 }
 
 static PyObject *Session_encode(Session *self, PyObject *meta) {
-    if (require_stopped(self)) return NULL;
-    if (!PyUnicode_Check(meta)) {
-        PyErr_SetString(PyExc_TypeError, "meta must be a JSON string");
-        return NULL;
-    }
-    return encode_store(self->profile, meta);
+    return require_stopped(self) ? NULL : encode_store(self->profile, meta);
 }
 
 static PyObject *Session_stats(Session *self, PyObject *Py_UNUSED(ignored)) {
@@ -299,26 +314,21 @@ static PyObject *Session_stats(Session *self, PyObject *Py_UNUSED(ignored)) {
         }
         Py_DECREF(v);
     }
-    char *info = NULL, heap_info[4096] = "";
-    if (self->timeline) { /* sized by asking first: many GPUs make it long */
-        size_t n = mfp_timeline_info_json(self->timeline, NULL, 0);
-        if (!(info = malloc(n + 1))) {
-            Py_DECREF(dropped);
-            return PyErr_NoMemory();
-        }
-        mfp_timeline_info_json(self->timeline, info, n + 1);
-    }
+    char heap_info[4096] = "";
     if (self->heap) mfp_heap_info_json(self->heap, heap_info, sizeof heap_info);
+    PyObject *info = timeline_info(self->timeline);
+    if (!info) {
+        Py_DECREF(dropped);
+        return NULL;
+    }
     mfp_profile_counts c;
     mfp_profile_get_counts(self->profile, &c);
-    PyObject *out = Py_BuildValue("{sKsKsNsKsKsssssssIsKssss}", "passes", st.passes, "samples", st.samples,
+    return Py_BuildValue("{sKsKsNsKsKsssNsssIsKssss}", "passes", st.passes, "samples", st.samples,
                          "dropped", dropped, "busy_ns", st.busy_ns, "duration_ns",
                          self->t1_ns - self->t0_ns, "mechanism", mfp_sampler_mode(self->sampler),
-                         "timeline_info", info ? info : "", "timeline_error", self->timeline_error,
+                         "timeline_info", info, "timeline_error", self->timeline_error,
                          "decimation", c.decimation, "start_ns", self->t0_ns, "heap_info",
                          heap_info, "heap_error", self->heap_error);
-    free(info);
-    return out;
 }
 
 static PyMethodDef Session_methods[] = {
@@ -497,10 +507,6 @@ static PyObject *Builder_total(Builder *self, PyObject *args) {
 }
 
 static PyObject *Builder_encode(Builder *self, PyObject *meta) {
-    if (!PyUnicode_Check(meta)) {
-        PyErr_SetString(PyExc_TypeError, "meta must be a JSON string");
-        return NULL;
-    }
     return encode_store(self->profile, meta);
 }
 
@@ -638,35 +644,20 @@ static int tracer_stopped(Tracer *self) {
 }
 
 static PyObject *Tracer_name_thread(Tracer *self, PyObject *args) {
-    unsigned long long tid;
-    const char *name;
-    Py_ssize_t len;
-    int is_main;
-    if (!PyArg_ParseTuple(args, "Ks#p", &tid, &name, &len, &is_main)) return NULL;
-    if (tracer_stopped(self)) return NULL;
-    uint32_t s = mfp_profile_string(self->profile, name, (size_t)len);
-    if (s == MFP_NONE ||
-        mfp_profile_thread(self->profile, tid, s, is_main ? MFP_THREAD_MAIN : 0) == MFP_NONE)
-        return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return tracer_stopped(self) ? NULL : name_thread_in(self->profile, args);
 }
 
 static PyObject *Tracer_encode(Tracer *self, PyObject *meta) {
-    if (tracer_stopped(self)) return NULL;
-    if (!PyUnicode_Check(meta)) {
-        PyErr_SetString(PyExc_TypeError, "meta must be a JSON string");
-        return NULL;
-    }
-    return encode_store(self->profile, meta);
+    return tracer_stopped(self) ? NULL : encode_store(self->profile, meta);
 }
 
 static PyObject *Tracer_stats(Tracer *self, PyObject *Py_UNUSED(ignored)) {
     if (tracer_ready(self)) return NULL;
     mfp_tracer_stats st;
     mfp_tracer_get_stats(self->tracer, &st);
-    char info[4096] = "";
-    if (self->timeline) mfp_timeline_info_json(self->timeline, info, sizeof info);
-    return Py_BuildValue("{sKsKsKsKsKsKsssissss}", "calls", st.calls, "nodes", st.nodes,
+    PyObject *info = timeline_info(self->timeline);
+    if (!info) return NULL;
+    return Py_BuildValue("{sKsKsKsKsKsKsssisNss}", "calls", st.calls, "nodes", st.nodes,
                          "threads", st.threads, "dropped_nodes", st.dropped_nodes,
                          "lost_threads", st.lost_threads, "duration_ns", st.duration_ns,
                          "mechanism", st.mechanism, "tool_id", st.tool_id, "timeline_info", info,

@@ -12,6 +12,7 @@ META "backend" says which one ran, "counts"/"weights" what TOTALS hold.
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any, Protocol
 
 from .. import _native
@@ -128,3 +129,11 @@ def merge_timeline(meta: dict[str, Any], stats: dict[str, Any]) -> None:
         meta["limits"] = info.pop("limits", {})
         meta["notes"].extend(info.pop("notes", []))
         meta["timeline"] = info
+
+
+def name_threads(run: Any) -> None:
+    """Give the threads a stopped native run saw their Python names."""
+    main = threading.main_thread().native_id
+    for tid, name in _native.thread_names().items():
+        run.name_thread(tid, name, tid == main)
+

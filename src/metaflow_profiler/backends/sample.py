@@ -5,11 +5,10 @@ without the GIL (native/sampler), and a C poller records the resource timeline
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 from .. import _native
-from . import merge_timeline, meta_json
+from . import merge_timeline, meta_json, name_threads
 
 
 class SampleRunner:
@@ -25,9 +24,7 @@ class SampleRunner:
     def stop(self, meta: dict[str, Any]) -> bytes:
         s = self._session
         s.stop()
-        main = threading.main_thread().native_id
-        for tid, name in _native.thread_names().items():
-            s.name_thread(tid, name, tid == main)
+        name_threads(s)
         st = s.stats()
         meta.update(
             duration_ns=st["duration_ns"],

@@ -5,11 +5,10 @@ poller records the resource timeline beside it (native/timeline)."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from .. import _native
-from . import merge_timeline, meta_json
+from . import merge_timeline, meta_json, name_threads
 
 
 class TraceRunner:
@@ -23,9 +22,7 @@ class TraceRunner:
     def stop(self, meta: dict[str, Any]) -> bytes:
         t = self._tracer
         t.stop()
-        main = threading.main_thread().native_id
-        for tid, name in _native.thread_names().items():
-            t.name_thread(tid, name, tid == main)
+        name_threads(t)
         st = t.stats()
         meta.update(
             duration_ns=st["duration_ns"],
