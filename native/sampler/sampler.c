@@ -62,6 +62,7 @@ typedef struct {
 typedef struct {
     const void *code;
     int32_t lasti;
+    uint32_t hdr;  /* which copied code header is this frame's */
 } raw_frame;
 
 typedef struct {
@@ -380,7 +381,7 @@ static int walk_frames(mfp_sampler *s, const PyThreadState *ts, const void *top,
             if (!code) { *reason = MFP_DROP_INVALID; return -1; }
             ptrdiff_t off = instr - (code + MFP_CODE_HEADER_SIZE);
             int32_t lasti = off >= 0 && off < (1 << 28) ? (int32_t)(off / (ptrdiff_t)sizeof(_Py_CODEUNIT)) : -1;
-            s->frames[depth++] = (raw_frame){code, lasti};
+            s->frames[depth++] = (raw_frame){code, lasti, 0};
         }
         addr = f->previous;
     }
@@ -398,6 +399,7 @@ static int resolve_stack(mfp_sampler *s, int depth, int *reason) {
         size_t lo = ncodes > 8 ? ncodes - 8 : 0;
         for (j = lo; j < ncodes; j++)
             if (s->codes[j] == c) break;
+        s->frames[i].hdr = (uint32_t)j;
         if (j == ncodes) {
             s->codes[ncodes] = c;
             s->local_iov[ncodes] = (struct iovec){s->code_hdrs + ncodes * MFP_CODE_HEADER_SIZE, MFP_CODE_HEADER_SIZE};
@@ -416,13 +418,10 @@ static int resolve_stack(mfp_sampler *s, int depth, int *reason) {
             return -1;
         }
     }
-    size_t j = 0;
     for (int i = 0; i < depth; i++) {
-        const void *c = s->frames[i].code;
-        if (s->codes[j] != c)
-            for (j = 0; s->codes[j] != c; j++) {}
-        const PyCodeObject *h = (const PyCodeObject *)(s->code_hdrs + j * MFP_CODE_HEADER_SIZE);
-        uint32_t id = resolve_frame(s, c, h, s->frames[i].lasti, reason);
+        const raw_frame *f = &s->frames[i];
+        const PyCodeObject *h = (const PyCodeObject *)(s->code_hdrs + f->hdr * MFP_CODE_HEADER_SIZE);
+        uint32_t id = resolve_frame(s, f->code, h, f->lasti, reason);
         if (id == MFP_NONE) return -1;
         s->frame_ids[i] = id;
     }
