@@ -37,8 +37,8 @@ setup(
             SOURCES,
             include_dirs=["native"],
             define_macros=[("_GNU_SOURCE", "1")],
-            extra_compile_args=["-std=c11", "-O2", "-Wall", "-Wextra", "-fno-strict-aliasing"]
-            + SANITIZE,
+            extra_compile_args=["-std=c11", "-O2", "-Wall", "-Wextra", "-fno-strict-aliasing",
+                                *SANITIZE],
             extra_link_args=SANITIZE,
             libraries=["dl", "pthread", "m"],
         )

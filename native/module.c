@@ -5,7 +5,8 @@
  *       .start() / .stop() / .name_thread(tid, name, is_main)
  *       .encode(meta_json) -> bytes / .stats() -> dict
  *     A native sampling run: the sampler thread and the timeline poller
- *     writing into one profile store.
+ *     writing into one profile store; with memory_rate > 0 also the heap
+ *     tracker (native/heap), whose MEMORY rows join the store at stop.
  *   Tracer(max_nodes=0, timeline_interval=0)
  *       .start() / .stop() / .name_thread(...) / .encode(meta_json) / .stats()
  *     The deterministic tracer (sys.monitoring on 3.12+, a profile function
@@ -119,7 +120,7 @@ static struct {
     pthread_t thread;
     int users, pending, quit;
     pid_t pid;
-} namer = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+} namer = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 static void *namer_main(void *arg) {
     (void)arg;

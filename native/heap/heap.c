@@ -4,8 +4,10 @@
  *  - Cost: every allocation and free of the process passes through a hook,
  *    so the common case must be a few instructions. An allocation that is
  *    not sampled costs a thread-local countdown decrement (the TLS uses
- *    the initial-exec model: no call, no allocation); a free costs one
- *    lock-free probe of the live table, skipped while the table is empty.
+ *    the initial-exec model: no call, no allocation); a free costs a load
+ *    from a 64 KiB counting filter (one counter per 64-byte block), and a
+ *    lock-free probe of the live table only when the filter says a sampled
+ *    block may be there. Measured: bench/RESULTS.md, issue #7.
  *  - Unbiased estimates: sampling is a Poisson process over allocated
  *    bytes with mean interval `rate`. The countdown to the next sample point
  *    is exponential, so an allocation of n bytes is sampled with
@@ -27,6 +29,10 @@
  *    lock before touching bookkeeping, and the live tables are mapped once
  *    per process and never unmapped, so a late lock-free probe reads valid
  *    memory. Nothing a hook may touch is freed while it can run.
+ *  - dlopen is hooked so objects loaded while profiling are patched too.
+ *    The price: the loader sees our object as dlopen's caller, which only
+ *    matters to a library that dlopens a bare name relying on its own
+ *    DT_RPATH (Python loads extensions by full path).
  *  - Reentrancy: a thread-local `busy` flag is set while a Python-domain
  *    hook calls down into the allocator it wraps (pymalloc asks the raw
  *    domain and mmap for memory), so one allocation is counted once, at
@@ -58,11 +64,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TABLE_BITS 18
+#define TABLE_BITS 19
 #define TABLE_CAP ((size_t)1 << TABLE_BITS)
 #define TABLE_MAX_LIVE (TABLE_CAP / 2)
 #define TABLE_MAX_USED (TABLE_CAP * 3 / 4)
-#define FILTER_BITS 15
+#define FILTER_BITS 16
 #define KEY_EMPTY ((uintptr_t)0)
 #define KEY_TOMB ((uintptr_t)1)
 #define MAX_DEPTH 1024
@@ -174,7 +180,7 @@ struct mfp_heap {
 static mfp_heap *current;
 
 /* Counting filter in front of the live table: a free whose counter is 0
- * cannot be a sampled pointer, and 32 KiB stays in cache where the table
+ * cannot be a sampled pointer, and 64 KiB stays in cache where the table
  * would not. Counters stick at 255. Written under the lock, read by any
  * hook; incremented before a key is published, decremented after it is
  * removed, so it never says "absent" for a present key. */
@@ -202,11 +208,12 @@ static size_t slot_of(uintptr_t k) {
     return (size_t)(((uint64_t)k >> 4) * 0x9E3779B97F4A7C15ull >> (64 - TABLE_BITS));
 }
 
-/* Keyed by page, not by address: frees come in runs from the same page
- * (pymalloc pools, arrays of objects), so they keep hitting one cached
- * counter; a page holding a sampled block is rare at any useful rate. */
+/* One counter per 64-byte block, not hashed: frees come in runs from the
+ * same region (pymalloc pools, arrays of objects), and neighbouring blocks
+ * share a cache line of counters, so the filter stays in cache; blocks
+ * 4 MiB apart share a counter, which only costs a probe. */
 static uint8_t *filter_at(uintptr_t k) {
-    return &filter[((uint64_t)k >> 12) * 0xC2B2AE3D27D4EB4Full >> (64 - FILTER_BITS)];
+    return &filter[(k >> 6) & (((size_t)1 << FILTER_BITS) - 1)];
 }
 
 static void filter_add(uintptr_t k, int delta) { /* (lock) */
@@ -758,6 +765,25 @@ mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
     if (rate_bytes < 1 || rate_bytes > ((uint64_t)1 << 40)) {
         snprintf(err, errlen, "memory sampling rate must be 1 byte .. 1 TiB");
         return NULL;
+    }
+    if (current && current->running && G.pid != getpid()) {
+        /* A forked child starting its own profile: the parent's tracker
+         * was copied here but nothing records into it (atfork_child), so
+         * retire it and drop its copied bookkeeping. The hooks stay in
+         * place and are reused. */
+        current->running = 0;
+        current->forked = 1;
+        current = NULL;
+        pthread_mutex_lock(&G.lock);
+        mfp_profile_free(G.store);
+        free(G.stats);
+        G.store = NULL;
+        G.stats = NULL;
+        G.nstats = 0;
+        release_locked_state();
+        if (G.statm_fd >= 0) close(G.statm_fd);
+        G.statm_fd = -1;
+        pthread_mutex_unlock(&G.lock);
     }
     if (atomic_load(&G.active) || (current && current->running)) {
         snprintf(err, errlen, "another memory profile is running in this process");

@@ -1,19 +1,37 @@
 /* heap.h — sampled allocation profiling: where the memory went.
  *
- * Hooks the Python allocator domains (PyMem_SetAllocator) and the native
- * malloc family used by C extensions (malloc, calloc, realloc, free,
- * posix_memalign, aligned_alloc, mmap/munmap), samples allocations by bytes
- * with randomised intervals (mean `rate` bytes, so estimates are unbiased),
- * records the allocating thread's Python stack for each sampled allocation,
- * keeps the live sampled set, and snapshots it at the peak of the live heap.
+ * Hooks the Python allocator domains (PyMem_SetAllocator: raw, mem, object)
+ * and the native allocation functions that C extensions call (malloc,
+ * calloc, realloc, free, posix_memalign, aligned_alloc, memalign, valloc,
+ * mmap/munmap of anonymous memory) by rewriting the GOT slots of every
+ * loaded object except the C library, the loader and this extension
+ * (got.h); dlopen is hooked the same way so libraries loaded later are
+ * patched too. Allocations are sampled by bytes with exponentially
+ * distributed intervals of mean `rate` bytes, so the estimates are
+ * unbiased (docs/FORMAT.md, "Memory rows"). Each sampled allocation keeps
+ * the allocating thread's Python stack (a thread without Python frames gets
+ * a "thread <name> (<tid>)" root; native allocations get a "[native malloc]"
+ * or "[native mmap]" leaf). The tracker keeps the live sampled set and the
+ * live bytes of every stack at the peak of the estimated live heap, plus the
+ * total allocated per stack.
  *
- * Memory: the tracker owns its bookkeeping (bounded by the number of live
- * sampled allocations). mfp_heap_export copies the result into a profile.
+ * One tracker runs per process at a time (the hooks are process-wide).
+ * Cost: an allocation that is not sampled costs a thread-local countdown; a
+ * free costs a load from a 64 KiB filter (bench/bench_memory.py).
  *
- * Threads: start/stop/export/free are called by one controlling thread with
- * the GIL held. The hooks run on any thread, with or without the GIL, and
- * are reentrancy-safe, thread-safe and fork-safe; after stop they are
- * removed and memory allocated while profiling may be freed at any time.
+ * Memory: the tracker owns its bookkeeping (a private profile store, the
+ * per-stack counters, bounded by the distinct stacks seen). The live table
+ * is mapped once per process and reused (at most 2^18 live samples; more
+ * are counted as dropped). mfp_heap_export copies the result into a
+ * profile; the caller keeps owning that profile.
+ *
+ * Threads: start/stop/export/info/free are called by one controlling
+ * thread with the GIL held. The hooks run on any thread, with or without
+ * the GIL, and are reentrancy-safe, thread-safe and fork-safe: in a forked
+ * child they pass through (nothing is recorded there; stop in the child
+ * only removes the hooks). After stop the hooks are removed; memory
+ * allocated while profiling may be freed at any time, before or after, and
+ * a thread still inside a hook when stop runs is harmless.
  */
 #ifndef MFP_HEAP_H
 #define MFP_HEAP_H
@@ -25,21 +43,26 @@
 
 typedef struct mfp_heap mfp_heap;
 
-/* Install the hooks; mean sampling interval rate_bytes (e.g. 512 KiB).
- * NULL on failure with a message in err. Must hold the GIL. */
+/* Install the hooks; mean sampling interval rate_bytes (1 .. 2^40, e.g.
+ * 128 KiB). NULL on failure with a message in err (e.g. another tracker
+ * is running, unknown Python version). Must hold the GIL. */
 mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen);
 
-/* Remove the hooks (GIL held). Idempotent. */
+/* Remove the hooks and freeze the results (GIL held: it restores the PyMem
+ * allocators). Idempotent; NULL is ignored. */
 void mfp_heap_stop(mfp_heap *h);
 
 /* Add MEMORY rows (estimated live bytes at peak, total allocated, count per
- * stack) to p. 0 or -1. */
+ * stack) to p, importing the stacks, frames, functions and strings they
+ * need. Only after stop. 0, or -1 when out of memory or still running. */
 int mfp_heap_export(const mfp_heap *h, mfp_profile *p);
 
-/* A JSON object for META, e.g. {"peak_bytes": ..., "sampled": ..., "notes": [...]}.
- * Writes at most cap bytes (NUL-terminated); returns the length it needed. */
+/* A JSON object for META["memory"] (keys in docs/FORMAT.md, META), with a
+ * "notes" list of strings for the card. Only after stop. Writes at most cap
+ * bytes (NUL-terminated); returns the length it needed. */
 size_t mfp_heap_info_json(const mfp_heap *h, char *buf, size_t cap);
 
+/* Stop if running, then free. NULL is ignored. */
 void mfp_heap_free(mfp_heap *h);
 
 #endif

@@ -15,7 +15,7 @@ BACKENDS = backends.NAMES
 _PYTHON = platform.python_version()  # computed once: stop() runs while sampling
 # Mean bytes allocated between two allocation samples (native/heap). Lower is
 # more precise and costs more; bench/bench_memory.py measures both.
-DEFAULT_MEMORY_RATE = 512 * 1024
+DEFAULT_MEMORY_RATE = 128 * 1024
 
 
 class ProfilerError(RuntimeError):
@@ -57,8 +57,9 @@ class Profiler:
     backend: "sample" (native sampler, default), see BACKENDS.
     interval: seconds between samples (>= 0.0001).
     timeline_interval: seconds between resource-timeline points, 0 = off.
-    memory: sampled allocation profiling: live memory at the heap peak and total
-        allocated, by Python stack, Python and native allocations (sample backend).
+    memory: sampled allocation profiling (default on): live memory at the heap
+        peak and total allocated by Python stack, Python and native allocations
+        (sample backend; other backends ignore it with a note).
     memory_rate: mean bytes allocated between two allocation samples.
     """
 
@@ -67,7 +68,7 @@ class Profiler:
         backend: str | None = "sample",
         interval: float = 0.001,
         timeline_interval: float = 0.5,
-        memory: bool = False,
+        memory: bool = True,
         max_samples: int = 0,
         memory_rate: int = DEFAULT_MEMORY_RATE,
     ) -> None:

@@ -20,7 +20,7 @@ def hold_arrays():
 
 def hold_lists():
     base = [float(i) for i in range(1000)]
-    return [[x + 0.5 for x in base] for _ in range(1000)]  # about 32 MB
+    return [[x + 0.5 for x in base] for _ in range(3000)]  # about 100 MB
 
 
 def churn():
@@ -53,17 +53,19 @@ if __name__ == "__main__":
 def test_memory_table_on_the_card(flow_dir):
     status, run = run_flow(flow_dir, FLOW, env={"OPENBLAS_NUM_THREADS": "1"})
     assert status == "successful"
-    html, profile = profile_card_of(run["start"].task, "start")
+    _, profile = profile_card_of(run["start"].task, "start")
     rows = {r.name: r for r in profile.memory_functions()}
     assert abs(rows["hold_arrays"].total_bytes - 200 * MB) <= 20 * MB, rows["hold_arrays"]
-    assert 25 * MB <= rows["hold_lists"].total_bytes <= 40 * MB, rows["hold_lists"]
+    # Small objects: at the default rate (128 KiB) ~760 samples stand for
+    # 100 MB, so the estimate's standard error is ~3.6%; 15% is 4 of them.
+    assert 85 * MB <= rows["hold_lists"].total_bytes <= 115 * MB, rows["hold_lists"]
     # churn frees as it goes: at most one 10 MB buffer is live at the peak.
     assert rows.get("churn") is None or rows["churn"].total_bytes <= 12 * MB
     assert rows["MemFlow.start"].total_bytes >= rows["hold_arrays"].total_bytes
     mem = profile.meta["memory"]
-    assert 220 * MB <= mem["peak_bytes"] <= 280 * MB, mem
+    assert 270 * MB <= mem["peak_bytes"] <= 360 * MB, mem
     assert mem["rss_at_peak_bytes"] >= mem["peak_bytes"] * 0.9
-    assert mem["allocated_bytes"] >= 500 * MB  # 300 MB churned + 230 MB held
+    assert mem["allocated_bytes"] >= 550 * MB  # 300 MB churned + 300 MB held
     assert any(n.startswith("memory: heap at peak") and "of RSS" in n
                for n in profile.meta["notes"])
     assert "memory" not in str(profile.meta.get("error") or "")

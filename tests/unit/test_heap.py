@@ -24,10 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
-import numpy as np  # noqa: E402
+import memory_workloads as workloads  # noqa: E402  (imports numpy)
 import pytest  # noqa: E402
 
-import memory_workloads as workloads  # noqa: E402
 from metaflow_profiler import Profiler, _native  # noqa: E402
 
 MB = 1_000_000
@@ -143,6 +142,7 @@ HELPER = r"""
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 static void *held;
 static void *run(void *arg) {
     held = malloc((size_t)arg);
@@ -157,6 +157,13 @@ int hold_in_thread(size_t n) {
 void release_held(void) { free(held); held = NULL; }
 void *alloc_here(size_t n) { void *p = malloc(n); if (p) memset(p, 2, n); return p; }
 void free_here(void *p) { free(p); }
+void *map_here(size_t n) {
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    memset(p, 3, n);
+    return p;
+}
+int unmap_here(void *p, size_t n) { return munmap(p, n); }
 """
 
 
@@ -193,6 +200,39 @@ def test_library_loaded_after_start_and_thread_without_python_frames(helper_lib)
     assert within(got[name]["live"], 24 * MB), got[name]
 
 
+def map_and_keep(lib, n):
+    return lib.map_here(n)
+
+
+def map_and_unmap(lib, n):
+    import ctypes
+
+    p = lib.map_here(n)
+    assert p and lib.unmap_here(ctypes.c_void_p(p), ctypes.c_size_t(n)) == 0
+
+
+def test_anonymous_mmap_is_heap_and_munmap_frees_it(helper_lib):
+    import ctypes
+
+    lib = ctypes.CDLL(str(helper_lib))
+    lib.map_here.restype = ctypes.c_void_p
+    lib.map_here.argtypes = [ctypes.c_size_t]
+    lib.unmap_here.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    p = Profiler(memory=True, memory_rate=64 * 1024, timeline_interval=0)
+    p.start()
+    kept = map_and_keep(lib, 32 * MB)
+    for _ in range(8):
+        map_and_unmap(lib, 16 * MB)
+    profile = p.stop()
+    lib.unmap_here(kept, 32 * MB)  # after stop: nothing of ours is touched
+    got = by_function(profile)
+    assert got["[native mmap]"]["kind"] == 1
+    assert within(got["map_and_keep"]["live"], 32 * MB), got["map_and_keep"]
+    assert within(got["map_and_unmap"]["alloc"], 8 * 16 * MB), got["map_and_unmap"]
+    # Unmapped as it goes: at the peak at most one 16 MB mapping is live.
+    assert got["map_and_unmap"]["live"] <= 16 * MB * 1.01
+
+
 def test_coexists_with_tracemalloc():
     import tracemalloc
 
@@ -214,7 +254,8 @@ def test_coexists_with_tracemalloc():
 
 
 STRESS = r"""
-import os, sys, threading
+import faulthandler, os, sys, threading, time
+faulthandler.dump_traceback_later(240, exit=True)  # a hang shows where
 sys.path.insert(0, sys.argv[1])
 import numpy as np
 from metaflow_profiler import _native
@@ -245,7 +286,15 @@ if pid == 0:
     ys = [bytearray(100) for _ in range(10_000)]
     del xs, ys
     os._exit(0)
-_, status = os.waitpid(pid, 0)
+deadline = time.monotonic() + 60
+while True:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    if time.monotonic() > deadline:
+        os.kill(pid, 9)
+        raise AssertionError("the forked child hung")
+    time.sleep(0.01)
 assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
 crossing = [np.ones(200_000) for _ in range(10)]
 s.stop()
@@ -272,13 +321,53 @@ print("stress ok")
 
 def run_stress(cycles: int) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", STRESS, str(ROOT / "bench"), str(cycles)],
-                          capture_output=True, text=True, timeout=600,
+                          capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
 
 
 def test_threads_fork_and_1000_start_stop_cycles():
     r = run_stress(1000)
     assert r.returncode == 0 and "stress ok" in r.stdout, r.stderr[-3000:]
+
+
+FORKED = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+import memory_workloads as w
+from metaflow_profiler import Profiler
+parent = Profiler(memory=True, timeline_interval=0)
+parent.start()
+r, wfd = os.pipe()
+pid = os.fork()
+if pid == 0:  # the child profiles itself while the parent's profile runs on
+    child = Profiler(memory=True, memory_rate=64 * 1024, timeline_interval=0)
+    child.start()
+    arrays = w.hold_numpy(0.2)
+    prof = child.stop()
+    rows = {r.name: r.total_bytes for r in prof.memory_functions()}
+    os.write(wfd, json.dumps([rows.get("hold_numpy", 0), prof.meta["notes"]]).encode())
+    os._exit(0)
+os.close(wfd)
+got = json.loads(os.read(r, 1 << 20))
+os.waitpid(pid, 0)
+keep = w.hold_numpy(0.1)
+prof = parent.stop()
+rows = {r.name: r.total_bytes for r in prof.memory_functions()}
+print(json.dumps({"child": got, "parent": rows.get("hold_numpy", 0)}))
+"""
+
+
+def test_forked_child_can_profile_memory_itself():
+    import json
+
+    r = subprocess.run([sys.executable, "-c", FORKED, str(ROOT / "bench")], capture_output=True,
+                       text=True, timeout=120, env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    child_bytes, notes = out["child"]
+    assert within(child_bytes, 80 * MB), out
+    assert not any("unavailable" in n for n in notes), notes
+    assert within(out["parent"], 40 * MB), out  # the parent's profile is not disturbed
 
 
 def test_many_threads_allocating_are_each_attributed():

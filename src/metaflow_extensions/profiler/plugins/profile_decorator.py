@@ -42,7 +42,7 @@ class ProfileCardDecorator(StepDecorator):
     timeline_interval: seconds between resource-timeline points (default 0.5; 0 = off).
     artifact_name: task artifact that holds the profile (default "profile_card_data").
     create_card: attach the card (default True).
-    memory: sampled allocation profiling (not available yet; default False).
+    memory: sampled allocation profiling, Python and native (default True).
     """
 
     name = "profile_card"
@@ -52,7 +52,7 @@ class ProfileCardDecorator(StepDecorator):
         "timeline_interval": 0.5,
         "artifact_name": "profile_card_data",
         "create_card": True,
-        "memory": False,
+        "memory": True,
     }
 
     def step_init(self, flow, graph, step_name, decorators, environment, flow_datastore, logger):
