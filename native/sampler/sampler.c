@@ -329,7 +329,7 @@ static thread_entry *thread_for(mfp_sampler *s, uint64_t tid) {
 static void copy_chunks(mfp_sampler *s, const PyThreadState *ts) {
     const char *remote = (const char *)ts->datastack_chunk;
     size_t used = remote && ts->datastack_top
-                      ? (size_t)((const char *)ts->datastack_top - remote) : 0;
+                      ? (size_t)((uintptr_t)ts->datastack_top - (uintptr_t)remote) : 0;
     size_t filled = 0;
     s->nregions = 0;
     while (remote && s->nregions < MAX_CHUNKS) {
@@ -353,13 +353,16 @@ static void copy_chunks(mfp_sampler *s, const PyThreadState *ts) {
 /* Frame at remote address addr: from the copied chunks when it lies
  * inside one, else copied on its own into *tmp. NULL when unreadable. */
 static const mfp_py_frame *frame_at(mfp_sampler *s, const void *addr, mfp_py_frame *tmp) {
-    const char *a = addr;
+    /* addr may be garbage (a frame torn while it was copied): compare as
+     * integers, so no pointer arithmetic can overflow. */
+    uintptr_t a = (uintptr_t)addr;
     for (size_t k = 0; k < s->nregions; k++) {
         size_t i = (s->last_region + k) % s->nregions; /* the walk moves region by region */
         const copied_region *r = &s->regions[i];
-        if (a >= r->remote && a + sizeof(mfp_py_frame) <= r->remote + r->len) {
+        uintptr_t off = a - (uintptr_t)r->remote;
+        if (a >= (uintptr_t)r->remote && off < r->len && r->len - off >= sizeof(mfp_py_frame)) {
             s->last_region = i;
-            return (const mfp_py_frame *)(r->local + (a - r->remote));
+            return (const mfp_py_frame *)(r->local + off);
         }
     }
     return mfp_mem_read(tmp, addr, sizeof *tmp) == 0 ? tmp : NULL;
@@ -377,10 +380,11 @@ static int walk_frames(mfp_sampler *s, const PyThreadState *ts, const void *top,
         if (!f) { *reason = MFP_DROP_READ_FAULT; return -1; }
         if (!MFP_FRAME_IS_SHIM(f)) {
             if (depth == MFP_SAMPLER_MAX_DEPTH) { *reason = MFP_DROP_TOO_DEEP; return -1; }
-            const char *code = MFP_FRAME_CODE(f), *instr = MFP_FRAME_INSTR(f);
+            const void *code = MFP_FRAME_CODE(f);
             if (!code) { *reason = MFP_DROP_INVALID; return -1; }
-            ptrdiff_t off = instr - (code + MFP_CODE_HEADER_SIZE);
-            int32_t lasti = off >= 0 && off < (1 << 28) ? (int32_t)(off / (ptrdiff_t)sizeof(_Py_CODEUNIT)) : -1;
+            /* Unchecked values: integer arithmetic only. */
+            uintptr_t off = (uintptr_t)MFP_FRAME_INSTR(f) - ((uintptr_t)code + MFP_CODE_HEADER_SIZE);
+            int32_t lasti = off < (1u << 28) ? (int32_t)(off / sizeof(_Py_CODEUNIT)) : -1;
             s->frames[depth++] = (raw_frame){code, lasti, 0};
         }
         addr = f->previous;

@@ -157,3 +157,28 @@ def test_start_stop_1000_times():
         with Profiler(**FAST):
             results.append(i * 2)
     assert results == [i * 2 for i in range(1000)]
+
+
+def test_threads_changing_stacks_fast():
+    """8 threads whose stacks change every few µs: the sampler copies frames
+    while they are being rewritten (torn reads). A garbage frame pointer once
+    overflowed a bounds check and crashed the process; now it is a dropped
+    sample at worst."""
+    import json
+
+    def churn(out):
+        n = 0
+        for i in range(6000):
+            doc = json.dumps({"i": i, "v": list(range(30)), "s": {"a": [1, 2, {"b": 3}]}})
+            n += len(json.loads(doc)["v"])
+        out.append(n)
+
+    out = []
+    with Profiler(**FAST) as p:
+        ts = [threading.Thread(target=churn, args=(out,)) for _ in range(8)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    assert out == [6000 * 30] * 8
+    assert "churn" in names(p.profile)
