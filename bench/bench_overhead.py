@@ -101,6 +101,17 @@ WORKLOADS = {
 def child(workload: str, profiler: str) -> None:
     fn = WORKLOADS[workload]
     stop = None
+    # Every run imports every profiler, used or not: imports add objects the
+    # garbage collector walks, and the allocation workload would otherwise
+    # be slower just because a profiler was imported.
+    import cProfile  # noqa: F401
+
+    import metaflow_profiler  # noqa: F401
+
+    try:
+        import pyinstrument  # noqa: F401
+    except ImportError:
+        pass
     if profiler in ("ours", "ours+memory"):
         from metaflow_profiler import Profiler
 
