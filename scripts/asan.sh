@@ -8,7 +8,7 @@ py="$(python_for "$v")"
 venv="$ROOT/.venv/asan$v"
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -U pip setuptools pytest psutil \
-    numpy metaflow >&2
+    numpy metaflow pyinstrument >&2
 
 # Build from a copy: setuptools reuses object files in build/ whatever the flags.
 src="$(mktemp -d)"
