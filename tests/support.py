@@ -3,7 +3,9 @@ cannot be imported reliably when several exist)."""
 
 import os
 import re
+import shutil
 import tempfile
+import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,3 +28,30 @@ def card_profile_bytes(html: str) -> bytes | None:
     if not m or not m.group(1).strip():
         return None
     return zlib.decompress(base64.b64decode(m.group(1)))
+
+
+def run_flow(flow_dir, source_or_file, env=None, **params):
+    """Run a flow with metaflow.Runner; returns (status, Run)."""
+    from metaflow import Runner
+
+    if os.path.exists(str(source_or_file)):
+        flow = flow_dir / os.path.basename(source_or_file)
+        shutil.copy(source_or_file, flow)
+    else:
+        flow = flow_dir / "flow.py"
+        flow.write_text(textwrap.dedent(source_or_file))
+    with Runner(str(flow), show_output=False, cwd=str(flow_dir), env=env or {}).run(
+        **params
+    ) as running:
+        return running.status, running.run
+
+
+def profile_card_of(task, step):
+    from metaflow.cards import get_cards
+
+    from metaflow_profiler import Profile
+
+    cards = get_cards(task, id=f"profile_card_{step}")
+    assert len(cards) == 1
+    html = cards[0].get()
+    return html, Profile.from_bytes(card_profile_bytes(html))

@@ -2,43 +2,13 @@
 directory) of flows decorated with @profile_card; the card is read back with
 metaflow.cards.get_cards, exactly as a user would."""
 
-import os
-import shutil
 import subprocess
 import sys
-import textwrap
 
 import pytest
-from support import REPO, card_profile_bytes, new_flow_dir
+from support import REPO, card_profile_bytes, new_flow_dir, profile_card_of, run_flow
 
 pytestmark = pytest.mark.integration
-
-
-def run_flow(flow_dir, source_or_file, env=None, **params):
-    """Run a flow with metaflow.Runner; returns (status, Run)."""
-    from metaflow import Runner
-
-    if os.path.exists(str(source_or_file)):
-        flow = flow_dir / os.path.basename(source_or_file)
-        shutil.copy(source_or_file, flow)
-    else:
-        flow = flow_dir / "flow.py"
-        flow.write_text(textwrap.dedent(source_or_file))
-    with Runner(str(flow), show_output=False, cwd=str(flow_dir), env=env or {}).run(
-        **params
-    ) as running:
-        return running.status, running.run
-
-
-def profile_card_of(task, step):
-    from metaflow.cards import get_cards
-
-    from metaflow_profiler import Profile
-
-    cards = get_cards(task, id=f"profile_card_{step}")
-    assert len(cards) == 1
-    html = cards[0].get()
-    return html, Profile.from_bytes(card_profile_bytes(html))
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ with metaflow.cards.get_cards carries the memory table (live bytes at the
 heap peak by function) and the "heap at peak X of RSS Y" line."""
 
 import pytest
-from test_flows import profile_card_of, run_flow
+from support import profile_card_of, run_flow
 
 pytestmark = pytest.mark.integration
 
