@@ -18,7 +18,9 @@ tar -C "$ROOT" --exclude=./build --exclude=./.venv --exclude=./.demo --exclude=.
 MFP_SANITIZE=1 "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall \
     --no-deps "$src" >&2
 so="$(ls "$venv"/lib/python*/site-packages/metaflow_profiler/_native*.so)"
-nm -D "$so" | grep -q __asan || { echo "asan.sh: $so is not a sanitizer build" >&2; exit 1; }
+# grep without -q reads all of nm's output: quitting early would SIGPIPE nm
+# and fail this pipeline under pipefail.
+nm -D "$so" | grep __asan >/dev/null || { echo "asan.sh: $so is not a sanitizer build" >&2; exit 1; }
 
 cd "$ROOT/tests"
 LD_PRELOAD="$(cc -print-file-name=libasan.so)" ASAN_OPTIONS=detect_leaks=0 \
