@@ -20,6 +20,10 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"] if os.env
     "MFP_SANITIZE"
 ) else []
 
+# MFP_PORTABLE=1 builds as for an interpreter whose internals we do not know
+# (native/sampler/layout.h): public C API only. For the tests of that path.
+PORTABLE = [("MFP_PORTABLE", "1")] if os.environ.get("MFP_PORTABLE") else []
+
 setup(
     packages=[
         "metaflow_profiler",
@@ -36,7 +40,7 @@ setup(
             "metaflow_profiler._native",
             SOURCES,
             include_dirs=["native"],
-            define_macros=[("_GNU_SOURCE", "1")],
+            define_macros=[("_GNU_SOURCE", "1"), *PORTABLE],
             extra_compile_args=["-std=c11", "-O2", "-Wall", "-Wextra", "-fno-strict-aliasing",
                                 *SANITIZE],
             extra_link_args=SANITIZE,

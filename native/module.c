@@ -859,7 +859,8 @@ PyMODINIT_FUNC PyInit__native(void) {
     if (PyModule_AddObjectRef(m, "Session", (PyObject *)&SessionType) < 0 ||
         PyModule_AddObjectRef(m, "Builder", (PyObject *)&BuilderType) < 0 ||
         PyModule_AddObjectRef(m, "Tracer", (PyObject *)&TracerType) < 0 ||
-        PyModule_AddIntConstant(m, "FORMAT_VERSION", 1) < 0) {
+        PyModule_AddIntConstant(m, "FORMAT_VERSION", 1) < 0 ||
+        PyModule_AddIntConstant(m, "KNOWS_FRAME_LAYOUT", mfp_sampler_knows_layout()) < 0) {
         Py_DECREF(m);
         return NULL;
     }

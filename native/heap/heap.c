@@ -330,6 +330,7 @@ static void account_free(const entry *e) {
 
 /* ---- stacks (lock; on the allocating thread) ----------------------------- */
 
+#if MFP_LAYOUT_KNOWN /* stacks are read only where the frame layout is known */
 /* A str object's text as UTF-8 into out, without allocating. */
 static size_t str_utf8(PyObject *o, char *out, size_t cap) {
     if (!o || !PyUnicode_Check(o)) return 0;
@@ -357,6 +358,7 @@ static size_t str_utf8(PyObject *o, char *out, size_t cap) {
     }
     return len;
 }
+#endif
 
 static uint32_t intern_func(const char *name, size_t nlen, const char *file, size_t flen,
                             uint32_t line, uint32_t kind) {
@@ -366,6 +368,7 @@ static uint32_t intern_func(const char *name, size_t nlen, const char *file, siz
     return mfp_profile_func(G.store, n, f, line, kind);
 }
 
+#if MFP_LAYOUT_KNOWN
 /* The store frame of (code, lasti). The code object is kept alive by the
  * thread's own frame, which cannot change while this thread allocates. */
 static uint32_t resolve_frame(PyCodeObject *co, int lasti) {
@@ -387,6 +390,7 @@ static uint32_t resolve_frame(PyCodeObject *co, int lasti) {
         *e = (cache_entry){co, co->co_qualname, co->co_filename, lasti, co->co_firstlineno, frame};
     return frame;
 }
+#endif
 
 static uint32_t thread_root(void) {
     char name[64] = "";
@@ -404,8 +408,9 @@ static uint32_t thread_root(void) {
  * with the GIL held nobody else changes them, and without it the thread is
  * inside malloc and is not changing them either. */
 static uint32_t capture_stack(int src) {
-    PyThreadState *ts = PyGILState_GetThisThreadState();
     int depth = 0;
+#if MFP_LAYOUT_KNOWN /* else mfp_heap_start refuses to start */
+    PyThreadState *ts = PyGILState_GetThisThreadState();
     if (ts) {
 #if MFP_TSTATE_HAS_CFRAME
         mfp_py_frame *f = ts->cframe ? ts->cframe->current_frame : NULL;
@@ -428,6 +433,7 @@ static uint32_t capture_stack(int src) {
         G.ids[i] = resolve_frame((PyCodeObject *)G.scratch[i].code, G.scratch[i].lasti);
         if (G.ids[i] == MFP_NONE) return MFP_NONE;
     }
+#endif
     uint32_t node = depth ? MFP_NONE : thread_root();
     if (!depth && node == MFP_NONE) return MFP_NONE;
     for (int i = depth - 1; i >= 0; i--) {

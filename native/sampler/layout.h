@@ -8,18 +8,28 @@
 #ifndef MFP_LAYOUT_H
 #define MFP_LAYOUT_H
 
+#include <patchlevel.h>
+#include <pyconfig.h>
+
+/* A release newer than this file, or a free-threaded build, has layouts
+ * nobody checked: such builds get only the public C API (the sampler's
+ * GIL-taking fallback; no memory profile). MFP_PORTABLE=1 at build time
+ * makes that build on a known interpreter, which is how tests check it. */
+#if defined(MFP_PORTABLE) || PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000 || \
+    defined(Py_GIL_DISABLED)
+#define MFP_LAYOUT_KNOWN 0
+#include <Python.h>
+#include <frameobject.h>
+#define MFP_CODE_HEADER_SIZE 1
+#else
+#define MFP_LAYOUT_KNOWN 1
+
 #define Py_BUILD_CORE 1
 #include <Python.h>
 #include <frameobject.h>
 #include <internal/pycore_frame.h>
 #include <internal/pycore_interp.h>
 #undef Py_BUILD_CORE
-
-#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000
-#define MFP_LAYOUT_KNOWN 0
-#else
-#define MFP_LAYOUT_KNOWN 1
-#endif
 
 typedef _PyInterpreterFrame mfp_py_frame;
 
@@ -47,5 +57,6 @@ typedef _PyInterpreterFrame mfp_py_frame;
 /* Bytes of a code object the sampler copies: everything before the
  * bytecode, which holds the names, first line and line table. */
 #define MFP_CODE_HEADER_SIZE offsetof(PyCodeObject, co_code_adaptive)
+#endif /* MFP_LAYOUT_KNOWN */
 
 #endif

@@ -123,6 +123,79 @@ static uint64_t thread_cpu_ns(uint64_t tid) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* ---- threads ----------------------------------------------------------- */
+
+/* Threads by OS tid: an open-addressing table of indices into s->threads
+ * (0 = empty, else index + 1), so a pass costs O(threads) however many
+ * threads came and went. */
+static size_t tid_slot(uint64_t tid) {
+    return (size_t)((tid * 0x9E3779B97F4A7C15ull) >> (64 - THREAD_TABLE_BITS));
+}
+
+static thread_entry *thread_find(mfp_sampler *s, uint64_t tid) {
+    const size_t mask = ((size_t)1 << THREAD_TABLE_BITS) - 1;
+    for (size_t i = tid_slot(tid);; i = (i + 1) & mask) {
+        uint32_t k = s->thread_table[i];
+        if (!k) return NULL;
+        if (s->threads[k - 1].tid == tid) return &s->threads[k - 1];
+    }
+}
+
+static thread_entry *thread_for(mfp_sampler *s, uint64_t tid) {
+    thread_entry *t = thread_find(s, tid);
+    if (t) return t;
+    if (s->nthreads == MAX_THREADS) { /* forget old, mostly dead ones */
+        s->nthreads = 0;
+        memset(s->thread_table, 0, sizeof(uint32_t) << THREAD_TABLE_BITS);
+    }
+    uint32_t idx = mfp_profile_thread(s->profile, tid, 0, 0);
+    if (idx == MFP_NONE) return NULL;
+    t = &s->threads[s->nthreads++];
+    *t = (thread_entry){tid, UINT64_MAX, NULL, idx, MFP_NONE};
+    const size_t mask = ((size_t)1 << THREAD_TABLE_BITS) - 1;
+    size_t i = tid_slot(tid);
+    while (s->thread_table[i]) i = (i + 1) & mask;
+    s->thread_table[i] = (uint32_t)s->nthreads; /* index + 1 */
+    if (s->on_new_thread) s->on_new_thread();
+    return t;
+}
+
+/* The stack node of s->frame_ids[0..depth) (leaf first); MFP_NONE when the
+ * store is full. */
+static uint32_t stack_node(mfp_sampler *s, int depth) {
+    uint32_t node = MFP_NONE;
+    for (int i = depth - 1; i >= 0; i--) {
+        node = mfp_profile_stack(s->profile, node, s->frame_ids[i]);
+        if (node == MFP_NONE) break;
+    }
+    return node;
+}
+
+/* One sample of thread tid at stack node, standing for dt ns; on CPU if the
+ * thread ran for at least half of that time. */
+static void add_sample(mfp_sampler *s, uint64_t tid, const void *tstate, uint32_t node,
+                       uint64_t cpu, uint64_t t, uint64_t dt) {
+    thread_entry *te = node == MFP_NONE ? NULL : thread_for(s, tid);
+    if (!te) {
+        s->stats.dropped[MFP_DROP_NO_MEMORY]++;
+        return;
+    }
+    uint64_t used = te->cpu_ns == UINT64_MAX || cpu < te->cpu_ns ? cpu : cpu - te->cpu_ns;
+    if (te->cpu_ns == cpu && te->tstate == tstate) dt = s->gap_ns; /* did not run: all of it */
+    te->cpu_ns = cpu;
+    te->tstate = tstate;
+    te->last_node = node;
+    uint32_t flags = used * 2 >= dt ? MFP_SAMPLE_ON_CPU : 0;
+    if (mfp_profile_sample(s->profile, t, node, te->index, dt, flags) != 0)
+        s->stats.dropped[MFP_DROP_NO_MEMORY]++;
+    else
+        s->stats.samples++;
+}
+
+/* ---- the GIL-free reader ------------------------------------------------ *
+ * Compiled only where layout.h knows the interpreter's frame layout. */
+#if MFP_LAYOUT_KNOWN
+
 /* ---- strings and line tables (sampler thread; reads only via memread) -- */
 
 static size_t put_utf8(char *out, uint32_t c) {
@@ -285,41 +358,6 @@ static uint32_t resolve_frame(mfp_sampler *s, const void *code, const PyCodeObje
     return frame;
 }
 
-/* Threads by OS tid: an open-addressing table of indices into s->threads
- * (0 = empty, else index + 1), so a pass costs O(threads) however many
- * threads came and went. */
-static size_t tid_slot(uint64_t tid) {
-    return (size_t)((tid * 0x9E3779B97F4A7C15ull) >> (64 - THREAD_TABLE_BITS));
-}
-
-static thread_entry *thread_find(mfp_sampler *s, uint64_t tid) {
-    const size_t mask = ((size_t)1 << THREAD_TABLE_BITS) - 1;
-    for (size_t i = tid_slot(tid);; i = (i + 1) & mask) {
-        uint32_t k = s->thread_table[i];
-        if (!k) return NULL;
-        if (s->threads[k - 1].tid == tid) return &s->threads[k - 1];
-    }
-}
-
-static thread_entry *thread_for(mfp_sampler *s, uint64_t tid) {
-    thread_entry *t = thread_find(s, tid);
-    if (t) return t;
-    if (s->nthreads == MAX_THREADS) { /* forget old, mostly dead ones */
-        s->nthreads = 0;
-        memset(s->thread_table, 0, sizeof(uint32_t) << THREAD_TABLE_BITS);
-    }
-    uint32_t idx = mfp_profile_thread(s->profile, tid, 0, 0);
-    if (idx == MFP_NONE) return NULL;
-    t = &s->threads[s->nthreads++];
-    *t = (thread_entry){tid, UINT64_MAX, NULL, idx, MFP_NONE};
-    const size_t mask = ((size_t)1 << THREAD_TABLE_BITS) - 1;
-    size_t i = tid_slot(tid);
-    while (s->thread_table[i]) i = (i + 1) & mask;
-    s->thread_table[i] = (uint32_t)s->nthreads; /* index + 1 */
-    if (s->on_new_thread) s->on_new_thread();
-    return t;
-}
-
 /* ---- one thread's stack ------------------------------------------------ */
 
 /* Copy the used part of the thread's data-stack chunks (newest first) into
@@ -351,8 +389,10 @@ static void copy_chunks(mfp_sampler *s, const PyThreadState *ts) {
 }
 
 /* Frame at remote address addr: from the copied chunks when it lies
- * inside one, else copied on its own into *tmp. NULL when unreadable. */
-static const mfp_py_frame *frame_at(mfp_sampler *s, const void *addr, mfp_py_frame *tmp) {
+ * inside one (*region = its index), else copied on its own into *tmp
+ * (*region = SIZE_MAX). NULL when unreadable. */
+static const mfp_py_frame *frame_at(mfp_sampler *s, const void *addr, mfp_py_frame *tmp,
+                                    size_t *region) {
     /* addr may be garbage (a frame torn while it was copied): compare as
      * integers, so no pointer arithmetic can overflow. */
     uintptr_t a = (uintptr_t)addr;
@@ -361,23 +401,38 @@ static const mfp_py_frame *frame_at(mfp_sampler *s, const void *addr, mfp_py_fra
         const copied_region *r = &s->regions[i];
         uintptr_t off = a - (uintptr_t)r->remote;
         if (a >= (uintptr_t)r->remote && off < r->len && r->len - off >= sizeof(mfp_py_frame)) {
-            s->last_region = i;
+            s->last_region = *region = i;
             return (const mfp_py_frame *)(r->local + off);
         }
     }
+    *region = SIZE_MAX;
     return mfp_mem_read(tmp, addr, sizeof *tmp) == 0 ? tmp : NULL;
 }
 
 /* Walk the frame chain from `top`, filling s->frames leaf first.
- * Returns the depth, or -1 with *reason set. */
+ * Returns the depth, or -1 with *reason set. The thread runs on while its
+ * frames are copied, so the chain may be torn: inside one data-stack chunk
+ * a caller always sits below its callee, and any other loop is caught by
+ * Brent's cycle check, so garbage costs a few steps, not a full-depth walk. */
 static int walk_frames(mfp_sampler *s, const PyThreadState *ts, const void *top, int *reason) {
     copy_chunks(s, ts);
     s->last_region = 0;
     int depth = 0;
     mfp_py_frame tmp;
+    const void *mark = top; /* Brent: compared with every address ... */
+    size_t steps = 0, lap = 1; /* ... and moved forward after lap steps, lap doubling */
+    size_t prev_region = SIZE_MAX;
+    uintptr_t prev_addr = 0;
     for (const void *addr = top; addr;) {
-        const mfp_py_frame *f = frame_at(s, addr, &tmp);
+        size_t region;
+        const mfp_py_frame *f = frame_at(s, addr, &tmp, &region);
         if (!f) { *reason = MFP_DROP_READ_FAULT; return -1; }
+        if (region != SIZE_MAX && region == prev_region && (uintptr_t)addr >= prev_addr) {
+            *reason = MFP_DROP_INVALID;
+            return -1;
+        }
+        prev_region = region;
+        prev_addr = (uintptr_t)addr;
         if (!MFP_FRAME_IS_SHIM(f)) {
             if (depth == MFP_SAMPLER_MAX_DEPTH) { *reason = MFP_DROP_TOO_DEEP; return -1; }
             const void *code = MFP_FRAME_CODE(f);
@@ -388,6 +443,12 @@ static int walk_frames(mfp_sampler *s, const PyThreadState *ts, const void *top,
             s->frames[depth++] = (raw_frame){code, lasti, 0};
         }
         addr = f->previous;
+        if (addr == mark) { *reason = MFP_DROP_INVALID; return -1; }
+        if (++steps == lap) {
+            mark = addr;
+            steps = 0;
+            lap *= 2;
+        }
     }
     return depth;
 }
@@ -432,38 +493,6 @@ static int resolve_stack(mfp_sampler *s, int depth, int *reason) {
     return 0;
 }
 
-/* The stack node of s->frame_ids[0..depth) (leaf first); MFP_NONE when the
- * store is full. */
-static uint32_t stack_node(mfp_sampler *s, int depth) {
-    uint32_t node = MFP_NONE;
-    for (int i = depth - 1; i >= 0; i--) {
-        node = mfp_profile_stack(s->profile, node, s->frame_ids[i]);
-        if (node == MFP_NONE) break;
-    }
-    return node;
-}
-
-/* One sample of thread tid at stack node, standing for dt ns; on CPU if the
- * thread ran for at least half of that time. */
-static void add_sample(mfp_sampler *s, uint64_t tid, const void *tstate, uint32_t node,
-                       uint64_t cpu, uint64_t t, uint64_t dt) {
-    thread_entry *te = node == MFP_NONE ? NULL : thread_for(s, tid);
-    if (!te) {
-        s->stats.dropped[MFP_DROP_NO_MEMORY]++;
-        return;
-    }
-    uint64_t used = te->cpu_ns == UINT64_MAX || cpu < te->cpu_ns ? cpu : cpu - te->cpu_ns;
-    if (te->cpu_ns == cpu && te->tstate == tstate) dt = s->gap_ns; /* did not run: all of it */
-    te->cpu_ns = cpu;
-    te->tstate = tstate;
-    te->last_node = node;
-    uint32_t flags = used * 2 >= dt ? MFP_SAMPLE_ON_CPU : 0;
-    if (mfp_profile_sample(s->profile, t, node, te->index, dt, flags) != 0)
-        s->stats.dropped[MFP_DROP_NO_MEMORY]++;
-    else
-        s->stats.samples++;
-}
-
 static void sample_thread(mfp_sampler *s, const void *addr, const PyThreadState *ts, uint64_t t,
                           uint64_t dt) {
     /* A thread that has not run since its last sample (waiting for the GIL,
@@ -475,28 +504,66 @@ static void sample_thread(mfp_sampler *s, const void *addr, const PyThreadState 
         add_sample(s, ts->native_thread_id, addr, te->last_node, cpu, t, dt);
         return;
     }
-    const void *top;
+    /* The thread runs on while its frames are copied, so a walk can meet a
+     * frame torn by a call or return; a moment later the stack is whole
+     * again. Retry from a fresh copy of the thread state a couple of times
+     * before counting a drop. */
+    PyThreadState fresh;
+    int reason = MFP_DROP_INVALID, depth = -1;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (attempt > 0) {
+            if (mfp_mem_read(&fresh, addr, sizeof fresh) != 0 || fresh.interp != s->interp) break;
+            ts = &fresh;
+        }
+        const void *top;
 #if MFP_TSTATE_HAS_CFRAME
-    _PyCFrame cf;
-    if (!ts->cframe) return;
-    if (mfp_mem_read(&cf, ts->cframe, sizeof cf) != 0) {
-        s->stats.dropped[MFP_DROP_READ_FAULT]++;
-        return;
-    }
-    top = cf.current_frame;
+        _PyCFrame cf;
+        if (!ts->cframe) return;
+        if (mfp_mem_read(&cf, ts->cframe, sizeof cf) != 0) {
+            reason = MFP_DROP_READ_FAULT;
+            continue;
+        }
+        top = cf.current_frame;
 #else
-    top = ts->current_frame;
+        top = ts->current_frame;
 #endif
-    if (!top) return; /* no Python code running in this thread */
-    int reason = MFP_DROP_INVALID;
-    int depth = walk_frames(s, ts, top, &reason);
-    if (depth == 0) return;
-    if (depth < 0 || resolve_stack(s, depth, &reason) != 0) {
+        if (!top) return; /* no Python code running in this thread */
+        depth = walk_frames(s, ts, top, &reason);
+        if (depth == 0) return;
+        if (depth > 0 && resolve_stack(s, depth, &reason) == 0) break;
+        depth = -1;
+        if (reason == MFP_DROP_TOO_DEEP || reason == MFP_DROP_NO_MEMORY) break; /* no better later */
+    }
+    if (depth < 0) {
         s->stats.dropped[reason]++;
         return;
     }
     add_sample(s, ts->native_thread_id, addr, stack_node(s, depth), cpu, t, dt);
 }
+
+/* One pass over every thread state of the interpreter, without the GIL:
+ * touches only interpreter memory through memread, and the sampler's own
+ * state and store. */
+static void sample_all_direct(mfp_sampler *s, uint64_t t, uint64_t dt) {
+    PyThreadState *addr;
+    if (mfp_mem_read(&addr, &s->interp->threads.head, sizeof addr) != 0) {
+        s->stats.dropped[MFP_DROP_READ_FAULT]++;
+        return;
+    }
+    PyThreadState ts;
+    for (int n = 0; addr && n < MAX_THREADS; n++, addr = ts.next) {
+        if (mfp_mem_read(&ts, addr, sizeof ts) != 0) {
+            s->stats.dropped[MFP_DROP_READ_FAULT]++;
+            return;
+        }
+        if (ts.interp != s->interp) { /* freed under us: the list moved */
+            s->stats.dropped[MFP_DROP_INVALID]++;
+            return;
+        }
+        sample_thread(s, addr, &ts, t, dt);
+    }
+}
+#endif /* MFP_LAYOUT_KNOWN */
 
 /* The slower sampler on the public C API, for where interpreter memory
  * cannot be copied (a seccomp filter forbids process_vm_readv and
@@ -545,9 +612,7 @@ static void sample_all_gil(mfp_sampler *s, uint64_t t, uint64_t dt) {
     PyGILState_Release(g);
 }
 
-/* One pass over every thread state of the interpreter. Runs on the sampler
- * thread without the GIL: touches only interpreter memory through
- * memread, and the sampler's own state and store. */
+/* One sampler pass over every thread: the weights, then the reader. */
 static void sample_all(mfp_sampler *s) {
     uint64_t t = now_ns();
     uint64_t gap = t - s->last_ns;
@@ -563,28 +628,14 @@ static void sample_all(mfp_sampler *s) {
     uint64_t dt = gap < 2 * usual ? gap : 2 * usual;
     s->gap_ns = gap;
     s->stats.passes++;
-    if (s->gil_mode) {
-        sample_all_gil(s, t - s->t0_ns, dt);
+#if MFP_LAYOUT_KNOWN
+    if (!s->gil_mode) {
+        sample_all_direct(s, t - s->t0_ns, dt);
         s->stats.busy_ns += now_ns() - t;
         return;
     }
-    PyThreadState *addr;
-    if (mfp_mem_read(&addr, &s->interp->threads.head, sizeof addr) != 0) {
-        s->stats.dropped[MFP_DROP_READ_FAULT]++;
-        return;
-    }
-    PyThreadState ts;
-    for (int n = 0; addr && n < MAX_THREADS; n++, addr = ts.next) {
-        if (mfp_mem_read(&ts, addr, sizeof ts) != 0) {
-            s->stats.dropped[MFP_DROP_READ_FAULT]++;
-            return;
-        }
-        if (ts.interp != s->interp) { /* freed under us: the list moved */
-            s->stats.dropped[MFP_DROP_INVALID]++;
-            return;
-        }
-        sample_thread(s, addr, &ts, t - s->t0_ns, dt);
-    }
+#endif
+    sample_all_gil(s, t - s->t0_ns, dt);
     s->stats.busy_ns += now_ns() - t;
 }
 
@@ -639,7 +690,12 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     mfp_sampler *s = calloc(1, sizeof *s);
     if (!s) goto oom;
     const char *forced = getenv("MFP_SAMPLER");
-    if (forced && strcmp(forced, "gil") == 0) {
+    if (!MFP_LAYOUT_KNOWN) {
+        s->gil_mode = 1;
+        snprintf(s->mode, sizeof s->mode,
+                 "public C API with the GIL: this build does not know the frame layout of "
+                 "Python %.20s", Py_GetVersion());
+    } else if (forced && strcmp(forced, "gil") == 0) {
         s->gil_mode = 1;
         snprintf(s->mode, sizeof s->mode, "public C API with the GIL (MFP_SAMPLER=gil)");
     } else if (mfp_mem_init() != 0) {
@@ -669,7 +725,7 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     s->chunk = malloc(s->chunk_cap);
     s->frames = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->frames);
     s->codes = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->codes);
-    s->code_hdrs = malloc(MFP_SAMPLER_MAX_DEPTH * MFP_CODE_HEADER_SIZE);
+    s->code_hdrs = malloc(MFP_SAMPLER_MAX_DEPTH * MFP_CODE_HEADER_SIZE); /* 1 byte when unknown */
     s->local_iov = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->local_iov);
     s->remote_iov = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->remote_iov);
     s->frame_ids = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->frame_ids);
@@ -704,6 +760,7 @@ void mfp_sampler_stop(mfp_sampler *s) {
 
 const char *mfp_sampler_mode(const mfp_sampler *s) { return s->mode; }
 int mfp_sampler_takes_gil(const mfp_sampler *s) { return s->gil_mode; }
+int mfp_sampler_knows_layout(void) { return MFP_LAYOUT_KNOWN; }
 
 void mfp_sampler_get_stats(const mfp_sampler *s, mfp_sampler_stats *out) {
     *out = s->stats;

@@ -72,4 +72,9 @@ const char *mfp_sampler_mode(const mfp_sampler *s);
 int mfp_sampler_takes_gil(const mfp_sampler *s);
 void mfp_sampler_free(mfp_sampler *s);
 
+/* 1 when this build reads stacks without the GIL; 0 when it was built for
+ * an interpreter whose frame layout it does not know (layout.h), so every
+ * sampler takes the GIL and there is no memory profile. */
+int mfp_sampler_knows_layout(void);
+
 #endif
