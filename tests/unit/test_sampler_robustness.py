@@ -162,8 +162,9 @@ def test_start_stop_1000_times():
 def test_threads_changing_stacks_fast():
     """8 threads whose stacks change every few µs: the sampler copies frames
     while they are being rewritten (torn reads). A garbage frame pointer once
-    overflowed a bounds check and crashed the process; now it is a dropped
-    sample at worst."""
+    overflowed a bounds check and crashed the process; a torn chain once
+    cost a 16,384-frame walk and a dropped sample (2 % of them on 3.13).
+    Now a torn stack is read again a moment later."""
     import json
 
     def churn(out):
@@ -182,3 +183,5 @@ def test_threads_changing_stacks_fast():
             t.join()
     assert out == [6000 * 30] * 8
     assert "churn" in names(p.profile)
+    meta = p.profile.meta
+    assert meta["samples_dropped"] <= 0.003 * meta["samples_taken"], meta["drop_reasons"]
