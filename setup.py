@@ -9,10 +9,8 @@ import os
 
 from setuptools import Extension, setup
 
-SOURCES = ["native/module.c"] + sorted(
-    glob.glob("native/profile/*.c") + glob.glob("native/sampler/*.c") + glob.glob("native/timeline/*.c")
-    + glob.glob("native/tracer/*.c") + glob.glob("native/heap/*.c")
-)
+SUBSYSTEMS = ["profile", "sampler", "timeline", "tracer", "heap"]
+SOURCES = ["native/module.c", *sorted(f for d in SUBSYSTEMS for f in glob.glob(f"native/{d}/*.c"))]
 
 # MFP_SANITIZE=1 builds the extension with AddressSanitizer and UBSan, for
 # stress tests run with LD_PRELOAD of libasan (see tests/unit/test_heap.py).

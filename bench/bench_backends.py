@@ -99,13 +99,13 @@ def main():
     labels = {"trace": "trace (ours, C tracer)", "cprofile": "cprofile (cProfile + conversion)",
               "cprofile-raw": "cProfile alone", "pyinstrument": "pyinstrument (1 ms)",
               "sample": "sample (ours, 1 ms)"}
-    res = {(w, b): [] for w in WORKLOADS for b in [None] + backends}
+    res = {(w, b): [] for w in WORKLOADS for b in [None, *backends]}
     stops = {(w, b): [] for w in WORKLOADS for b in backends}
     for fn in WORKLOADS.values():
         fn(1)  # warm caches and imports
     for _ in range(rounds):
         for w, fn in WORKLOADS.items():
-            for b in [None] + backends:
+            for b in [None, *backends]:
                 d, s = run_backend(b, fn, scale)
                 res[(w, b)].append(d)
                 if b:

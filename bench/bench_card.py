@@ -6,8 +6,8 @@ For each size it builds a profile with that many samples over `--stacks`
 distinct stacks (synthetic but shaped like a real run: a few thousand
 functions, stacks up to 60 deep, the stack changing on 15 % of samples,
 4 threads sampled together on each ~1 ms tick with a few µs of jitter, as
-the engine's sampler writes them, on/off CPU in stretches), renders the card with render_html, opens it in Debian's
-headless Chromium and reads the viewer's own timings:
+the engine's sampler writes them, on/off CPU in stretches), renders the card
+with render_html, opens it in Debian's headless Chromium and reads the viewer's own timings:
 
 - size: bytes of the HTML file (goal: <= 2 MB at 1M samples / 20k stacks)
 - first paint: from navigation start to the first frame after the card is

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite: C unit tests (plain and ASan/UBSan), then pytest on
-# CPython 3.11, 3.12 and 3.13; the browser tests run once, on 3.11, in
-# Debian's headless chromium. Installs what it needs (apt-get, pip).
+# The whole test suite: C unit tests (plain and ASan/UBSan), the unit tests
+# against a sanitizer build, the fallback build for unknown interpreters,
+# then pytest on CPython 3.11, 3.12 and 3.13; ruff and the browser tests run
+# once, on 3.11, the latter in Debian's headless chromium. Installs what it
+# needs (apt-get, pip).
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 
@@ -25,6 +27,8 @@ for v in 3.11 3.12 3.13; do
     # Run from tests/ so the installed package, not ./src, is imported.
     (cd tests && "$PY" -m pytest -q -p no:cacheprovider -m "not browser" .) || status=1
     if [ "$v" = 3.11 ]; then
+        "$PY" -m pip install -q --disable-pip-version-check ruff
+        "$PY" -m ruff check . || status=1
         # Apart: Playwright keeps an event loop running in the main thread.
         (cd tests && "$PY" -m pytest -q -p no:cacheprovider -m browser browser) || status=1
     fi

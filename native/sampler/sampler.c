@@ -2,7 +2,9 @@
  *
  * Why it is built this way. Every read of interpreter memory is a syscall
  * (memread.h) costing microseconds, so a pass is organised to make few:
- *  - one copy of each PyThreadState (plus its _PyCFrame on 3.11/3.12);
+ *  - one vectored copy of all the thread states (plus each running
+ *    thread's _PyCFrame on 3.11/3.12), while the list of threads is the
+ *    one of the last pass;
  *  - one bulk copy of the used part of each of the thread's data-stack chunks, where
  *    the interpreter keeps the frames of running functions, so walking the
  *    frame chain is local work (generator frames live elsewhere and are
@@ -36,6 +38,7 @@ const char *const mfp_drop_reason_names[MFP_DROP_REASONS] = {
     "read_fault", "invalid", "too_deep", "no_memory"};
 
 #define MAX_THREADS 4096
+#define BATCH_THREADS 256 /* thread states copied in one syscall per pass */
 #define THREAD_TABLE_BITS 13 /* twice MAX_THREADS: probes stay short */
 #define CHUNK_COPY_MAX (4u << 20)
 #define MAX_CHUNKS 64
@@ -57,6 +60,7 @@ typedef struct {
     const void *tstate;  /* its thread state at its last sample */
     uint32_t index;      /* thread index in the profile */
     uint32_t last_node;  /* its stack at its last sample */
+    int64_t cpu_debt;    /* CPU time used but not yet reported (see add_sample) */
 } thread_entry;
 
 typedef struct {
@@ -105,6 +109,12 @@ struct mfp_sampler {
     uint32_t *frame_ids;
     uint8_t *linetable;      /* LINETABLE_MAX bytes */
 
+    /* The thread states of the last pass, in list order (when at most
+     * BATCH_THREADS), and room for copies of them. */
+    const void *known_ts[BATCH_THREADS];
+    size_t nknown;
+    PyThreadState *ts_copies;
+
     mfp_sampler_stats stats;
 };
 
@@ -151,7 +161,7 @@ static thread_entry *thread_for(mfp_sampler *s, uint64_t tid) {
     uint32_t idx = mfp_profile_thread(s->profile, tid, 0, 0);
     if (idx == MFP_NONE) return NULL;
     t = &s->threads[s->nthreads++];
-    *t = (thread_entry){tid, UINT64_MAX, NULL, idx, MFP_NONE};
+    *t = (thread_entry){tid, UINT64_MAX, NULL, idx, MFP_NONE, 0};
     const size_t mask = ((size_t)1 << THREAD_TABLE_BITS) - 1;
     size_t i = tid_slot(tid);
     while (s->thread_table[i]) i = (i + 1) & mask;
@@ -171,8 +181,15 @@ static uint32_t stack_node(mfp_sampler *s, int depth) {
     return node;
 }
 
-/* One sample of thread tid at stack node, standing for dt ns; on CPU if the
- * thread ran for at least half of that time. */
+/* One sample of thread tid at stack node, standing for dt ns.
+ *
+ * "On CPU" is yes or no per sample, but a thread may have run for part of
+ * the time a sample stands for (a busy machine, short waits). So the CPU
+ * time a thread used accumulates as a debt, and a sample is marked on CPU
+ * when the debt reaches half its weight, which pays off that weight (error
+ * diffusion): per thread, the on-CPU samples' weights add up to the CPU
+ * time used, within one sample, and a thread that got 60 % of a core shows
+ * 60 % on CPU, not 100 % or 0 %. */
 static void add_sample(mfp_sampler *s, uint64_t tid, const void *tstate, uint32_t node,
                        uint64_t cpu, uint64_t t, uint64_t dt) {
     thread_entry *te = node == MFP_NONE ? NULL : thread_for(s, tid);
@@ -185,7 +202,12 @@ static void add_sample(mfp_sampler *s, uint64_t tid, const void *tstate, uint32_
     te->cpu_ns = cpu;
     te->tstate = tstate;
     te->last_node = node;
-    uint32_t flags = used * 2 >= dt ? MFP_SAMPLE_ON_CPU : 0;
+    te->cpu_debt += (int64_t)(used < dt ? used : dt);
+    uint32_t flags = 0;
+    if (te->cpu_debt * 2 >= (int64_t)dt) {
+        flags = MFP_SAMPLE_ON_CPU;
+        te->cpu_debt -= (int64_t)dt;
+    }
     if (mfp_profile_sample(s->profile, t, node, te->index, dt, flags) != 0)
         s->stats.dropped[MFP_DROP_NO_MEMORY]++;
     else
@@ -545,23 +567,49 @@ static void sample_thread(mfp_sampler *s, const void *addr, const PyThreadState 
  * touches only interpreter memory through memread, and the sampler's own
  * state and store. */
 static void sample_all_direct(mfp_sampler *s, uint64_t t, uint64_t dt) {
-    PyThreadState *addr;
-    if (mfp_mem_read(&addr, &s->interp->threads.head, sizeof addr) != 0) {
+    PyThreadState *head, *copies = s->ts_copies;
+    size_t n = s->nknown;
+    /* Usually the threads are those of the last pass: copy their states
+     * and the list head in one syscall, and check the links. */
+    if (n > 0) {
+        s->local_iov[0] = (struct iovec){&head, sizeof head};
+        s->remote_iov[0] = (struct iovec){&s->interp->threads.head, sizeof head};
+        for (size_t i = 0; i < n; i++) {
+            s->local_iov[i + 1] = (struct iovec){&copies[i], sizeof *copies};
+            s->remote_iov[i + 1] = (struct iovec){(void *)s->known_ts[i], sizeof *copies};
+        }
+        int same = mfp_mem_readv(s->local_iov, s->remote_iov, n + 1) == n + 1 &&
+                   head == s->known_ts[0];
+        for (size_t i = 0; same && i < n; i++)
+            same = copies[i].interp == s->interp &&
+                   (const void *)copies[i].next == (i + 1 < n ? s->known_ts[i + 1] : NULL);
+        if (same) {
+            for (size_t i = 0; i < n; i++) sample_thread(s, s->known_ts[i], &copies[i], t, dt);
+            return;
+        }
+    }
+    /* A thread came or went: walk the list one state at a time. */
+    s->nknown = 0;
+    if (mfp_mem_read(&head, &s->interp->threads.head, sizeof head) != 0) {
         s->stats.dropped[MFP_DROP_READ_FAULT]++;
         return;
     }
-    PyThreadState ts;
-    for (int n = 0; addr && n < MAX_THREADS; n++, addr = ts.next) {
-        if (mfp_mem_read(&ts, addr, sizeof ts) != 0) {
+    PyThreadState one, *ts = &one;
+    const PyThreadState *addr = head;
+    for (n = 0; addr && n < MAX_THREADS; n++, addr = ts->next) {
+        ts = n < BATCH_THREADS ? &copies[n] : &one;
+        if (mfp_mem_read(ts, addr, sizeof *ts) != 0) {
             s->stats.dropped[MFP_DROP_READ_FAULT]++;
             return;
         }
-        if (ts.interp != s->interp) { /* freed under us: the list moved */
+        if (ts->interp != s->interp) { /* freed under us: the list moved */
             s->stats.dropped[MFP_DROP_INVALID]++;
             return;
         }
-        sample_thread(s, addr, &ts, t, dt);
+        if (n < BATCH_THREADS) s->known_ts[n] = addr;
+        sample_thread(s, addr, ts, t, dt);
     }
+    if (!addr && n <= BATCH_THREADS) s->nknown = n;
 }
 #endif /* MFP_LAYOUT_KNOWN */
 
@@ -667,6 +715,7 @@ void mfp_sampler_free(mfp_sampler *s) {
     mfp_sampler_stop(s);
     free(s->cache);
     free(s->threads);
+    free(s->ts_copies);
     free(s->thread_table);
     free(s->chunk);
     free(s->frames);
@@ -720,6 +769,7 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     pthread_condattr_destroy(&ca);
     s->cache = calloc((size_t)1 << FRAME_CACHE_BITS, sizeof *s->cache);
     s->threads = calloc(MAX_THREADS, sizeof *s->threads);
+    s->ts_copies = malloc(BATCH_THREADS * sizeof *s->ts_copies);
     s->thread_table = calloc((size_t)1 << THREAD_TABLE_BITS, sizeof *s->thread_table);
     s->chunk_cap = CHUNK_COPY_MAX;
     s->chunk = malloc(s->chunk_cap);
@@ -730,7 +780,7 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     s->remote_iov = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->remote_iov);
     s->frame_ids = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->frame_ids);
     s->linetable = malloc(LINETABLE_MAX);
-    if (!s->linetable || !s->cache || !s->threads || !s->thread_table || !s->chunk || !s->frames || !s->codes || !s->code_hdrs ||
+    if (!s->linetable || !s->ts_copies || !s->cache || !s->threads || !s->thread_table || !s->chunk || !s->frames || !s->codes || !s->code_hdrs ||
         !s->local_iov || !s->remote_iov || !s->frame_ids)
         goto oom;
     int rc = pthread_create(&s->thread, NULL, sampler_main, s);

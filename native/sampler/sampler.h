@@ -6,10 +6,12 @@
  * stack through checked reads (memread.h), and records one sample per
  * thread with Python frames: its stack (qualname, file, first line and
  * current line per frame), the thread, the wall time since the previous
- * pass, and whether the thread used CPU in that time. A read that faults
+ * pass, and an on-CPU mark set so that, per thread, the marked samples'
+ * weights add up to the CPU time the thread used. A read that faults
  * or does not validate drops that sample and counts the reason. Where
- * memory cannot be copied (or MFP_SAMPLER=gil), it falls back to walking
- * frames through the public C API while holding the GIL.
+ * memory cannot be copied (or MFP_SAMPLER=gil, or the build does not know
+ * the interpreter's frame layout), it falls back to walking frames through
+ * the public C API while holding the GIL.
  *
  * Memory: the sampler owns its caches; it writes samples into the profile
  * store passed to mfp_sampler_start, which the caller owns and must not

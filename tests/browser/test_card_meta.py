@@ -58,11 +58,11 @@ def focus_profile(meta_extra: dict | None = None, samples: int = 1000) -> bytes:
             p = b.stack(p, b.frame(f, 1))
         return p
 
-    step = [root] + fw + [train]
+    step = [root, *fw, train]
     stacks = {
-        "feat": st(step + [feat]),
-        "fit": st(step + [fit]),
-        "persist": st([root] + fw[:10] + [persist]),
+        "feat": st([*step, feat]),
+        "fit": st([*step, fit]),
+        "persist": st([root, *fw[:10], persist]),
         "retry": st([root, retry, train, fit]),
     }
     t = 0
@@ -102,7 +102,7 @@ def test_opens_on_the_step_function_and_reset_shows_all(card):
     assert page.locator("#mfp-focus-hint").is_visible()
     # the folded middle opens on click: every frame above is reachable
     page.locator("#mfp-panel-flame .crumb-gap").click()
-    assert crumbs(page) == ["all", "<thread MainThread>"] + FRAMEWORK + ["TrainFlow.train"]
+    assert crumbs(page) == ["all", "<thread MainThread>", *FRAMEWORK, "TrainFlow.train"]
     page.locator("#mfp-panel-flame .crumb", has_text="Command.invoke").click()
     assert c.state()["zoomName"] == "Command.invoke"
     page.get_by_role("button", name="Reset zoom").first.click()
@@ -174,7 +174,8 @@ def limits_profile(meta_extra: dict) -> bytes:
         b.point(rss, tn, 10 * GiB)  # the thinned series misses the real peak
         b.point(dw, tn, 1_000_000)
         b.point(nr, tn, 0)
-    meta = {"backend": "sample", "duration_ns": 1_000_000_000, "interval_ns": 10_000_000, "samples_taken": 100}
+    meta = {"backend": "sample", "duration_ns": 1_000_000_000, "interval_ns": 10_000_000,
+            "samples_taken": 100}
     meta.update(meta_extra)
     return b.encode(json.dumps(meta))
 
@@ -190,11 +191,13 @@ def stat(page, key):
 
 def test_peaks_beside_limits_and_exact_totals(card):
     meta = {
-        "limits": {"memory_limit_bytes": 16 * GiB, "memory_total_bytes": 64 * GiB, "cpus": 8, "cpu_quota_cores": 2.5},
+        "limits": {"memory_limit_bytes": 16 * GiB, "memory_total_bytes": 64 * GiB, "cpus": 8,
+                   "cpu_quota_cores": 2.5},
         "timeline": {
             "peaks": {"cpu_pct": 231.5, "rss_bytes": int(15.1 * GiB), "disk_write_Bps": 9 * MiB},
             "averages": {"cpu_pct": 120.0, "rss_bytes": 12 * GiB},
-            "totals": {"disk_write_bytes": 64 * MiB, "disk_read_bytes": 0, "net_recv_bytes": 3 * MiB, "net_sent_bytes": 0},
+            "totals": {"disk_write_bytes": 64 * MiB, "disk_read_bytes": 0, "net_recv_bytes": 3 * MiB,
+                       "net_sent_bytes": 0},
         },
     }
     page = card(render_html(limits_profile(meta), title="limits")).page
@@ -238,7 +241,8 @@ def test_about_panel_says_how_the_profile_was_recorded(card):
         "samples_decimation": 4,
         "sampler_busy_ns": 50_000_000,
         "limits": {"cpus": 2, "cgroup": "v2"},
-        "notes": ["GPU: no NVML library (libnvidia-ml.so.1): no GPU series", "memory: heap at peak 1.2 GB of RSS 2 GB"],
+        "notes": ["GPU: no NVML library (libnvidia-ml.so.1): no GPU series",
+                  "memory: heap at peak 1.2 GB of RSS 2 GB"],
     }
     page = card(render_html(limits_profile(meta), title="about")).page
     about = page.locator("#mfp-about")

@@ -28,7 +28,8 @@ def imported_modules(path: Path) -> set[str]:
             out.add(node.module)
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
               and node.func.attr == "import_module" and node.args
-              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)) or (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)) or (
+                isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
               and node.func.id == "__import__" and node.args
               and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
             out.add(node.args[0].value)

@@ -178,7 +178,7 @@ def test_trace_builds_the_exact_tree():
     p = paths(prof)
     (path,) = under(p, "outer", "middle", "leaf")
     assert p[path][0] == 2
-    assert p[path + ("builtins.sum",)][0] == 2  # C functions are nodes too
+    assert p[(*path, "builtins.sum")][0] == 2  # C functions are nodes too
     assert p[path[:-1]][0] == 2 and p[path[:-2]][0] == 1
     assert not [k for k in p if k[-1] == "leaf" and k[-2] != "middle"]
 
@@ -243,7 +243,7 @@ def test_trace_follows_every_thread():
     assert calls_of(p, "fib") == 177 + 465  # fib(10) in the worker, fib(12) in main
     t = _native.decode(prof.to_bytes())
     by_thread = {}
-    for st, th, c in zip(t["totals"]["stack"], t["totals"]["thread"], t["totals"]["count"]):
+    for th, c in zip(t["totals"]["thread"], t["totals"]["count"]):
         by_thread.setdefault(th, 0)
         by_thread[th] += c
     assert len(t["threads"]["tid"]) >= 2
@@ -308,7 +308,7 @@ def test_trace_start_fails_cleanly_when_the_hooks_are_taken():
         for i in taken:
             mon.use_tool_id(i, "test")
         try:
-            with pytest.raises(RuntimeError, match="no free sys.monitoring tool id"):
+            with pytest.raises(RuntimeError, match=r"no free sys\.monitoring tool id"):
                 _native.Tracer().start()
         finally:
             for i in taken:
