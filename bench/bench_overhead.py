@@ -104,12 +104,12 @@ def child(workload: str, profiler: str) -> None:
     # Every run imports every profiler, used or not: imports add objects the
     # garbage collector walks, and the allocation workload would otherwise
     # be slower just because a profiler was imported.
-    import cProfile  # noqa: F401
+    import cProfile
 
     import metaflow_profiler  # noqa: F401
 
     try:
-        import pyinstrument  # noqa: F401
+        import pyinstrument
     except ImportError:
         pass
     if profiler in ("ours", "ours+memory"):
