@@ -266,6 +266,37 @@ def accuracy_table() -> str:
     got = cpu.get("busy_idle", 0) / wall["busy_idle"]
     rows.append(f"| thread busy 60% / sleeping 40% (on-CPU share) | 60.0% | {got:.1%} | "
                 f"{abs(got - 0.6) * 100:.1f} |")
+
+    # On-CPU time against the CPU time a thread really used, where every
+    # 1 ms sample finds it running for only part of its time.
+    def cpu_share(target, *args):
+        used = []
+
+        def run():
+            c0 = time.thread_time()
+            target(*args)
+            used.append(time.thread_time() - c0)
+
+        t = threading.Thread(target=run)
+        with Profiler(interval=0.001, timeline_interval=0, memory=False) as p:
+            t.start()
+            t.join()
+        cpu = {r.name.rsplit(".", 1)[-1]: r.total_s for r in p.profile.functions(on_cpu=True)}
+        wall = {r.name.rsplit(".", 1)[-1]: r.total_s for r in p.profile.functions()}
+        return used[0] / wall["run"], cpu.get("run", 0) / wall["run"]
+
+    truth, got = cpu_share(busy_idle, 0.0002, 0.0004, 1500)
+    rows.append(f"| thread computing 0.2 ms / sleeping 0.4 ms (on-CPU share vs its CPU time) | "
+                f"{truth:.1%} | {got:.1%} | {abs(got - truth) * 100:.1f} |")
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(os.cpu_count() or 1)]
+    try:
+        truth, got = cpu_share(busy_idle, 1.0, 0, 1)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    rows.append(f"| busy thread on a machine saturated by {len(hogs)} other processes (same) | "
+                f"{truth:.1%} | {got:.1%} | {abs(got - truth) * 100:.1f} |")
     return "\n".join(rows)
 
 
