@@ -17,7 +17,7 @@ fi
 
 make -s -C native test
 make -s -C native test-asan
-bash scripts/asan.sh 3.12
+for v in 3.11 3.12 3.13; do bash scripts/asan.sh "$v"; done
 bash scripts/portable.sh 3.13
 
 status=0
