@@ -10,13 +10,7 @@ venv="$ROOT/.venv/asan$v"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -U pip setuptools pytest psutil \
     numpy metaflow pyinstrument >&2
 
-# Build from a copy: setuptools reuses object files in build/ whatever the flags.
-src="$(mktemp -d)"
-trap 'rm -rf "$src"' EXIT
-tar -C "$ROOT" --exclude=./build --exclude=./.venv --exclude=./.demo --exclude=./native/build \
-    --exclude=.git -cf - . | tar -C "$src" -xf -
-MFP_SANITIZE=1 "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall \
-    --no-deps "$src" >&2
+install_from_copy "$venv" MFP_SANITIZE=1
 so="$(ls "$venv"/lib/python*/site-packages/metaflow_profiler/_native*.so)"
 # grep without -q reads all of nm's output: quitting early would SIGPIPE nm
 # and fail this pipeline under pipefail.

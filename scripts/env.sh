@@ -22,3 +22,17 @@ venv_for() {
     "$venv/bin/python" -m pip install -q --disable-pip-version-check "$ROOT${extras:+[$extras]}" >&2
     echo "$venv/bin/python"
 }
+
+# install_from_copy VENV [VAR=value ...] -> builds this tree into VENV with
+# the given build variables (MFP_SANITIZE=1, MFP_PORTABLE=1). From a copy:
+# setuptools reuses object files in build/ whatever the flags.
+install_from_copy() {
+    local venv="$1" src
+    shift
+    src="$(mktemp -d)"
+    tar -C "$ROOT" --exclude=./build --exclude=./.venv --exclude=./.demo --exclude=./native/build \
+        --exclude=.git -cf - . | tar -C "$src" -xf -
+    env "$@" "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall \
+        --no-deps "$src" >&2 || { rm -rf "$src"; return 1; }
+    rm -rf "$src"
+}

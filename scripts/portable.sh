@@ -9,13 +9,7 @@ venv="$ROOT/.venv/portable$v"
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -U pip setuptools pytest metaflow >&2
 
-# Build from a copy: setuptools reuses object files in build/ whatever the flags.
-src="$(mktemp -d)"
-trap 'rm -rf "$src"' EXIT
-tar -C "$ROOT" --exclude=./build --exclude=./.venv --exclude=./.demo --exclude=./native/build \
-    --exclude=.git -cf - . | tar -C "$src" -xf -
-MFP_PORTABLE=1 "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall \
-    --no-deps "$src" >&2
+install_from_copy "$venv" MFP_PORTABLE=1
 "$venv/bin/python" -c 'from metaflow_profiler import _native as n; assert not n.KNOWS_FRAME_LAYOUT' \
     || { echo "portable.sh: the build still knows the frame layout" >&2; exit 1; }
 

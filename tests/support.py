@@ -6,10 +6,20 @@ import re
 import shutil
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 _ROOT = os.environ["MFP_TEST_ROOT"]
+
+
+def spin(seconds):
+    """Run Python code for `seconds` of wall time (on CPU unless the machine is busy)."""
+    end = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < end:
+        n += 1
+    return n
 
 
 def new_flow_dir(name: str) -> Path:

@@ -6,24 +6,15 @@ file against it; the usual builds run it too and check the GIL-free path.
 Either way, the step runs and its card is right."""
 
 import threading
-import time
 
 import pytest
-from support import profile_card_of, run_flow
+from support import profile_card_of, run_flow, spin
 
 from metaflow_profiler import Profiler, _native
 
 pytestmark = pytest.mark.integration
 
 KNOWN = bool(_native.KNOWS_FRAME_LAYOUT)
-
-
-def spin(seconds):
-    end = time.perf_counter() + seconds
-    n = 0
-    while time.perf_counter() < end:
-        n += 1
-    return n
 
 
 def in_a_thread():

@@ -6,17 +6,9 @@ import threading
 import time
 
 import pytest
-from support import card_profile_bytes
+from support import card_profile_bytes, spin
 
 from metaflow_profiler import BACKENDS, Profile, Profiler, _native
-
-
-def spin(seconds):
-    end = time.perf_counter() + seconds
-    n = 0
-    while time.perf_counter() < end:
-        n += 1
-    return n
 
 
 def work(units):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from support import spin
 
 from metaflow_profiler import Profiler
 
@@ -36,13 +37,6 @@ def area(series: tuple[list[float], list[float]], a: float, b: float) -> float:
             total += v * (hi - lo)
         prev = t
     return total
-
-
-def spin(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    x = 0
-    while time.perf_counter() < end:
-        x += 1
 
 
 class Clock:
