@@ -36,12 +36,17 @@ int mfp_mem_init(void) {
         mech = MECH_VM_READV;
         return 0;
     }
+    /* Opening is not enough: a seccomp filter may forbid pread instead. */
     if (proc_mem_fd < 0) proc_mem_fd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
-    if (proc_mem_fd >= 0) {
+    uint64_t src = 0xa5a5a5a5a5a5a5a5ull, dst = 0;
+    if (proc_mem_fd >= 0 && pread(proc_mem_fd, &dst, sizeof dst, (off_t)(uintptr_t)&src) ==
+                                (ssize_t)sizeof dst && dst == src) {
         mech = MECH_PROC_MEM;
         return 0;
     }
-    mech = MECH_NONE;
+    int err = errno;
+    mfp_mem_fini();
+    errno = err;
     return -1;
 }
 

@@ -670,10 +670,12 @@ static void sample_all(mfp_sampler *s) {
      * sampler itself was held up (a busy machine descheduled it), giving
      * all that time to whatever the thread runs when the sampler wakes
      * would skew the profile. A thread that did not run keeps the whole
-     * gap: its stack cannot have changed (see add_sample). */
+     * gap: its stack cannot have changed (see add_sample). The GIL-taking
+     * sampler is late by design (it waits for the GIL, ~5 ms), so its
+     * samples keep the whole gap. */
     s->avg_gap_ns = s->avg_gap_ns ? s->avg_gap_ns - s->avg_gap_ns / 16 + gap / 16 : s->interval_ns;
     uint64_t usual = s->avg_gap_ns > s->interval_ns ? s->avg_gap_ns : s->interval_ns;
-    uint64_t dt = gap < 2 * usual ? gap : 2 * usual;
+    uint64_t dt = s->gil_mode || gap < 2 * usual ? gap : 2 * usual;
     s->gap_ns = gap;
     s->stats.passes++;
 #if MFP_LAYOUT_KNOWN

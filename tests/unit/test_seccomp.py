@@ -1,0 +1,93 @@
+"""The sampler where a seccomp filter forbids what it reads memory with, as
+container runtimes may: a real filter, installed in a child process before
+it profiles. Without process_vm_readv it reads through /proc/self/mem; when
+that cannot be read either, it falls back to the public C API with the GIL.
+Either way the profile is right and says how it was taken."""
+
+import json
+import platform
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# (process_vm_readv, pread64) by machine: the numbers the filter matches.
+SYSCALLS = {"x86_64": (310, 17), "aarch64": (270, 67)}
+
+CHILD = textwrap.dedent("""
+    import ctypes, json, sys, threading, time
+
+    def install_filter(numbers):
+        # BPF: load the syscall number; each listed one fails with EPERM.
+        class Insn(ctypes.Structure):
+            _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte),
+                        ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
+        class Prog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Insn))]
+        insns = [Insn(0x20, 0, 0, 0)]  # ld [0] (seccomp_data.nr)
+        for nr in numbers:
+            insns += [Insn(0x15, 0, 1, nr), Insn(0x06, 0, 0, 0x00050000 | 1)]  # jeq; ret ERRNO(EPERM)
+        insns.append(Insn(0x06, 0, 0, 0x7FFF0000))  # ret ALLOW
+        arr = (Insn * len(insns))(*insns)
+        prog = Prog(len(insns), ctypes.cast(arr, ctypes.POINTER(Insn)))
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
+        assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0, ctypes.get_errno()  # SECCOMP_MODE_FILTER
+
+    install_filter(json.loads(sys.argv[1]))
+    from metaflow_profiler import Profiler
+
+    def spin(seconds):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    def in_worker():
+        spin(0.4)
+
+    def in_main():
+        spin(0.4)
+
+    with Profiler(interval=0.001, timeline_interval=0, memory=False) as p:
+        t = threading.Thread(target=in_worker)
+        t.start()
+        in_main()
+        t.join()
+    rows = {r.name: r.total_s for r in p.profile.functions()}
+    print(json.dumps({"mode": p.profile.meta["sampler_mode"], "notes": p.profile.meta["notes"],
+                      "rows": rows, "dropped": p.profile.meta["samples_dropped"]}))
+""")
+
+
+def profile_under_filter(numbers):
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(numbers)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+@pytest.fixture
+def syscalls():
+    if platform.machine() not in SYSCALLS:
+        pytest.skip(f"syscall numbers for {platform.machine()} not listed")
+    return SYSCALLS[platform.machine()]
+
+
+def check_profile(r):
+    for fn in ("in_worker", "in_main"):
+        assert r["rows"][fn] > 0.2, r
+
+
+def test_without_process_vm_readv_it_reads_proc_self_mem(syscalls):
+    r = profile_under_filter([syscalls[0]])
+    assert r["mode"] == "without the GIL, through /proc/self/mem", r
+    assert r["dropped"] == 0, r
+    check_profile(r)
+
+
+def test_without_any_memory_read_it_takes_the_gil(syscalls):
+    r = profile_under_filter(list(syscalls))
+    assert r["mode"].startswith("public C API with the GIL: cannot read own memory"), r
+    assert any("slower than the usual GIL-free sampler" in n for n in r["notes"]), r
+    check_profile(r)
