@@ -1,6 +1,7 @@
 """The sampler where a seccomp filter forbids what it reads memory with, as
 container runtimes may: a real filter, installed in a child process before
-it profiles. Without process_vm_readv it reads through /proc/self/mem; when
+it profiles (bench/bench_seccomp.py has the filter and measures the cost).
+Without process_vm_readv it reads through /proc/self/mem; when
 that cannot be read either, it falls back to the public C API with the GIL.
 Either way the profile is right and says how it was taken."""
 
@@ -11,31 +12,18 @@ import sys
 import textwrap
 
 import pytest
+from support import REPO
 
-# (process_vm_readv, pread64) by machine: the numbers the filter matches.
-SYSCALLS = {"x86_64": (310, 17), "aarch64": (270, 67)}
+sys.path.insert(0, str(REPO / "bench"))
+from bench_seccomp import SYSCALLS  # the filter lives with its benchmark
 
 CHILD = textwrap.dedent("""
-    import ctypes, json, sys, threading, time
+    import json, sys, threading, time
 
-    def install_filter(numbers):
-        # BPF: load the syscall number; each listed one fails with EPERM.
-        class Insn(ctypes.Structure):
-            _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte),
-                        ("jf", ctypes.c_ubyte), ("k", ctypes.c_uint)]
-        class Prog(ctypes.Structure):
-            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Insn))]
-        insns = [Insn(0x20, 0, 0, 0)]  # ld [0] (seccomp_data.nr)
-        for nr in numbers:
-            insns += [Insn(0x15, 0, 1, nr), Insn(0x06, 0, 0, 0x00050000 | 1)]  # jeq; ret ERRNO(EPERM)
-        insns.append(Insn(0x06, 0, 0, 0x7FFF0000))  # ret ALLOW
-        arr = (Insn * len(insns))(*insns)
-        prog = Prog(len(insns), ctypes.cast(arr, ctypes.POINTER(Insn)))
-        libc = ctypes.CDLL(None, use_errno=True)
-        assert libc.prctl(38, 1, 0, 0, 0) == 0  # PR_SET_NO_NEW_PRIVS
-        assert libc.prctl(22, 2, ctypes.byref(prog), 0, 0) == 0, ctypes.get_errno()  # SECCOMP_MODE_FILTER
+    sys.path.insert(0, sys.argv[2])
+    from bench_seccomp import deny
 
-    install_filter(json.loads(sys.argv[1]))
+    deny(json.loads(sys.argv[1]))
     from metaflow_profiler import Profiler
 
     def spin(seconds):
@@ -61,7 +49,7 @@ CHILD = textwrap.dedent("""
 
 
 def profile_under_filter(numbers):
-    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(numbers)],
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(numbers), str(REPO / "bench")],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.splitlines()[-1])
