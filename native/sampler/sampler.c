@@ -634,7 +634,6 @@ static uint32_t gil_frame(mfp_sampler *s, PyCodeObject *co, int line) {
 }
 
 static void sample_all_gil(mfp_sampler *s, uint64_t t, uint64_t dt) {
-    PyGILState_STATE g = PyGILState_Ensure();
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(s->interp); ts; ts = PyThreadState_Next(ts)) {
         PyFrameObject *f = PyThreadState_GetFrame(ts);
         int depth = 0;
@@ -657,11 +656,22 @@ static void sample_all_gil(mfp_sampler *s, uint64_t t, uint64_t dt) {
             add_sample(s, ts->native_thread_id, ts, stack_node(s, depth),
                        thread_cpu_ns(ts->native_thread_id), t, dt);
     }
-    PyGILState_Release(g);
 }
 
 /* One sampler pass over every thread: the weights, then the reader. */
 static void sample_all(mfp_sampler *s) {
+    uint64_t woke = now_ns();
+    PyGILState_STATE g = PyGILState_UNLOCKED;
+    if (s->gil_mode) {
+        /* The time starts when the stacks can be read: after the wait. A
+         * stop while waiting (the stopping thread let go of the GIL) must
+         * not hand that wait to the stack it is stopping from. */
+        g = PyGILState_Ensure();
+        if (atomic_load(&s->stop)) {
+            PyGILState_Release(g);
+            return;
+        }
+    }
     uint64_t t = now_ns();
     uint64_t gap = t - s->last_ns;
     s->last_ns = t;
@@ -681,12 +691,13 @@ static void sample_all(mfp_sampler *s) {
 #if MFP_LAYOUT_KNOWN
     if (!s->gil_mode) {
         sample_all_direct(s, t - s->t0_ns, dt);
-        s->stats.busy_ns += now_ns() - t;
+        s->stats.busy_ns += now_ns() - woke;
         return;
     }
 #endif
     sample_all_gil(s, t - s->t0_ns, dt);
-    s->stats.busy_ns += now_ns() - t;
+    PyGILState_Release(g);
+    s->stats.busy_ns += now_ns() - woke;
 }
 
 static void *sampler_main(void *arg) {

@@ -64,7 +64,9 @@ def syscalls():
 
 def check_profile(r):
     for fn in ("in_worker", "in_main"):
-        assert r["rows"][fn] > 0.2, r
+        assert r["rows"][fn] > 0.3, r  # each ran 0.4 s
+    # The sampler's last wait is not time spent stopping the profile.
+    assert r["rows"].get("SampleRunner.stop", 0) < 0.02, r
 
 
 def test_without_process_vm_readv_it_reads_proc_self_mem(syscalls):
