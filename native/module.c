@@ -271,6 +271,7 @@ static PyObject *Session_start(Session *self, PyObject *Py_UNUSED(ignored)) {
 
 static PyObject *Session_stop(Session *self, PyObject *Py_UNUSED(ignored)) {
     if (self->state != 1) Py_RETURN_NONE;
+    mfp_sampler_request_stop(self->sampler);
     Py_BEGIN_ALLOW_THREADS
     mfp_sampler_stop(self->sampler);
     if (self->timeline) mfp_timeline_stop(self->timeline);

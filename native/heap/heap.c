@@ -647,7 +647,7 @@ static long patch_loaded(int nonblocking) {
     }                                                                                 \
     static void *name##_realloc(void *ctx, void *old, size_t n) {                    \
         (void)ctx;                                                                    \
-        if (!tls.busy) on_free(old);                                                 \
+        on_free(old);                                                                \
         int b = tls.busy;                                                            \
         tls.busy = 1;                                                                \
         void *p = py_orig[D].realloc(py_orig[D].ctx, old, n);                        \

@@ -30,6 +30,11 @@ static int vm_readv_works(void) {
     return process_vm_readv(getpid(), &l, 1, &r, 1, 0) == (ssize_t)sizeof dst && dst == src;
 }
 
+static int proc_mem_read(void *dst, const void *src, size_t n) {
+    ssize_t got = pread(proc_mem_fd, dst, n, (off_t)(uintptr_t)src);
+    return got == (ssize_t)n ? 0 : -1;
+}
+
 int mfp_mem_init(void) {
     self_pid = getpid();
     if (vm_readv_works()) {
@@ -39,8 +44,7 @@ int mfp_mem_init(void) {
     /* Opening is not enough: a seccomp filter may forbid pread instead. */
     if (proc_mem_fd < 0) proc_mem_fd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
     uint64_t src = 0xa5a5a5a5a5a5a5a5ull, dst = 0;
-    if (proc_mem_fd >= 0 && pread(proc_mem_fd, &dst, sizeof dst, (off_t)(uintptr_t)&src) ==
-                                (ssize_t)sizeof dst && dst == src) {
+    if (proc_mem_fd >= 0 && proc_mem_read(&dst, &src, sizeof dst) == 0 && dst == src) {
         mech = MECH_PROC_MEM;
         return 0;
     }
@@ -58,11 +62,6 @@ void mfp_mem_fini(void) {
 
 const char *mfp_mem_mechanism(void) {
     return mech == MECH_VM_READV ? "process_vm_readv" : mech == MECH_PROC_MEM ? "/proc/self/mem" : "none";
-}
-
-static int proc_mem_read(void *dst, const void *src, size_t n) {
-    ssize_t got = pread(proc_mem_fd, dst, n, (off_t)(uintptr_t)src);
-    return got == (ssize_t)n ? 0 : -1;
 }
 
 int mfp_mem_read(void *dst, const void *src, size_t n) {

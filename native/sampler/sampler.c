@@ -181,7 +181,8 @@ static uint32_t stack_node(mfp_sampler *s, int depth) {
     return node;
 }
 
-/* One sample of thread tid at stack node, standing for dt ns.
+/* One sample of thread tid at stack node, standing for dt ns; te is its
+ * entry when the caller already found it (else NULL).
  *
  * "On CPU" is yes or no per sample, but a thread may have run for part of
  * the time a sample stands for (a busy machine, short waits). So the CPU
@@ -190,9 +191,12 @@ static uint32_t stack_node(mfp_sampler *s, int depth) {
  * diffusion): per thread, the on-CPU samples' weights add up to the CPU
  * time used, within one sample, and a thread that got 60 % of a core shows
  * 60 % on CPU, not 100 % or 0 %. */
-static void add_sample(mfp_sampler *s, uint64_t tid, const void *tstate, uint32_t node,
-                       uint64_t cpu, uint64_t t, uint64_t dt) {
-    thread_entry *te = node == MFP_NONE ? NULL : thread_for(s, tid);
+static void add_sample(mfp_sampler *s, thread_entry *te, uint64_t tid, const void *tstate,
+                       uint32_t node, uint64_t cpu, uint64_t t, uint64_t dt) {
+    if (node == MFP_NONE)
+        te = NULL;
+    else if (!te) /* the caller had not seen this thread yet */
+        te = thread_for(s, tid);
     if (!te) {
         s->stats.dropped[MFP_DROP_NO_MEMORY]++;
         return;
@@ -523,7 +527,7 @@ static void sample_thread(mfp_sampler *s, const void *addr, const PyThreadState 
     uint64_t cpu = thread_cpu_ns(ts->native_thread_id);
     thread_entry *te = thread_find(s, ts->native_thread_id);
     if (te && te->last_node != MFP_NONE && te->tstate == addr && te->cpu_ns == cpu) {
-        add_sample(s, ts->native_thread_id, addr, te->last_node, cpu, t, dt);
+        add_sample(s, te, ts->native_thread_id, addr, te->last_node, cpu, t, dt);
         return;
     }
     /* The thread runs on while its frames are copied, so a walk can meet a
@@ -560,7 +564,7 @@ static void sample_thread(mfp_sampler *s, const void *addr, const PyThreadState 
         s->stats.dropped[reason]++;
         return;
     }
-    add_sample(s, ts->native_thread_id, addr, stack_node(s, depth), cpu, t, dt);
+    add_sample(s, te, ts->native_thread_id, addr, stack_node(s, depth), cpu, t, dt);
 }
 
 /* One pass over every thread state of the interpreter, without the GIL:
@@ -653,7 +657,7 @@ static void sample_all_gil(mfp_sampler *s, uint64_t t, uint64_t dt) {
         }
         Py_XDECREF(f);
         if (depth > 0)
-            add_sample(s, ts->native_thread_id, ts, stack_node(s, depth),
+            add_sample(s, NULL, ts->native_thread_id, ts, stack_node(s, depth),
                        thread_cpu_ns(ts->native_thread_id), t, dt);
     }
 }
@@ -664,8 +668,8 @@ static void sample_all(mfp_sampler *s) {
     PyGILState_STATE g = PyGILState_UNLOCKED;
     if (s->gil_mode) {
         /* The time starts when the stacks can be read: after the wait. A
-         * stop while waiting (the stopping thread let go of the GIL) must
-         * not hand that wait to the stack it is stopping from. */
+         * stop while waiting (mfp_sampler_request_stop) must not hand that
+         * wait to the stack it is stopping from. */
         g = PyGILState_Ensure();
         if (atomic_load(&s->stop)) {
             PyGILState_Release(g);
@@ -808,6 +812,10 @@ oom:
     snprintf(err, errlen, "out of memory starting the sampler");
     mfp_sampler_free(s);
     return NULL;
+}
+
+void mfp_sampler_request_stop(mfp_sampler *s) {
+    if (s && s->running) atomic_store(&s->stop, 1);
 }
 
 void mfp_sampler_stop(mfp_sampler *s) {

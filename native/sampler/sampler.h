@@ -59,6 +59,12 @@ typedef void (*mfp_new_thread_hook)(void);
 mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0_ns,
                                mfp_new_thread_hook on_new_thread, char *err, size_t errlen);
 
+/* Take no more samples; call it with the GIL before letting go of it to
+ * stop, so a GIL-taking pass waiting for the GIL records nothing when it
+ * gets it (that wait would be billed to the stopping thread's stack).
+ * mfp_sampler_stop still has to join. */
+void mfp_sampler_request_stop(mfp_sampler *s);
+
 /* Stop and join the thread. Call it WITHOUT the GIL when
  * mfp_sampler_takes_gil() (the thread may be waiting for it); the usual
  * GIL-free sampler never waits for the GIL. In a forked child, where the

@@ -18,18 +18,14 @@ sys.path.insert(0, str(REPO / "bench"))
 from bench_seccomp import SYSCALLS  # the filter lives with its benchmark
 
 CHILD = textwrap.dedent("""
-    import json, sys, threading, time
+    import json, sys, threading
 
-    sys.path.insert(0, sys.argv[2])
+    sys.path[:0] = sys.argv[2:]
     from bench_seccomp import deny
+    from support import spin
 
     deny(json.loads(sys.argv[1]))
     from metaflow_profiler import Profiler
-
-    def spin(seconds):
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            pass
 
     def in_worker():
         spin(0.4)
@@ -49,7 +45,8 @@ CHILD = textwrap.dedent("""
 
 
 def profile_under_filter(numbers):
-    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(numbers), str(REPO / "bench")],
+    out = subprocess.run([sys.executable, "-c", CHILD, json.dumps(numbers), str(REPO / "bench"),
+                          str(REPO / "tests")],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.splitlines()[-1])

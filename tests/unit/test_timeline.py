@@ -141,13 +141,28 @@ def test_disk_write_64mb_fsynced(tmp_path: Path):
     assert prof.stats()["peak_disk_write_mbps"] > 0
 
 
-def _receiver(server: socket.socket, got: list[int]) -> None:
-    conn, _ = server.accept()
-    with conn:
-        n = 0
-        while data := conn.recv(1 << 16):
-            n += len(data)
-    got.append(n)
+def send_over_loopback(total: int) -> int:
+    """Send total bytes to ourselves over 127.0.0.1; returns what arrived."""
+    server = socket.create_server(("127.0.0.1", 0))
+    got: list[int] = []
+
+    def receive() -> None:
+        conn, _ = server.accept()
+        with conn:
+            n = 0
+            while data := conn.recv(1 << 16):
+                n += len(data)
+        got.append(n)
+
+    th = threading.Thread(target=receive)
+    th.start()
+    with socket.create_connection(server.getsockname()) as c:
+        buf = b"x" * (1 << 16)
+        for _ in range(total // len(buf)):
+            c.sendall(buf)
+    th.join()
+    server.close()
+    return got[0]
 
 
 def test_loopback_bytes_sent(monkeypatch: pytest.MonkeyPatch):
@@ -155,23 +170,14 @@ def test_loopback_bytes_sent(monkeypatch: pytest.MonkeyPatch):
     total = 128 * MB
     lo0 = psutil.net_io_counters(pernic=True).get("lo")
     p, now = profiled()
-    server = socket.create_server(("127.0.0.1", 0))
-    got: list[int] = []
-    th = threading.Thread(target=_receiver, args=(server, got))
-    th.start()
     a = now()
     time.sleep(0.05)  # quiet on both sides: the polls that straddle the edges
-    with socket.create_connection(server.getsockname()) as c:
-        buf = b"x" * (1 << 16)
-        for _ in range(total // len(buf)):
-            c.sendall(buf)
-    th.join()
-    server.close()
+    got = send_over_loopback(total)
     time.sleep(0.05)
     b = now()
     prof = p.stop()
     lo1 = psutil.net_io_counters(pernic=True).get("lo")
-    assert got == [total]
+    assert got == total
     sent = area(prof.series()["net_sent_Bps"], a, b)
     assert abs(sent - total) / total < 0.05, sent / MB
     if lo0 and lo1:  # psutil's view of the same interface over the whole run
@@ -181,16 +187,8 @@ def test_loopback_bytes_sent(monkeypatch: pytest.MonkeyPatch):
 def test_loopback_excluded_by_default(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("MFP_TIMELINE_LOOPBACK", raising=False)
     p, now = profiled()
-    server = socket.create_server(("127.0.0.1", 0))
-    got: list[int] = []
-    th = threading.Thread(target=_receiver, args=(server, got))
-    th.start()
     a = now()
-    with socket.create_connection(server.getsockname()) as c:
-        for _ in range(512):
-            c.sendall(b"x" * (1 << 16))
-    th.join()
-    server.close()
+    assert send_over_loopback(32 * MB) == 32 * MB
     b = now() + INTERVAL
     time.sleep(0.05)
     prof = p.stop()
