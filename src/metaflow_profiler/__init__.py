@@ -7,7 +7,7 @@ format, and the self-contained HTML card. Does not import metaflow.
     p.profile.functions()[:5]
 """
 
-from .profile import FunctionStat, MemoryStat, Profile
+from .profile import FunctionDiff, FunctionStat, MemoryStat, Profile
 from .profiler import BACKENDS, Profiler, ProfilerError
 
-__all__ = ["BACKENDS", "FunctionStat", "MemoryStat", "Profile", "Profiler", "ProfilerError"]
+__all__ = ["BACKENDS", "FunctionDiff", "FunctionStat", "MemoryStat", "Profile", "Profiler", "ProfilerError"]

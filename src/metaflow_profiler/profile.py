@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from . import _native
@@ -19,6 +20,22 @@ class FunctionStat(NamedTuple):
     self_s: float
     total_s: float
     samples: int
+
+
+class FunctionDiff(NamedTuple):
+    """One function of Profile.diff: its time in the baseline and in this run.
+    Times are inclusive (the function and its callees); shares are of each
+    profile's whole sampled time; self_* exclude callees."""
+
+    name: str
+    filename: str
+    before_s: float
+    after_s: float
+    delta_s: float
+    before_share: float
+    after_share: float
+    before_self_s: float
+    after_self_s: float
 
 
 class MemoryStat(NamedTuple):
@@ -43,6 +60,60 @@ _SERIES_STATS = {
     "net_sent_Bps": ("net_sent_mbps", 1 / 2**20),
 }
 _AVERAGED = ("cpu_pct", "rss_bytes")
+
+# Section tags (docs/FORMAT.md) this module handles itself: a baseline is
+# attached and read by moving whole sections, without decoding them.
+_META, _SAMPLES, _TIMELINE, _MEMORY, BASELINE = 1, 7, 9, 10, 15
+_TOTALS_ONLY = (1, 2, 3, 4, 5, 6, 8)  # what a baseline keeps: the tables and TOTALS
+_KIND_THREAD, _KIND_SYNTHETIC = 2, 3
+
+
+def _read_uv(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("not a valid profile: truncated section header")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _uv(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _sections(data: bytes) -> list[tuple[int, bytes]]:
+    """(tag, payload) of each section, in order."""
+    if data[:6] != b"MFPROF":
+        raise ValueError("not a valid profile: bad magic")
+    _, pos = _read_uv(data, 6)
+    out = []
+    while pos < len(data):
+        tag, pos = _read_uv(data, pos)
+        n, pos = _read_uv(data, pos)
+        if pos + n > len(data):
+            raise ValueError(f"not a valid profile: section {tag} runs past the end")
+        out.append((tag, data[pos:pos + n]))
+        pos += n
+    return out
+
+
+def _join(sections: Sequence[tuple[int, bytes]]) -> bytes:
+    body = b"".join(_uv(tag) + _uv(len(p)) + p for tag, p in sections)
+    return b"MFPROF" + _uv(1) + body
+
+
+def _meta_section(meta: dict[str, Any]) -> bytes:
+    text = json.dumps(meta, ensure_ascii=False).encode("utf-8")
+    return _uv(len(text)) + text
 
 
 class Profile:
@@ -133,6 +204,170 @@ class Profile:
         ]
         rows.sort(key=lambda r: (-r.total_s, -r.self_s, r.name))
         return rows
+
+    def _by_identity(self, on_cpu: bool) -> tuple[dict, dict, float]:
+        """Self and total seconds per (name, file), and the whole sampled time.
+        The first line is left out of the key so that edits above a function
+        do not make it a different function."""
+        f, s = self._t["funcs"], self._t["strings"]
+        key_of = [(s[n], s[fl]) for n, fl in zip(f["name"], f["file"])]
+        tot = self._t["totals"]
+        rows = [i for i, fl in enumerate(tot["flags"]) if fl & 1 or not on_cpu]
+        self_k: dict[tuple[str, str], float] = defaultdict(float)
+        total_k: dict[tuple[str, str], float] = defaultdict(float)
+        paths: dict[int, tuple] = {}
+        whole = 0.0
+        for i in rows:
+            stack, w = tot["stack"][i], tot["weight_ns"][i] / 1e9
+            whole += w
+            path = paths.get(stack)
+            if path is None:
+                funcs = self._path_funcs(stack)
+                # a redefinition (two functions, one identity) on a stack counts once
+                path = paths[stack] = (key_of[funcs[0]], {key_of[fn] for fn in funcs})
+            self_k[path[0]] += w
+            for k in path[1]:
+                total_k[k] += w
+        return self_k, total_k, whole
+
+    def diff(self, baseline: Profile, on_cpu: bool = False) -> list[FunctionDiff]:
+        """How each function's time changed from `baseline` to this profile,
+        biggest change of inclusive time first. Functions are matched by
+        qualified name and file; one whose file moved (another checkout or
+        code package) is matched by name and file name when that is unique."""
+        b_self, b_tot, b_all = baseline._by_identity(on_cpu)
+        a_self, a_tot, a_all = self._by_identity(on_cpu)
+        pairs = _match(list(b_tot), list(a_tot))
+        rows = []
+        for bk, ak in pairs:
+            before, after = b_tot.get(bk, 0.0), a_tot.get(ak, 0.0)
+            name, filename = ak or bk
+            rows.append(FunctionDiff(
+                name, filename, before, after, after - before,
+                before / b_all if b_all else 0.0, after / a_all if a_all else 0.0,
+                b_self.get(bk, 0.0), a_self.get(ak, 0.0)))
+        rows.sort(key=lambda r: (-abs(r.delta_s), -abs(r.after_self_s - r.before_self_s), r.name))
+        return rows
+
+    def with_baseline(self, baseline: Profile | None, compare: dict[str, Any]) -> Profile:
+        """This profile carrying what it is compared with: META `compare`
+        (describes the baseline, or says why there is none) and section
+        BASELINE (the baseline's tables and TOTALS only, so the card grows
+        by its TOTALS, not its SAMPLES). Replaces an earlier baseline."""
+        body = [(t, p) for t, p in _sections(self._bytes) if t not in (_META, BASELINE)]
+        secs = [(_META, _meta_section(dict(self.meta, compare=compare))), *body]
+        if baseline is not None:
+            kept = [(t, p) for t, p in _sections(baseline._bytes) if t in _TOTALS_ONLY]
+            secs.append((BASELINE, _join(kept)))
+        return Profile.from_bytes(_join(secs))
+
+    def baseline(self) -> Profile | None:
+        """The profile attached by with_baseline (TOTALS only), or None."""
+        for tag, payload in _sections(self._bytes):
+            if tag == BASELINE:
+                return Profile.from_bytes(payload)
+        return None
+
+    @classmethod
+    def merge(cls, profiles: Sequence[Profile], labels: Sequence[str] | None = None) -> Profile:
+        """One profile of several (the tasks of a foreach, say): TOTALS and
+        MEMORY added up, each input's threads kept apart and named
+        "<label> <thread>", META `merged` a row per input (label, duration,
+        peak RSS, top function). SAMPLES and TIMELINE are left out: the
+        inputs share no clock worth merging on."""
+        from ._native import Builder
+
+        if not profiles:
+            raise ValueError("nothing to merge")
+        labels = list(labels) if labels is not None else [f"#{i + 1}" for i in range(len(profiles))]
+        if len(labels) != len(profiles):
+            raise ValueError("one label per profile")
+        for key, default in (("counts", "samples"), ("weights", "wall_time")):
+            kinds = {p.meta.get(key, default) for p in profiles}
+            if len(kinds) > 1:
+                raise ValueError(f"cannot merge profiles whose {key} differ: {sorted(kinds)}")
+        b = Builder()
+        tids: set[int] = set()
+        for i, (p, label) in enumerate(zip(profiles, labels)):
+            p._copy_into(b, label, tids, i + 1)
+        starts = [p.meta["start_unix_ns"] for p in profiles if "start_unix_ns" in p.meta]
+        ends = [p.meta["start_unix_ns"] + p.meta.get("duration_ns", 0)
+                for p in profiles if "start_unix_ns" in p.meta]
+        first = profiles[0].meta
+        meta: dict[str, Any] = {
+            k: first[k] for k in ("backend", "python", "counts", "weights", "focus", "interval_ns")
+            if k in first and all(p.meta.get(k) == first[k] for p in profiles)
+        }
+        meta.update(
+            title=f"{len(profiles)} profiles merged",
+            duration_ns=(max(ends) - min(starts)) if starts
+            else max(p.meta.get("duration_ns", 0) for p in profiles),
+            samples_taken=sum(p.meta.get("samples_taken", 0) for p in profiles),
+            samples_dropped=sum(p.meta.get("samples_dropped", 0) for p in profiles),
+            step_failed=any(p.meta.get("step_failed") for p in profiles),
+            merged=[p._merge_row(label) for p, label in zip(profiles, labels)],
+            notes=[f"Merged from {len(profiles)} profiles: whole-run totals only "
+                   "(no time order, no resource timeline)."],
+        )
+        if starts:
+            meta["start_unix_ns"] = min(starts)
+        return cls.from_bytes(b.encode(json.dumps(meta)))
+
+    def _copy_into(self, b: Any, label: str, tids: set[int], nth: int) -> None:
+        t, s = self._t, self._t["strings"]
+        sid = [b.string(x) for x in s]
+        f = t["funcs"]
+        fid = [b.func(sid[n], sid[fl], ln, k)
+               for n, fl, ln, k in zip(f["name"], f["file"], f["line"], f["kind"])]
+        frid = [b.frame(fid[fn], ln) for fn, ln in zip(t["frames"]["func"], t["frames"]["line"])]
+        stid: list[int] = []
+        for parent, frame in zip(t["stacks"]["parent"], t["stacks"]["frame"]):
+            stid.append(b.stack(stid[parent] if parent != -1 else -1, frid[frame]))
+        th = t["threads"]
+        # The builder keys threads by tid; inputs from other processes or
+        # machines may reuse one, so a taken tid moves up by nth << 32.
+        mine = [x if x not in tids else x + (nth << 32) for x in th["tid"]]
+        tids.update(mine)
+        tid = [b.thread(x, b.string(f"{label} {s[n]}"), fl)
+               for x, n, fl in zip(mine, th["name"], th["flags"])]
+        tot = t["totals"]
+        for st, thr, fl, n, w in zip(tot["stack"], tot["thread"], tot["flags"], tot["count"],
+                                     tot["weight_ns"]):
+            b.total(stid[st], tid[thr], fl, n, w)
+        mem = t["memory"]
+        for st, live, alloc, n in zip(mem["stack"], mem["live_bytes"], mem["alloc_bytes"],
+                                      mem["alloc_count"]):
+            b.memory(stid[st], live, alloc, n)
+
+    def _merge_row(self, label: str) -> dict[str, Any]:
+        """This profile's line in a merged profile's table of inputs."""
+        tot, kind = self._t["totals"], self._t["funcs"]["kind"]
+        self_w, _ = self._by_function(tot["stack"], tot["weight_ns"])
+        # thread roots and <GC>-like frames are not "a function" to blame
+        funcs = [fn for fn in self_w if kind[fn] not in (_KIND_THREAD, _KIND_SYNTHETIC)]
+        top = max(funcs, key=lambda fn: self_w[fn], default=None)
+        row: dict[str, Any] = {
+            "label": label,
+            "duration_ns": self.meta.get("duration_ns", 0),
+            "samples": sum(tot["count"]),
+            "step_failed": bool(self.meta.get("step_failed", False)),
+        }
+        peak = self._peak_rss_bytes()
+        if peak is not None:
+            row["peak_rss_bytes"] = peak
+        if top is not None:
+            name, filename, _ = self._func_key(top)
+            row["top"] = {"name": name, "file": filename, "self_ns": self_w[top]}
+        return row
+
+    def _peak_rss_bytes(self) -> int | None:
+        st = self.stats()
+        mb = [st[k] for k in ("peak_rss_mb", "peak_rss_kernel_mb") if k in st]
+        rss = [round(v * 2**20) for v in mb]
+        mem_peak = (self.meta.get("memory") or {}).get("rss_peak_bytes")
+        if isinstance(mem_peak, int):
+            rss.append(mem_peak)
+        return max(rss) if rss else None
 
     def memory_functions(self) -> list[MemoryStat]:
         """Every function holding sampled memory at the heap peak, by total bytes."""
@@ -241,3 +476,32 @@ class Profile:
             }],
             "exporter": "metaflow-profiler",
         }
+
+
+def _match(before: list, after: list) -> list[tuple[Any, Any]]:
+    """Pairs (before key, after key) of (name, file) identities; None on the
+    side where a function is missing. Exact identity first; then a name
+    with the same file name, when exactly one such function is left on each
+    side (the same code checked out or unpacked somewhere else)."""
+    after_set = set(after)
+    pairs = [(k, k) for k in before if k in after_set]
+    matched = {k for k, _ in pairs}
+    left_b = [k for k in before if k not in matched]
+    left_a = [k for k in after if k not in matched]
+
+    def by_base(keys: list) -> dict:
+        out: dict = defaultdict(list)
+        for k in keys:
+            out[(k[0], os.path.basename(k[1]))].append(k)
+        return out
+
+    bb, ba = by_base(left_b), by_base(left_a)
+    moved = {}
+    for base, ks in bb.items():
+        if len(ks) == 1 and len(ba.get(base, ())) == 1:
+            moved[ks[0]] = ba[base][0]
+    pairs += list(moved.items())
+    taken = set(moved.values())
+    pairs += [(k, None) for k in left_b if k not in moved]
+    pairs += [(None, k) for k in left_a if k not in taken]
+    return pairs
