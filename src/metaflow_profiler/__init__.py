@@ -7,7 +7,8 @@ format, and the self-contained HTML card. Does not import metaflow.
     p.profile.functions()[:5]
 """
 
-from .profile import FunctionDiff, FunctionStat, MemoryStat, Profile
+from .profile import FunctionDiff, FunctionStat, LineStat, MemoryStat, Profile
 from .profiler import BACKENDS, Profiler, ProfilerError
 
-__all__ = ["BACKENDS", "FunctionDiff", "FunctionStat", "MemoryStat", "Profile", "Profiler", "ProfilerError"]
+__all__ = ["BACKENDS", "FunctionDiff", "FunctionStat", "LineStat", "MemoryStat", "Profile", "Profiler",
+           "ProfilerError"]

@@ -1,7 +1,7 @@
 """python -m metaflow_profiler: profile a script, or read a saved profile.
 
     python -m metaflow_profiler run [-i 0.001] [-o prof.mfprof] [--html card.html] script.py [args]
-    python -m metaflow_profiler top prof.mfprof [-n 20]
+    python -m metaflow_profiler top prof.mfprof [-n 20] [--lines] [--on-cpu]
     python -m metaflow_profiler html prof.mfprof -o card.html
     python -m metaflow_profiler export prof.mfprof -o out.json [--format speedscope|collapsed]
     python -m metaflow_profiler diff base.mfprof new.mfprof [--html card.html] [-n 15]
@@ -9,45 +9,115 @@
 
 diff and merge also take Metaflow pathspecs (Flow/run/step/task, or Flow/run/step
 for every task of a step) and read the @profile_card artifact.
+
+`run` behaves like `python script.py`: the script's own exception prints its
+traceback and exits 1, sys.exit(...) exits as Python would; the profile up to
+that point is written either way. Our own failures (a file we cannot read or
+write) are one line on stderr and exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import runpy
 import sys
 from typing import TextIO
+import traceback
+from types import TracebackType
 
 from . import BACKENDS, Profile, Profiler
 
 ARTIFACT = "profile_card_data"
 
 
+class _Usage(Exception):
+    """A problem with what we were asked to do: one line, exit 2."""
+
+
+def _writable(path: str | None, what: str) -> None:
+    """Fail before a long run rather than after it."""
+    if not path:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise _Usage(f"cannot write {what} to {path!r}: "
+                     f"{'it is a directory' if os.path.isdir(path) else 'no writable folder'}")
+
+
+def _user_tb(tb: TracebackType | None, script: str) -> TracebackType | None:
+    """The traceback from the script's first frame on, as `python script.py` shows it."""
+    t = tb
+    while t is not None and t.tb_frame.f_code.co_filename != script:
+        t = t.tb_next
+    return t or tb
+
+
+def _exit_code(exc: SystemExit) -> int:
+    """What Python does with SystemExit: None is 0, an int is itself,
+    anything else is printed and exits 1."""
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
 def _run(a: argparse.Namespace) -> int:
+    _writable(a.output, "the profile")
+    _writable(a.html, "the card")
+    if not os.path.isfile(a.script):
+        raise _Usage(f"cannot run {a.script!r}: no such file")
     sys.argv = [a.script, *a.args]
+    sys.path.insert(0, os.path.dirname(os.path.abspath(a.script)))
     code = 0
-    with Profiler(backend=a.backend, interval=a.interval,
-                  timeline_interval=a.timeline_interval) as p:
-        try:
-            runpy.run_path(a.script, run_name="__main__")
-        except SystemExit as exc:  # the script's own exit status, after its profile
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    prof = p.profile
-    if a.output:
-        prof.save(a.output)
-    if a.html:
-        prof.to_html(a.html, title=a.script)
-    _print_top(prof, a.top)
+    # Readers start the script's stacks at its own <module>, not at ours and runpy's.
+    entry = {"name": "<module>", "file": a.script}
+    p = Profiler(backend=a.backend, interval=a.interval, timeline_interval=a.timeline_interval)
+    p.start()
+    try:
+        runpy.run_path(a.script, run_name="__main__")
+    except SystemExit as exc:
+        prof = p.stop({"entry": entry})
+        code = _exit_code(exc)
+    except BaseException as exc:  # the script's own: Python's traceback, Python's exit status
+        prof = p.stop({"entry": entry, "step_failed": True,
+                       "step_error": f"{type(exc).__name__}: {exc}"})
+        tb = _user_tb(exc.__traceback__, a.script)
+        sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+        code = 130 if isinstance(exc, KeyboardInterrupt) else 1
+    else:
+        prof = p.stop({"entry": entry})
+    sys.stdout.flush()
+    _write(prof, a.output, a.html, a.script)
+    _print_top(prof, a.top, lines=False, on_cpu=False)
     return code
 
 
-def _print_top(prof: Profile, n: int, file: TextIO = sys.stderr) -> None:
+def _write(prof: Profile, output: str | None, html: str | None, title: str) -> None:
+    try:
+        if output:
+            prof.save(output)
+        if html:
+            prof.to_html(html, title=title)
+    except OSError as exc:
+        raise _Usage(f"cannot write {exc.filename or output}: {exc.strerror or exc}") from None
+
+
+def _print_top(prof: Profile, n: int, lines: bool = False, on_cpu: bool = False,
+               file: TextIO = sys.stderr) -> None:
     s = prof.stats()
     count = "calls" if "calls" in s else "samples"
-    print(f"\n{s[count]} {count} over {s['duration_s']:.3f} s ({s['backend']})", file=file)
-    print(f"{'total s':>9} {'self s':>9}  function", file=file)
-    for r in prof.functions()[:n]:
-        print(f"{r.total_s:9.3f} {r.self_s:9.3f}  {r.name} ({r.filename}:{r.line})", file=file)
+    print(f"\n{s[count]} {count} over {s['duration_s']:.3f} s ({s['backend']})"
+          f"{', on CPU only' if on_cpu else ''}", file=file)
+    print(f"{'total s':>9} {'self s':>9}  {'line' if lines else 'function'}", file=file)
+    rows = prof.lines(on_cpu=on_cpu) if lines else prof.functions(on_cpu=on_cpu)
+    if lines:  # the hot lines are the ones doing the work themselves
+        rows = sorted(rows, key=lambda r: (-r.self_s, -r.total_s, r.name, r.line))
+    for r in rows[:n]:
+        where = f"{r.filename}:{r.line}" if r.filename else "native"
+        print(f"{r.total_s:9.3f} {r.self_s:9.3f}  {r.name} ({where})", file=file)
 
 
 def _inputs(args: list[str], artifact: str) -> list[tuple[str, Profile]]:
@@ -130,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("top", help="the hottest functions of a saved profile")
     t.add_argument("profile")
     t.add_argument("-n", "--top", type=int, default=20)
+    t.add_argument("--lines", action="store_true", help="by source line, by self time")
+    t.add_argument("--on-cpu", action="store_true", help="only time the threads spent on a CPU")
     h = sub.add_parser("html", help="the card of a saved profile")
     h.add_argument("profile")
     h.add_argument("-o", "--output", required=True)
@@ -158,16 +230,30 @@ def main(argv: list[str] | None = None) -> int:
             return _diff(a)
         if a.cmd == "merge":
             return _merge(a)
+        if a.cmd != "top":
+            _writable(a.output, "the output")
         prof = Profile.load(a.profile)
-    except (OSError, ValueError) as exc:
+        if a.cmd == "top":
+            _print_top(prof, a.top, lines=a.lines, on_cpu=a.on_cpu)
+        elif a.cmd == "html":
+            _write(prof, None, a.output, prof.meta.get("title", ""))
+        else:
+            try:
+                prof.export(a.output, format=a.format)
+            except OSError as exc:
+                raise _Usage(f"cannot write {a.output!r}: {exc.strerror or exc}") from None
+    except _Usage as exc:
         print(f"metaflow_profiler: {exc}", file=sys.stderr)
         return 2
-    if a.cmd == "top":
-        _print_top(prof, a.top)
-    elif a.cmd == "html":
-        prof.to_html(a.output)
-    else:
-        prof.export(a.output, format=a.format)
+    except (OSError, ValueError) as exc:
+        detail = f"{exc.strerror}: {exc.filename!r}" if isinstance(exc, OSError) and exc.strerror \
+            else str(exc)
+        print(f"metaflow_profiler: {detail}", file=sys.stderr)
+        return 2
+    except Exception:  # ours, not the user's: say so in one block, not a bare crash
+        print("metaflow_profiler: internal error, please report:\n" + traceback.format_exc(),
+              file=sys.stderr)
+        return 2
     return 0
 
 

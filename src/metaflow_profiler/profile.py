@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -38,6 +38,17 @@ class FunctionDiff(NamedTuple):
     after_self_s: float
 
 
+class LineStat(NamedTuple):
+    """Time of one source line of a function (Profile.lines)."""
+
+    name: str
+    filename: str
+    line: int
+    self_s: float
+    total_s: float
+    samples: int
+
+
 class MemoryStat(NamedTuple):
     name: str
     filename: str
@@ -60,6 +71,38 @@ _SERIES_STATS = {
     "net_sent_Bps": ("net_sent_mbps", 1 / 2**20),
 }
 _AVERAGED = ("cpu_pct", "rss_bytes")
+_MAGIC = b"MFPROF"
+
+# META keys the readers use, and what they must hold (docs/FORMAT.md).
+_NUMBER = (int, float)
+_JSON = {str: "string", list: "array", dict: "object", bool: "boolean"}
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "backend": (str,), "python": (str,), "title": (str,), "counts": (str,), "weights": (str,),
+    "focus": (str,), "sampler_mode": (str,), "duration_ns": _NUMBER, "start_unix_ns": _NUMBER,
+    "interval_ns": _NUMBER, "samples_taken": _NUMBER, "samples_dropped": _NUMBER,
+    "samples_decimation": _NUMBER, "notes": (list,), "drop_reasons": (dict,),
+    "timeline": (dict,), "limits": (dict,), "memory": (dict,), "error": (dict,),
+    "entry": (dict,), "step_failed": (bool,), "rss": (dict,),
+}
+
+
+def _check_meta(meta: dict[str, Any]) -> None:
+    """ValueError naming the first META value of the wrong type."""
+    def bad(key: str, value: Any, want: str) -> ValueError:
+        return ValueError(f"not a valid profile: META {key} must be {want}, "
+                          f"got {type(value).__name__} {value!r:.60}")
+
+    for key, types in _META_TYPES.items():
+        v = meta.get(key)
+        if v is not None and (not isinstance(v, types) or (isinstance(v, bool) and bool not in types)):
+            raise bad(key, v, "a number" if types is _NUMBER else f"a JSON {_JSON[types[0]]}")
+    for part in ("peaks", "averages"):
+        values = (meta.get("timeline") or {}).get(part) or {}
+        if not isinstance(values, dict):
+            raise bad(f"timeline.{part}", values, "an object")
+        for name, v in values.items():
+            if isinstance(v, bool) or not isinstance(v, _NUMBER):
+                raise bad(f"timeline.{part}.{name}", v, "a number")
 
 # Section tags (docs/FORMAT.md) this module handles itself: a baseline is
 # attached and read by moving whole sections, without decoding them.
@@ -123,6 +166,7 @@ class Profile:
         self._bytes = data
         self._t = tables
         self.meta = meta
+        self._cache: tuple[list[int], list[int], list[list[int]], list[int]] | None = None
 
     # ---- bytes and files ----
     @classmethod
@@ -138,6 +182,7 @@ class Profile:
             raise ValueError(f"not a valid profile: META is not JSON ({exc})") from None
         if not isinstance(meta, dict):
             raise ValueError("not a valid profile: META is not a JSON object")
+        _check_meta(meta)
         return cls(data, tables, meta)
 
     @classmethod
@@ -156,46 +201,114 @@ class Profile:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Profile:
+        """Read a saved profile; ValueError when the file is not one (its
+        first bytes are checked before the rest is read: /dev/zero ends)."""
         with open(path, "rb") as f:
-            return cls.from_bytes(f.read())
+            head = f.read(len(_MAGIC))
+            if head != _MAGIC:
+                raise ValueError(f"not a valid profile: {os.fspath(path)!r} does not start with "
+                                 f"{_MAGIC.decode()}")
+            return cls.from_bytes(head + f.read())
 
     # ---- questions ----
+    # Every question is answered from the stack tree in one pass over its
+    # nodes (a parent always precedes its children), never by walking each
+    # stack to its root: deep recursion makes that quadratic.
     def _func_key(self, func: int) -> tuple[str, str, int]:
         f, s = self._t["funcs"], self._t["strings"]
         return s[f["name"][func]], s[f["file"][func]], f["line"][func]
 
-    def _path_funcs(self, stack: int) -> list[int]:
-        """Functions of a stack node, leaf first."""
-        parent, frame = self._t["stacks"]["parent"], self._t["stacks"]["frame"]
-        func = self._t["frames"]["func"]
-        out = []
-        while stack != -1:
-            out.append(func[frame[stack]])
-            stack = parent[stack]
-        return out
+    def _tree(self) -> tuple[list[int], list[int], list[list[int]], list[int]]:
+        """(func of each node, parent of each node with the launcher cut
+        off, children of each node, roots). META "entry" names the profiled
+        program's first frame (python -m metaflow_profiler run): in a stack
+        that reaches it, the frames above it (the CLI, runpy) are dropped."""
+        if self._cache is None:
+            parent = self._t["stacks"]["parent"]
+            node_func = [self._t["frames"]["func"][fr] for fr in self._t["stacks"]["frame"]]
+            entry = self.meta.get("entry") or {}
+            names, files = self._t["funcs"]["name"], self._t["funcs"]["file"]
+            s = self._t["strings"]
+            is_entry = [s[names[f]] == entry.get("name") and s[files[f]] == entry.get("file")
+                        for f in range(len(names))] if entry else None
+            eparent = list(parent)
+            if is_entry is not None:
+                below = [False] * len(parent)  # an entry frame is this node or above it
+                for i, p in enumerate(parent):
+                    mine = is_entry[node_func[i]]
+                    if mine and not (p >= 0 and below[p]):
+                        eparent[i] = -1
+                    below[i] = mine or (p >= 0 and below[p])
+            kids: list[list[int]] = [[] for _ in parent]
+            roots = []
+            for i, p in enumerate(eparent):
+                (kids[p] if p >= 0 else roots).append(i)
+            self._cache = (node_func, eparent, kids, roots)
+        return self._cache
+
+    def _outermost(self, key: list[Any]) -> list[bool]:
+        """Per node: its key (None = not counted) appears on no ancestor, so
+        that recursion counts a stack once."""
+        _, _, kids, roots = self._tree()
+        first = [False] * len(key)
+        active: dict[Any, int] = defaultdict(int)
+        todo = [(r, False) for r in reversed(roots)]
+        while todo:
+            node, leaving = todo.pop()
+            k = key[node]
+            if leaving:
+                active[k] -= 1
+                continue
+            if k is not None:
+                first[node] = active[k] == 0
+                active[k] += 1
+                todo.append((node, True))
+            todo.extend((c, False) for c in reversed(kids[node]))
+        return first
+
+    def _subtree(self, stacks: list[int], values: list[int]) -> tuple[list[int], list[int]]:
+        """Per node: the value of rows ending there, and of rows at or below it."""
+        _, eparent, _, _ = self._tree()
+        own = [0] * len(eparent)
+        for stack, v in zip(stacks, values):
+            own[stack] += v
+        sub = list(own)
+        for i in range(len(sub) - 1, -1, -1):
+            p = eparent[i]
+            if p >= 0:
+                sub[p] += sub[i]
+        return own, sub
+
+    def _by_key(self, key: list[Any], stacks: list[int], values: list[int]) -> tuple[dict, dict]:
+        """Self and total value per key of the leaf / of any frame on the stack."""
+        own, sub = self._subtree(stacks, values)
+        first = self._outermost(key)
+        self_v: dict[Any, int] = defaultdict(int)
+        total_v: dict[Any, int] = defaultdict(int)
+        for i, k in enumerate(key):
+            if k is None:
+                continue
+            self_v[k] += own[i]
+            if first[i]:
+                total_v[k] += sub[i]
+        return self_v, total_v
 
     def _by_function(self, stacks: list[int], values: list[int]) -> tuple[dict, dict]:
         """Self and total value per function; recursion counts once per stack."""
-        self_v: dict[int, int] = defaultdict(int)
-        total_v: dict[int, int] = defaultdict(int)
-        paths: dict[int, list[int]] = {}
-        for stack, v in zip(stacks, values):
-            path = paths.get(stack)
-            if path is None:
-                path = paths[stack] = self._path_funcs(stack)
-            self_v[path[0]] += v
-            for func in set(path):
-                total_v[func] += v
-        return self_v, total_v
+        return self._by_key(self._tree()[0], stacks, values)
+
+    def _rows(self, on_cpu: bool) -> tuple[list[int], list[int], list[int]]:
+        tot = self._t["totals"]
+        rows = [i for i, f in enumerate(tot["flags"]) if f & 1 or not on_cpu]
+        return ([tot["stack"][i] for i in rows], [tot["weight_ns"][i] for i in rows],
+                [tot["count"][i] for i in rows])
 
     def functions(self, on_cpu: bool = False) -> list[FunctionStat]:
         """Every function sampled, by total (inclusive) wall time, hottest first.
         on_cpu=True counts only samples where the thread was running on a CPU."""
-        tot = self._t["totals"]
-        rows = [i for i, f in enumerate(tot["flags"]) if f & 1 or not on_cpu]
-        stacks = [tot["stack"][i] for i in rows]
-        self_w, total_w = self._by_function(stacks, [tot["weight_ns"][i] for i in rows])
-        self_c, total_c = self._by_function(stacks, [tot["count"][i] for i in rows])
+        stacks, weights, counts = self._rows(on_cpu)
+        self_w, total_w = self._by_function(stacks, weights)
+        self_c, total_c = self._by_function(stacks, counts)
         # A deterministic profile counts calls: a function's own, not its callees'.
         count = self_c if self.meta.get("counts") == "calls" else total_c
         rows = [
@@ -205,30 +318,53 @@ class Profile:
         rows.sort(key=lambda r: (-r.total_s, -r.self_s, r.name))
         return rows
 
+    def lines(self, function: str | FunctionStat | None = None,
+              on_cpu: bool = False) -> list[LineStat]:
+        """Time by source line (the line each frame was executing), hottest
+        first: of one function (a FunctionStat, or a qualified name; a bare
+        name matches Class.name too when nothing matches it exactly), or of
+        every function when None. self_s: the line was the innermost Python
+        line; total_s: the line was on the stack (a line of a recursive
+        function counts once per stack). Line 0: not known."""
+        node_func, _, _, _ = self._tree()
+        fr_line = self._t["frames"]["line"]
+        node_line = [fr_line[fr] for fr in self._t["stacks"]["frame"]]
+        wanted = self._funcs_named(function)
+        key = [(f, ln) if wanted is None or f in wanted else None
+               for f, ln in zip(node_func, node_line)]
+        stacks, weights, counts = self._rows(on_cpu)
+        self_w, total_w = self._by_key(key, stacks, weights)
+        self_c, total_c = self._by_key(key, stacks, counts)
+        count = self_c if self.meta.get("counts") == "calls" else total_c
+        out = []
+        for (f, ln), total in total_w.items():
+            name, file, _ = self._func_key(f)
+            out.append(LineStat(name, file, ln, self_w[(f, ln)] / 1e9, total / 1e9, count[(f, ln)]))
+        out.sort(key=lambda r: (-r.total_s, -r.self_s, r.name, r.line))
+        return out
+
+    def _funcs_named(self, function: str | FunctionStat | None) -> set[int] | None:
+        if function is None:
+            return None
+        n = len(self._t["funcs"]["name"])
+        if isinstance(function, FunctionStat):
+            return {f for f in range(n) if self._func_key(f) == tuple(function[:3])}
+        if not isinstance(function, str):
+            raise TypeError(f"function must be a name or a FunctionStat, got {type(function).__name__}")
+        exact = {f for f in range(n) if self._func_key(f)[0] == function}
+        return exact or {f for f in range(n) if self._func_key(f)[0].rsplit(".", 1)[-1] == function}
+
     def _by_identity(self, on_cpu: bool) -> tuple[dict, dict, float]:
         """Self and total seconds per (name, file), and the whole sampled time.
         The first line is left out of the key so that edits above a function
-        do not make it a different function."""
+        do not make it a different function; a redefinition (two functions,
+        one identity) on a stack counts once."""
         f, s = self._t["funcs"], self._t["strings"]
         key_of = [(s[n], s[fl]) for n, fl in zip(f["name"], f["file"])]
-        tot = self._t["totals"]
-        rows = [i for i, fl in enumerate(tot["flags"]) if fl & 1 or not on_cpu]
-        self_k: dict[tuple[str, str], float] = defaultdict(float)
-        total_k: dict[tuple[str, str], float] = defaultdict(float)
-        paths: dict[int, tuple] = {}
-        whole = 0.0
-        for i in rows:
-            stack, w = tot["stack"][i], tot["weight_ns"][i] / 1e9
-            whole += w
-            path = paths.get(stack)
-            if path is None:
-                funcs = self._path_funcs(stack)
-                # a redefinition (two functions, one identity) on a stack counts once
-                path = paths[stack] = (key_of[funcs[0]], {key_of[fn] for fn in funcs})
-            self_k[path[0]] += w
-            for k in path[1]:
-                total_k[k] += w
-        return self_k, total_k, whole
+        stacks, weights, _ = self._rows(on_cpu)
+        self_k, total_k = self._by_key([key_of[fn] for fn in self._tree()[0]], stacks, weights)
+        return ({k: v / 1e9 for k, v in self_k.items()}, {k: v / 1e9 for k, v in total_k.items()},
+                sum(weights) / 1e9)
 
     def diff(self, baseline: Profile, on_cpu: bool = False) -> list[FunctionDiff]:
         """How each function's time changed from `baseline` to this profile,
@@ -448,14 +584,26 @@ class Profile:
         with open(path, "w", encoding="utf-8") as f:
             f.write(text)
 
-    def _stack_names(self, stack: int) -> list[str]:
-        return [self._func_key(f)[0] for f in reversed(self._path_funcs(stack))]
+    def _path_funcs(self, stack: int) -> list[int]:
+        """Functions of a stack node, leaf first (launcher frames cut off)."""
+        node_func, eparent, _, _ = self._tree()
+        out = []
+        while stack != -1:
+            out.append(node_func[stack])
+            stack = eparent[stack]
+        return out
 
     def _collapsed(self) -> str:
-        tot = self._t["totals"]
+        """One line per stack, root first: "a;b;c count". A name that several
+        functions share (every file's <module>) keeps its file and line."""
+        s, funcs, tot = self._t["strings"], self._t["funcs"], self._t["totals"]
+        names = [s[n].replace(";", ":") for n in funcs["name"]]
+        shared = {n for n, k in Counter(names).items() if k > 1}
+        label = [f"{n} ({s[f]}:{ln})" if n in shared and s[f] else n
+                 for n, f, ln in zip(names, funcs["file"], funcs["line"])]
         lines: dict[str, int] = defaultdict(int)
         for stack, n in zip(tot["stack"], tot["count"]):
-            lines[";".join(x.replace(";", ":") for x in self._stack_names(stack))] += n
+            lines[";".join(label[f] for f in reversed(self._path_funcs(stack)))] += n
         return "".join(f"{k} {v}\n" for k, v in sorted(lines.items()))
 
     def _speedscope(self) -> dict[str, Any]:
