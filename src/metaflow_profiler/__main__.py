@@ -83,7 +83,7 @@ def _run(a: argparse.Namespace) -> int:
         code = _exit_code(exc)
     except BaseException as exc:  # the script's own: Python's traceback, Python's exit status
         prof = p.stop({"entry": entry, "step_failed": True,
-                       "step_error": f"{type(exc).__name__}: {exc}"})
+                       "step_error": {"type": type(exc).__name__, "message": str(exc)}})
         tb = _user_tb(exc.__traceback__, a.script)
         sys.excepthook(type(exc), exc.with_traceback(tb), tb)
         code = 130 if isinstance(exc, KeyboardInterrupt) else 1
