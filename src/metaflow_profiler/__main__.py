@@ -22,9 +22,9 @@ import argparse
 import os
 import runpy
 import sys
-from typing import TextIO
 import traceback
 from types import TracebackType
+from typing import TextIO
 
 from . import BACKENDS, Profile, Profiler
 
