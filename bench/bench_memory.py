@@ -64,7 +64,7 @@ if tool in ("cpu", "cpu+memory"):
         out["peak"] = prof.meta["memory"]["peak_bytes"]
 elif tool == "memory-only":
     from metaflow_profiler import _native
-    sess = _native.Session(60.0, 0, 0, memory_rate=rate)  # the CPU sampler idles
+    sess = _native.Session(60_000_000_000, 0, 0, memory_rate=rate)  # the CPU sampler idles
     sess.start()
     t = time.process_time(); res = fn(); t = time.process_time() - t
     sess.stop()

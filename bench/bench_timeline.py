@@ -33,7 +33,7 @@ threads = [threading.Thread(target=stop.wait) for _ in range(nthreads)]
 for t in threads:
     t.start()
 kids = [subprocess.Popen(["sleep", "3600"]) for _ in range(nchildren)]
-s = _native.Session(60.0, interval)
+s = _native.Session(60_000_000_000, round(interval * 1e9))
 c0 = time.process_time()
 s.start()
 c1, w1 = time.process_time(), time.perf_counter()

@@ -1,13 +1,13 @@
 /* module.c — metaflow_profiler._native: the only file that maps Python
  * objects onto the engine's subsystems.
  *
- *   Session(interval, timeline_interval, max_samples=0, memory_rate=0)
+ *   Session(interval_ns, timeline_interval_ns=0, max_samples=0, memory_rate=0)
  *       .start() / .stop() / .name_thread(tid, name, is_main)
  *       .encode(meta_json) -> bytes / .stats() -> dict
  *     A native sampling run: the sampler thread and the timeline poller
  *     writing into one profile store; with memory_rate > 0 also the heap
  *     tracker (native/heap), whose MEMORY rows join the store at stop.
- *   Tracer(max_nodes=0, timeline_interval=0)
+ *   Tracer(max_nodes=0, timeline_interval_ns=0)
  *       .start() / .stop() / .name_thread(...) / .encode(meta_json) / .stats()
  *     The deterministic tracer (sys.monitoring on 3.12+, a profile function
  *     on 3.11) and, optionally, the timeline poller.
@@ -195,33 +195,27 @@ typedef struct {
     char heap_error[256];
 } Session;
 
+/* The options arrive checked (src/metaflow_profiler/options.py holds their
+ * bounds); only what would break the engine itself is refused here. */
 static int Session_init(Session *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"interval", "timeline_interval", "max_samples", "memory_rate", NULL};
-    double interval, timeline = 0;
+    static char *kwlist[] = {"interval_ns", "timeline_interval_ns", "max_samples", "memory_rate",
+                             NULL};
+    unsigned long long interval_ns, timeline_ns = 0, memory_rate = 0;
     Py_ssize_t max_samples = 0;
-    unsigned long long memory_rate = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "d|dnK", kwlist, &interval, &timeline, &max_samples,
-                                     &memory_rate))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "K|KnK", kwlist, &interval_ns, &timeline_ns,
+                                     &max_samples, &memory_rate))
         return -1;
-    if (memory_rate > (1ull << 40)) {
+    if (interval_ns == 0 || max_samples < 0) {
+        PyErr_SetString(PyExc_ValueError, "interval_ns must be > 0 and max_samples >= 0");
+        return -1;
+    }
+    if (memory_rate > (1ull << 40)) { /* the heap's sampling arithmetic needs the headroom */
         PyErr_SetString(PyExc_ValueError, "memory_rate must be 0 (off) or 1..2**40 bytes");
         return -1;
     }
     self->memory_rate = memory_rate;
-    if (!(interval >= 1e-5 && interval <= 60)) {
-        PyErr_SetString(PyExc_ValueError, "interval must be between 0.00001 and 60 seconds");
-        return -1;
-    }
-    if (!(timeline == 0 || (timeline >= 0.001 && timeline <= 3600))) {
-        PyErr_SetString(PyExc_ValueError, "timeline_interval must be 0 (off) or 0.001..3600 seconds");
-        return -1;
-    }
-    if (max_samples < 0) {
-        PyErr_SetString(PyExc_ValueError, "max_samples must be >= 0");
-        return -1;
-    }
-    self->interval_ns = (uint64_t)(interval * 1e9);
-    self->timeline_ns = (uint64_t)(timeline * 1e9);
+    self->interval_ns = interval_ns;
+    self->timeline_ns = timeline_ns;
     self->max_samples = (size_t)max_samples;
     return 0;
 }
@@ -542,7 +536,7 @@ static PyTypeObject BuilderType = {
 
 /* ---- Tracer ------------------------------------------------------------- */
 
-/* Tracer(max_nodes=0, timeline_interval=0): .start() / .stop()
+/* Tracer(max_nodes=0, timeline_interval_ns=0): .start() / .stop()
  *   .name_thread(tid, name, is_main) / .encode(meta_json) -> bytes / .stats() -> dict
  * The deterministic tracer (native/tracer): an exact call tree of every
  * thread, written as TOTALS rows (count = calls, weight = self time), and,
@@ -558,19 +552,15 @@ typedef struct {
 } Tracer;
 
 static int Tracer_init(Tracer *self, PyObject *args, PyObject *kw) {
-    static char *kwlist[] = {"max_nodes", "timeline_interval", NULL};
+    static char *kwlist[] = {"max_nodes", "timeline_interval_ns", NULL};
     Py_ssize_t max_nodes = 0;
-    double timeline = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "|nd", kwlist, &max_nodes, &timeline)) return -1;
+    unsigned long long timeline_ns = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "|nK", kwlist, &max_nodes, &timeline_ns)) return -1;
     if (max_nodes < 0) {
         PyErr_SetString(PyExc_ValueError, "max_nodes must be >= 0");
         return -1;
     }
-    if (!(timeline == 0 || (timeline >= 0.001 && timeline <= 3600))) {
-        PyErr_SetString(PyExc_ValueError, "timeline_interval must be 0 (off) or 0.001..3600 seconds");
-        return -1;
-    }
-    self->timeline_ns = (uint64_t)(timeline * 1e9);
+    self->timeline_ns = timeline_ns;
     if (self->tracer) {
         PyErr_SetString(PyExc_RuntimeError, "a Tracer is initialised once");
         return -1;

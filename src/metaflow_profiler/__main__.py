@@ -27,6 +27,7 @@ from types import TracebackType
 from typing import TextIO
 
 from . import BACKENDS, Profile, Profiler
+from .options import ENGINE, OptionError, Options
 
 ARTIFACT = "profile_card_data"
 
@@ -74,7 +75,7 @@ def _run(a: argparse.Namespace) -> int:
     code = 0
     # Readers start the script's stacks at its own <module>, not at ours and runpy's.
     entry = {"name": "<module>", "file": a.script}
-    p = Profiler(backend=a.backend, interval=a.interval, timeline_interval=a.timeline_interval)
+    p = Profiler(options=a.options)
     p.start()
     try:
         runpy.run_path(a.script, run_name="__main__")
@@ -190,8 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="profile a Python script")
     r.add_argument("-b", "--backend", default="sample", choices=BACKENDS)
-    r.add_argument("-i", "--interval", type=float, default=0.001)
-    r.add_argument("-t", "--timeline-interval", type=float, default=0.5)
+    r.add_argument("-i", "--interval", default=ENGINE["sample_interval"].default,
+                   help="seconds between samples")
+    r.add_argument("-t", "--timeline-interval", default=ENGINE["timeline_interval"].default,
+                   help="seconds between resource-timeline points, 0 = off")
     r.add_argument("-o", "--output", help="save the profile (.mfprof)")
     r.add_argument("--html", help="write the card")
     r.add_argument("-n", "--top", type=int, default=15)
@@ -223,6 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     m.add_argument("-n", "--top", type=int, default=15)
     m.add_argument("--artifact", default=ARTIFACT, help="artifact name for pathspecs")
     a = ap.parse_args(argv)
+    if a.cmd == "run":
+        try:
+            a.options = Options.check({"sample_interval": "--interval",
+                                       "timeline_interval": "--timeline-interval"},
+                                      profiler=a.backend, sample_interval=a.interval,
+                                      timeline_interval=a.timeline_interval)
+        except OptionError as exc:
+            print(f"metaflow_profiler: {exc}", file=sys.stderr)
+            return 2
     try:
         if a.cmd == "run":
             return _run(a)

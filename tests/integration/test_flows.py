@@ -144,10 +144,11 @@ if __name__ == "__main__":
 @pytest.mark.parametrize(
     "option, message",
     [
-        ("profiler='nope'", "unknown profiler backend 'nope'; available: sample"),
-        ("sample_interval=0", "interval must be between"),
-        ("sample_interval='fast'", "interval must be a number of seconds"),
-        ("timeline_interval=-1", "timeline_interval must be 0 (off) or between"),
+        ("profiler='nope'", "step 'start': profiler names no usable backend: unknown profiler "
+                            "backend 'nope'; available: sample"),
+        ("sample_interval=0", "step 'start': sample_interval must be a number of seconds from"),
+        ("sample_interval='fast'", "sample_interval must be a number of seconds"),
+        ("timeline_interval=-1", "timeline_interval must be 0 (off) or a number of seconds"),
         ("artifact_name='_hidden'", "artifact_name must be a Python identifier"),
     ],
 )

@@ -135,7 +135,7 @@ def test_memory_rate_is_checked():
         with pytest.raises(ValueError, match="memory_rate"):
             Profiler(memory=True, memory_rate=bad)
     with pytest.raises(ValueError, match="memory_rate"):
-        _native.Session(0.01, 0, 0, memory_rate=2**41)
+        _native.Session(10_000_000, 0, 0, memory_rate=2**41)
 
 
 HELPER = r"""
@@ -277,7 +277,7 @@ for t in threads:
     t.start()
 
 # Fork while profiling, with the other threads allocating.
-s = _native.Session(0.002, 0, 0, memory_rate=32 * 1024)
+s = _native.Session(2_000_000, 0, 0, memory_rate=32 * 1024)
 s.start()
 del before
 pid = os.fork()
@@ -304,7 +304,7 @@ del crossing  # freed after the hooks are gone
 
 # Start and stop 1,000 times while 8 threads allocate and free.
 for i in range(int(sys.argv[2])):
-    s = _native.Session(0.01, 0, 0, memory_rate=4096)
+    s = _native.Session(10_000_000, 0, 0, memory_rate=4096)
     s.start()
     keep = [bytearray(2000) for _ in range(20)]
     s.stop()

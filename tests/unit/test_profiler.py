@@ -43,11 +43,13 @@ def alternate(rounds):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"backend": "nope"}, "unknown profiler backend 'nope'; available: sample"),
-        ({"interval": 0}, "interval must be between 0.0001 and 60 seconds"),
-        ({"interval": "0.01"}, "interval must be a number of seconds"),
+        ({"backend": "nope"}, "backend names no usable backend: unknown profiler backend 'nope'; "
+                              "available: sample"),
+        ({"interval": 0}, "interval must be a number of seconds from 0.0001 to 60, got 0"),
+        ({"interval": "fast"}, "interval must be a number of seconds from 0.0001 to 60"),
         ({"interval": True}, "interval must be a number of seconds"),
-        ({"timeline_interval": -1}, "timeline_interval must be 0 (off) or between"),
+        ({"interval": float("nan")}, "interval must be a number of seconds"),
+        ({"timeline_interval": -1}, "timeline_interval must be 0 (off) or a number of seconds"),
         ({"memory": "yes"}, "memory must be True or False"),
     ],
 )

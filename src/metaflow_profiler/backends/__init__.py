@@ -23,29 +23,29 @@ class Runner(Protocol):
     def stop(self, meta: dict[str, Any]) -> bytes: ...
 
 
-def _sample(interval: float, timeline_interval: float, max_samples: int,
+def _sample(interval_ns: int, timeline_ns: int, max_samples: int,
             memory_rate: int = 0) -> Runner:
     from .sample import SampleRunner
 
-    return SampleRunner(interval, timeline_interval, max_samples, memory_rate)
+    return SampleRunner(interval_ns, timeline_ns, max_samples, memory_rate)
 
 
-def _trace(interval: float, timeline_interval: float, max_samples: int) -> Runner:
+def _trace(interval_ns: int, timeline_ns: int, max_samples: int) -> Runner:
     from .trace import TraceRunner
 
-    return TraceRunner(interval, timeline_interval, max_samples)
+    return TraceRunner(interval_ns, timeline_ns, max_samples)
 
 
-def _cprofile(interval: float, timeline_interval: float, max_samples: int) -> Runner:
+def _cprofile(interval_ns: int, timeline_ns: int, max_samples: int) -> Runner:
     from .cprofile import CProfileRunner
 
-    return CProfileRunner(interval, timeline_interval, max_samples)
+    return CProfileRunner(interval_ns, timeline_ns, max_samples)
 
 
-def _pyinstrument(interval: float, timeline_interval: float, max_samples: int) -> Runner:
+def _pyinstrument(interval_ns: int, timeline_ns: int, max_samples: int) -> Runner:
     from .pyinstrument import PyinstrumentRunner
 
-    return PyinstrumentRunner(interval, timeline_interval, max_samples)
+    return PyinstrumentRunner(interval_ns, timeline_ns, max_samples)
 
 
 _FACTORIES = {"sample": _sample, "trace": _trace, "cprofile": _cprofile,
@@ -101,13 +101,13 @@ def supports_memory(name: str) -> bool:
     return name in _MEMORY
 
 
-def create(name: str, interval: float, timeline_interval: float, max_samples: int,
+def create(name: str, interval_ns: int, timeline_ns: int, max_samples: int,
            memory_rate: int = 0) -> Runner:
     """memory_rate: mean bytes between allocation samples, 0 = no memory profile."""
     name = resolve(name)
     if memory_rate and name in _MEMORY:
-        return _FACTORIES[name](interval, timeline_interval, max_samples, memory_rate=memory_rate)
-    return _FACTORIES[name](interval, timeline_interval, max_samples)
+        return _FACTORIES[name](interval_ns, timeline_ns, max_samples, memory_rate=memory_rate)
+    return _FACTORIES[name](interval_ns, timeline_ns, max_samples)
 
 
 def meta_json(meta: dict[str, Any]) -> str:

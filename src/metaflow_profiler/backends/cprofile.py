@@ -46,7 +46,7 @@ def _describe(code: Key) -> tuple[str, str, int, int]:
 
 
 class CProfileRunner:
-    def __init__(self, interval: float, timeline_interval: float, max_samples: int) -> None:
+    def __init__(self, interval_ns: int, timeline_ns: int, max_samples: int) -> None:
         self._prof = cProfile.Profile()
         self._t0 = 0
 

@@ -36,12 +36,11 @@ def _parse(info: str) -> tuple[str, str, int, int, int]:
 
 
 class PyinstrumentRunner:
-    def __init__(self, interval: float, timeline_interval: float, max_samples: int) -> None:
+    def __init__(self, interval_ns: int, timeline_ns: int, max_samples: int) -> None:
         from pyinstrument import Profiler
 
-        self._interval = interval
         self._max_samples = max_samples
-        self._prof = Profiler(interval=interval, async_mode="disabled")
+        self._prof = Profiler(interval=interval_ns / 1e9, async_mode="disabled")
 
     def start(self) -> None:
         self._prof.start()

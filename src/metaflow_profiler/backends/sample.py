@@ -12,9 +12,9 @@ from . import merge_timeline, meta_json, name_threads
 
 
 class SampleRunner:
-    def __init__(self, interval: float, timeline_interval: float, max_samples: int,
+    def __init__(self, interval_ns: int, timeline_ns: int, max_samples: int,
                  memory_rate: int = 0) -> None:
-        self._session = _native.Session(interval, timeline_interval, max_samples,
+        self._session = _native.Session(interval_ns, timeline_ns, max_samples,
                                         memory_rate=memory_rate)
         self._memory = memory_rate > 0
 

@@ -12,9 +12,9 @@ from . import merge_timeline, meta_json, name_threads
 
 
 class TraceRunner:
-    def __init__(self, interval: float, timeline_interval: float, max_samples: int) -> None:
+    def __init__(self, interval_ns: int, timeline_ns: int, max_samples: int) -> None:
         # interval and max_samples are for samplers; a tracer records every call.
-        self._tracer = _native.Tracer(timeline_interval=timeline_interval)
+        self._tracer = _native.Tracer(timeline_interval_ns=timeline_ns)
 
     def start(self) -> None:
         self._tracer.start()

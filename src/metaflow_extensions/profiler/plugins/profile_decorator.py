@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 from metaflow.decorators import StepDecorator
 from metaflow.exception import MetaflowException
 
+from metaflow_profiler.options import DECORATOR
+
 CARD_TYPE = "profile_card"
 ARTIFACT_FORMAT = 1
 
@@ -43,17 +45,13 @@ class ProfileCardDecorator(StepDecorator):
     artifact_name: task artifact that holds the profile (default "profile_card_data").
     create_card: attach the card (default True).
     memory: sampled allocation profiling, Python and native (default True).
+
+    Defaults and bounds live in metaflow_profiler/options.py; values given
+    as strings (`--with profile_card:memory=False`) are read there too.
     """
 
     name = "profile_card"
-    defaults: ClassVar[dict[str, Any]] = {
-        "profiler": None,
-        "sample_interval": 0.001,
-        "timeline_interval": 0.5,
-        "artifact_name": "profile_card_data",
-        "create_card": True,
-        "memory": True,
-    }
+    defaults: ClassVar[dict[str, Any]] = {k: o.default for k, o in DECORATOR.items()}
 
     def step_init(self, flow, graph, step_name, decorators, environment, flow_datastore, logger):
         self._logger = logger
@@ -65,25 +63,22 @@ class ProfileCardDecorator(StepDecorator):
             self._attach_card(step_name, decorators)
 
     def _check_options(self, step_name: str) -> None:
-        from metaflow_profiler.profiler import validate_options
+        from metaflow_profiler.options import OptionError, Options, read
 
-        a = self.attributes
+        # Added by --with or METAFLOW_DECOSPECS, it is on every step: naming
+        # one of them would point at the wrong place.
+        where = (f"step '{step_name}': " if self.statically_defined
+                 else "--with profile_card (METAFLOW_DECOSPECS), on every step: ")
         try:
-            a["profiler"] = validate_options(
-                a["profiler"], a["sample_interval"], a["timeline_interval"], a["memory"]
-            )
-        except ValueError as exc:
-            raise ProfileCardException(f"step '{step_name}': {exc}") from None
-        name = a["artifact_name"]
-        if not isinstance(name, str) or not name.isidentifier() or name.startswith("_"):
-            raise ProfileCardException(
-                f"step '{step_name}': artifact_name must be a Python identifier not starting "
-                f"with '_', got {name!r}"
-            )
-        if not isinstance(a["create_card"], bool):
-            raise ProfileCardException(
-                f"step '{step_name}': create_card must be True or False, got {a['create_card']!r}"
-            )
+            # Checked values replace the strings, so later hooks (and the
+            # task's command line) see True, not "True".
+            self.attributes.update(read(DECORATOR, self.attributes, where=where))
+            a = self.attributes
+            self._options = Options.check(
+                where=where, profiler=a["profiler"], sample_interval=a["sample_interval"],
+                timeline_interval=a["timeline_interval"], memory=a["memory"])
+        except OptionError as exc:
+            raise ProfileCardException(str(exc)) from None
 
     def _attach_card(self, step_name: str, decorators: list) -> None:
         if any(_is_our_card(d, step_name) for d in decorators):
@@ -109,16 +104,10 @@ class ProfileCardDecorator(StepDecorator):
                       retry_count, max_user_code_retries, ubf_context, inputs):
         from metaflow_profiler import Profiler
 
-        a = self.attributes
         self._profiler = None
         self._start_error = None
         try:
-            self._profiler = Profiler(
-                backend=a["profiler"],
-                interval=a["sample_interval"],
-                timeline_interval=a["timeline_interval"],
-                memory=a["memory"],
-            )
+            self._profiler = Profiler(options=self._options)
             self._profiler.start()
         except Exception as exc:
             self._profiler = None
