@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from metaflow_profiler._native import Builder
 from support import card_profile_bytes
 
 from metaflow_profiler import Profile
-from metaflow_profiler._native import Builder
 
 MS = 1_000_000
 
