@@ -152,13 +152,17 @@ def _pct(before: float, after: float) -> str:
 def _diff(a: argparse.Namespace) -> int:
     (bl, base), (_, new) = _one(a.base, a.artifact), _one(a.new, a.artifact)
     b_s, n_s = base.stats()["duration_s"], new.stats()["duration_s"]
-    print(f"{bl}: {b_s:.3f} s -> {n_s:.3f} s ({_pct(b_s, n_s)})")
+    print(f"{a.base} -> {a.new}: {b_s:.3f} s -> {n_s:.3f} s ({_pct(b_s, n_s)})")
     print(f"{'before s':>9} {'after s':>9} {'delta s':>9} {'before':>7} {'after':>7}  function")
     for r in new.diff(base, on_cpu=a.on_cpu)[:a.top]:
         print(f"{r.before_s:9.3f} {r.after_s:9.3f} {r.delta_s:+9.3f} {r.before_share:7.1%} "
               f"{r.after_share:7.1%}  {r.name} ({r.filename})")
     if a.html:
-        new.with_baseline(base, {"baseline": bl}).to_html(a.html, title=f"{a.new} vs {a.base}")
+        from .pathspec import is_pathspec
+
+        info = ({"baseline": a.base.split("/")[1], "pathspec": a.base, "how": "chosen"}
+                if is_pathspec(a.base) else {"baseline": bl})
+        new.with_baseline(base, info).to_html(a.html, title=f"{a.new} vs {a.base}")
     return 0
 
 

@@ -15,6 +15,7 @@ No metaflow import here: the engine API uses this module too.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +109,20 @@ def identifier(v: Any) -> str:
     return v
 
 
+def compare_target(v: Any) -> str | bool:
+    """"previous", False, a run id, or a pathspec of a run, step or task."""
+    v = _strip(v)
+    if v is False or v is None or (isinstance(v, str) and v.lower() in ("false", "none", "null")):
+        return False
+    if v is True or (isinstance(v, str) and v.lower() == "true"):
+        return "previous"
+    if isinstance(v, int):
+        v = str(v)
+    if isinstance(v, str) and re.fullmatch(r"[^/\s]+(/[^/\s]+){0,3}", v):
+        return v
+    raise ValueError('must be "previous", False, a run id or a pathspec (Flow/run[/step[/task]])')
+
+
 # The engine's options (Profiler, the CLI and the decorator), by the
 # decorator's names.
 ENGINE: dict[str, Option] = {
@@ -129,6 +144,8 @@ DECORATOR: dict[str, Option] = {
     **{k: ENGINE[k] for k in ("profiler", "sample_interval", "timeline_interval", "memory")},
     "artifact_name": Option("profile_card_data", identifier, "task artifact holding the profile"),
     "create_card": Option(True, flag, "attach the card"),
+    "compare": Option("previous", compare_target,
+                      'what the card compares with: "previous" run, a run id or pathspec, or False'),
 }
 
 

@@ -45,6 +45,8 @@ class ProfileCardDecorator(StepDecorator):
     artifact_name: task artifact that holds the profile (default "profile_card_data").
     create_card: attach the card (default True).
     memory: sampled allocation profiling, Python and native (default True).
+    compare: what the card compares with: "previous" (default: the closest earlier
+        successful run of this step), a run id or pathspec, or False.
 
     Defaults and bounds live in metaflow_profiler/options.py; values given
     as strings (`--with profile_card:memory=False`) are read there too.
@@ -90,7 +92,8 @@ class ProfileCardDecorator(StepDecorator):
             attributes={
                 "type": CARD_TYPE,
                 "id": wanted,
-                "options": {"artifact_name": self.attributes["artifact_name"]},
+                "options": {"artifact_name": self.attributes["artifact_name"],
+                            "compare": self.attributes["compare"]},
             },
             statically_defined=True,
             inserted_by=self.name,

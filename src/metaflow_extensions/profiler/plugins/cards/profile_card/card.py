@@ -20,6 +20,7 @@ class ProfileCard(MetaflowCard):
 
     def __init__(self, options: dict[str, Any] | None = None, **kwargs: Any) -> None:
         self._artifact = (options or {}).get("artifact_name", DEFAULT_ARTIFACT)
+        self._compare = (options or {}).get("compare", "previous")
 
     def render(self, task: Any) -> str:
         from metaflow_profiler.html import render_html
@@ -38,4 +39,24 @@ class ProfileCard(MetaflowCard):
             message = (error or {}).get("message") if isinstance(error, dict) else None
             return render_html(None, title=title, error=message or (
                 f"Artifact '{self._artifact}' holds no profile"))
-        return render_html(data["profile"], title=title)
+        return render_html(self._compared(task, data["profile"]), title=title)
+
+    def _compared(self, task: Any, profile: bytes) -> bytes:
+        """The profile with its baseline attached (issue 15), or as it was
+        when comparing is off or the profile cannot be read."""
+        from metaflow_profiler import Profile
+
+        from .compare import find_baseline
+
+        try:
+            this = Profile.from_bytes(profile)
+        except ValueError:
+            return profile  # the card says what is wrong with it
+        baseline, info = find_baseline(task, self._artifact, self._compare)
+        if info is None:
+            return profile
+        try:
+            return this.with_baseline(baseline, info).to_bytes()
+        except ValueError as exc:  # a corrupt baseline: say so, show this run
+            return this.with_baseline(None, {"missing": f"The run to compare with has an "
+                                                        f"unreadable profile: {exc}"}).to_bytes()
