@@ -153,9 +153,12 @@ def _diff(a: argparse.Namespace) -> int:
     (bl, base), (_, new) = _one(a.base, a.artifact), _one(a.new, a.artifact)
     b_s, n_s = base.stats()["duration_s"], new.stats()["duration_s"]
     print(f"{a.base} -> {a.new}: {b_s:.3f} s -> {n_s:.3f} s ({_pct(b_s, n_s)})")
-    print(f"{'before s':>9} {'after s':>9} {'delta s':>9} {'before':>7} {'after':>7}  function")
-    for r in new.diff(base, on_cpu=a.on_cpu)[:a.top]:
-        print(f"{r.before_s:9.3f} {r.after_s:9.3f} {r.delta_s:+9.3f} {r.before_share:7.1%} "
+    # times are inclusive; "self" is the change of the function's own time
+    print(f"{'before s':>9} {'after s':>9} {'delta s':>9} {'self':>9} {'before':>7} {'after':>7}"
+          "  function")
+    for r in new.diff(base, on_cpu=a.on_cpu, by=a.by)[:a.top]:
+        print(f"{r.before_s:9.3f} {r.after_s:9.3f} {r.delta_s:+9.3f} "
+              f"{r.after_self_s - r.before_self_s:+9.3f} {r.before_share:7.1%} "
               f"{r.after_share:7.1%}  {r.name} ({r.filename})")
     if a.html:
         from .pathspec import is_pathspec
@@ -222,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--html", help="write the card of NEW compared with BASE")
     d.add_argument("-n", "--top", type=int, default=15)
     d.add_argument("--on-cpu", action="store_true", help="compare on-CPU time only")
+    d.add_argument("--by", default="self", choices=["self", "total"],
+                   help="order by the change of self time (default: where time was added) "
+                        "or of inclusive time")
     d.add_argument("--artifact", default=ARTIFACT, help="artifact name for pathspecs")
     m = sub.add_parser("merge", help="one profile of several (e.g. the tasks of a foreach)")
     m.add_argument("inputs", nargs="+", help=".mfprof files, Flow/run/step or Flow/run/step/task")

@@ -366,11 +366,15 @@ class Profile:
         return ({k: v / 1e9 for k, v in self_k.items()}, {k: v / 1e9 for k, v in total_k.items()},
                 sum(weights) / 1e9)
 
-    def diff(self, baseline: Profile, on_cpu: bool = False) -> list[FunctionDiff]:
+    def diff(self, baseline: Profile, on_cpu: bool = False, by: str = "total") -> list[FunctionDiff]:
         """How each function's time changed from `baseline` to this profile,
-        biggest change of inclusive time first. Functions are matched by
-        qualified name and file; one whose file moved (another checkout or
-        code package) is matched by name and file name when that is unique."""
+        biggest change first: of inclusive time (by="total"; a slower
+        function's callers come before it), or of self time (by="self": where
+        the added time was spent). Functions are matched by qualified name
+        and file; one whose file moved (another checkout or code package) is
+        matched by name and file name when that is unique."""
+        if by not in ("total", "self"):
+            raise ValueError(f'by must be "total" or "self", got {by!r}')
         b_self, b_tot, b_all = baseline._by_identity(on_cpu)
         a_self, a_tot, a_all = self._by_identity(on_cpu)
         pairs = _match(list(b_tot), list(a_tot))
@@ -382,7 +386,10 @@ class Profile:
                 name, filename, before, after, after - before,
                 before / b_all if b_all else 0.0, after / a_all if a_all else 0.0,
                 b_self.get(bk, 0.0), a_self.get(ak, 0.0)))
-        rows.sort(key=lambda r: (-abs(r.delta_s), -abs(r.after_self_s - r.before_self_s), r.name))
+        if by == "self":
+            rows.sort(key=lambda r: (-abs(r.after_self_s - r.before_self_s), -abs(r.delta_s), r.name))
+        else:
+            rows.sort(key=lambda r: (-abs(r.delta_s), -abs(r.after_self_s - r.before_self_s), r.name))
         return rows
 
     def with_baseline(self, baseline: Profile | None, compare: dict[str, Any]) -> Profile:

@@ -63,6 +63,11 @@ def test_diff_matches_functions_by_identity_and_sorts_by_change():
     assert by["helper"].before_share == pytest.approx(40 / 140)
     assert by["Flow.train"].before_s == pytest.approx(0.140)
     assert by["Flow.train"].after_s == pytest.approx(0.170)
+    # by self time: where the time was added or lost; the step itself has none
+    assert [r.name for r in new.diff(base, by="self")][:2] == ["slow", "helper"]
+    assert [r.name for r in new.diff(base, by="self")][2:] == ["Flow.train", "common"]
+    with pytest.raises(ValueError, match="by must be"):
+        new.diff(base, by="line")
 
 
 def test_diff_keeps_two_files_apart_when_the_file_name_is_ambiguous():
