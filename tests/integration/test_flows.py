@@ -150,6 +150,7 @@ if __name__ == "__main__":
         ("sample_interval='fast'", "sample_interval must be a number of seconds"),
         ("timeline_interval=-1", "timeline_interval must be 0 (off) or a number of seconds"),
         ("artifact_name='_hidden'", "artifact_name must be a Python identifier"),
+        ("compare='last week'", 'compare must be "previous", False, a run id or a pathspec'),
     ],
 )
 def test_bad_options_fail_when_the_flow_starts(flow_dir, option, message):
