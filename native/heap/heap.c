@@ -2,12 +2,16 @@
  *
  * Why it is built this way.
  *  - Cost: every allocation and free of the process passes through a hook,
- *    so the common case must be a few instructions. An allocation that is
- *    not sampled costs a thread-local countdown decrement (the TLS uses
- *    the initial-exec model: no call, no allocation); a free costs a load
- *    from a 64 KiB counting filter (one counter per 64-byte block), and a
- *    lock-free probe of the live table only when the filter says a sampled
- *    block may be there. Measured: bench/RESULTS.md, issue #7.
+ *    so the common case must be a few instructions. The hottest callers
+ *    are pymalloc's (the mem and obj domains, 1..512 bytes, with the GIL):
+ *    their hooks touch no TLS and set no flag, only a countdown shared
+ *    under the GIL, and tail-call pymalloc (PY_FAST_HOOKS; mfp_heap_start
+ *    probes that the domain really is pymalloc). Elsewhere an allocation
+ *    that is not sampled costs a thread-local countdown decrement (the TLS
+ *    uses the initial-exec model: no call, no allocation). A free costs a
+ *    load from a 64 KiB counting filter (one counter per 64-byte block),
+ *    and a lock-free probe of the live table only when the filter says a
+ *    sampled block may be there. Measured: bench/RESULTS.md, issues #7, #16.
  *  - Unbiased estimates: sampling is a Poisson process over allocated
  *    bytes with mean interval `rate`. The countdown to the next sample point
  *    is exponential, so an allocation of n bytes is sampled with
@@ -74,6 +78,7 @@
 #define MAX_DEPTH 1024
 #define FRAME_CACHE_BITS 14
 #define NAME_MAX_BYTES 4096
+#define SMALL_MAX 512 /* pymalloc's largest block, 3.8 .. 3.15 */
 
 enum { SRC_PYTHON, SRC_NATIVE, SRC_MMAP, SRC_KINDS };
 
@@ -104,6 +109,8 @@ typedef struct {
     uint64_t rng;
     uint32_t gen;      /* session the countdown belongs to */
     int busy;          /* inside a hook's call down, or our own slow path */
+    int probing;       /* mfp_heap_start is asking what the PyMem domains call */
+    int probe_hits;
 } tls_state;
 
 static __thread tls_state tls __attribute__((tls_model("initial-exec")));
@@ -160,6 +167,7 @@ static struct {
     uint64_t rss_at_peak, rss_checked_peak;
     int statm_fd;
     pid_t pid;
+    int fast_domains; /* bit 0 mem, bit 1 obj: the pymalloc fast hooks */
 } G = {.lock = PTHREAD_MUTEX_INITIALIZER, .statm_fd = -1};
 
 struct mfp_heap {
@@ -174,7 +182,7 @@ struct mfp_heap {
     uint64_t peak, alloc_total, samples, dropped, live_at_stop, rss_at_peak, rss_peak;
     size_t live_samples;
     uint32_t peak_gen;
-    int forked;
+    int forked, fast_domains;
 };
 
 static mfp_heap *current;
@@ -186,20 +194,30 @@ static mfp_heap *current;
  * removed, so it never says "absent" for a present key. */
 static uint8_t filter[(size_t)1 << FILTER_BITS];
 
+/* Bytes until the next sample point of the PyMem/PyObject domains when
+ * they are pymalloc (fast_domains): those are called with the GIL held, so
+ * one process-wide countdown needs no TLS. Relaxed loads and stores, not a
+ * read-modify-write: with several GILs (subinterpreters) an update may be
+ * lost, which skews the sampling a little and nothing else. Two countdowns
+ * (this and each thread's) are independent Poisson processes over the bytes
+ * that flow through them, so the estimates stay unbiased. */
+static _Atomic int64_t gil_countdown;
+static uint64_t gil_rng; /* (lock) */
+
 /* ---- small helpers (any thread, no allocation) --------------------------- */
 
-static uint64_t next_rand(void) {
+static uint64_t next_rand(uint64_t *rng) {
     /* xorshift64*: quality is plenty for sample intervals. */
-    uint64_t x = tls.rng;
+    uint64_t x = *rng;
     x ^= x >> 12;
     x ^= x << 25;
     x ^= x >> 27;
-    tls.rng = x;
+    *rng = x;
     return x * 0x2545F4914F6CDD1Dull;
 }
 
-static int64_t draw_interval(void) {
-    double u = ((double)(next_rand() >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+static int64_t draw_interval(uint64_t *rng) {
+    double u = ((double)(next_rand(rng) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
     double v = -log(u) * G.rate;
     return v > 4e18 ? (int64_t)4e18 : (int64_t)v + 1;
 }
@@ -220,6 +238,11 @@ static void filter_add(uintptr_t k, int delta) { /* (lock) */
     uint8_t *c = filter_at(k), v = __atomic_load_n(c, __ATOMIC_RELAXED);
     if (v == 255 || (delta < 0 && v == 0)) return;
     __atomic_store_n(c, (uint8_t)(v + delta), __ATOMIC_RELEASE);
+}
+
+/* (lock) Hooks read the filter without it, so byte by byte, atomically. */
+static void filter_clear(void) {
+    for (size_t i = 0; i < sizeof filter; i++) __atomic_store_n(&filter[i], 0, __ATOMIC_RELAXED);
 }
 
 /* Lock-free: may run on any thread, in any hook. */
@@ -446,54 +469,82 @@ static uint32_t capture_stack(int src) {
 
 /* ---- the sampled path ---------------------------------------------------- */
 
+/* (lock) Record p, n bytes, as a sample standing for w bytes. */
+static void record_alloc(void *p, size_t n, double w, int src) {
+    table *t = atomic_load(&G.table);
+    uint32_t stack = capture_stack(src);
+    int found = 0;
+    size_t i = SIZE_MAX;
+    if (stack != MFP_NONE && t->live < TABLE_MAX_LIVE) {
+        if (t->used >= TABLE_MAX_USED) {
+            table_rebuild();
+            t = atomic_load(&G.table);
+        }
+        i = table_find(t, (uintptr_t)p, &found);
+    }
+    if (i == SIZE_MAX) {
+        G.dropped++;
+        return;
+    }
+    if (found) { /* freed without us seeing it: forget the old one */
+        account_free(&t->vals[i]);
+        t->live--;
+    } else if (atomic_load_explicit(&t->keys[i], memory_order_relaxed) == KEY_EMPTY) {
+        t->used++;
+    }
+    if (!found) filter_add((uintptr_t)p, 1);
+    t->vals[i] = (entry){(uint64_t)(w + 0.5), stack, 0};
+    atomic_store_explicit(&t->keys[i], (uintptr_t)p, memory_order_release);
+    t->live++;
+    atomic_store(&G.live_entries, t->live);
+    account_alloc(stack, (uint64_t)(w + 0.5), n);
+}
+
+/* What a sample of n bytes stands for: n / P(sampled). */
+static double weight_of(size_t n) {
+    double x = (double)n / G.rate;
+    return x > 40 ? (double)n : (double)n / -expm1(-x);
+}
+
 /* Runs on the allocating thread, with or without the GIL. Touches the
  * thread's TLS, and G under the lock. Never allocates through a hook. */
 __attribute__((noinline)) static void sample_alloc(void *p, size_t n, int src) {
+    if (tls.probing) { /* a hook was reached below a PyMem domain */
+        tls.probe_hits++;
+        tls.countdown = 1;
+        return;
+    }
     unsigned gen = atomic_load(&G.gen);
     if (tls.gen != gen) { /* first allocation of this thread in this session */
         tls.gen = gen;
         tls.rng = ((uint64_t)syscall(SYS_gettid) << 32) ^ (uint64_t)(uintptr_t)&tls ^
                   (uint64_t)time(NULL) ^ 0x9E3779B97F4A7C15ull;
         if (!tls.rng) tls.rng = 1;
-        tls.countdown = draw_interval() - (int64_t)n;
+        tls.countdown = draw_interval(&tls.rng) - (int64_t)n;
         if (tls.countdown > 0) return;
     }
-    tls.countdown = draw_interval();
-    double x = (double)n / G.rate;
-    double w = x > 40 ? (double)n : (double)n / -expm1(-x);
+    tls.countdown = draw_interval(&tls.rng);
+    double w = weight_of(n);
     tls.busy = 1;
     pthread_mutex_lock(&G.lock);
-    if (atomic_load(&G.active) && atomic_load(&G.gen) == gen) {
-        table *t = atomic_load(&G.table);
-        uint32_t stack = capture_stack(src);
-        int found = 0;
-        size_t i = SIZE_MAX;
-        if (stack != MFP_NONE && t->live < TABLE_MAX_LIVE) {
-            if (t->used >= TABLE_MAX_USED) {
-                table_rebuild();
-                t = atomic_load(&G.table);
-            }
-            i = table_find(t, (uintptr_t)p, &found);
-        }
-        if (i == SIZE_MAX) {
-            G.dropped++;
-        } else {
-            if (found) { /* freed without us seeing it: forget the old one */
-                account_free(&t->vals[i]);
-                t->live--;
-            } else if (atomic_load_explicit(&t->keys[i], memory_order_relaxed) == KEY_EMPTY) {
-                t->used++;
-            }
-            if (!found) filter_add((uintptr_t)p, 1);
-            t->vals[i] = (entry){(uint64_t)(w + 0.5), stack, 0};
-            atomic_store_explicit(&t->keys[i], (uintptr_t)p, memory_order_release);
-            t->live++;
-            atomic_store(&G.live_entries, t->live);
-            account_alloc(stack, (uint64_t)(w + 0.5), n);
-        }
-    }
+    if (atomic_load(&G.active) && atomic_load(&G.gen) == gen) record_alloc(p, n, w, src);
     pthread_mutex_unlock(&G.lock);
     tls.busy = 0;
+}
+
+/* The GIL countdown reached 0 in a fast PyMem domain hook: allocate, then
+ * record. With the GIL held; the lock still guards G against the other
+ * hooks, which run without it. */
+__attribute__((noinline)) static void *sample_gil(int domain, void *ctx, size_t n) {
+    void *p = py_orig[domain].malloc(ctx, n);
+    int b = tls.busy;
+    tls.busy = 1;
+    pthread_mutex_lock(&G.lock);
+    atomic_store_explicit(&gil_countdown, draw_interval(&gil_rng), memory_order_relaxed);
+    if (p && !b && atomic_load(&G.active)) record_alloc(p, n, weight_of(n), SRC_PYTHON);
+    pthread_mutex_unlock(&G.lock);
+    tls.busy = b;
+    return p;
 }
 
 static inline void on_alloc(void *p, size_t n, int src) {
@@ -527,6 +578,15 @@ static inline void on_free(void *p) {
         return;
     if (!__atomic_load_n(filter_at((uintptr_t)p), __ATOMIC_RELAXED)) return;
     if (table_has(atomic_load_explicit(&G.table, memory_order_acquire), (uintptr_t)p)) sample_free(p);
+}
+
+/* A fast domain's free whose filter counter is set: the rest of on_free,
+ * then the free (so the hook's common path needs no stack frame). */
+__attribute__((noinline)) static void screen_free(int domain, void *ctx, void *p) {
+    if (p && atomic_load_explicit(&G.active, memory_order_relaxed) && !tls.busy &&
+        table_has(atomic_load_explicit(&G.table, memory_order_acquire), (uintptr_t)p))
+        sample_free(p);
+    py_orig[domain].free(ctx, p);
 }
 
 /* ---- native hooks (any thread, GIL or not) ------------------------------- */
@@ -623,63 +683,157 @@ static long patch_loaded(int nonblocking) {
 
 /* ---- Python allocator domains -------------------------------------------- */
 
-/* Our ctx is the wrapped allocator's ctx and the hooks ignore it, so a
- * thread that reads the domain while it is being swapped (the raw domain
- * is used without the GIL) gets a working (ctx, function) pair either way. */
+/* Our ctx is the wrapped allocator's ctx, so a thread that reads the
+ * domain while it is being swapped (the raw domain is used without the
+ * GIL) gets a working (ctx, function) pair either way. */
 #define PY_HOOKS(D, name)                                                            \
     static void *name##_malloc(void *ctx, size_t n) {                                \
-        (void)ctx;                                                                    \
         int b = tls.busy;                                                            \
         tls.busy = 1;                                                                \
-        void *p = py_orig[D].malloc(py_orig[D].ctx, n);                              \
+        void *p = py_orig[D].malloc(ctx, n);                                         \
         tls.busy = b;                                                                \
         on_alloc(p, n ? n : 1, SRC_PYTHON);                                          \
         return p;                                                                     \
     }                                                                                 \
     static void *name##_calloc(void *ctx, size_t k, size_t n) {                      \
-        (void)ctx;                                                                    \
         int b = tls.busy;                                                            \
         tls.busy = 1;                                                                \
-        void *p = py_orig[D].calloc(py_orig[D].ctx, k, n);                           \
+        void *p = py_orig[D].calloc(ctx, k, n);                                      \
         tls.busy = b;                                                                \
-        on_alloc(p, (k * n) > 0 ? k * n : 1, SRC_PYTHON);                                \
+        on_alloc(p, (k * n) > 0 ? k * n : 1, SRC_PYTHON);                             \
         return p;                                                                     \
     }                                                                                 \
     static void *name##_realloc(void *ctx, void *old, size_t n) {                    \
-        (void)ctx;                                                                    \
         on_free(old);                                                                \
         int b = tls.busy;                                                            \
         tls.busy = 1;                                                                \
-        void *p = py_orig[D].realloc(py_orig[D].ctx, old, n);                        \
+        void *p = py_orig[D].realloc(ctx, old, n);                                   \
         tls.busy = b;                                                                \
         on_alloc(p, n ? n : 1, SRC_PYTHON);                                          \
         return p;                                                                     \
     }                                                                                 \
     static void name##_free(void *ctx, void *p) {                                    \
-        (void)ctx;                                                                    \
         on_free(p); /* nested frees need no guard: p is gone from the table */      \
-        py_orig[D].free(py_orig[D].ctx, p);                                          \
+        py_orig[D].free(ctx, p);                                                     \
     }
 
 PY_HOOKS(PYMEM_DOMAIN_RAW, raw)
 PY_HOOKS(PYMEM_DOMAIN_MEM, mem)
 PY_HOOKS(PYMEM_DOMAIN_OBJ, obj)
 
+/* The hot pair, used for the mem and obj domains when they are pymalloc
+ * (probed by mfp_heap_start): pymalloc serves 1..512 bytes from its pools
+ * without calling any other hooked function (its arenas come through
+ * arena_alloc, which sets busy), and hands larger requests to the raw
+ * domain, whose hook counts them. So a malloc costs a range check and a
+ * decrement of the GIL countdown, a free one load from the filter, and
+ * both end in a tail call to pymalloc. */
+#define PY_FAST_HOOKS(D, name)                                                       \
+    static void *name##_malloc_fast(void *ctx, size_t n) {                           \
+        if (n - 1 < SMALL_MAX) {                                                     \
+            int64_t c = atomic_load_explicit(&gil_countdown, memory_order_relaxed) -  \
+                        (int64_t)n;                                                  \
+            atomic_store_explicit(&gil_countdown, c, memory_order_relaxed);          \
+            if (c <= 0) return sample_gil(D, ctx, n);                                 \
+        }                                                                             \
+        return py_orig[D].malloc(ctx, n);                                             \
+    }                                                                                 \
+    static void name##_free_fast(void *ctx, void *p) {                               \
+        if (__atomic_load_n(filter_at((uintptr_t)p), __ATOMIC_RELAXED))              \
+            screen_free(D, ctx, p);                                                  \
+        else                                                                          \
+            py_orig[D].free(ctx, p);                                                 \
+    }
+
+PY_FAST_HOOKS(PYMEM_DOMAIN_MEM, mem)
+PY_FAST_HOOKS(PYMEM_DOMAIN_OBJ, obj)
+
+/* pymalloc's arenas are mmap'd below the hooks: not an allocation of
+ * their own (the objects in them are counted). */
+static PyObjectArenaAllocator arena_orig;
+static int arena_orig_set;
+
+static void *arena_alloc(void *ctx, size_t n) {
+    (void)ctx;
+    int b = tls.busy;
+    tls.busy = 1;
+    void *p = arena_orig.alloc(arena_orig.ctx, n);
+    tls.busy = b;
+    return p;
+}
+
+static void arena_free(void *ctx, void *p, size_t n) {
+    (void)ctx;
+    int b = tls.busy;
+    tls.busy = 1;
+    arena_orig.free(arena_orig.ctx, p, n);
+    tls.busy = b;
+}
+
+/* Whether pymalloc serves domain d: 1 and 512 bytes reach no hook below
+ * it, 513 bytes reach the raw domain's. Otherwise (PYTHONMALLOC=malloc,
+ * debug hooks, another tool's wrapper) the careful hooks are used. Runs
+ * with the raw domain and the GOT hooked and the GIL held. */
+static int domain_is_pymalloc(int d) {
+    PyMemAllocatorEx *a = &py_orig[d];
+    tls.probing = 1;
+    tls.probe_hits = 0;
+    int64_t saved = tls.countdown;
+    tls.countdown = 1;
+    void *p1 = a->malloc(a->ctx, 1), *p2 = a->malloc(a->ctx, SMALL_MAX);
+    if (p1) a->free(a->ctx, p1);
+    if (p2) a->free(a->ctx, p2);
+    int small_hits = tls.probe_hits;
+    tls.countdown = 1;
+    void *p3 = a->malloc(a->ctx, SMALL_MAX + 1);
+    if (p3) a->free(a->ctx, p3);
+    int big_hits = tls.probe_hits - small_hits;
+    tls.probing = 0;
+    tls.countdown = saved;
+    return p1 && p2 && p3 && small_hits == 0 && big_hits == 1;
+}
+
+static int is_ours(void *f) {
+    return f == (void *)raw_malloc || f == (void *)mem_malloc || f == (void *)obj_malloc ||
+           f == (void *)mem_malloc_fast || f == (void *)obj_malloc_fast;
+}
+
+/* After the GOT is patched and with G.active set: the probe needs both. */
 static void py_install(void) {
     PyMemAllocatorEx cur;
     PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &cur);
     /* If our hooks are still installed (someone restored them after we
      * left), the saved originals are still right: never wrap ourselves. */
-    if (!py_orig_set || cur.malloc != raw_malloc) {
+    if (!py_orig_set || !is_ours((void *)cur.malloc)) {
         for (int d = 0; d < 3; d++) PyMem_GetAllocator((PyMemAllocatorDomain)d, &py_orig[d]);
         py_orig_set = 1;
     }
-    PyMemAllocatorEx a[3] = {
-        {py_orig[0].ctx, raw_malloc, raw_calloc, raw_realloc, raw_free},
+    PyObjectArenaAllocator arena;
+    PyObject_GetArenaAllocator(&arena);
+    if (!arena_orig_set || arena.alloc != arena_alloc) {
+        arena_orig = arena;
+        arena_orig_set = 1;
+    }
+    PyObjectArenaAllocator ours = {NULL, arena_alloc, arena_free};
+    PyObject_SetArenaAllocator(&ours);
+    PyMemAllocatorEx raw = {py_orig[0].ctx, raw_malloc, raw_calloc, raw_realloc, raw_free};
+    PyMem_SetAllocator(PYMEM_DOMAIN_RAW, &raw);
+    PyMemAllocatorEx a[2] = {
         {py_orig[1].ctx, mem_malloc, mem_calloc, mem_realloc, mem_free},
         {py_orig[2].ctx, obj_malloc, obj_calloc, obj_realloc, obj_free},
     };
-    for (int d = 0; d < 3; d++) PyMem_SetAllocator((PyMemAllocatorDomain)d, &a[d]);
+    if (domain_is_pymalloc(PYMEM_DOMAIN_MEM)) {
+        a[0].malloc = mem_malloc_fast;
+        a[0].free = mem_free_fast;
+        G.fast_domains |= 1;
+    }
+    if (domain_is_pymalloc(PYMEM_DOMAIN_OBJ)) {
+        a[1].malloc = obj_malloc_fast;
+        a[1].free = obj_free_fast;
+        G.fast_domains |= 2;
+    }
+    PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &a[0]);
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &a[1]);
 }
 
 static void py_remove(void) {
@@ -688,9 +842,11 @@ static void py_remove(void) {
         PyMem_GetAllocator((PyMemAllocatorDomain)d, &cur);
         /* Only take ours out: a tool that wrapped us keeps its hooks, and
          * ours then forward to the originals. */
-        if (cur.malloc == raw_malloc || cur.malloc == mem_malloc || cur.malloc == obj_malloc)
-            PyMem_SetAllocator((PyMemAllocatorDomain)d, &py_orig[d]);
+        if (is_ours((void *)cur.malloc)) PyMem_SetAllocator((PyMemAllocatorDomain)d, &py_orig[d]);
     }
+    PyObjectArenaAllocator arena;
+    PyObject_GetArenaAllocator(&arena);
+    if (arena.alloc == arena_alloc) PyObject_SetArenaAllocator(&arena_orig);
 }
 
 /* ---- fork ---------------------------------------------------------------- */
@@ -823,7 +979,7 @@ mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
     }
     table_clear(&G.tables[0]);
     table_clear(&G.tables[1]);
-    memset(filter, 0, sizeof filter);
+    filter_clear();
     atomic_store(&G.table, &G.tables[0]);
     atomic_store(&G.live_entries, 0);
     G.stats = NULL;
@@ -834,6 +990,9 @@ mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
     G.rss_at_peak = G.rss_checked_peak = 0;
     G.pid = getpid();
     G.statm_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    G.fast_domains = 0;
+    gil_rng = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ 0xD1B54A32D192ED03ull;
+    atomic_store_explicit(&gil_countdown, draw_interval(&gil_rng), memory_order_relaxed);
     atomic_fetch_add(&G.gen, 1);
     atomic_store(&G.active, 1);
     pthread_mutex_unlock(&G.lock);
@@ -841,8 +1000,8 @@ mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
         pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
         atfork_done = 1;
     }
-    py_install();
     h->patched = patch_loaded(0);
+    py_install();
     mfp_got_patched_slots(&h->patched_objects);
     h->running = 1;
     current = h;
@@ -872,12 +1031,14 @@ void mfp_heap_stop(mfp_heap *h) {
     h->live_at_stop = G.live;
     h->live_samples = atomic_load(&G.table)->live;
     h->rss_at_peak = G.rss_at_peak;
+    h->fast_domains = G.fast_domains;
     G.store = NULL;
     G.stats = NULL;
     G.nstats = 0;
     release_locked_state();
     table_clear(&G.tables[0]);
     table_clear(&G.tables[1]);
+    filter_clear(); /* a hook still called (a wrapper kept it) screens nothing */
     atomic_store(&G.live_entries, 0);
     if (G.statm_fd >= 0) close(G.statm_fd);
     G.statm_fd = -1;
@@ -991,11 +1152,12 @@ size_t mfp_heap_info_json(const mfp_heap *h, char *buf, size_t cap) {
                      "{\"rate_bytes\":%llu,\"peak_bytes\":%llu,\"rss_at_peak_bytes\":%llu,"
                      "\"rss_peak_bytes\":%llu,\"allocated_bytes\":%llu,\"samples\":%llu,"
                      "\"live_samples_at_stop\":%zu,\"live_bytes_at_stop\":%llu,\"dropped\":%llu,"
-                     "\"patched_slots\":%ld,\"patched_objects\":%zu,\"notes\":[%s]}",
+                     "\"patched_slots\":%ld,\"patched_objects\":%zu,\"fast_hooks\":%s,\"notes\":[%s]}",
                      (unsigned long long)h->rate, (unsigned long long)h->peak,
                      (unsigned long long)h->rss_at_peak, (unsigned long long)h->rss_peak,
                      (unsigned long long)h->alloc_total, (unsigned long long)h->samples,
                      h->live_samples, (unsigned long long)h->live_at_stop,
-                     (unsigned long long)h->dropped, h->patched, h->patched_objects, notes);
+                     (unsigned long long)h->dropped, h->patched, h->patched_objects,
+                     h->fast_domains == 3 ? "true" : "false", notes);
     return n < 0 ? 0 : (size_t)n;
 }

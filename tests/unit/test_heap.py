@@ -253,6 +253,50 @@ def test_coexists_with_tracemalloc():
     del data
 
 
+SIZES = r"""
+import json, sys
+from metaflow_profiler import _native
+
+def small():  # 1..512 bytes: pymalloc, the fast hooks' GIL countdown
+    return [str(i) * 3 for i in range(400_000)]
+
+def medium():  # 513.. bytes through PyObject_Malloc: pymalloc hands them to the raw domain
+    return [bytes(700 + i % 300) for i in range(20_000)]
+
+def big():  # straight to the raw domain's hook
+    return [bytearray(5000) for _ in range(4000)]
+
+s = _native.Session(60.0, 0, 0, memory_rate=8 * 1024)
+s.start()
+held = {f.__name__: f() for f in (small, medium, big)}
+s.stop()
+truth = {k: sys.getsizeof(v) + sum(sys.getsizeof(x) for x in v) for k, v in held.items()}
+print(json.dumps({"truth": truth, "info": json.loads(s.stats()["heap_info"]),
+                  "profile": s.encode("{}").hex()}))
+"""
+
+
+@pytest.mark.parametrize("pymalloc", ["pymalloc", "malloc"])
+def test_every_size_class_counted_once_with_either_allocator(pymalloc):
+    """The fast hooks (pymalloc) and the careful ones (PYTHONMALLOC=malloc)
+    give the same answers: objects of 1..512 bytes, 513+ bytes that pymalloc
+    passes down to the raw domain, and raw allocations are each counted once
+    (a size class counted twice would read 2x)."""
+    import json
+
+    from metaflow_profiler import Profile
+
+    env = dict(os.environ, PYTHONMALLOC=pymalloc)
+    r = subprocess.run([sys.executable, "-c", SIZES], capture_output=True, text=True, timeout=120,
+                       env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["info"]["fast_hooks"] is (pymalloc == "pymalloc"), out["info"]
+    got = by_function(Profile.from_bytes(bytes.fromhex(out["profile"])))
+    for name, truth in out["truth"].items():
+        assert within(got[name]["live"], truth), (name, got[name], truth)
+
+
 STRESS = r"""
 import faulthandler, os, sys, threading, time
 faulthandler.dump_traceback_later(240, exit=True)  # a hang shows where
