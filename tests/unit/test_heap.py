@@ -266,7 +266,7 @@ def medium():  # 513.. bytes through PyObject_Malloc: pymalloc hands them to the
 def big():  # straight to the raw domain's hook
     return [bytearray(5000) for _ in range(4000)]
 
-s = _native.Session(60.0, 0, 0, memory_rate=8 * 1024)
+s = _native.Session(60_000_000_000, 0, 0, memory_rate=8 * 1024)
 s.start()
 held = {f.__name__: f() for f in (small, medium, big)}
 s.stop()
