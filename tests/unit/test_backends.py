@@ -379,6 +379,19 @@ def test_cprofile_reconstructs_the_tree():
     assert p[path[:-3]][0] == 1
 
 
+def test_cprofile_counts_a_recursive_root_once():
+    """A recursive function called from outside the profiled code is a root
+    of the rebuilt tree; its callcount already holds its recursive calls."""
+    b = backends.create("cprofile", 0.001, 0, 0)
+    b.start()
+    fib(15)
+    data = b.stop({"notes": []})
+    prof = Profile.from_bytes(data)
+    t = _native.decode(data)
+    assert calls_of(paths(prof), "fib") == 1973  # fib(15) makes 1973 calls
+    assert sum(t["totals"]["count"]) <= prof.meta["calls_traced"]
+
+
 # ---- pyinstrument ---------------------------------------------------------------
 
 def test_pyinstrument_is_converted():
@@ -396,5 +409,22 @@ def test_pyinstrument_is_converted():
     assert sum(v[0] for v in busy_rows) >= 5  # fewer than 200 when the machine is busy
     assert sum(v[1] for v in busy_rows) >= 150_000_000  # wall time, whatever the load
     t = _native.decode(prof.to_bytes())
-    assert len(t["samples"]["stack"]) == sum(t["totals"]["count"])  # time-ordered too
+    assert sum(t["samples"]["weight_ns"]) == sum(t["totals"]["weight_ns"])  # time-ordered too
+    assert len(t["samples"]["stack"]) == prof.meta["pyinstrument_records"]
     assert t["samples"]["t_ns"] == sorted(t["samples"]["t_ns"])
+
+
+def test_pyinstrument_counts_a_long_record_as_the_samples_it_stands_for():
+    """pyinstrument samples at the first call or return after each interval,
+    so 90 ms in one C call is one record; the Samples column must say ~90
+    at 1 ms, as for our sampler, not 1."""
+    pytest.importorskip("pyinstrument")
+
+    def long_c_call():
+        time.sleep(0.09)
+
+    prof = traced(long_c_call, backend="pyinstrument", interval=0.001)
+    row = next(r for r in prof.functions() if r.name.endswith("long_c_call"))
+    assert row.total_s >= 0.09
+    assert abs(row.samples - row.total_s / 0.001) <= 2, row
+    assert prof.stats()["samples"] == prof.meta["samples_taken"]

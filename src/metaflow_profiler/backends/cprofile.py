@@ -87,6 +87,7 @@ class _Tree:
         self.total: dict[Key, tuple[float, float]] = {}  # code -> (calls, total s)
         self.callees: dict[Key, list[tuple[Key, float, float]]] = {}
         incoming: dict[Key, list[float]] = {}
+        self_calls: dict[Key, float] = {}  # F→F: direct recursion
         for e in stats:
             if e.code == "<method 'disable' of '_lsprof.Profiler' objects>":
                 continue
@@ -94,7 +95,9 @@ class _Tree:
             out = []
             for c in e.calls or ():
                 out.append((c.code, c.callcount, c.totaltime))
-                if c.code != e.code:
+                if c.code == e.code:
+                    self_calls[e.code] = c.callcount
+                else:
                     acc = incoming.setdefault(c.code, [0.0, 0.0])
                     acc[0] += c.callcount
                     acc[1] += c.totaltime
@@ -103,7 +106,10 @@ class _Tree:
         self.roots = []
         for code, (calls, tt) in self.total.items():
             in_calls, in_tt = incoming.get(code, (0.0, 0.0))
-            rest, rest_calls = tt - in_tt, calls - in_calls
+            # A function's callcount includes its recursive calls, which emit()
+            # adds back at every node of it from the F→F pair: a root's own
+            # calls are the rest.
+            rest, rest_calls = tt - in_tt, calls - in_calls - self_calls.get(code, 0)
             if code not in incoming or (rest > max(1e-6, 0.005 * tt) and rest_calls > 0):
                 self.roots.append((code, max(rest_calls, 1), rest if code in incoming else tt))
         self.roots.sort(key=lambda r: -r[2])

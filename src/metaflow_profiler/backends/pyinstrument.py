@@ -54,6 +54,8 @@ class PyinstrumentRunner:
         frames: dict[str, int] = {}
         stacks: dict[tuple[int, int], int] = {}
         t_ns = 0
+        interval_ns = round(self._interval * 1e9)
+        counted = 0
         for records, seconds in session.frame_records:
             node = -1
             for info in records:
@@ -72,10 +74,20 @@ class PyinstrumentRunner:
             weight = max(0, round(seconds * 1e9))
             if node >= 0:
                 b.sample(t_ns, node, th, weight, 0)
+                counted += 1
+                # pyinstrument takes a sample at the first call or return after
+                # each interval, so one record of a long C call or sleep stands
+                # for many intervals: count it as that many samples, as our
+                # sampler would (the Samples column), its time unchanged.
+                extra = round(weight / interval_ns) - 1 if interval_ns else 0
+                if extra > 0:
+                    b.total(node, th, 0, extra, 0)
+                    counted += extra
             t_ns += weight
         meta.update(
             duration_ns=round(session.duration * 1e9),
-            samples_taken=len(session.frame_records),
+            samples_taken=counted,
+            pyinstrument_records=len(session.frame_records),
             counts="samples",
             weights="wall_time",
             pyinstrument_cpu_time_ns=round(session.cpu_time * 1e9),
