@@ -299,3 +299,36 @@ int mfp_timeline_cgroup_peak(const mfp_timeline_cgroup *cg, uint64_t *out) {
     *out = v;
     return 0;
 }
+
+/* Whether pid is this process or one of its descendants: its parent chain
+ * (at most 32 links) reaches us. */
+static int ours(const char *proc_root, unsigned long pid, unsigned long self) {
+    for (int depth = 0; depth < 32 && pid > 1; depth++) {
+        if (pid == self) return 1;
+        char path[MFP_TL_PATH + 32], buf[512];
+        snprintf(path, sizeof path, "%s/%lu/stat", proc_root, pid);
+        if (mfp_timeline_read_file(path, buf, sizeof buf, NULL) <= 0) return 0;
+        const char *p = strrchr(buf, ')'); /* the name may hold spaces and ')' */
+        unsigned long ppid;
+        char state;
+        if (!p || sscanf(p + 1, " %c %lu", &state, &ppid) != 2) return 0;
+        pid = ppid;
+    }
+    return pid == self;
+}
+
+int mfp_timeline_cgroup_others(const mfp_timeline_cgroup *cg, const char *proc_root) {
+    if (!cg->mem_v) return -1;
+    char path[MFP_TL_PATH + 64];
+    snprintf(path, sizeof path, "%s/cgroup.procs", cg->mem_dir);
+    FILE *f = fopen(path, "re");
+    if (!f) return -1;
+    unsigned long self = (unsigned long)getpid(), pid;
+    int others = 0, seen = 0;
+    while (seen < 4096 && fscanf(f, "%lu", &pid) == 1) {
+        seen++;
+        if (!ours(proc_root, pid, self)) others++;
+    }
+    fclose(f);
+    return seen ? others : -1;
+}

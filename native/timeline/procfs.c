@@ -405,6 +405,9 @@ void mfp_timeline_procfs_read(mfp_timeline_procfs *pf, mfp_timeline_snap *s,
         else
             bad = 1;
     }
+    if (pf->sock_ok &&
+        mfp_timeline_sockets_read(&pf->sk, pf->loopback, &s->v[MFP_TL_SOCK_R], &s->v[MFP_TL_SOCK_S]) == 0)
+        s->ok[MFP_TL_SOCK_R] = s->ok[MFP_TL_SOCK_S] = 1;
     if (bad && !pf->warned_read) {
         pf->warned_read = 1;
         mfp_timeline_note(ns, "process: a file under %s/self stopped being readable during "
@@ -438,6 +441,12 @@ static void probe(mfp_timeline_procfs *pf, mfp_timeline_notes *ns) {
         mfp_timeline_note(ns, "network: %s/self/net/dev missing or unreadable: no network "
                               "series", pf->root);
     }
+    /* our own TCP sockets: only with the kernel's /proc (a test root has no
+     * descriptors of ours) */
+    pf->sock_ok = pf->real;
+    if (!pf->real)
+        mfp_timeline_note(ns, "network: not reading this process's own sockets (proc root %s)",
+                          pf->root);
     /* the children file of our own thread proves the kernel has them */
     char path[MFP_TL_PATH];
     pathf(path, "%s/self/task", pf->root);
@@ -482,6 +491,7 @@ int mfp_timeline_procfs_open(mfp_timeline_procfs *pf, const char *root, int loop
 }
 
 void mfp_timeline_procfs_close(mfp_timeline_procfs *pf) {
+    mfp_timeline_sockets_close(&pf->sk);
     free(pf->buf);
     pf->buf = NULL;
 }

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -73,6 +74,13 @@ struct mfp_timeline {
     int have_cg_peak;
     int cpus;
     int oom_note;
+    /* The kernel's peak RSS (VmHWM) brackets the run: read at start and at
+     * stop. Not reset (clear_refs): that would also lower what the process
+     * itself and its parent (getrusage, /usr/bin/time) see as its peak. */
+    uint64_t hwm_start, hwm_stop;
+    int have_hwm;
+    uint64_t kids_maxrss_start, kids_maxrss_stop; /* largest waited-for child, bytes */
+    int cg_others; /* most processes seen in our cgroup that are not ours; -1 unknown */
     uint64_t polls; /* readings taken, the baseline included */
 };
 
@@ -136,6 +144,8 @@ static void define_all(mfp_timeline *t) {
     define(&s[MFP_TL_DISK_W], "disk_write_Bps", "B/s", 0, KIND_RATE, MERGE_MEAN, 1e9);
     define(&s[MFP_TL_NET_R], "net_recv_Bps", "B/s", 0, KIND_RATE, MERGE_MEAN, 1e9);
     define(&s[MFP_TL_NET_S], "net_sent_Bps", "B/s", 0, KIND_RATE, MERGE_MEAN, 1e9);
+    define(&s[MFP_TL_SOCK_R], "sock_recv_Bps", "B/s", 0, KIND_RATE, MERGE_MEAN, 1e9);
+    define(&s[MFP_TL_SOCK_S], "sock_sent_Bps", "B/s", 0, KIND_RATE, MERGE_MEAN, 1e9);
     define(&s[MFP_TL_CG_MEM], "cgroup_mem_bytes", "B", 0, KIND_GAUGE, MERGE_MAX, 0);
     define(&s[MFP_TL_CG_LIMIT], "cgroup_mem_limit_bytes", "B", 0, KIND_GAUGE, MERGE_MAX, 0);
     define(&s[MFP_TL_CG_OOM], "cgroup_oom_kills", "", 0, KIND_GAUGE, MERGE_MAX, 0);
@@ -263,7 +273,20 @@ static void record(mfp_timeline *t, const mfp_timeline_snap *now, int merge) {
     }
     t->prev = *now;
     t->have_prev = 1;
+    if (now->ok[MFP_TL_RSS_PEAK]) {
+        if (!t->have_hwm) t->hwm_start = now->v[MFP_TL_RSS_PEAK];
+        t->hwm_stop = now->v[MFP_TL_RSS_PEAK];
+        t->have_hwm = 1;
+    }
     t->polls++;
+}
+
+/* Peak RSS of the largest child waited for so far (Linux keeps the max of
+ * each child's VmHWM at its exit), bytes; 0 when unknown. */
+static uint64_t reaped_maxrss(const mfp_timeline *t) {
+    struct rusage ru;
+    if (!t->pf.real || getrusage(RUSAGE_CHILDREN, &ru) != 0) return 0;
+    return (uint64_t)ru.ru_maxrss * 1024u;
 }
 
 /* Reads every source without the lock, then records under it. */
@@ -363,6 +386,8 @@ mfp_timeline *mfp_timeline_start_opts(const mfp_timeline_options *o, char *err,
     CPU_ZERO(&set);
     if (sched_getaffinity(0, sizeof set, &set) == 0) t->cpus = CPU_COUNT(&set);
     poll_once(t, 0); /* the baseline: gauges get a point at once */
+    t->kids_maxrss_start = reaped_maxrss(t);
+    t->cg_others = mfp_timeline_cgroup_others(&t->cg, t->pf.root);
 
     pthread_condattr_t ca;
     if (pthread_mutex_init(&t->mu, NULL) != 0) goto fail_mu;
@@ -412,6 +437,9 @@ void mfp_timeline_stop(mfp_timeline *t) {
     pthread_mutex_unlock(&t->mu);
     pthread_join(t->thread, NULL);
     poll_once(t, 1);
+    t->kids_maxrss_stop = reaped_maxrss(t);
+    int others = mfp_timeline_cgroup_others(&t->cg, t->pf.root);
+    if (others > t->cg_others) t->cg_others = others;
     uint64_t pk;
     if (mfp_timeline_cgroup_peak(&t->cg, &pk) == 0) {
         t->cg_peak = pk;
@@ -498,6 +526,45 @@ static void jscaled(jbuf *j, const char *sep, const char *key, int64_t v, uint32
     }
 }
 
+/* "rss": the peak of the profiled span. When VmHWM rose during the run,
+ * the kernel's peak at stop is the span's peak, exact; when it did not, the
+ * span never exceeded a peak reached before the start, and the best figure
+ * is the largest RSS polled (a lower bound). Children: the largest of the
+ * summed RSS of live descendants polled and the kernel's peak of the
+ * largest child waited for during the run (when that grew). */
+static void rss_body(const mfp_timeline *t, jbuf *j, int *pfirst) {
+    const series *rss = &t->s[MFP_TL_RSS], *kids = &t->s[MFP_TL_CHILDREN_RSS];
+    uint64_t polled = rss->have_peak && rss->peak > 0 ? (uint64_t)rss->peak : 0;
+    int first = *pfirst;
+#define RITEM(...)                                                          \
+    do {                                                                    \
+        jput(j, "%s", first ? "" : ", ");                                   \
+        first = 0;                                                          \
+        jput(j, __VA_ARGS__);                                               \
+    } while (0)
+    if (t->have_hwm && t->hwm_stop > t->hwm_start) {
+        RITEM("\"peak_bytes\": %llu, \"peak_source\": \"kernel\"",
+              (unsigned long long)(t->hwm_stop > polled ? t->hwm_stop : polled));
+    } else if (polled) {
+        RITEM("\"peak_bytes\": %llu, \"peak_source\": \"polled\"", (unsigned long long)polled);
+    }
+    if (t->have_hwm)
+        RITEM("\"hwm_at_start_bytes\": %llu, \"hwm_at_stop_bytes\": %llu",
+              (unsigned long long)t->hwm_start, (unsigned long long)t->hwm_stop);
+    if (polled) RITEM("\"polled_peak_bytes\": %llu", (unsigned long long)polled);
+    uint64_t kp = kids->have_peak && kids->peak > 0 ? (uint64_t)kids->peak : 0;
+    const char *ksrc = "polled";
+    if (t->kids_maxrss_stop > t->kids_maxrss_start && t->kids_maxrss_stop > kp) {
+        kp = t->kids_maxrss_stop;
+        ksrc = "kernel";
+    }
+    if (kids->n > 0 || kp)
+        RITEM("\"children_peak_bytes\": %llu, \"children_peak_source\": \"%s\"",
+              (unsigned long long)kp, ksrc);
+#undef RITEM
+    *pfirst = first;
+}
+
 static void info_body(const mfp_timeline *t, jbuf *j) {
     const char *sep = "";
     jput(j, "{\"limits\": {");
@@ -524,6 +591,11 @@ static void info_body(const mfp_timeline *t, jbuf *j) {
     if (t->cpus > 0) ITEM("\"cpus\": %d", t->cpus);
     if (t->cg.mem_v || t->cg.cpu_v)
         ITEM("\"cgroup\": \"v%d\"", t->cg.mem_v ? t->cg.mem_v : t->cg.cpu_v);
+    /* Whose the cgroup figures are: the step's when nothing else runs in
+     * its cgroup (at start and at stop), else the container's. */
+    if (t->cg_others >= 0)
+        ITEM("\"cgroup_scope\": \"%s\", \"cgroup_other_processes\": %d",
+             t->cg_others ? "container" : "step", t->cg_others);
     jput(j, "}, \"peaks\": {");
     sep = "";
     for (int i = 0; i < MFP_TL_NSERIES; i++) {
@@ -552,6 +624,18 @@ static void info_body(const mfp_timeline *t, jbuf *j) {
         ITEM("\"net_recv_bytes\": %llu", (unsigned long long)s[MFP_TL_NET_R].total);
         ITEM("\"net_sent_bytes\": %llu", (unsigned long long)s[MFP_TL_NET_S].total);
     }
+    if (s[MFP_TL_SOCK_R].n) {
+        ITEM("\"sock_recv_bytes\": %llu", (unsigned long long)s[MFP_TL_SOCK_R].total);
+        ITEM("\"sock_sent_bytes\": %llu", (unsigned long long)s[MFP_TL_SOCK_S].total);
+    }
+    /* Whose network figures these are: net_* count every process of the
+     * network namespace; sock_* only this process's TCP sockets. */
+    jput(j, "}, \"network\": {\"net_scope\": \"namespace\", \"loopback\": %s",
+         t->pf.loopback ? "true" : "false");
+    if (s[MFP_TL_SOCK_R].n) jput(j, ", \"sock_scope\": \"process_tcp\"");
+    jput(j, "}, \"rss\": {");
+    first = 1;
+    rss_body(t, j, &first);
     jput(j, "}, \"gpus\": [");
     for (int i = 0; i < t->gpu.n; i++) {
         jput(j, "%s{\"index\": %d, \"name\": ", i ? ", " : "", i);

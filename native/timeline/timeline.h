@@ -25,7 +25,11 @@
  *     (the kernel folds them in) and the live descendants.
  *   - net_*_Bps: every interface of the network namespace except "lo"
  *     (unless loopback is asked for): traffic of other processes in the
- *     same namespace counts too; the kernel keeps no per-process figure.
+ *     same namespace counts too.
+ *   - sock_*_Bps: this process's own TCP sockets (sockets.c: tcp_info byte
+ *     counters of the descriptors in /proc/self/fd), loopback peers left out
+ *     likewise: the step's traffic, without UDP, children, or sockets opened
+ *     and closed between two polls.
  *   - cgroup_*: the cgroup of this process (v2, else v1), limits taken as
  *     the smallest along the path up to the mount root.
  *
@@ -88,18 +92,29 @@ int mfp_timeline_export(const mfp_timeline *t, mfp_profile *p, uint64_t t0_ns);
 
 /* A JSON object describing what was found:
  *   {"limits": {...}, "peaks": {...}, "averages": {...}, "totals": {...},
- *    "gpus": [...], "notes": [...], "interval_s": s, "polls": n}
+ *    "network": {...}, "rss": {...}, "gpus": [...], "notes": [...],
+ *    "interval_s": s, "polls": n}
  * limits (each only when known): memory_limit_bytes (cgroup, smallest up
  *   the path), memory_total_bytes (MemTotal of the machine),
  *   cgroup_memory_peak_bytes (the cgroup's own high-water mark, since the
  *   cgroup was created), oom_kills (during the run), cpu_quota_cores,
  *   cpu_throttled_s (during the run), cpus (CPUs this process may run
- *   on), cgroup ("v1"/"v2").
+ *   on), cgroup ("v1"/"v2"), cgroup_scope ("step" when no process other
+ *   than this one and its descendants was in the memory cgroup at start or
+ *   stop, else "container") and cgroup_other_processes.
  * peaks, averages: the largest value and the time-weighted mean of each
  *   series, in its unit (scale undone), exact even after points were
  *   merged.
  * totals: cpu_s, disk_read_bytes, disk_write_bytes, net_recv_bytes,
- *   net_sent_bytes over the run.
+ *   net_sent_bytes, sock_recv_bytes, sock_sent_bytes over the run.
+ * network: net_scope "namespace", sock_scope "process_tcp" (when the
+ *   sock series exist), loopback.
+ * rss: the profiled span's peak RSS, bracketed by VmHWM read at the first
+ *   and last poll (never reset): peak_bytes with peak_source "kernel" (VmHWM
+ *   rose during the run: exact) or "polled" (it did not: the largest RSS
+ *   polled, a lower bound), hwm_at_start_bytes, hwm_at_stop_bytes,
+ *   polled_peak_bytes, children_peak_bytes and children_peak_source
+ *   (docs/FORMAT.md, META rss).
  * gpus: [{"index", "name", "memory_total_bytes"}].
  * notes: what could not be read, one sentence each.
  * polls: readings taken so far (the one at start included).

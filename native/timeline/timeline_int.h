@@ -33,6 +33,8 @@ enum {
     MFP_TL_DISK_W,       /* counter: bytes */
     MFP_TL_NET_R,        /* counter: bytes */
     MFP_TL_NET_S,        /* counter: bytes */
+    MFP_TL_SOCK_R,       /* counter: bytes received on this process's TCP sockets */
+    MFP_TL_SOCK_S,       /* counter: bytes sent (acknowledged) on them */
     MFP_TL_CG_MEM,       /* gauge: bytes */
     MFP_TL_CG_LIMIT,     /* gauge: bytes, only when finite */
     MFP_TL_CG_OOM,       /* gauge: OOM kills (cumulative as read) */
@@ -65,6 +67,23 @@ long mfp_timeline_read_file(const char *path, char *buf, size_t cap, int *trunca
 /* First unsigned integer after "key" at the start of a line; 0 or -1. */
 int mfp_timeline_find_u64(const char *text, const char *key, uint64_t *out);
 
+/* ---- sockets.c: TCP bytes of this process's own sockets */
+typedef struct {
+    uint64_t inode, rx, tx;
+} mfp_timeline_sock;
+
+typedef struct {
+    mfp_timeline_sock *known, *now; /* last poll's sockets (by inode), this poll's */
+    size_t nknown, known_cap, cap;
+    uint64_t rx, tx;                /* bytes since the first poll */
+    uint64_t polls;
+} mfp_timeline_sockets;
+
+/* Cumulative bytes received / sent on this process's TCP sockets since the
+ * first call; 0, or -1 when /proc/self/fd cannot be listed. */
+int mfp_timeline_sockets_read(mfp_timeline_sockets *sk, int loopback, uint64_t *rx, uint64_t *tx);
+void mfp_timeline_sockets_close(mfp_timeline_sockets *sk);
+
 /* ---- procfs: this process, its live descendants, the namespace's net */
 typedef struct {
     char root[MFP_TL_PATH];
@@ -75,7 +94,8 @@ typedef struct {
     char *buf;        /* scratch for file contents */
     size_t bufcap;
     /* what worked when opened; what failed is never retried */
-    int stat_ok, status_ok, io_ok, net_ok, children_ok, child_io_ok;
+    int stat_ok, status_ok, io_ok, net_ok, children_ok, child_io_ok, sock_ok;
+    mfp_timeline_sockets sk;
     int warned_read; /* a once-working file failed later: noted once */
     uint64_t memtotal; /* MemTotal, 0 when unknown */
     /* our threads that had children at the last full scan of them */
@@ -110,6 +130,11 @@ void mfp_timeline_cgroup_read(mfp_timeline_cgroup *cg, mfp_timeline_snap *s,
 /* The cgroup's memory high-water mark (memory.peak, v1
  * memory.max_usage_in_bytes); 0 or -1. */
 int mfp_timeline_cgroup_peak(const mfp_timeline_cgroup *cg, uint64_t *out);
+
+/* How many processes in the memory cgroup are neither this process nor
+ * its descendants (other tasks, the container's other programs); -1 when
+ * unknown. 0 means the cgroup's figures are the step's own. */
+int mfp_timeline_cgroup_others(const mfp_timeline_cgroup *cg, const char *proc_root);
 
 /* ---- NVML, loaded with dlopen when asked for */
 typedef struct {

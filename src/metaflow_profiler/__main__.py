@@ -175,7 +175,7 @@ def _merge(a: argparse.Namespace) -> int:
     rows = merged.meta["merged"]
     print(f"{'task':>12} {'duration s':>10} {'peak RSS MB':>11}  top function")
     for r in sorted(rows, key=lambda r: -r["duration_ns"]):
-        rss = f"{r['peak_rss_bytes'] / 2**20:11.1f}" if "peak_rss_bytes" in r else f"{'-':>11}"
+        rss = f"{r['peak_rss_bytes'] / 1e6:11.1f}" if "peak_rss_bytes" in r else f"{'-':>11}"
         top = r.get("top", {}).get("name", "-")
         print(f"{r['label']:>12} {r['duration_ns'] / 1e9:10.3f} {rss}  {top}")
     slowest = max(rows, key=lambda r: r["duration_ns"])
@@ -183,7 +183,7 @@ def _merge(a: argparse.Namespace) -> int:
     with_rss = [r for r in rows if "peak_rss_bytes" in r]
     if with_rss:
         largest = max(with_rss, key=lambda r: r["peak_rss_bytes"])
-        print(f"largest: {largest['label']} ({largest['peak_rss_bytes'] / 2**20:.1f} MB peak RSS)")
+        print(f"largest: {largest['label']} ({largest['peak_rss_bytes'] / 1e6:.1f} MB peak RSS)")
     if a.output:
         merged.save(a.output)
     if a.html:

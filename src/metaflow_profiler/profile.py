@@ -57,18 +57,22 @@ class MemoryStat(NamedTuple):
     total_bytes: int
 
 
-# Timeline series → stats key and the factor to the unit stats() reports.
+# Timeline series → stats key and the factor to the unit stats() reports:
+# MB and MB/s are 10^6 bytes (the card labels its binary units MiB).
+_MB = 1e-6
 _SERIES_STATS = {
     "cpu_pct": ("cpu_pct", 1.0),
-    "rss_bytes": ("rss_mb", 1 / 2**20),
-    "rss_peak_bytes": ("rss_kernel_mb", 1 / 2**20),
-    "cgroup_mem_bytes": ("cgroup_mem_mb", 1 / 2**20),
-    "cgroup_mem_limit_bytes": ("cgroup_mem_limit_mb", 1 / 2**20),
-    "children_rss_bytes": ("children_rss_mb", 1 / 2**20),
-    "disk_read_Bps": ("disk_read_mbps", 1 / 2**20),
-    "disk_write_Bps": ("disk_write_mbps", 1 / 2**20),
-    "net_recv_Bps": ("net_recv_mbps", 1 / 2**20),
-    "net_sent_Bps": ("net_sent_mbps", 1 / 2**20),
+    "rss_bytes": ("rss_polled_mb", _MB),
+    "rss_peak_bytes": ("rss_kernel_mb", _MB),
+    "cgroup_mem_bytes": ("cgroup_mem_mb", _MB),
+    "cgroup_mem_limit_bytes": ("cgroup_mem_limit_mb", _MB),
+    "children_rss_bytes": ("children_rss_polled_mb", _MB),
+    "disk_read_Bps": ("disk_read_mbps", _MB),
+    "disk_write_Bps": ("disk_write_mbps", _MB),
+    "net_recv_Bps": ("net_recv_mbps", _MB),
+    "net_sent_Bps": ("net_sent_mbps", _MB),
+    "sock_recv_Bps": ("sock_recv_mbps", _MB),
+    "sock_sent_Bps": ("sock_sent_mbps", _MB),
 }
 _AVERAGED = ("cpu_pct", "rss_bytes")
 _MAGIC = b"MFPROF"
@@ -82,7 +86,7 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
     "interval_ns": _NUMBER, "samples_taken": _NUMBER, "samples_dropped": _NUMBER,
     "samples_decimation": _NUMBER, "notes": (list,), "drop_reasons": (dict,),
     "timeline": (dict,), "limits": (dict,), "memory": (dict,), "error": (dict,),
-    "entry": (dict,), "step_failed": (bool,), "rss": (dict,),
+    "entry": (dict,), "step_failed": (bool,), "rss": (dict,), "network": (dict,),
 }
 
 
@@ -506,7 +510,7 @@ class Profile:
     def _peak_rss_bytes(self) -> int | None:
         st = self.stats()
         mb = [st[k] for k in ("peak_rss_mb", "peak_rss_kernel_mb") if k in st]
-        rss = [round(v * 2**20) for v in mb]
+        rss = [round(v / _MB) for v in mb]
         mem_peak = (self.meta.get("memory") or {}).get("rss_peak_bytes")
         if isinstance(mem_peak, int):
             rss.append(mem_peak)
@@ -560,6 +564,21 @@ class Profile:
             out[f"peak_{key}"] = value * factor
             if name in _AVERAGED and name in avgs:
                 out[f"avg_{key}"] = avgs[name] * factor
+        if "avg_rss_polled_mb" in out:
+            out["avg_rss_mb"] = out.pop("avg_rss_polled_mb")
+        # The headline peak: the kernel's for the profiled span where known
+        # (META rss, native/timeline), else the largest RSS polled.
+        rss = m.get("rss") or {}
+        for key, polled in (("peak_bytes", "peak_rss_polled_mb"),
+                            ("children_peak_bytes", "peak_children_rss_polled_mb")):
+            value = rss.get(key)
+            name = polled.replace("_polled", "")
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[name] = value * _MB
+            elif polled in out:
+                out[name] = out[polled]
+        if "peak_source" in rss:
+            out["peak_rss_source"] = rss["peak_source"]
         for name, value in (tl.get("totals") or {}).items():
             out[f"total_{name}"] = value
         for key, value in (m.get("limits") or {}).items():

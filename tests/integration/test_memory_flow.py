@@ -1,6 +1,6 @@
 """A real Metaflow run with @profile_card(memory=True): the card read back
 with metaflow.cards.get_cards carries the memory table (live bytes at the
-heap peak by function) and the "heap at peak X of RSS Y" line."""
+heap peak by function) and the "live heap at its peak X ...; RSS at that moment Y" line."""
 
 import pytest
 from support import profile_card_of, run_flow
@@ -66,6 +66,6 @@ def test_memory_table_on_the_card(flow_dir):
     assert 270 * MB <= mem["peak_bytes"] <= 360 * MB, mem
     assert mem["rss_at_peak_bytes"] >= mem["peak_bytes"] * 0.9
     assert mem["allocated_bytes"] >= 550 * MB  # 300 MB churned + 300 MB held
-    assert any(n.startswith("memory: heap at peak") and "of RSS" in n
+    assert any(n.startswith("memory: live heap at its peak") and "RSS at that moment" in n
                for n in profile.meta["notes"])
     assert "memory" not in str(profile.meta.get("error") or "")

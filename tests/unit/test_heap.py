@@ -118,7 +118,8 @@ def test_meta_says_heap_at_peak_of_rss(accuracy_run):
     assert m["rss_at_peak_bytes"] >= 0.9 * m["peak_bytes"]
     assert m["rate_bytes"] == 16 * 1024 and m["samples"] > 1000 and m["dropped"] == 0
     assert m["patched_slots"] > 0
-    assert any(n.startswith("memory: heap at peak") and "of RSS" in n for n in profile.meta["notes"])
+    assert any(n.startswith("memory: live heap at its peak") and "RSS at that moment" in n
+               for n in profile.meta["notes"])
 
 
 def test_memory_false_records_no_memory():

@@ -335,3 +335,127 @@ def test_fork_child_does_not_hang():
     assert os.waitstatus_to_exitcode(status) == 0
     prof = p.stop()
     assert len(prof.series()["rss_bytes"][0]) >= 2
+
+
+SPIKE = r"""
+import json, sys, time
+from metaflow_profiler import Profiler
+
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+
+before = bytearray(int(sys.argv[1]) * 2**20)  # a peak before the start
+for i in range(0, len(before), 4096):
+    before[i] = 1
+del before
+with Profiler(timeline_interval=0.5, memory=False) as p:
+    time.sleep(0.6)  # a poll or two of the quiet process
+    spike = b"\x01" * (int(sys.argv[2]) * 2**20)  # then a short spike, likely between polls
+    del spike
+    time.sleep(0.1)
+print(json.dumps({"stats": p.profile.stats(), "rss": p.profile.meta["rss"], "hwm": hwm()}))
+"""
+
+
+def spike(before_mb: int, spike_mb: int) -> dict:
+    r = subprocess.run([sys.executable, "-c", SPIKE, str(before_mb), str(spike_mb)],
+                       capture_output=True, text=True, timeout=60, check=True)
+    import json
+
+    return json.loads(r.stdout)
+
+
+def test_peak_rss_is_the_kernels_peak_of_the_profiled_span():
+    """A 300 MB spike between two 0.5 s polls: the poll never sees it, the
+    kernel's VmHWM does; the headline peak must be the kernel's."""
+    out = spike(0, 300)
+    st, rss = out["stats"], out["rss"]
+    assert rss["peak_source"] == "kernel" and rss["peak_bytes"] == out["hwm"]
+    assert st["peak_rss_mb"] == pytest.approx(out["hwm"] / 1e6)  # MB are 10^6 bytes
+    assert st["peak_rss_mb"] > 300 * MB / 1e6
+    assert rss["polled_peak_bytes"] <= rss["peak_bytes"]  # a poll may or may not catch it
+
+
+def test_a_peak_before_the_start_is_not_the_runs():
+    """VmHWM is the process's whole life: when the run never exceeds a peak
+    reached before it started, the peak is not known exactly and the card
+    must not show the earlier one as the step's."""
+    out = spike(400, 100)
+    rss = out["rss"]
+    assert rss["peak_source"] == "polled" and rss["hwm_at_start_bytes"] >= 400 * MB
+    assert rss["peak_bytes"] < 300 * MB
+    assert out["stats"]["peak_rss_mb"] == pytest.approx(rss["peak_bytes"] / 1e6)
+
+
+ECHO_SERVER = r"""
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(1)
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept()
+n = 0
+while n < int(sys.argv[1]):
+    b = c.recv(1 << 16)
+    if not b:
+        break
+    n += len(b)
+c.sendall(b"y" * int(sys.argv[2]))
+c.close()
+"""
+
+
+def test_socket_bytes_are_this_processs_own(monkeypatch: pytest.MonkeyPatch):
+    """32 MB sent to, 8 MB received from another process over TCP: the
+    namespace counts both ends of loopback traffic (and anyone else's), the
+    process's own sockets count exactly what this process moved."""
+    monkeypatch.setenv("MFP_TIMELINE_LOOPBACK", "1")
+    sent, recv = 32 * MB, 8 * MB
+    srv = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(sent), str(recv)],
+                           stdout=subprocess.PIPE, text=True)
+    port = int(srv.stdout.readline())
+    p, _ = profiled(0.05)
+    c = socket.create_connection(("127.0.0.1", port))
+    c.sendall(b"x" * sent)
+    got = 0
+    while got < recv:
+        got += len(c.recv(1 << 16))
+    time.sleep(0.1)  # a poll while the socket is open
+    c.close()
+    prof = p.stop()
+    srv.wait(timeout=30)
+    totals = prof.meta["timeline"]["totals"]
+    assert prof.meta["network"]["sock_scope"] == "process_tcp"
+    assert abs(totals["sock_sent_bytes"] - sent) <= 16
+    assert abs(totals["sock_recv_bytes"] - recv) <= 16
+    assert totals["net_recv_bytes"] >= sent + recv  # lo: the server's receiving too
+    assert abs(prof.stats()["total_sock_sent_bytes"] - sent) <= 16
+
+
+def test_socket_bytes_leave_loopback_out_by_default(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("MFP_TIMELINE_LOOPBACK", raising=False)
+    p, _ = profiled(0.05)
+    assert send_over_loopback(8 * MB) == 8 * MB
+    time.sleep(0.1)
+    prof = p.stop()
+    totals = prof.meta["timeline"]["totals"]
+    assert totals.get("sock_sent_bytes", 0) == 0 and totals.get("sock_recv_bytes", 0) == 0
+
+
+def test_cgroup_figures_say_whose_they_are():
+    prof = Profiler(timeline_interval=0.05).__enter__()
+    time.sleep(0.1)
+    prof = prof.stop()
+    limits = prof.meta["limits"]
+    if "cgroup" not in limits:
+        pytest.skip("no memory cgroup readable here")
+    others = limits["cgroup_other_processes"]
+    assert limits["cgroup_scope"] == ("step" if others == 0 else "container")
+    # v1 (these machines): count the cgroup's processes that are not ours
+    line = next((x for x in Path("/proc/self/cgroup").read_text().splitlines()
+                 if ":memory:" in x), None)
+    procs = Path("/sys/fs/cgroup/memory" + line.split(":", 2)[2]) / "cgroup.procs" if line else None
+    if procs is not None and procs.exists():
+        me = psutil.Process()
+        mine = {me.pid, *(c.pid for c in me.children(recursive=True))}
+        assert others == len([x for x in map(int, procs.read_text().split()) if x not in mine])

@@ -128,6 +128,10 @@ def merge_timeline(meta: dict[str, Any], stats: dict[str, Any]) -> None:
         info = json.loads(stats["timeline_info"])
         meta["limits"] = info.pop("limits", {})
         meta["notes"].extend(info.pop("notes", []))
+        if info.get("rss"):
+            meta["rss"] = info.pop("rss")
+        if info.get("network"):
+            meta["network"] = info.pop("network")
         meta["timeline"] = info
 
 

@@ -55,14 +55,16 @@ def _memory_meta(meta: dict[str, Any], st: dict[str, Any]) -> None:
     info = json.loads(st["heap_info"])
     meta["notes"].extend(info.pop("notes", []))
     meta["memory"] = info
+    # The two figures are read at the same moment, but they count different
+    # things: the heap counts bytes allocated (a fresh buffer counts before
+    # its pages are written), RSS the pages resident. Say which is which.
     peak, rss = info.get("peak_bytes", 0), info.get("rss_at_peak_bytes", 0)
-    line = f"heap at peak {_fmt_bytes(peak)}"
+    line = f"live heap at its peak {_fmt_bytes(peak)} (allocated bytes, estimated"
+    line += f" from one sample per {_fmt_bytes(info.get('rate_bytes', 0))} allocated)"
     if rss:
-        line += f" of RSS {_fmt_bytes(rss)}"
-    meta["notes"].append(
-        f"memory: {line} (sampled allocations, one per {_fmt_bytes(info.get('rate_bytes', 0))}"
-        " allocated on average)"
-    )
+        line += (f"; RSS at that moment {_fmt_bytes(rss)} (resident pages: memory allocated "
+                 "but not yet written is not resident)")
+    meta["notes"].append(f"memory: {line}")
 
 
 def _fmt_bytes(n: float) -> str:
