@@ -40,6 +40,7 @@ class PyinstrumentRunner:
         from pyinstrument import Profiler
 
         self._max_samples = max_samples
+        self._interval_ns = interval_ns
         self._prof = Profiler(interval=interval_ns / 1e9, async_mode="disabled")
 
     def start(self) -> None:
@@ -54,7 +55,7 @@ class PyinstrumentRunner:
         frames: dict[str, int] = {}
         stacks: dict[tuple[int, int], int] = {}
         t_ns = 0
-        interval_ns = round(self._interval * 1e9)
+        interval_ns = self._interval_ns
         counted = 0
         for records, seconds in session.frame_records:
             node = -1
