@@ -409,7 +409,9 @@ def test_pyinstrument_is_converted():
     assert sum(v[0] for v in busy_rows) >= 5  # fewer than 200 when the machine is busy
     assert sum(v[1] for v in busy_rows) >= 150_000_000  # wall time, whatever the load
     t = _native.decode(prof.to_bytes())
-    assert sum(t["samples"]["weight_ns"]) == sum(t["totals"]["weight_ns"])  # time-ordered too
+    # time-ordered too; each sample's weight is whole µs in the file
+    assert abs(sum(t["samples"]["weight_ns"]) - sum(t["totals"]["weight_ns"])) <= 1000 * len(
+        t["samples"]["weight_ns"])
     assert len(t["samples"]["stack"]) == prof.meta["pyinstrument_records"]
     assert t["samples"]["t_ns"] == sorted(t["samples"]["t_ns"])
 
