@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from . import _native
+from .native import decode
 
 
 class FunctionStat(NamedTuple):
@@ -179,7 +179,7 @@ class Profile:
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(f"expected profile bytes, got {type(data).__name__}")
         data = bytes(data)
-        tables = _native.decode(data)
+        tables = decode(data)
         try:
             meta = json.loads(tables["meta"]) if tables["meta"] else {}
         except ValueError as exc:
@@ -422,7 +422,7 @@ class Profile:
         "<label> <thread>", META `merged` a row per input (label, duration,
         peak RSS, top function). SAMPLES and TIMELINE are left out: the
         inputs share no clock worth merging on."""
-        from ._native import Builder
+        from .native import Builder
 
         if not profiles:
             raise ValueError("nothing to merge")

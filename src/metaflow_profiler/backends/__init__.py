@@ -7,6 +7,8 @@
 
 Every backend writes the same profile format, so the card shows them alike;
 META "backend" says which one ran, "counts"/"weights" what TOTALS hold.
+Where the compiled engine cannot load, sample and trace run as the
+pure-Python sampler (pysample.py) and META says so.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import json
 import threading
 from typing import Any, Protocol
 
-from .. import _native
+from .. import native
+from ..native import Builder
 
 
 class Runner(Protocol):
@@ -95,6 +98,7 @@ def resolve(name: str | None) -> str:
 
 # Backends whose factory takes memory_rate (sampled allocation profiling, native/heap).
 _MEMORY = frozenset({"sample"})
+_NATIVE = frozenset({"sample", "trace"})  # these need the C engine
 
 
 def supports_memory(name: str) -> bool:
@@ -105,6 +109,10 @@ def create(name: str, interval_ns: int, timeline_ns: int, max_samples: int,
            memory_rate: int = 0) -> Runner:
     """memory_rate: mean bytes between allocation samples, 0 = no memory profile."""
     name = resolve(name)
+    if name in _NATIVE and native.MISSING:
+        from .pysample import PySampleRunner
+
+        return PySampleRunner(interval_ns, timeline_ns, max_samples)
     if memory_rate and name in _MEMORY:
         return _FACTORIES[name](interval_ns, timeline_ns, max_samples, memory_rate=memory_rate)
     return _FACTORIES[name](interval_ns, timeline_ns, max_samples)
@@ -116,7 +124,7 @@ def meta_json(meta: dict[str, Any]) -> str:
 
 def empty_profile(meta: dict[str, Any]) -> bytes:
     """A valid profile with no samples, carrying meta (e.g. the error)."""
-    return _native.Builder().encode(meta_json(meta))
+    return Builder().encode(meta_json(meta))
 
 
 def merge_timeline(meta: dict[str, Any], stats: dict[str, Any]) -> None:
@@ -138,6 +146,8 @@ def merge_timeline(meta: dict[str, Any], stats: dict[str, Any]) -> None:
 def name_threads(run: Any) -> None:
     """Give the threads a stopped native run saw their Python names."""
     main = threading.main_thread().native_id
+    from .. import _native
+
     for tid, name in _native.thread_names().items():
         run.name_thread(tid, name, tid == main)
 

@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Any
 
-from .. import _native
+from ..native import Builder
 from . import meta_json
 
 _MAX_NODES = 200_000
@@ -58,7 +58,7 @@ class CProfileRunner:
         self._prof.disable()
         duration = time.perf_counter_ns() - self._t0
         stats = self._prof.getstats()
-        b = _native.Builder()
+        b = Builder()
         current = threading.current_thread()
         tid = threading.get_native_id()
         th = b.thread(tid, b.string(current.name), int(current is threading.main_thread()))

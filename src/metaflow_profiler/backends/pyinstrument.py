@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .. import _native
+from ..native import Builder
 from . import meta_json
 
 _SEP, _ATTR = "\x00", "\x01"
@@ -48,7 +48,7 @@ class PyinstrumentRunner:
 
     def stop(self, meta: dict[str, Any]) -> bytes:
         session = self._prof.stop()
-        b = _native.Builder(max_samples=self._max_samples)
+        b = Builder(max_samples=self._max_samples)
         current = threading.current_thread()
         th = b.thread(threading.get_native_id(), b.string(current.name),
                       int(current is threading.main_thread()))

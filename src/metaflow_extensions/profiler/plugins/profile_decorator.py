@@ -8,6 +8,7 @@
         def train(self): ...
 
 Hooks, one job each: step_init checks the options and adds the card;
+add_to_package puts the engine into the code package for remote workers;
 task_pre_step starts the profiler; task_post_step and task_exception stop it
 and store the artifact; task_finished renders the card of a failed task,
 which Metaflow does not do by itself. Nothing here may change the step's
@@ -16,6 +17,7 @@ outcome: a profiler failure is logged and shown on the card.
 
 from __future__ import annotations
 
+import os
 import traceback
 from typing import Any, ClassVar
 
@@ -81,6 +83,27 @@ class ProfileCardDecorator(StepDecorator):
                 timeline_interval=a["timeline_interval"], memory=a["memory"])
         except OptionError as exc:
             raise ProfileCardException(str(exc)) from None
+
+    def add_to_package(self):
+        """The engine (Python, viewer files, the compiled .so) travels in the
+        code package, so a remote worker needs nothing installed; on one
+        whose Python cannot load the .so, native.py falls back."""
+        import metaflow_profiler
+
+        try:
+            from metaflow.packaging_sys import ContentType
+
+            kind = (ContentType.CODE_CONTENT,)  # relative to the folder holding metaflow
+        except ImportError:  # Metaflow < 2.16: (path, name in the archive) pairs
+            kind = ()
+        # Files, not MODULE_CONTENT: Metaflow 2.19 takes a package's __file__
+        # (its __init__.py) for the whole package and refuses it.
+        root = os.path.dirname(os.path.abspath(metaflow_profiler.__file__))
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if d != "__pycache__"]
+            for f in files:
+                path = os.path.join(folder, f)
+                yield (path, os.path.join("metaflow_profiler", os.path.relpath(path, root)), *kind)
 
     def _attach_card(self, step_name: str, decorators: list) -> None:
         if any(_is_our_card(d, step_name) for d in decorators):

@@ -1,0 +1,99 @@
+"""pyformat.py, the pure-Python profile writer and reader used where the C
+engine cannot load, checked against the C encoder and decoder; and the
+pure-Python sampler that stands in for the native backends there."""
+
+import json
+import threading
+
+import pytest
+from support import spin
+
+from metaflow_profiler import Profile, Profiler, _native, pyformat
+from metaflow_profiler.backends.pysample import PySampleRunner
+
+
+def _fill(b):
+    """The same calls on either Builder; returns the encoded bytes."""
+    f = b.func(b.string("f"), b.string("a.py"), 3, 0)
+    g = b.func(b.string("g"), b.string("b.py"), 9, 0)
+    n = b.func(b.string("[native malloc]"), 0, 0, 1)
+    root = b.stack(-1, b.frame(f, 4))
+    leaf = b.stack(root, b.frame(g, 10))
+    leaf2 = b.stack(root, b.frame(g, 11))
+    mem = b.stack(leaf, b.frame(n, 0))
+    t1 = b.thread(101, b.string("MainThread"), 1)
+    t2 = b.thread(202, b.string("worker"), 0)
+    b.thread(202, b.string("worker-renamed"), 2)
+    for i in range(50):  # enough to pass the cap of 8 and decimate several times
+        b.sample(i * 1_000_500, (leaf, leaf2)[i % 2], (t1, t2)[i % 3 == 0], 1_000_700, i % 2)
+    b.total(root, t1, 0, 7, 123_456_789)
+    s = b.series("rss_bytes", "B", 0)
+    for i, v in enumerate((10, 5, 2**40, -3)):
+        b.point(s, i * 2_500_000, v)
+    b.memory(mem, 4096, 8192, 3)
+    return b.encode(json.dumps({"title": "t", "notes": ["é"]}))
+
+
+def test_python_builder_writes_the_engines_bytes():
+    c, py = _fill(_native.Builder(max_samples=8)), _fill(pyformat.Builder(max_samples=8))
+    assert py == c
+    assert pyformat.decode(c) == _native.decode(c)
+
+
+def test_python_decoder_reads_a_real_native_profile():
+    with Profiler(interval=0.001, timeline_interval=0.01, memory=True) as p:
+        spin(0.2)
+        keep = [bytearray(4096) for _ in range(300)]
+    data = p.profile.to_bytes()
+    assert pyformat.decode(data) == _native.decode(data)
+    assert len(keep) == 300
+
+
+def _same_verdict(data):
+    try:
+        want = _native.decode(data)
+    except ValueError:
+        with pytest.raises(ValueError, match="^not a valid profile: "):
+            pyformat.decode(data)
+        return False
+    assert pyformat.decode(data) == want
+    return True
+
+
+def test_python_decoder_rejects_what_the_c_decoder_rejects():
+    data = _fill(pyformat.Builder())
+    # Cut anywhere (a cut between sections is a valid, smaller profile).
+    accepted = sum(_same_verdict(data[:cut]) for cut in range(len(data)))
+    assert 0 < accepted < len(data) // 4
+    # Any one byte changed: wrong indices, counts, lengths, varints.
+    for pos in range(len(MAGIC_AND_VERSION), len(data)):
+        for flip in (0x01, 0x80, 0x7F):
+            _same_verdict(data[:pos] + bytes([data[pos] ^ flip]) + data[pos + 1:])
+
+
+MAGIC_AND_VERSION = b"MFPROF\x01"
+
+
+def hot_in_python_sampler():
+    return spin(0.4)
+
+
+def test_python_sampler_profiles_every_thread():
+    r = PySampleRunner(2_000_000, 0, 0)
+    r.start()
+    t = threading.Thread(target=spin, args=(0.3,), name="helper")
+    t.start()
+    hot_in_python_sampler()
+    t.join()
+    meta = {"backend": "sample", "notes": []}
+    prof = Profile.from_bytes(r.stop(meta))
+    assert prof.meta["backend"] == "pysample" and prof.meta["backend_requested"] == "sample"
+    assert prof.meta["interval_ns"] == 2_000_000
+    rows = {x.name: x for x in prof.functions()}
+    hot = rows["hot_in_python_sampler"]
+    # Weights are the time between passes, so they add up to the wall time
+    # spent whatever rate the GIL allowed.
+    assert hot.samples >= 10 and 0.3 < hot.total_s < 0.6, hot
+    assert {"MainThread", "helper"} <= {th["name"] for th in prof.threads()}
+    sampled, total = sum(prof._t["samples"]["weight_ns"]), sum(prof._t["totals"]["weight_ns"])
+    assert abs(sampled - total) <= 1000 * len(prof._t["samples"]["t_ns"])  # µs rounding
