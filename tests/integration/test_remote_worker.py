@@ -6,7 +6,6 @@ must come from the code package: on the same Python the full native
 profile; on another Python minor (the .so cannot load) a pure-Python
 profile and a note that says how to get the native one. The step never fails."""
 
-import os
 import re
 import subprocess
 import sys
@@ -21,7 +20,6 @@ from metaflow_profiler import Profile
 pytestmark = pytest.mark.integration
 
 FLOW = """
-import os
 from metaflow import FlowSpec, profile_card, step
 
 

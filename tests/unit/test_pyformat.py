@@ -53,7 +53,7 @@ def _same_verdict(data):
     try:
         want = _native.decode(data)
     except ValueError:
-        with pytest.raises(ValueError, match="^not a valid profile: "):
+        with pytest.raises(ValueError, match=r"^not a valid profile: "):
             pyformat.decode(data)
         return False
     assert pyformat.decode(data) == want
