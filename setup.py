@@ -9,7 +9,7 @@ import os
 
 from setuptools import Extension, setup
 
-SUBSYSTEMS = ["profile", "sampler", "timeline", "tracer", "heap"]
+SUBSYSTEMS = ["profile", "python", "sampler", "timeline", "tracer", "heap"]
 SOURCES = ["native/module.c", *sorted(f for d in SUBSYSTEMS for f in glob.glob(f"native/{d}/*.c"))]
 
 # MFP_SANITIZE=1 builds the extension with AddressSanitizer and UBSan, for
@@ -19,7 +19,7 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"] if os.env
 ) else []
 
 # MFP_PORTABLE=1 builds as for an interpreter whose internals we do not know
-# (native/sampler/layout.h): public C API only. For the tests of that path.
+# (native/python/layout.h): public C API only. For the tests of that path.
 PORTABLE = [("MFP_PORTABLE", "1")] if os.environ.get("MFP_PORTABLE") else []
 
 setup(

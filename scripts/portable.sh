@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The extension built as for an interpreter whose frame layout it does not
-# know (MFP_PORTABLE=1: public C API only, see native/sampler/layout.h), and
+# know (MFP_PORTABLE=1: public C API only, see native/python/layout.h), and
 # the tests of that path run against it. Called by test.sh; runnable alone.
 source "$(dirname "$0")/env.sh"
 v="${1:-3.13}"

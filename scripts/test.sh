@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite: C unit tests (plain and ASan/UBSan), the unit tests
+# The whole test suite: C unit tests (plain and ASan/UBSan; native/python/
+# against each interpreter's headers), the unit tests
 # against a sanitizer build, the fallback build for unknown interpreters,
 # then pytest on CPython 3.11, 3.12 and 3.13; ruff and the browser tests run
 # once, on 3.11, the latter in Debian's headless chromium. Installs what it
@@ -17,6 +18,7 @@ fi
 
 make -s -C native test
 make -s -C native test-asan
+for v in 3.11 3.12 3.13; do make -s -C native test-python PYTHON="$(python_for "$v")"; done
 for v in 3.11 3.12 3.13; do bash scripts/asan.sh "$v"; done
 bash scripts/portable.sh 3.13
 

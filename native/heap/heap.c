@@ -50,7 +50,9 @@
 #endif
 #include "heap.h"
 
-#include "../sampler/layout.h"
+#include <Python.h>
+
+#include "../python/python.h"
 #include "got.h"
 
 #include <dlfcn.h>
@@ -77,7 +79,6 @@
 #define KEY_TOMB ((uintptr_t)1)
 #define MAX_DEPTH 1024
 #define FRAME_CACHE_BITS 14
-#define NAME_MAX_BYTES 4096
 #define SMALL_MAX 512 /* pymalloc's largest block, 3.8 .. 3.15 */
 
 enum { SRC_PYTHON, SRC_NATIVE, SRC_MMAP, SRC_KINDS };
@@ -136,12 +137,6 @@ typedef struct {
     uint32_t saved_gen;
 } stack_stat;
 
-typedef struct {
-    const void *code, *name, *file;
-    int lasti, firstline;
-    uint32_t frame;
-} cache_entry;
-
 /* Everything the hooks share. Fields marked (lock) are read and written
  * only with `lock` held; the atomics are read by the fast paths. */
 static struct {
@@ -157,9 +152,10 @@ static struct {
     mfp_profile *store;  /* (lock) stacks of sampled allocations */
     stack_stat *stats;   /* (lock) per store stack */
     size_t nstats;
-    cache_entry *cache;  /* (lock) (code, lasti) -> store frame */
+    mfp_python_walker *walker;   /* (lock) the allocating thread's frames, read directly */
+    mfp_python_decoder *decoder; /* (lock) (code, lasti) -> store frame */
     uint32_t leaf[SRC_KINDS];
-    struct { const void *code; int lasti; } *scratch;
+    mfp_python_frame *scratch;
     uint32_t *ids;
 
     uint64_t live, peak, alloc_total, samples, dropped; /* (lock) */
@@ -353,36 +349,6 @@ static void account_free(const entry *e) {
 
 /* ---- stacks (lock; on the allocating thread) ----------------------------- */
 
-#if MFP_LAYOUT_KNOWN /* stacks are read only where the frame layout is known */
-/* A str object's text as UTF-8 into out, without allocating. */
-static size_t str_utf8(PyObject *o, char *out, size_t cap) {
-    if (!o || !PyUnicode_Check(o)) return 0;
-    Py_ssize_t n = PyUnicode_GET_LENGTH(o);
-    int kind = PyUnicode_KIND(o);
-    const void *data = PyUnicode_DATA(o);
-    size_t len = 0;
-    for (Py_ssize_t i = 0; i < n && len + 4 < cap; i++) {
-        Py_UCS4 c = PyUnicode_READ(kind, data, i);
-        if (c < 0x80) {
-            out[len++] = (char)c;
-        } else if (c < 0x800) {
-            out[len++] = (char)(0xC0 | (c >> 6));
-            out[len++] = (char)(0x80 | (c & 0x3F));
-        } else if (c < 0x10000) {
-            out[len++] = (char)(0xE0 | (c >> 12));
-            out[len++] = (char)(0x80 | ((c >> 6) & 0x3F));
-            out[len++] = (char)(0x80 | (c & 0x3F));
-        } else {
-            out[len++] = (char)(0xF0 | (c >> 18));
-            out[len++] = (char)(0x80 | ((c >> 12) & 0x3F));
-            out[len++] = (char)(0x80 | ((c >> 6) & 0x3F));
-            out[len++] = (char)(0x80 | (c & 0x3F));
-        }
-    }
-    return len;
-}
-#endif
-
 static uint32_t intern_func(const char *name, size_t nlen, const char *file, size_t flen,
                             uint32_t line, uint32_t kind) {
     uint32_t n = mfp_profile_string(G.store, name, nlen);
@@ -390,30 +356,6 @@ static uint32_t intern_func(const char *name, size_t nlen, const char *file, siz
     if (n == MFP_NONE || f == MFP_NONE) return MFP_NONE;
     return mfp_profile_func(G.store, n, f, line, kind);
 }
-
-#if MFP_LAYOUT_KNOWN
-/* The store frame of (code, lasti). The code object is kept alive by the
- * thread's own frame, which cannot change while this thread allocates. */
-static uint32_t resolve_frame(PyCodeObject *co, int lasti) {
-    size_t slot = (size_t)(((uint64_t)(uintptr_t)co * 0x9E3779B97F4A7C15ull ^
-                            (uint64_t)(unsigned)lasti * 0xC2B2AE3D27D4EB4Full) >>
-                           (64 - FRAME_CACHE_BITS));
-    cache_entry *e = &G.cache[slot];
-    if (e->code == co && e->lasti == lasti && e->name == co->co_qualname &&
-        e->file == co->co_filename && e->firstline == co->co_firstlineno)
-        return e->frame;
-    static char name[NAME_MAX_BYTES], file[NAME_MAX_BYTES]; /* (lock) */
-    size_t nl = str_utf8(co->co_qualname, name, sizeof name);
-    size_t fl = str_utf8(co->co_filename, file, sizeof file);
-    int line = lasti >= 0 ? PyCode_Addr2Line(co, lasti * (int)sizeof(_Py_CODEUNIT)) : 0;
-    uint32_t func = intern_func(name, nl, file, fl, (uint32_t)co->co_firstlineno, MFP_FUNC_PYTHON);
-    uint32_t frame = func == MFP_NONE ? MFP_NONE
-                                      : mfp_profile_frame(G.store, func, line > 0 ? (uint32_t)line : 0);
-    if (frame != MFP_NONE)
-        *e = (cache_entry){co, co->co_qualname, co->co_filename, lasti, co->co_firstlineno, frame};
-    return frame;
-}
-#endif
 
 static uint32_t thread_root(void) {
     char name[64] = "";
@@ -429,34 +371,18 @@ static uint32_t thread_root(void) {
 /* The calling thread's Python stack as a store stack (leaf = allocator
  * kind for native allocations). Reads this thread's own frames directly:
  * with the GIL held nobody else changes them, and without it the thread is
- * inside malloc and is not changing them either. */
+ * inside malloc and is not changing them either. The leaf-most MAX_DEPTH
+ * frames of a deeper stack are kept. */
 static uint32_t capture_stack(int src) {
-    int depth = 0;
-#if MFP_LAYOUT_KNOWN /* else mfp_heap_start refuses to start */
+    int depth = 0, error;
     PyThreadState *ts = PyGILState_GetThisThreadState();
     if (ts) {
-#if MFP_TSTATE_HAS_CFRAME
-        mfp_py_frame *f = ts->cframe ? ts->cframe->current_frame : NULL;
-#else
-        mfp_py_frame *f = ts->current_frame;
-#endif
-        for (; f && depth < MAX_DEPTH; f = f->previous) {
-            if (MFP_FRAME_IS_SHIM(f)) continue;
-            PyObject *code = MFP_FRAME_CODE(f);
-            if (!code || !PyCode_Check(code)) continue;
-            const char *instr = MFP_FRAME_INSTR(f);
-            ptrdiff_t off = instr - ((const char *)code + MFP_CODE_HEADER_SIZE);
-            int lasti = off >= 0 && off < (1 << 28) ? (int)(off / (ptrdiff_t)sizeof(_Py_CODEUNIT)) : -1;
-            G.scratch[depth].code = code;
-            G.scratch[depth].lasti = lasti;
-            depth++;
-        }
+        mfp_python_thread t;
+        mfp_python_thread_decode(ts, &t);
+        depth = mfp_python_walk(G.walker, &t, G.scratch, MAX_DEPTH, &error);
+        if (depth < 0) depth = error == MFP_PYTHON_TOO_DEEP ? MAX_DEPTH : 0;
     }
-    for (int i = 0; i < depth; i++) {
-        G.ids[i] = resolve_frame((PyCodeObject *)G.scratch[i].code, G.scratch[i].lasti);
-        if (G.ids[i] == MFP_NONE) return MFP_NONE;
-    }
-#endif
+    if (depth && mfp_python_decode(G.decoder, G.scratch, depth, G.ids, &error) != 0) return MFP_NONE;
     uint32_t node = depth ? MFP_NONE : thread_root();
     if (!depth && node == MFP_NONE) return MFP_NONE;
     for (int i = depth - 1; i >= 0; i--) {
@@ -904,10 +830,12 @@ static int map_tables(void) {
 }
 
 static void release_locked_state(void) {
-    free(G.cache);
+    mfp_python_walker_free(G.walker);
+    mfp_python_decoder_free(G.decoder);
     free(G.scratch);
     free(G.ids);
-    G.cache = NULL;
+    G.walker = NULL;
+    G.decoder = NULL;
     G.scratch = NULL;
     G.ids = NULL;
 }
@@ -920,10 +848,10 @@ static int make_leaf(int src, const char *name) {
 
 mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
     static int atfork_done;
-#if !MFP_LAYOUT_KNOWN
-    snprintf(err, errlen, "the memory profiler does not know Python %s", Py_GetVersion());
-    return NULL;
-#endif
+    if (!mfp_python_layout_known()) {
+        snprintf(err, errlen, "the memory profiler does not know Python %s", Py_GetVersion());
+        return NULL;
+    }
     if (rate_bytes < 1 || rate_bytes > ((uint64_t)1 << 40)) {
         snprintf(err, errlen, "memory sampling rate must be 1 byte .. 1 TiB");
         return NULL;
@@ -964,10 +892,11 @@ mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
     h->rate = rate_bytes;
     pthread_mutex_lock(&G.lock);
     G.store = mfp_profile_new(1);
-    G.cache = calloc((size_t)1 << FRAME_CACHE_BITS, sizeof *G.cache);
+    G.walker = mfp_python_walker_new(&mfp_python_direct);
+    G.decoder = G.store ? mfp_python_decoder_new(G.store, &mfp_python_direct, MAX_DEPTH, FRAME_CACHE_BITS) : NULL;
     G.scratch = malloc(MAX_DEPTH * sizeof *G.scratch);
     G.ids = malloc(MAX_DEPTH * sizeof *G.ids);
-    int ok = G.store && G.cache && G.scratch && G.ids && make_leaf(SRC_NATIVE, "[native malloc]") == 0 &&
+    int ok = G.store && G.walker && G.decoder && G.scratch && G.ids && make_leaf(SRC_NATIVE, "[native malloc]") == 0 &&
              make_leaf(SRC_MMAP, "[native mmap]") == 0;
     if (!ok) {
         mfp_profile_free(G.store);

@@ -2,27 +2,24 @@
  *
  * Why it is built this way. Every read of interpreter memory is a syscall
  * (memread.h) costing microseconds, so a pass is organised to make few:
- *  - one vectored copy of all the thread states (plus each running
- *    thread's _PyCFrame on 3.11/3.12), while the list of threads is the
- *    one of the last pass;
- *  - one bulk copy of the used part of each of the thread's data-stack chunks, where
- *    the interpreter keeps the frames of running functions, so walking the
- *    frame chain is local work (generator frames live elsewhere and are
- *    read one by one);
- *  - one vectored copy of the headers of all distinct code objects on the
- *    stack, to validate the cache entries below;
- *  - names, files and line tables only when a (code, instruction) pair is
- *    new: a cache maps it to the profile's frame index, checked against the
- *    code header fields so a freed and reused code address is caught.
- * Everything read is validated (type pointers, bounds, depth) and a failure
- * drops the sample, never the process.
+ *  - one vectored copy of all the thread states, while the list of
+ *    threads is the one of the last pass;
+ *  - per thread whose CPU clock moved, a walk of its frames and a decode
+ *    of its code objects by native/python/ (bulk copies of the data stack,
+ *    one vectored copy of the code headers, names and line tables only for
+ *    a new (code, instruction) pair);
+ *  - a thread that did not run keeps its last stack without any read.
+ * Everything read is validated and a failure drops the sample, never the
+ * process.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "sampler.h"
 
-#include "layout.h"
+#include <Python.h>
+
+#include "../python/python.h"
 #include "memread.h"
 
 #include <errno.h>
@@ -37,22 +34,19 @@
 const char *const mfp_drop_reason_names[MFP_DROP_REASONS] = {
     "read_fault", "invalid", "too_deep", "no_memory"};
 
+/* The drop reasons of a stack read are native/python/'s errors. */
+_Static_assert(MFP_DROP_READ_FAULT == (int)MFP_PYTHON_READ_FAULT && MFP_DROP_INVALID == (int)MFP_PYTHON_INVALID &&
+                   MFP_DROP_TOO_DEEP == (int)MFP_PYTHON_TOO_DEEP &&
+                   MFP_DROP_NO_MEMORY == (int)MFP_PYTHON_NO_MEMORY,
+               "drop reasons follow mfp_python_error");
+
 #define MAX_THREADS 4096
 #define BATCH_THREADS 256 /* thread states copied in one syscall per pass */
 #define THREAD_TABLE_BITS 13 /* twice MAX_THREADS: probes stay short */
-#define CHUNK_COPY_MAX (4u << 20)
-#define MAX_CHUNKS 64
 #define FRAME_CACHE_BITS 16
-#define NAME_MAX_CHARS 1024
-#define LINETABLE_MAX (1u << 16)
 
-typedef struct {
-    const void *code;            /* remote code object; NULL = empty slot */
-    int32_t lasti;               /* instruction index in code units */
-    const void *name, *file, *linetable; /* header fields when cached */
-    int firstline;
-    uint32_t frame;              /* index in the profile */
-} frame_cache_entry;
+/* Reads for native/python/: checked copies. */
+static const mfp_python_mem checked_mem = {mfp_mem_read, mfp_mem_readv, 0};
 
 typedef struct {
     uint64_t tid;
@@ -63,21 +57,10 @@ typedef struct {
     int64_t cpu_debt;    /* CPU time used but not yet reported (see add_sample) */
 } thread_entry;
 
-typedef struct {
-    const void *code;
-    int32_t lasti;
-    uint32_t hdr;  /* which copied code header is this frame's */
-} raw_frame;
-
-typedef struct {
-    const char *remote; /* where the chunk lives in the interpreter */
-    size_t len;
-    const char *local;  /* where its copy is in s->chunk */
-} copied_region;
-
 struct mfp_sampler {
     mfp_profile *profile;
     PyInterpreterState *interp;
+    const void *threads_head; /* where interp keeps its thread list */
     uint64_t interval_ns, t0_ns, last_ns;
     uint64_t avg_gap_ns; /* moving average of the time between passes */
     uint64_t gap_ns;     /* time since the previous pass, uncapped */
@@ -91,29 +74,24 @@ struct mfp_sampler {
     pthread_mutex_t lock;
     pthread_cond_t wake;
 
-    frame_cache_entry *cache;
-    size_t cache_used;
     thread_entry *threads;
     size_t nthreads;
     uint32_t *thread_table;
 
-    /* Scratch space reused by every pass (sampler thread only). */
-    char *chunk;
-    size_t chunk_cap;
-    copied_region regions[MAX_CHUNKS];
-    size_t nregions, last_region;
-    raw_frame *frames;
-    const void **codes;      /* distinct code objects of the current stack */
-    char *code_hdrs;         /* their copied headers */
+    /* Readers and scratch space reused by every pass (sampler thread only). */
+    mfp_python_walker *walker;
+    mfp_python_decoder *decoder;
+    mfp_python_frame *frames;
     struct iovec *local_iov, *remote_iov;
     uint32_t *frame_ids;
-    uint8_t *linetable;      /* LINETABLE_MAX bytes */
 
     /* The thread states of the last pass, in list order (when at most
      * BATCH_THREADS), and room for copies of them. */
     const void *known_ts[BATCH_THREADS];
     size_t nknown;
-    PyThreadState *ts_copies;
+    size_t tstate_size;
+    char *ts_copies, *ts_one;
+    mfp_python_thread *ts_decoded;
 
     mfp_sampler_stats stats;
 };
@@ -218,345 +196,34 @@ static void add_sample(mfp_sampler *s, thread_entry *te, uint64_t tid, const voi
         s->stats.samples++;
 }
 
-/* ---- the GIL-free reader ------------------------------------------------ *
- * Compiled only where layout.h knows the interpreter's frame layout. */
-#if MFP_LAYOUT_KNOWN
+/* ---- the GIL-free reader (native/python/ knows the structures) -------- */
 
-/* ---- strings and line tables (sampler thread; reads only via memread) -- */
-
-static size_t put_utf8(char *out, uint32_t c) {
-    if (c < 0x80) { out[0] = (char)c; return 1; }
-    if (c < 0x800) { out[0] = (char)(0xC0 | (c >> 6)); out[1] = (char)(0x80 | (c & 0x3F)); return 2; }
-    if (c < 0x10000) {
-        out[0] = (char)(0xE0 | (c >> 12)); out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (c & 0x3F)); return 3;
-    }
-    if (c > 0x10FFFF) c = 0xFFFD;
-    out[0] = (char)(0xF0 | (c >> 18)); out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((c >> 6) & 0x3F)); out[3] = (char)(0x80 | (c & 0x3F));
-    return 4;
-}
-
-/* Copy a str object into the profile's string table. MFP_NONE on a bad
- * read or an object that is not a compact str. */
-static uint32_t read_string(mfp_sampler *s, const void *obj) {
-    PyASCIIObject hdr;
-    if (!obj || mfp_mem_read(&hdr, obj, sizeof hdr) != 0) return MFP_NONE;
-    if (hdr.ob_base.ob_type != &PyUnicode_Type || !hdr.state.compact) return MFP_NONE;
-    size_t n = (size_t)hdr.length, kind = hdr.state.kind;
-    if (n > NAME_MAX_CHARS) n = NAME_MAX_CHARS;
-    if (kind != 1 && kind != 2 && kind != 4) return MFP_NONE;
-    const char *data = hdr.state.ascii ? (const char *)obj + sizeof(PyASCIIObject)
-                                       : (const char *)obj + sizeof(PyCompactUnicodeObject);
-    uint8_t raw[NAME_MAX_CHARS * 4];
-    char utf8[NAME_MAX_CHARS * 4];
-    if (mfp_mem_read(raw, data, n * kind) != 0) return MFP_NONE;
-    if (hdr.state.ascii) return mfp_profile_string(s->profile, (const char *)raw, n);
-    size_t len = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint32_t c;
-        if (kind == 1) {
-            c = raw[i];
-        } else if (kind == 2) {
-            uint16_t u;
-            memcpy(&u, raw + 2 * i, 2);
-            c = u;
-        } else {
-            memcpy(&c, raw + 4 * i, 4);
-        }
-        len += put_utf8(utf8 + len, c);
-    }
-    return mfp_profile_string(s->profile, utf8, len);
-}
-
-/* The location table of 3.11+ (Objects/locations.md): entries of a header
- * byte 1cccclll (code c, covering l+1 code units) and code-specific data
- * in 6-bit varints. We only need the start line of the entry covering
- * lasti. */
-static unsigned lt_varint(const uint8_t *p, size_t n, size_t *i) {
-    unsigned v = 0, shift = 0;
-    while (*i < n) {
-        uint8_t b = p[(*i)++];
-        v |= (unsigned)(b & 63) << shift;
-        if (!(b & 64) || shift > 24) break;
-        shift += 6;
-    }
-    return v;
-}
-
-static int lt_svarint(const uint8_t *p, size_t n, size_t *i) {
-    unsigned u = lt_varint(p, n, i);
-    return (u & 1) ? -(int)(u >> 1) : (int)(u >> 1);
-}
-
-static int line_for(const uint8_t *t, size_t n, int firstline, int32_t lasti) {
-    int line = firstline;
-    int32_t addr = 0;
-    size_t i = 0;
-    while (i < n) {
-        uint8_t h = t[i++];
-        if (!(h & 0x80)) return 0; /* not an entry start: corrupt */
-        int code = (h >> 3) & 15, len = (h & 7) + 1, entry_line = -1;
-        if (code == 15) {
-            entry_line = -1;
-        } else if (code == 14) {
-            line += lt_svarint(t, n, &i);
-            entry_line = line;
-            lt_varint(t, n, &i); lt_varint(t, n, &i); lt_varint(t, n, &i);
-        } else if (code == 13) {
-            line += lt_svarint(t, n, &i);
-            entry_line = line;
-        } else if (code >= 10) {
-            line += code - 10;
-            entry_line = line;
-            i += 2;
-        } else {
-            entry_line = line;
-            i += 1;
-        }
-        if (lasti < addr + len) return entry_line > 0 ? entry_line : 0;
-        addr += len;
-    }
-    return 0;
-}
-
-static int read_line(mfp_sampler *s, const void *linetable, int firstline, int32_t lasti) {
-    PyBytesObject hdr;
-    uint8_t *buf = s->linetable;
-    if (!linetable || lasti < 0) return 0;
-    if (mfp_mem_read(&hdr, linetable, offsetof(PyBytesObject, ob_sval)) != 0) return 0;
-    if (hdr.ob_base.ob_base.ob_type != &PyBytes_Type) return 0;
-    size_t n = (size_t)hdr.ob_base.ob_size;
-    if (n > LINETABLE_MAX) n = LINETABLE_MAX;
-    if (mfp_mem_read(buf, (const char *)linetable + offsetof(PyBytesObject, ob_sval), n) != 0)
-        return 0;
-    return line_for(buf, n, firstline, lasti);
-}
-
-/* ---- caches ------------------------------------------------------------ */
-
-static size_t cache_slot(const void *code, int32_t lasti) {
-    uint64_t h = (uint64_t)(uintptr_t)code * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uint32_t)lasti * 0xC2B2AE3D27D4EB4Full;
-    return (size_t)(h >> (64 - FRAME_CACHE_BITS));
-}
-
-/* The profile's frame index for (code, lasti), given the code's copied
- * header. MFP_NONE when the header does not validate or the store is full. */
-static uint32_t resolve_frame(mfp_sampler *s, const void *code, const PyCodeObject *hdr,
-                              int32_t lasti, int *reason) {
-    const size_t mask = ((size_t)1 << FRAME_CACHE_BITS) - 1;
-    size_t i = cache_slot(code, lasti);
-    for (;; i = (i + 1) & mask) {
-        frame_cache_entry *e = &s->cache[i];
-        if (!e->code) break;
-        if (e->code == code && e->lasti == lasti) {
-            if (e->name == hdr->co_qualname && e->file == hdr->co_filename &&
-                e->linetable == hdr->co_linetable && e->firstline == hdr->co_firstlineno)
-                return e->frame;
-            break; /* stale: the address now holds another code object */
-        }
-    }
-    uint32_t name = read_string(s, hdr->co_qualname);
-    uint32_t file = read_string(s, hdr->co_filename);
-    if (name == MFP_NONE || file == MFP_NONE) {
-        *reason = MFP_DROP_INVALID;
-        return MFP_NONE;
-    }
-    int line = read_line(s, hdr->co_linetable, hdr->co_firstlineno, lasti);
-    uint32_t func = mfp_profile_func(s->profile, name, file, (uint32_t)hdr->co_firstlineno,
-                                     MFP_FUNC_PYTHON);
-    uint32_t frame = func == MFP_NONE ? MFP_NONE : mfp_profile_frame(s->profile, func, (uint32_t)line);
-    if (frame == MFP_NONE) {
-        *reason = MFP_DROP_NO_MEMORY;
-        return MFP_NONE;
-    }
-    if (s->cache_used * 2 > mask) { /* keep probing short: start over */
-        memset(s->cache, 0, sizeof(frame_cache_entry) << FRAME_CACHE_BITS);
-        s->cache_used = 0;
-    }
-    for (i = cache_slot(code, lasti);; i = (i + 1) & mask) {
-        frame_cache_entry *e = &s->cache[i];
-        if (!e->code) { s->cache_used++; break; }
-        if (e->code == code && e->lasti == lasti) break;
-    }
-    s->cache[i] = (frame_cache_entry){code, lasti, hdr->co_qualname, hdr->co_filename,
-                                      hdr->co_linetable, hdr->co_firstlineno, frame};
-    return frame;
-}
-
-/* ---- one thread's stack ------------------------------------------------ */
-
-/* Copy the used part of the thread's data-stack chunks (newest first) into
- * s->chunk, recording where each landed. Frames of running functions live
- * there, so the walk reads them locally; 2 syscalls per older chunk beat
- * one per frame. Stops quietly at the first chunk it cannot copy. */
-static void copy_chunks(mfp_sampler *s, const PyThreadState *ts) {
-    const char *remote = (const char *)ts->datastack_chunk;
-    size_t used = remote && ts->datastack_top
-                      ? (size_t)((uintptr_t)ts->datastack_top - (uintptr_t)remote) : 0;
-    size_t filled = 0;
-    s->nregions = 0;
-    while (remote && s->nregions < MAX_CHUNKS) {
-        if (used == 0 || used > s->chunk_cap - filled ||
-            mfp_mem_read(s->chunk + filled, remote, used) != 0)
-            break;
-        s->regions[s->nregions++] = (copied_region){remote, used, s->chunk + filled};
-        _PyStackChunk hdr;
-        memcpy(&hdr, s->chunk + filled, sizeof hdr < used ? sizeof hdr : used);
-        filled += used;
-        if (used < sizeof hdr || !hdr.previous) break;
-        remote = (const char *)hdr.previous;
-        /* An older chunk is full up to its saved top (counted in slots). */
-        _PyStackChunk prev;
-        if (mfp_mem_read(&prev, remote, offsetof(_PyStackChunk, data)) != 0) break;
-        if (prev.top > prev.size / sizeof(PyObject *)) break;
-        used = offsetof(_PyStackChunk, data) + prev.top * sizeof(PyObject *);
-    }
-}
-
-/* Frame at remote address addr: from the copied chunks when it lies
- * inside one (*region = its index), else copied on its own into *tmp
- * (*region = SIZE_MAX). NULL when unreadable. */
-static const mfp_py_frame *frame_at(mfp_sampler *s, const void *addr, mfp_py_frame *tmp,
-                                    size_t *region) {
-    /* addr may be garbage (a frame torn while it was copied): compare as
-     * integers, so no pointer arithmetic can overflow. */
-    uintptr_t a = (uintptr_t)addr;
-    for (size_t k = 0; k < s->nregions; k++) {
-        size_t i = (s->last_region + k) % s->nregions; /* the walk moves region by region */
-        const copied_region *r = &s->regions[i];
-        uintptr_t off = a - (uintptr_t)r->remote;
-        if (a >= (uintptr_t)r->remote && off < r->len && r->len - off >= sizeof(mfp_py_frame)) {
-            s->last_region = *region = i;
-            return (const mfp_py_frame *)(r->local + off);
-        }
-    }
-    *region = SIZE_MAX;
-    return mfp_mem_read(tmp, addr, sizeof *tmp) == 0 ? tmp : NULL;
-}
-
-/* Walk the frame chain from `top`, filling s->frames leaf first.
- * Returns the depth, or -1 with *reason set. The thread runs on while its
- * frames are copied, so the chain may be torn: inside one data-stack chunk
- * a caller always sits below its callee, and any other loop is caught by
- * Brent's cycle check, so garbage costs a few steps, not a full-depth walk. */
-static int walk_frames(mfp_sampler *s, const PyThreadState *ts, const void *top, int *reason) {
-    copy_chunks(s, ts);
-    s->last_region = 0;
-    int depth = 0;
-    mfp_py_frame tmp;
-    const void *mark = top; /* Brent: compared with every address ... */
-    size_t steps = 0, lap = 1; /* ... and moved forward after lap steps, lap doubling */
-    size_t prev_region = SIZE_MAX;
-    uintptr_t prev_addr = 0;
-    for (const void *addr = top; addr;) {
-        size_t region;
-        const mfp_py_frame *f = frame_at(s, addr, &tmp, &region);
-        if (!f) { *reason = MFP_DROP_READ_FAULT; return -1; }
-        if (region != SIZE_MAX && region == prev_region && (uintptr_t)addr >= prev_addr) {
-            *reason = MFP_DROP_INVALID;
-            return -1;
-        }
-        prev_region = region;
-        prev_addr = (uintptr_t)addr;
-        if (!MFP_FRAME_IS_SHIM(f)) {
-            if (depth == MFP_SAMPLER_MAX_DEPTH) { *reason = MFP_DROP_TOO_DEEP; return -1; }
-            const void *code = MFP_FRAME_CODE(f);
-            if (!code) { *reason = MFP_DROP_INVALID; return -1; }
-            /* Unchecked values: integer arithmetic only. */
-            uintptr_t off = (uintptr_t)MFP_FRAME_INSTR(f) - ((uintptr_t)code + MFP_CODE_HEADER_SIZE);
-            int32_t lasti = off < (1u << 28) ? (int32_t)(off / sizeof(_Py_CODEUNIT)) : -1;
-            s->frames[depth++] = (raw_frame){code, lasti, 0};
-        }
-        addr = f->previous;
-        if (addr == mark) { *reason = MFP_DROP_INVALID; return -1; }
-        if (++steps == lap) {
-            mark = addr;
-            steps = 0;
-            lap *= 2;
-        }
-    }
-    return depth;
-}
-
-/* Copy the headers of the distinct code objects in s->frames[0..depth) and
- * turn every frame into a profile frame index (s->frame_ids). */
-static int resolve_stack(mfp_sampler *s, int depth, int *reason) {
-    size_t ncodes = 0;
-    for (int i = 0; i < depth; i++) {
-        const void *c = s->frames[i].code;
-        /* Stacks repeat the same code (recursion) next to each other. */
-        size_t j = ncodes;
-        size_t lo = ncodes > 8 ? ncodes - 8 : 0;
-        for (j = lo; j < ncodes; j++)
-            if (s->codes[j] == c) break;
-        s->frames[i].hdr = (uint32_t)j;
-        if (j == ncodes) {
-            s->codes[ncodes] = c;
-            s->local_iov[ncodes] = (struct iovec){s->code_hdrs + ncodes * MFP_CODE_HEADER_SIZE, MFP_CODE_HEADER_SIZE};
-            s->remote_iov[ncodes] = (struct iovec){(void *)c, MFP_CODE_HEADER_SIZE};
-            ncodes++;
-        }
-    }
-    if (mfp_mem_readv(s->local_iov, s->remote_iov, ncodes) != ncodes) {
-        *reason = MFP_DROP_READ_FAULT;
-        return -1;
-    }
-    for (size_t j = 0; j < ncodes; j++) {
-        const PyCodeObject *h = (const PyCodeObject *)(s->code_hdrs + j * MFP_CODE_HEADER_SIZE);
-        if (h->ob_base.ob_base.ob_type != &PyCode_Type || h->co_firstlineno < 0) {
-            *reason = MFP_DROP_INVALID;
-            return -1;
-        }
-    }
-    for (int i = 0; i < depth; i++) {
-        const raw_frame *f = &s->frames[i];
-        const PyCodeObject *h = (const PyCodeObject *)(s->code_hdrs + f->hdr * MFP_CODE_HEADER_SIZE);
-        uint32_t id = resolve_frame(s, f->code, h, f->lasti, reason);
-        if (id == MFP_NONE) return -1;
-        s->frame_ids[i] = id;
-    }
-    return 0;
-}
-
-static void sample_thread(mfp_sampler *s, const void *addr, const PyThreadState *ts, uint64_t t,
+static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thread *ts, uint64_t t,
                           uint64_t dt) {
     /* A thread that has not run since its last sample (waiting for the GIL,
      * a lock, I/O) cannot have changed its stack: reuse it, skipping every
      * read but the thread state's. */
-    uint64_t cpu = thread_cpu_ns(ts->native_thread_id);
-    thread_entry *te = thread_find(s, ts->native_thread_id);
+    uint64_t cpu = thread_cpu_ns(ts->tid);
+    thread_entry *te = thread_find(s, ts->tid);
     if (te && te->last_node != MFP_NONE && te->tstate == addr && te->cpu_ns == cpu) {
-        add_sample(s, te, ts->native_thread_id, addr, te->last_node, cpu, t, dt);
+        add_sample(s, te, ts->tid, addr, te->last_node, cpu, t, dt);
         return;
     }
     /* The thread runs on while its frames are copied, so a walk can meet a
      * frame torn by a call or return; a moment later the stack is whole
      * again. Retry from a fresh copy of the thread state a couple of times
      * before counting a drop. */
-    PyThreadState fresh;
-    int reason = MFP_DROP_INVALID, depth = -1;
+    mfp_python_thread fresh;
+    int reason = MFP_DROP_INVALID, depth = -1, ignored;
     for (int attempt = 0; attempt < 3; attempt++) {
         if (attempt > 0) {
-            if (mfp_mem_read(&fresh, addr, sizeof fresh) != 0 || fresh.interp != s->interp) break;
+            if (mfp_python_thread_read(s->walker, addr, s->interp, &fresh, &ignored) != 0) break;
             ts = &fresh;
         }
-        const void *top;
-#if MFP_TSTATE_HAS_CFRAME
-        _PyCFrame cf;
-        if (!ts->cframe) return;
-        if (mfp_mem_read(&cf, ts->cframe, sizeof cf) != 0) {
-            reason = MFP_DROP_READ_FAULT;
-            continue;
-        }
-        top = cf.current_frame;
-#else
-        top = ts->current_frame;
-#endif
-        if (!top) return; /* no Python code running in this thread */
-        depth = walk_frames(s, ts, top, &reason);
-        if (depth == 0) return;
-        if (depth > 0 && resolve_stack(s, depth, &reason) == 0) break;
+        depth = mfp_python_walk(s->walker, ts, s->frames, MFP_SAMPLER_MAX_DEPTH, &reason);
+        if (depth == 0) return; /* no Python code running in this thread */
+        if (depth > 0 && mfp_python_decode(s->decoder, s->frames, depth, s->frame_ids, &reason) == 0)
+            break;
         depth = -1;
         if (reason == MFP_DROP_TOO_DEEP || reason == MFP_DROP_NO_MEMORY) break; /* no better later */
     }
@@ -564,58 +231,65 @@ static void sample_thread(mfp_sampler *s, const void *addr, const PyThreadState 
         s->stats.dropped[reason]++;
         return;
     }
-    add_sample(s, te, ts->native_thread_id, addr, stack_node(s, depth), cpu, t, dt);
+    add_sample(s, te, ts->tid, addr, stack_node(s, depth), cpu, t, dt);
 }
 
 /* One pass over every thread state of the interpreter, without the GIL:
  * touches only interpreter memory through memread, and the sampler's own
  * state and store. */
 static void sample_all_direct(mfp_sampler *s, uint64_t t, uint64_t dt) {
-    PyThreadState *head, *copies = s->ts_copies;
+    const void *head;
+    const size_t tsz = s->tstate_size;
+    char *copies = s->ts_copies;
+    mfp_python_thread *th = s->ts_decoded;
     size_t n = s->nknown;
     /* Usually the threads are those of the last pass: copy their states
      * and the list head in one syscall, and check the links. */
     if (n > 0) {
         s->local_iov[0] = (struct iovec){&head, sizeof head};
-        s->remote_iov[0] = (struct iovec){&s->interp->threads.head, sizeof head};
+        s->remote_iov[0] = (struct iovec){(void *)s->threads_head, sizeof head};
         for (size_t i = 0; i < n; i++) {
-            s->local_iov[i + 1] = (struct iovec){&copies[i], sizeof *copies};
-            s->remote_iov[i + 1] = (struct iovec){(void *)s->known_ts[i], sizeof *copies};
+            s->local_iov[i + 1] = (struct iovec){copies + i * tsz, tsz};
+            s->remote_iov[i + 1] = (struct iovec){(void *)s->known_ts[i], tsz};
         }
         int same = mfp_mem_readv(s->local_iov, s->remote_iov, n + 1) == n + 1 &&
                    head == s->known_ts[0];
-        for (size_t i = 0; same && i < n; i++)
-            same = copies[i].interp == s->interp &&
-                   (const void *)copies[i].next == (i + 1 < n ? s->known_ts[i + 1] : NULL);
+        for (size_t i = 0; same && i < n; i++) {
+            mfp_python_thread_decode(copies + i * tsz, &th[i]);
+            same = th[i].interp == (const void *)s->interp &&
+                   th[i].next == (i + 1 < n ? s->known_ts[i + 1] : NULL);
+        }
         if (same) {
-            for (size_t i = 0; i < n; i++) sample_thread(s, s->known_ts[i], &copies[i], t, dt);
+            for (size_t i = 0; i < n; i++) sample_thread(s, s->known_ts[i], &th[i], t, dt);
             return;
         }
     }
     /* A thread came or went: walk the list one state at a time. */
     s->nknown = 0;
-    if (mfp_mem_read(&head, &s->interp->threads.head, sizeof head) != 0) {
+    if (mfp_mem_read(&head, s->threads_head, sizeof head) != 0) {
         s->stats.dropped[MFP_DROP_READ_FAULT]++;
         return;
     }
-    PyThreadState one, *ts = &one;
-    const PyThreadState *addr = head;
-    for (n = 0; addr && n < MAX_THREADS; n++, addr = ts->next) {
-        ts = n < BATCH_THREADS ? &copies[n] : &one;
-        if (mfp_mem_read(ts, addr, sizeof *ts) != 0) {
+    mfp_python_thread one;
+    const void *addr = head;
+    for (n = 0; addr && n < MAX_THREADS; n++) {
+        char *copy = n < BATCH_THREADS ? copies + n * tsz : s->ts_one;
+        mfp_python_thread *ts = n < BATCH_THREADS ? &th[n] : &one;
+        if (mfp_mem_read(copy, addr, tsz) != 0) {
             s->stats.dropped[MFP_DROP_READ_FAULT]++;
             return;
         }
-        if (ts->interp != s->interp) { /* freed under us: the list moved */
+        mfp_python_thread_decode(copy, ts);
+        if (ts->interp != (const void *)s->interp) { /* freed under us: the list moved */
             s->stats.dropped[MFP_DROP_INVALID]++;
             return;
         }
         if (n < BATCH_THREADS) s->known_ts[n] = addr;
         sample_thread(s, addr, ts, t, dt);
+        addr = ts->next;
     }
     if (!addr && n <= BATCH_THREADS) s->nknown = n;
 }
-#endif /* MFP_LAYOUT_KNOWN */
 
 /* The slower sampler on the public C API, for where interpreter memory
  * cannot be copied (a seccomp filter forbids process_vm_readv and
@@ -692,13 +366,11 @@ static void sample_all(mfp_sampler *s) {
     uint64_t dt = s->gil_mode || gap < 2 * usual ? gap : 2 * usual;
     s->gap_ns = gap;
     s->stats.passes++;
-#if MFP_LAYOUT_KNOWN
     if (!s->gil_mode) {
         sample_all_direct(s, t - s->t0_ns, dt);
         s->stats.busy_ns += now_ns() - woke;
         return;
     }
-#endif
     sample_all_gil(s, t - s->t0_ns, dt);
     PyGILState_Release(g);
     s->stats.busy_ns += now_ns() - woke;
@@ -730,18 +402,17 @@ static void *sampler_main(void *arg) {
 void mfp_sampler_free(mfp_sampler *s) {
     if (!s) return;
     mfp_sampler_stop(s);
-    free(s->cache);
+    mfp_python_walker_free(s->walker);
+    mfp_python_decoder_free(s->decoder);
     free(s->threads);
     free(s->ts_copies);
+    free(s->ts_one);
+    free(s->ts_decoded);
     free(s->thread_table);
-    free(s->chunk);
     free(s->frames);
-    free(s->codes);
-    free(s->code_hdrs);
     free(s->local_iov);
     free(s->remote_iov);
     free(s->frame_ids);
-    free(s->linetable);
     /* In a forked child the condition variable still counts the parent's
      * waiting sampler thread, and destroying it would wait forever. */
     if (getpid() == s->pid) {
@@ -756,7 +427,7 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     mfp_sampler *s = calloc(1, sizeof *s);
     if (!s) goto oom;
     const char *forced = getenv("MFP_SAMPLER");
-    if (!MFP_LAYOUT_KNOWN) {
+    if (!mfp_python_layout_known()) {
         s->gil_mode = 1;
         snprintf(s->mode, sizeof s->mode,
                  "public C API with the GIL: this build does not know the frame layout of "
@@ -784,22 +455,25 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->wake, &ca);
     pthread_condattr_destroy(&ca);
-    s->cache = calloc((size_t)1 << FRAME_CACHE_BITS, sizeof *s->cache);
+    s->threads_head = mfp_python_threads_head(s->interp);
+    s->tstate_size = mfp_python_tstate_size();
     s->threads = calloc(MAX_THREADS, sizeof *s->threads);
-    s->ts_copies = malloc(BATCH_THREADS * sizeof *s->ts_copies);
+    s->ts_copies = malloc(BATCH_THREADS * s->tstate_size);
+    s->ts_one = malloc(s->tstate_size);
+    s->ts_decoded = malloc(BATCH_THREADS * sizeof *s->ts_decoded);
     s->thread_table = calloc((size_t)1 << THREAD_TABLE_BITS, sizeof *s->thread_table);
-    s->chunk_cap = CHUNK_COPY_MAX;
-    s->chunk = malloc(s->chunk_cap);
     s->frames = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->frames);
-    s->codes = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->codes);
-    s->code_hdrs = malloc(MFP_SAMPLER_MAX_DEPTH * MFP_CODE_HEADER_SIZE); /* 1 byte when unknown */
-    s->local_iov = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->local_iov);
-    s->remote_iov = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->remote_iov);
+    s->local_iov = malloc((BATCH_THREADS + 1) * sizeof *s->local_iov);
+    s->remote_iov = malloc((BATCH_THREADS + 1) * sizeof *s->remote_iov);
     s->frame_ids = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->frame_ids);
-    s->linetable = malloc(LINETABLE_MAX);
-    if (!s->linetable || !s->ts_copies || !s->cache || !s->threads || !s->thread_table || !s->chunk || !s->frames || !s->codes || !s->code_hdrs ||
-        !s->local_iov || !s->remote_iov || !s->frame_ids)
+    if (!s->ts_copies || !s->ts_one || !s->ts_decoded || !s->threads || !s->thread_table ||
+        !s->frames || !s->local_iov || !s->remote_iov || !s->frame_ids)
         goto oom;
+    if (!s->gil_mode) {
+        s->walker = mfp_python_walker_new(&checked_mem);
+        s->decoder = mfp_python_decoder_new(p, &checked_mem, MFP_SAMPLER_MAX_DEPTH, FRAME_CACHE_BITS);
+        if (!s->walker || !s->decoder) goto oom;
+    }
     int rc = pthread_create(&s->thread, NULL, sampler_main, s);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start the sampler thread: %s", strerror(rc));
@@ -831,7 +505,7 @@ void mfp_sampler_stop(mfp_sampler *s) {
 
 const char *mfp_sampler_mode(const mfp_sampler *s) { return s->mode; }
 int mfp_sampler_takes_gil(const mfp_sampler *s) { return s->gil_mode; }
-int mfp_sampler_knows_layout(void) { return MFP_LAYOUT_KNOWN; }
+int mfp_sampler_knows_layout(void) { return mfp_python_layout_known(); }
 
 void mfp_sampler_get_stats(const mfp_sampler *s, mfp_sampler_stats *out) {
     *out = s->stats;

@@ -81,7 +81,7 @@ int mfp_sampler_takes_gil(const mfp_sampler *s);
 void mfp_sampler_free(mfp_sampler *s);
 
 /* 1 when this build reads stacks without the GIL; 0 when it was built for
- * an interpreter whose frame layout it does not know (layout.h), so every
+ * an interpreter whose frame layout it does not know (python/layout.h), so every
  * sampler takes the GIL and there is no memory profile. */
 int mfp_sampler_knows_layout(void);
 

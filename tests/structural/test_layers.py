@@ -124,10 +124,11 @@ def test_import_scanner_sees_imports(tmp_path):
 # that one file. profile/ is the base and includes nothing of ours.
 C_GRAPH = {
     "profile": set(),
-    "sampler": {"profile"},
+    "python": {"profile"},
+    "sampler": {"profile", "python"},
     "timeline": {"profile"},
-    "heap": {"profile", "sampler/layout.h"},
-    "tracer": {"profile", "sampler/layout.h"},
+    "heap": {"profile", "python"},
+    "tracer": {"profile"},
     "render": {"profile"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s*"([^"]+)"', re.MULTILINE)
@@ -180,10 +181,48 @@ def test_include_checker_rejects_a_private_header(tmp_path):
     store.h, or into a sibling it may not use, is refused."""
     assert not allowed("tracer", (NATIVE / "profile" / "store.h").resolve())
     assert not allowed("sampler", (NATIVE / "timeline" / "timeline.h").resolve())
-    assert not allowed("profile", (NATIVE / "sampler" / "layout.h").resolve())
+    assert not allowed("profile", (NATIVE / "python" / "python.h").resolve())
     assert allowed("tracer", (NATIVE / "profile" / "profile.h").resolve())
-    assert allowed("heap", (NATIVE / "sampler" / "layout.h").resolve())
+    assert allowed("heap", (NATIVE / "python" / "python.h").resolve())
+    assert not allowed("heap", (NATIVE / "python" / "layout.h").resolve())
     assert not allowed("heap", (NATIVE / "sampler" / "memread.h").resolve())
+    assert not allowed("sampler", (NATIVE / "python" / "layout.h").resolve())
+
+
+# CPython's internals (Py_BUILD_CORE, internal/pycore_*.h) are known in one
+# folder only, so a new release is a change to native/python/ alone.
+CPYTHON_INTERNALS = re.compile(
+    r"^\s*#\s*(?:define|undef)\s+Py_BUILD_CORE\b|^\s*#\s*include\s*[<\"][^>\"]*(?:internal/|pycore_)",
+    re.MULTILINE)
+ALL_C = sorted(p for p in NATIVE.rglob("*") if p.suffix in (".c", ".h")
+               and "build" not in p.relative_to(NATIVE).parts)
+
+
+def internals_used(path: Path) -> bool:
+    return bool(CPYTHON_INTERNALS.search(path.read_text()))
+
+
+@pytest.mark.parametrize("path", ALL_C, ids=lambda p: str(p.relative_to(REPO)))
+def test_only_native_python_knows_cpython_internals(path):
+    if path.parent == NATIVE / "python" or path.parent == NATIVE / "tests":
+        return
+    assert not internals_used(path), (
+        f"{path.relative_to(REPO)} uses CPython's internal headers; only native/python/ may "
+        "(add what it needs to native/python/python.h)")
+
+
+def test_cpython_internals_live_in_native_python():
+    assert internals_used(NATIVE / "python" / "layout.h")
+
+
+def test_internals_checker_sees_internal_headers(tmp_path):
+    f = tmp_path / "x.c"
+    for text in ("#define Py_BUILD_CORE 1\n", "#  include <internal/pycore_frame.h>\n",
+                 '#include "pycore_interp.h"\n', "#undef Py_BUILD_CORE\n"):
+        f.write_text(text)
+        assert internals_used(f), text
+    f.write_text("#include <Python.h>\n#include <frameobject.h>\n")
+    assert not internals_used(f)
 
 
 # ---- viewer ----------------------------------------------------------------------

@@ -1,12 +1,14 @@
-/* layout.h — where CPython 3.11, 3.12 and 3.13 keep what the sampler reads.
+/* layout.h — where each CPython release keeps what native/python/ reads.
+ * Private to native/python/: no other folder includes CPython's internal
+ * headers (tests/structural/test_layers.py checks it).
  *
  * The extension is compiled against the interpreter that loads it, so the
  * struct layouts come from that interpreter's own internal headers; this
  * file only names, per version, the few fields that moved between
- * releases. Nothing else in the sampler knows a Python version.
+ * releases. Nothing else in native/ knows a Python version.
  */
-#ifndef MFP_LAYOUT_H
-#define MFP_LAYOUT_H
+#ifndef MFP_PYTHON_LAYOUT_H
+#define MFP_PYTHON_LAYOUT_H
 
 #include <patchlevel.h>
 #include <pyconfig.h>
@@ -19,8 +21,6 @@
     defined(Py_GIL_DISABLED)
 #define MFP_LAYOUT_KNOWN 0
 #include <Python.h>
-#include <frameobject.h>
-#define MFP_CODE_HEADER_SIZE 1
 #else
 #define MFP_LAYOUT_KNOWN 1
 
@@ -37,24 +37,24 @@ typedef _PyInterpreterFrame mfp_py_frame;
 /* The current frame hangs off the thread state; the instruction pointer
  * names the instruction being executed. */
 #define MFP_TSTATE_HAS_CFRAME 0
-#define MFP_FRAME_CODE(f) ((void *)(f)->f_executable)
-#define MFP_FRAME_INSTR(f) ((void *)(f)->instr_ptr)
+#define MFP_FRAME_CODE(f) ((const void *)(f)->f_executable)
+#define MFP_FRAME_INSTR(f) ((const void *)(f)->instr_ptr)
 #define MFP_FRAME_IS_SHIM(f) ((f)->owner == FRAME_OWNED_BY_CSTACK)
 #elif PY_VERSION_HEX >= 0x030C0000 /* 3.12 */
 /* Reached through tstate->cframe; prev_instr is the code unit before the
  * next instruction; entry frames pushed by C code are owned by the C stack. */
 #define MFP_TSTATE_HAS_CFRAME 1
-#define MFP_FRAME_CODE(f) ((void *)(f)->f_code)
-#define MFP_FRAME_INSTR(f) ((void *)(f)->prev_instr)
+#define MFP_FRAME_CODE(f) ((const void *)(f)->f_code)
+#define MFP_FRAME_INSTR(f) ((const void *)(f)->prev_instr)
 #define MFP_FRAME_IS_SHIM(f) ((f)->owner == FRAME_OWNED_BY_CSTACK)
 #else /* 3.11: like 3.12 but no shim frames. */
 #define MFP_TSTATE_HAS_CFRAME 1
-#define MFP_FRAME_CODE(f) ((void *)(f)->f_code)
-#define MFP_FRAME_INSTR(f) ((void *)(f)->prev_instr)
+#define MFP_FRAME_CODE(f) ((const void *)(f)->f_code)
+#define MFP_FRAME_INSTR(f) ((const void *)(f)->prev_instr)
 #define MFP_FRAME_IS_SHIM(f) 0
 #endif
 
-/* Bytes of a code object the sampler copies: everything before the
+/* Bytes of a code object that are copied: everything before the
  * bytecode, which holds the names, first line and line table. */
 #define MFP_CODE_HEADER_SIZE offsetof(PyCodeObject, co_code_adaptive)
 #endif /* MFP_LAYOUT_KNOWN */

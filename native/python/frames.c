@@ -1,0 +1,236 @@
+/* frames.c — thread states and frame chains; see python.h.
+ *
+ * Why it is built this way. With a checked copy every read is a syscall
+ * costing microseconds, so a walk makes few: one bulk copy of the used part
+ * of each of the thread's data-stack chunks, where the interpreter keeps
+ * the frames of running functions, so following the chain is local work
+ * (generator frames live elsewhere and are copied one by one).
+ */
+#include "python.h"
+
+#include "layout.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK_COPY_MAX (4u << 20)
+#define MAX_CHUNKS 64
+
+static int direct_read(void *dst, const void *src, size_t n) {
+    memcpy(dst, src, n);
+    return 0;
+}
+
+static size_t direct_readv(const struct iovec *local, const struct iovec *remote, size_t cnt) {
+    for (size_t i = 0; i < cnt; i++) memcpy(local[i].iov_base, remote[i].iov_base, local[i].iov_len);
+    return cnt;
+}
+
+const mfp_python_mem mfp_python_direct = {direct_read, direct_readv, 1};
+
+int mfp_python_layout_known(void) { return MFP_LAYOUT_KNOWN; }
+
+#if !MFP_LAYOUT_KNOWN
+
+size_t mfp_python_tstate_size(void) { return 1; }
+const void *mfp_python_threads_head(const void *interp) { (void)interp; return NULL; }
+void mfp_python_thread_decode(const void *copy, mfp_python_thread *out) {
+    (void)copy;
+    memset(out, 0, sizeof *out);
+}
+mfp_python_walker *mfp_python_walker_new(const mfp_python_mem *mem) { (void)mem; return NULL; }
+void mfp_python_walker_free(mfp_python_walker *w) { (void)w; }
+int mfp_python_thread_read(mfp_python_walker *w, const void *addr, const void *interp,
+                           mfp_python_thread *out, int *error) {
+    (void)w; (void)addr; (void)interp; (void)out;
+    *error = MFP_PYTHON_INVALID;
+    return -1;
+}
+int mfp_python_walk(mfp_python_walker *w, const mfp_python_thread *t, mfp_python_frame *out,
+                    int max, int *error) {
+    (void)w; (void)t; (void)out; (void)max;
+    *error = MFP_PYTHON_INVALID;
+    return -1;
+}
+
+#else
+
+/* ---- threads ------------------------------------------------------------- */
+
+size_t mfp_python_tstate_size(void) { return sizeof(PyThreadState); }
+
+const void *mfp_python_threads_head(const void *interp) {
+    return &((const PyInterpreterState *)interp)->threads.head;
+}
+
+void mfp_python_thread_decode(const void *copy, mfp_python_thread *out) {
+    const PyThreadState *ts = copy;
+    out->next = ts->next;
+    out->interp = ts->interp;
+    out->tid = (uint64_t)ts->native_thread_id;
+#if MFP_TSTATE_HAS_CFRAME
+    out->frame = ts->cframe; /* the walk reads current_frame through it */
+#else
+    out->frame = ts->current_frame;
+#endif
+    out->chunk = ts->datastack_chunk;
+    out->chunk_top = ts->datastack_top;
+}
+
+/* ---- the walker ---------------------------------------------------------- */
+
+typedef struct {
+    const char *remote; /* where the chunk lives in the interpreter */
+    size_t len;
+    const char *local;  /* where its copy is in w->chunk */
+} copied_region;
+
+struct mfp_python_walker {
+    mfp_python_mem mem;
+    char *chunk; /* NULL when reading directly */
+    copied_region regions[MAX_CHUNKS];
+    size_t nregions, last_region;
+    PyThreadState fresh;
+};
+
+mfp_python_walker *mfp_python_walker_new(const mfp_python_mem *mem) {
+    mfp_python_walker *w = calloc(1, sizeof *w);
+    if (!w) return NULL;
+    w->mem = *mem;
+    if (!mem->direct && !(w->chunk = malloc(CHUNK_COPY_MAX))) {
+        free(w);
+        return NULL;
+    }
+    return w;
+}
+
+void mfp_python_walker_free(mfp_python_walker *w) {
+    if (!w) return;
+    free(w->chunk);
+    free(w);
+}
+
+int mfp_python_thread_read(mfp_python_walker *w, const void *addr, const void *interp,
+                           mfp_python_thread *out, int *error) {
+    if (w->mem.read(&w->fresh, addr, sizeof w->fresh) != 0) {
+        *error = MFP_PYTHON_READ_FAULT;
+        return -1;
+    }
+    if ((const void *)w->fresh.interp != interp) {
+        *error = MFP_PYTHON_INVALID;
+        return -1;
+    }
+    mfp_python_thread_decode(&w->fresh, out);
+    return 0;
+}
+
+/* Copy the used part of the thread's data-stack chunks (newest first) into
+ * w->chunk, recording where each landed; 2 syscalls per older chunk beat
+ * one per frame. Stops quietly at the first chunk it cannot copy. */
+static void copy_chunks(mfp_python_walker *w, const mfp_python_thread *t) {
+    const char *remote = t->chunk;
+    size_t used = remote && t->chunk_top ? (size_t)((uintptr_t)t->chunk_top - (uintptr_t)remote) : 0;
+    size_t filled = 0;
+    w->nregions = 0;
+    w->last_region = 0;
+    while (remote && w->nregions < MAX_CHUNKS) {
+        if (used == 0 || used > CHUNK_COPY_MAX - filled ||
+            w->mem.read(w->chunk + filled, remote, used) != 0)
+            break;
+        w->regions[w->nregions++] = (copied_region){remote, used, w->chunk + filled};
+        _PyStackChunk hdr;
+        memcpy(&hdr, w->chunk + filled, sizeof hdr < used ? sizeof hdr : used);
+        filled += used;
+        if (used < sizeof hdr || !hdr.previous) break;
+        remote = (const char *)hdr.previous;
+        /* An older chunk is full up to its saved top (counted in slots). */
+        _PyStackChunk prev;
+        if (w->mem.read(&prev, remote, offsetof(_PyStackChunk, data)) != 0) break;
+        if (prev.top > prev.size / sizeof(PyObject *)) break;
+        used = offsetof(_PyStackChunk, data) + prev.top * sizeof(PyObject *);
+    }
+}
+
+/* Frame at address addr: in place when reading directly; else from the
+ * copied chunks when it lies inside one (*region = its index), or copied
+ * on its own into *tmp (*region = SIZE_MAX). NULL when unreadable. */
+static const mfp_py_frame *frame_at(mfp_python_walker *w, const void *addr, mfp_py_frame *tmp,
+                                    size_t *region) {
+    *region = SIZE_MAX;
+    if (w->mem.direct) return addr;
+    /* addr may be garbage (a frame torn while it was copied): compare as
+     * integers, so no pointer arithmetic can overflow. */
+    uintptr_t a = (uintptr_t)addr;
+    for (size_t k = 0; k < w->nregions; k++) {
+        size_t i = (w->last_region + k) % w->nregions; /* the walk moves region by region */
+        const copied_region *r = &w->regions[i];
+        uintptr_t off = a - (uintptr_t)r->remote;
+        if (a >= (uintptr_t)r->remote && off < r->len && r->len - off >= sizeof(mfp_py_frame)) {
+            w->last_region = *region = i;
+            return (const mfp_py_frame *)(r->local + off);
+        }
+    }
+    return w->mem.read(tmp, addr, sizeof *tmp) == 0 ? tmp : NULL;
+}
+
+/* Inside one data-stack chunk a caller always sits below its callee, and
+ * any other loop is caught by Brent's cycle check, so garbage costs a few
+ * steps, not a full-depth walk. */
+int mfp_python_walk(mfp_python_walker *w, const mfp_python_thread *t, mfp_python_frame *out,
+                    int max, int *error) {
+    const void *top = NULL;
+#if MFP_TSTATE_HAS_CFRAME
+    _PyCFrame cf;
+    if (!t->frame) return 0;
+    if (w->mem.read(&cf, t->frame, sizeof cf) != 0) {
+        *error = MFP_PYTHON_READ_FAULT;
+        return -1;
+    }
+    top = cf.current_frame;
+#else
+    top = t->frame;
+#endif
+    if (!top) return 0; /* no Python code running in this thread */
+    if (w->mem.direct) w->nregions = 0;
+    else copy_chunks(w, t);
+    int depth = 0;
+    mfp_py_frame tmp;
+    const void *mark = top;    /* Brent: compared with every address ... */
+    size_t steps = 0, lap = 1; /* ... and moved forward after lap steps, lap doubling */
+    size_t prev_region = SIZE_MAX;
+    uintptr_t prev_addr = 0;
+    for (const void *addr = top; addr;) {
+        size_t region;
+        const mfp_py_frame *f = frame_at(w, addr, &tmp, &region);
+        if (!f) { *error = MFP_PYTHON_READ_FAULT; return -1; }
+        if (region != SIZE_MAX && region == prev_region && (uintptr_t)addr >= prev_addr) {
+            *error = MFP_PYTHON_INVALID;
+            return -1;
+        }
+        prev_region = region;
+        prev_addr = (uintptr_t)addr;
+        const void *code = MFP_FRAME_CODE(f);
+        /* Direct reads see the thread's own, whole stack: a frame without a
+         * code object is not Python code, not a torn read. */
+        int skip = MFP_FRAME_IS_SHIM(f) ||
+                   (w->mem.direct && (!code || Py_TYPE((PyObject *)code) != &PyCode_Type));
+        if (!skip) {
+            if (depth == max) { *error = MFP_PYTHON_TOO_DEEP; return -1; }
+            if (!code) { *error = MFP_PYTHON_INVALID; return -1; }
+            /* Unchecked values: integer arithmetic only. */
+            uintptr_t off = (uintptr_t)MFP_FRAME_INSTR(f) - ((uintptr_t)code + MFP_CODE_HEADER_SIZE);
+            int32_t lasti = off < (1u << 28) ? (int32_t)(off / sizeof(_Py_CODEUNIT)) : -1;
+            out[depth++] = (mfp_python_frame){code, lasti, 0};
+        }
+        addr = f->previous;
+        if (addr == mark) { *error = MFP_PYTHON_INVALID; return -1; }
+        if (++steps == lap) {
+            mark = addr;
+            steps = 0;
+            lap *= 2;
+        }
+    }
+    return depth;
+}
+
+#endif /* MFP_LAYOUT_KNOWN */

@@ -1,0 +1,146 @@
+/* python.h — everything native/ knows about CPython's internals.
+ *
+ * What: the interpreter's structures as the sampler (sampler/) and the heap
+ * profiler (heap/) read them — the interpreter's thread list, a thread's
+ * current frame chain, and a code object + instruction turned into a
+ * profile frame (qualname, file, first line, current line). A new CPython
+ * release is a change to this folder alone (layout.h names the fields that
+ * moved; tests/test_python_frames.c walks synthetic frame chains built with
+ * that release's headers).
+ *
+ * How memory is read is the caller's choice (mfp_python_mem):
+ *  - a checked copy (the sampler: memread.h), for another thread's
+ *    structures, which change and are freed while they are read. Nothing is
+ *    dereferenced in place; everything copied is validated (type pointers,
+ *    bounds, cycles) and a failure is an error code, never a crash;
+ *  - mfp_python_direct, plain loads, for the calling thread's own frames
+ *    (the heap hook: the thread is inside an allocation and cannot change
+ *    them). Frames are used in place; those without a code object are
+ *    skipped.
+ *
+ * A build for an interpreter layout.h does not know (newer, free-threaded,
+ * or MFP_PORTABLE=1) still compiles: mfp_python_layout_known() is 0 and
+ * every reader here refuses to start (NULL), so callers fall back to the
+ * public C API.
+ *
+ * Memory: a walker and a decoder own their scratch space and caches; the
+ * decoder writes strings, functions and frames into the profile store it was
+ * made with, which the caller owns and must keep alive while it is used.
+ * Threads: each walker or decoder is used by one thread at a time (the
+ * caller's lock or thread); none of these functions takes the GIL,
+ * allocates after creation, or calls into the interpreter.
+ */
+#ifndef MFP_PYTHON_H
+#define MFP_PYTHON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "../profile/profile.h"
+
+/* 1 when this build knows the interpreter's layout (and the readers below
+ * work), 0 when only the public C API may be used. */
+int mfp_python_layout_known(void);
+
+/* Why a read failed; the sampler counts its drops by these. */
+enum mfp_python_error {
+    MFP_PYTHON_READ_FAULT, /* an address could not be copied */
+    MFP_PYTHON_INVALID,    /* what was copied did not validate */
+    MFP_PYTHON_TOO_DEEP,   /* more frames than the caller's maximum */
+    MFP_PYTHON_NO_MEMORY,  /* the profile store could not grow */
+    MFP_PYTHON_ERRORS
+};
+
+/* How memory is read. read: copy n bytes at src (an address in this
+ * process) to dst, 0 when complete. readv: cnt regions at once, returns how
+ * many leading regions were copied completely. direct: the memory cannot
+ * change or vanish under the reader, so structures may be used in place. */
+typedef struct {
+    int (*read)(void *dst, const void *src, size_t n);
+    size_t (*readv)(const struct iovec *local, const struct iovec *remote, size_t cnt);
+    int direct;
+} mfp_python_mem;
+
+/* Plain loads (memcpy), for the calling thread's own frames. */
+extern const mfp_python_mem mfp_python_direct;
+
+/* ---- threads ------------------------------------------------------------- */
+
+/* What a thread state says, decoded from a copy of it. */
+typedef struct {
+    const void *next;    /* the next thread state of the interpreter, or NULL */
+    const void *interp;  /* its interpreter */
+    uint64_t tid;        /* native (kernel) thread id */
+    const void *frame;   /* where its current frame is found (NULL: no Python code) */
+    const void *chunk, *chunk_top; /* its data stack (frames of running functions) */
+} mfp_python_thread;
+
+/* Bytes of a thread state to copy for mfp_python_thread_decode (1 when the
+ * layout is unknown). */
+size_t mfp_python_tstate_size(void);
+
+/* Address of the head of interp's thread list (a pointer to copy), or NULL
+ * when the layout is unknown. interp is a PyInterpreterState *. */
+const void *mfp_python_threads_head(const void *interp);
+
+/* Decode a copy of mfp_python_tstate_size() bytes of a thread state (or,
+ * with mfp_python_direct, the live thread state itself). */
+void mfp_python_thread_decode(const void *copy, mfp_python_thread *out);
+
+/* ---- frame chains -------------------------------------------------------- */
+
+/* One Python frame as found on a stack: its code object (an address, not
+ * yet validated) and the index of its instruction in code units (-1 when
+ * unknown). hdr is the decoder's scratch. */
+typedef struct {
+    const void *code;
+    int32_t lasti;
+    uint32_t hdr;
+} mfp_python_frame;
+
+typedef struct mfp_python_walker mfp_python_walker;
+
+/* A walker reading through mem (copied: the pointer must outlive the
+ * walker). With a checked copy it keeps a buffer for the thread's data
+ * stack (4 MiB). NULL when out of memory or the layout is unknown. */
+mfp_python_walker *mfp_python_walker_new(const mfp_python_mem *mem);
+void mfp_python_walker_free(mfp_python_walker *w);
+
+/* Copy and decode the thread state at addr into *out, checking it belongs
+ * to interp (a stale address holds something else). 0, or -1 with
+ * *error. */
+int mfp_python_thread_read(mfp_python_walker *w, const void *addr, const void *interp,
+                           mfp_python_thread *out, int *error);
+
+/* The Python frames of thread t, leaf first, into out[0..max). Returns the
+ * depth (0: no Python code running), or -1 with *error. The thread runs on
+ * while a checked copy is made, so the chain may be torn: a walk that meets
+ * a loop, or a caller above its callee inside one data-stack chunk, fails
+ * as MFP_PYTHON_INVALID within a few frames (read again a moment later, it
+ * is usually whole). Past max frames: -1 with MFP_PYTHON_TOO_DEEP, and
+ * out[0..max) holds the leaf-most max frames. */
+int mfp_python_walk(mfp_python_walker *w, const mfp_python_thread *t, mfp_python_frame *out,
+                    int max, int *error);
+
+/* ---- code objects -------------------------------------------------------- */
+
+typedef struct mfp_python_decoder mfp_python_decoder;
+
+/* A decoder writing into store, reading through mem, for stacks of up to
+ * max_depth frames, with a (code, instruction) cache of 2^cache_bits
+ * entries. NULL when out of memory or the layout is unknown. */
+mfp_python_decoder *mfp_python_decoder_new(mfp_profile *store, const mfp_python_mem *mem,
+                                           int max_depth, unsigned cache_bits);
+void mfp_python_decoder_free(mfp_python_decoder *d);
+
+/* Turn frames[0..depth) into profile frame indices ids[0..depth): each code
+ * object's header is copied once and validated (its type, its first line);
+ * names and line tables are read only for a (code, instruction) pair the
+ * cache does not hold, and a cached pair is used only while the header's
+ * names, line table and first line are those it was cached with (a freed
+ * and reused code address is caught). 0, or -1 with *error. */
+int mfp_python_decode(mfp_python_decoder *d, mfp_python_frame *frames, int depth, uint32_t *ids,
+                      int *error);
+
+#endif

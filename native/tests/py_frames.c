@@ -1,0 +1,283 @@
+/* py_frames.c — native/python/ on synthetic frame chains, built against one
+ * interpreter's headers and libpython (make -C native test-python
+ * PYTHON=python3.X). Real code objects come from an embedded interpreter;
+ * the thread state, data-stack chunk and frames are built by hand, so each
+ * hostile shape (a loop, a torn chunk, an unreadable address, a reused code
+ * address, a stack too deep) is exact and repeatable. */
+#include "../python/layout.h"
+#include "../python/python.h"
+#include "check.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if MFP_LAYOUT_KNOWN
+
+/* A checked reader that refuses one range, as memread refuses an unmapped
+ * page. */
+static const char *bad_lo, *bad_hi;
+static int test_read(void *dst, const void *src, size_t n) {
+    const char *s = src;
+    if (s < bad_hi && s + n > bad_lo) return -1;
+    memcpy(dst, src, n);
+    return 0;
+}
+static size_t test_readv(const struct iovec *l, const struct iovec *r, size_t cnt) {
+    for (size_t i = 0; i < cnt; i++)
+        if (test_read(l[i].iov_base, r[i].iov_base, l[i].iov_len) != 0) return i;
+    return cnt;
+}
+static const mfp_python_mem checked = {test_read, test_readv, 0};
+
+static void set_code(mfp_py_frame *f, PyObject *code) {
+#if PY_VERSION_HEX >= 0x030D0000
+    f->f_executable = code;
+#else
+    f->f_code = (PyCodeObject *)code;
+#endif
+}
+
+static void set_instr(mfp_py_frame *f, PyObject *code, int lasti) {
+    _Py_CODEUNIT *at = (_Py_CODEUNIT *)((char *)code + MFP_CODE_HEADER_SIZE) + lasti;
+#if PY_VERSION_HEX >= 0x030D0000
+    f->instr_ptr = at;
+#else
+    f->prev_instr = at;
+#endif
+}
+
+/* Room for a chunk with N frames, the thread state pointing at it. */
+#define N 6
+static union { _PyStackChunk c; char bytes[sizeof(_PyStackChunk) + (N + 1) * sizeof(mfp_py_frame) + 64]; } chunk;
+static PyThreadState ts;
+#if MFP_TSTATE_HAS_CFRAME
+static _PyCFrame cframe;
+#endif
+static mfp_py_frame *frames; /* inside chunk, frames[0] the root */
+
+static void build(PyObject *const *codes, int n) {
+    memset(&chunk, 0, sizeof chunk);
+    memset(&ts, 0, sizeof ts);
+    chunk.c.size = sizeof chunk;
+    frames = (mfp_py_frame *)((char *)&chunk + offsetof(_PyStackChunk, data));
+    for (int i = 0; i < n; i++) {
+        set_code(&frames[i], codes[i]);
+        set_instr(&frames[i], codes[i], 2 * i + 1);
+        frames[i].previous = i ? &frames[i - 1] : NULL;
+        frames[i].owner = FRAME_OWNED_BY_THREAD;
+    }
+    ts.interp = PyInterpreterState_Get();
+    ts.native_thread_id = 4242;
+    ts.datastack_chunk = &chunk.c;
+    ts.datastack_top = (PyObject **)&frames[n];
+#if MFP_TSTATE_HAS_CFRAME
+    memset(&cframe, 0, sizeof cframe);
+    cframe.current_frame = &frames[n - 1];
+    ts.cframe = &cframe;
+#else
+    ts.current_frame = &frames[n - 1];
+#endif
+}
+
+static void set_top(mfp_py_frame *f) {
+#if MFP_TSTATE_HAS_CFRAME
+    cframe.current_frame = f;
+#else
+    ts.current_frame = f;
+#endif
+}
+
+static int walk(const mfp_python_mem *mem, mfp_python_frame *out, int max, int *err) {
+    mfp_python_walker *w = mfp_python_walker_new(mem);
+    mfp_python_thread t;
+    mfp_python_thread_decode(&ts, &t);
+    int d = mfp_python_walk(w, &t, out, max, err);
+    mfp_python_walker_free(w);
+    return d;
+}
+
+static const char *frame_name(mfp_profile *p, uint32_t id, uint32_t *firstline, uint32_t *line,
+                              const char **file) {
+    size_t n, len;
+    const mfp_frame *fr = mfp_profile_frames(p, &n);
+    const mfp_func *fn = mfp_profile_funcs(p, &n);
+    const mfp_func *f = &fn[fr[id].func];
+    *firstline = f->line;
+    *line = fr[id].line;
+    *file = mfp_profile_string_at(p, f->file, &len);
+    return mfp_profile_string_at(p, f->name, &len);
+}
+
+static PyObject *code_of(PyObject *ns, const char *name) {
+    PyObject *fn = PyDict_GetItemString(ns, name);
+    return PyObject_GetAttrString(fn, "__code__");
+}
+
+int main(void) {
+    Py_Initialize();
+    PyObject *ns = PyDict_New();
+    PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins());
+    const char *src =
+        "def outer():\n    return 1\n\nclass K:\n    def m\xc3\xa9thode_\xce\xbb(self):\n        x = 1\n"
+        "        y = 2\n        return x + y\n\ndef leaf():\n    a = 1\n    b = 2\n    c = 3\n    return a\n";
+    PyObject *mod = Py_CompileString(src, "/synthetic/m\xc3\xa9.py", Py_file_input);
+    PyObject *r = mod ? PyEval_EvalCode(mod, ns, ns) : NULL;
+    CHECK(r != NULL);
+    if (!r) { PyErr_Print(); return check_done("py_frames"); }
+    PyObject *outer = code_of(ns, "outer"), *leaf = code_of(ns, "leaf");
+    PyObject *k = PyDict_GetItemString(ns, "K");
+    PyObject *meth = PyObject_GetAttrString(PyObject_GetAttrString(k, "m\xc3\xa9thode_\xce\xbb"), "__code__");
+    CHECK(outer && leaf && meth);
+
+    mfp_python_frame out[16];
+    uint32_t ids[16];
+    int err = -1;
+    PyObject *codes[3] = {outer, meth, leaf};
+
+    /* A whole chain, both readers: leaf first, instruction indices kept. */
+    for (int direct = 0; direct < 2; direct++) {
+        build(codes, 3);
+        int d = walk(direct ? &mfp_python_direct : &checked, out, 16, &err);
+        CHECK(d == 3);
+        CHECK(out[0].code == leaf && out[1].code == meth && out[2].code == outer);
+        CHECK(out[0].lasti == 5 && out[1].lasti == 3 && out[2].lasti == 1);
+    }
+
+    /* Decoding: qualname, file (UTF-8), first line, current line. */
+    mfp_profile *p = mfp_profile_new(0);
+    mfp_python_decoder *dec = mfp_python_decoder_new(p, &checked, 16, 4);
+    build(codes, 3);
+    int d = walk(&checked, out, 16, &err);
+    CHECK(mfp_python_decode(dec, out, d, ids, &err) == 0);
+    for (int i = 0; i < 3; i++) {
+        uint32_t first, line;
+        const char *file;
+        const char *name = frame_name(p, ids[i], &first, &line, &file);
+        PyCodeObject *co = (PyCodeObject *)out[i].code;
+        CHECK(first == (uint32_t)co->co_firstlineno);
+        CHECK((int)line == PyCode_Addr2Line(co, out[i].lasti * (int)sizeof(_Py_CODEUNIT)));
+        CHECK(strcmp(file, "/synthetic/m\xc3\xa9.py") == 0);
+        if (i == 1) CHECK(strcmp(name, "K.m\xc3\xa9thode_\xce\xbb") == 0);
+        if (i == 0) CHECK(strcmp(name, "leaf") == 0 && line > first); /* in the body */
+    }
+    /* Cached: the same frames again give the same ids without new entries. */
+    size_t nframes;
+    mfp_profile_frames(p, &nframes);
+    uint32_t again[16];
+    CHECK(mfp_python_decode(dec, out, d, again, &err) == 0);
+    CHECK(memcmp(again, ids, 3 * sizeof *ids) == 0);
+    size_t nframes2;
+    mfp_profile_frames(p, &nframes2);
+    CHECK(nframes2 == nframes);
+
+    /* A code address reused by another code object: the cache must see the
+     * header changed (here: a copy of leaf's header whose names move). */
+    char *fake = aligned_alloc(64, (MFP_CODE_HEADER_SIZE + 63) / 64 * 64 + 64);
+    memcpy(fake, leaf, MFP_CODE_HEADER_SIZE);
+    mfp_python_frame one = {fake, 0, 0};
+    uint32_t first, line, id;
+    const char *file;
+    CHECK(mfp_python_decode(dec, &one, 1, &id, &err) == 0);
+    CHECK(strcmp(frame_name(p, id, &first, &line, &file), "leaf") == 0);
+    ((PyCodeObject *)fake)->co_qualname = ((PyCodeObject *)outer)->co_qualname;
+    CHECK(mfp_python_decode(dec, &one, 1, &id, &err) == 0);
+    CHECK(strcmp(frame_name(p, id, &first, &line, &file), "outer") == 0);
+    /* ... and something that is no code object at all does not validate. */
+    ((PyObject *)fake)->ob_type = &PyBytes_Type;
+    err = -1;
+    CHECK(mfp_python_decode(dec, &one, 1, &id, &err) == -1 && err == MFP_PYTHON_INVALID);
+    /* An unreadable code object is a read fault. */
+    one.code = leaf;
+    bad_lo = (const char *)leaf;
+    bad_hi = bad_lo + 1;
+    err = -1;
+    CHECK(mfp_python_decode(dec, &one, 1, &id, &err) == -1 && err == MFP_PYTHON_READ_FAULT);
+    bad_lo = bad_hi = NULL;
+    free(fake);
+
+    /* Too deep: an error, and the leaf-most frames are kept. */
+    PyObject *six[N] = {outer, meth, leaf, outer, meth, leaf};
+    build(six, N);
+    err = -1;
+    CHECK(walk(&checked, out, 4, &err) == -1 && err == MFP_PYTHON_TOO_DEEP);
+    CHECK(out[0].code == leaf && out[3].code == leaf);
+
+    /* Torn: inside a chunk a caller above its callee. */
+    build(six, N);
+    frames[2].previous = &frames[4];
+    err = -1;
+    CHECK(walk(&checked, out, 16, &err) == -1 && err == MFP_PYTHON_INVALID);
+
+    /* A loop outside any chunk (generator frames are copied one by one). */
+    static mfp_py_frame loose[5];
+    for (int i = 0; i < 5; i++) {
+        memset(&loose[i], 0, sizeof loose[i]);
+        set_code(&loose[i], leaf);
+        set_instr(&loose[i], leaf, 0);
+        loose[i].previous = &loose[(i + 1) % 5];
+    }
+    build(codes, 3);
+    ts.datastack_chunk = NULL;
+    set_top(&loose[0]);
+    err = -1;
+    CHECK(walk(&checked, out, 16, &err) == -1 && err == MFP_PYTHON_INVALID);
+
+    /* An unreadable frame address. */
+    build(codes, 3);
+    ts.datastack_chunk = NULL;
+    bad_lo = (const char *)&frames[1];
+    bad_hi = bad_lo + 1;
+    err = -1;
+    CHECK(walk(&checked, out, 16, &err) == -1 && err == MFP_PYTHON_READ_FAULT);
+    bad_lo = bad_hi = NULL;
+
+    /* A frame without code: torn for a checked copy, skipped directly. */
+    build(codes, 3);
+    set_code(&frames[1], NULL);
+    err = -1;
+    CHECK(walk(&checked, out, 16, &err) == -1 && err == MFP_PYTHON_INVALID);
+    CHECK(walk(&mfp_python_direct, out, 16, &err) == 2 && out[1].code == outer);
+
+#if PY_VERSION_HEX >= 0x030C0000
+    /* Entry frames pushed by C code are not Python frames. */
+    build(codes, 3);
+    frames[1].owner = FRAME_OWNED_BY_CSTACK;
+    CHECK(walk(&checked, out, 16, &err) == 2 && out[0].code == leaf && out[1].code == outer);
+#endif
+
+    /* No Python code running. */
+    build(codes, 3);
+    set_top(NULL);
+    CHECK(walk(&checked, out, 16, &err) == 0);
+
+    /* Thread states: decoded fields, and a stale address caught. */
+    build(codes, 3);
+    mfp_python_thread t;
+    mfp_python_walker *w = mfp_python_walker_new(&checked);
+    CHECK(mfp_python_thread_read(w, &ts, ts.interp, &t, &err) == 0);
+    CHECK(t.tid == 4242 && t.interp == ts.interp && t.chunk == &chunk.c);
+    ts.interp = (PyInterpreterState *)&chunk;
+    CHECK(mfp_python_thread_read(w, &ts, PyInterpreterState_Get(), &t, &err) == -1 &&
+          err == MFP_PYTHON_INVALID);
+    mfp_python_walker_free(w);
+    /* The interpreter's own list holds this (main) thread. */
+    const PyThreadState *head;
+    memcpy(&head, mfp_python_threads_head(PyInterpreterState_Get()), sizeof head);
+    int found = 0;
+    for (const PyThreadState *x = head; x; x = x->next) found |= x == PyThreadState_Get();
+    CHECK(found);
+    CHECK(mfp_python_tstate_size() == sizeof(PyThreadState));
+
+    mfp_python_decoder_free(dec);
+    mfp_profile_free(p);
+    return check_done("py_frames");
+}
+
+#else
+int main(void) {
+    /* An interpreter the layout does not know: every reader refuses. */
+    CHECK(!mfp_python_layout_known());
+    CHECK(mfp_python_walker_new(&mfp_python_direct) == NULL);
+    return check_done("py_frames (unknown layout)");
+}
+#endif
