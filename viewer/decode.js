@@ -184,6 +184,10 @@ function parseProfile(bytes) {
   P.threadName = s ? s.column(nth, Uint32Array) : new Uint32Array(0);
   P.threadFlags = s ? s.column(nth, Uint32Array) : new Uint32Array(0);
   checkIndex(P.threadName, nstr, "thread name");
+  // One process unless a PROCESSES section (issue 14) says otherwise:
+  // threadProcess maps each thread to an index of processes.
+  P.processes = [{ pid: 0, name: "" }];
+  P.threadProcess = new Uint32Array(nth);
 
   s = sec(7);
   var nsm = s ? s.uv() : 0;
@@ -248,3 +252,5 @@ function parseProfile(bytes) {
   checkIndex(P.memStack, nst, "memory stack");
   return P;
 }
+
+export { ProfileError, base64ToBytes, inflate, parseProfile };

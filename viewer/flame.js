@@ -7,6 +7,9 @@
 // the number of nodes. Labels are drawn with fillText: a function name is
 // never parsed as HTML.
 
+import { guard, pct, fmtCount } from "./util.js";
+import { el, isDark, sizeCanvas } from "./dom.js";
+
 var ROW_H = 18;
 // Rows drawn at most: a canvas taller than this costs more memory than it
 // shows; deeper frames are reached by zooming in.
@@ -15,83 +18,6 @@ var MAX_ROWS = 400;
 // the whole path is in the breadcrumb. A card that opens on the step
 // function would otherwise start with a dozen rows of framework frames.
 var CONTEXT_ROWS = 2;
-
-function hashString(s) {
-  var h = 2166136261;
-  for (var i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 16777619);
-  }
-  return h >>> 0;
-}
-
-function isDark() {
-  return !!(window.matchMedia && window.matchMedia("(prefers-color-scheme: dark)").matches);
-}
-
-function shortFile(file) {
-  if (!file) return "";
-  var parts = file.split(/[\\/]/);
-  return parts.length > 2 ? parts.slice(-2).join("/") : file;
-}
-
-// Names, labels and colours of functions, shared by every widget.
-function FuncInfo(P) {
-  this.P = P;
-  this.labels = new Array(P.funcName.length);
-  this.colors = null;
-  this.dark = null;
-}
-FuncInfo.prototype.name = function (f) {
-  return f < 0 ? "" : this.P.strings[this.P.funcName[f]];
-};
-FuncInfo.prototype.file = function (f) {
-  return f < 0 ? "" : this.P.strings[this.P.funcFile[f]];
-};
-FuncInfo.prototype.location = function (f, short) {
-  if (f < 0) return "";
-  var file = this.file(f), line = this.P.funcLine[f];
-  if (!file) return line ? "line " + line : "";
-  return (short ? shortFile(file) : file) + (line ? ":" + line : "");
-};
-FuncInfo.prototype.label = function (f) {
-  var l = this.labels[f];
-  if (l === undefined) {
-    var loc = this.location(f, true);
-    l = this.name(f) || "<unknown>";
-    if (loc) l += " (" + loc + ")";
-    this.labels[f] = l;
-  }
-  return l;
-};
-FuncInfo.prototype.color = function (f, dark) {
-  if (this.dark !== dark || !this.colors) {
-    this.colors = new Array(this.P.funcName.length);
-    this.dark = dark;
-  }
-  if (f < 0) return dark ? "#4a4f5a" : "#c9ccd3";
-  var c = this.colors[f];
-  if (c) return c;
-  var kind = this.P.funcKind[f];
-  var h = hashString(this.name(f) + "\u0000" + this.file(f));
-  var r = (h % 1000) / 1000, r2 = ((h >>> 10) % 1000) / 1000;
-  var hue, sat, light;
-  if (kind === 1) { hue = 195 + r * 35; sat = 55; light = 70; }
-  else if (kind === 2) { hue = 265; sat = 20; light = 76; }
-  else if (kind === 3) { hue = 130 + r * 25; sat = 40; light = 70; }
-  else { hue = 6 + r * 40; sat = 78; light = 66 + r2 * 10; }
-  if (dark) { sat -= 18; light -= 34; }
-  c = "hsl(" + hue.toFixed(0) + "," + sat.toFixed(0) + "%," + light.toFixed(0) + "%)";
-  this.colors[f] = c;
-  return c;
-};
-
-function el(tag, cls, text) {
-  var e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined && text !== null) e.textContent = String(text);
-  return e;
-}
 
 function FlameGraph(host, info, opts) {
   this.host = host;
@@ -103,6 +29,9 @@ function FlameGraph(host, info, opts) {
   this.selected = -1;
   this.match = null;
   this.rects = null;
+  // nodes drawn beside the zoomed one, at its depth: the card's first view
+  // puts the other threads' work next to the step function
+  this.beside = [];
   host.classList.add("flame");
   this.scroller = el("div", "flame-scroll");
   this.canvas = el("canvas", "flame-canvas");
@@ -131,17 +60,26 @@ function FlameGraph(host, info, opts) {
   }
 }
 
-FlameGraph.prototype.setTree = function (tree, keepZoom) {
+// keepZoom: stay on the zoomed node while it has weight in the new tree;
+// beside (optional): the nodes to draw beside it then.
+FlameGraph.prototype.setTree = function (tree, keepZoom, beside) {
   var oldZoom = this.zoom;
   this.tree = tree;
   this.rects = null; // the old layout belongs to the old tree
   this.hover = -1;
   if (!keepZoom || oldZoom >= tree.n || !(tree.total[oldZoom] > 0)) {
     this.zoom = 0;
+    this.beside = [];
     this.selected = -1;
+  } else if (beside) {
+    this.beside = beside;
   }
   if (this.selected >= tree.n) this.selected = -1;
   this.render();
+};
+
+FlameGraph.prototype.setEmptyText = function (text) {
+  this.empty.textContent = text;
 };
 
 FlameGraph.prototype.setMatch = function (match) {
@@ -149,9 +87,10 @@ FlameGraph.prototype.setMatch = function (match) {
   this.draw();
 };
 
-FlameGraph.prototype.setZoom = function (node) {
+FlameGraph.prototype.setZoom = function (node, beside) {
   if (!this.tree || node < 0 || node >= this.tree.n) return;
   this.zoom = node;
+  this.beside = beside || [];
   this.selected = node;
   this.render();
   if (this.opts.onZoom) this.opts.onZoom(node);
@@ -180,12 +119,18 @@ FlameGraph.prototype.layout = function () {
     rows[d].push(xs.length);
     xs.push(x); ws.push(w); ds.push(d); ns.push(n);
   }
-  for (var i = 0; i < chain.length - 1; i++) push(0, W, i, chain[i]);
-  var zt = t.total[this.zoom];
-  var maxDepth = chain.length - 1, truncated = false;
-  if (zt > 0) {
-    var scale = W / zt, total = t.total, kids = t.kids;
-    var stack = [this.zoom, 0, chain.length - 1];
+  var total = t.total, kids = t.kids;
+  var segs = [this.zoom].concat(this.beside.filter(function (b) { return b > 0 && b < t.n && total[b] > 0; }));
+  var zt = 0;
+  segs.forEach(function (n) { zt += total[n]; });
+  var scale = zt > 0 ? W / zt : 0;
+  var base = chain.length - 1;
+  // context rows span the zoomed node's own part of the width
+  for (var i = 0; i < chain.length - 1; i++) push(0, total[this.zoom] * scale, i, chain[i]);
+  var maxDepth = base, truncated = false, x0 = 0;
+  for (var sgi = 0; sgi < segs.length && zt > 0; sgi++) {
+    var stack = [segs[sgi], x0, base];
+    x0 += total[segs[sgi]] * scale;
     while (stack.length) {
       var d = stack.pop(), x = stack.pop(), n = stack.pop();
       push(x, total[n] * scale, d, n);
@@ -207,7 +152,8 @@ FlameGraph.prototype.layout = function () {
       for (j = pending.length - 3; j >= 0; j -= 3) stack.push(pending[j], pending[j + 1], pending[j + 2]);
     }
   }
-  this.rects = { x: xs, w: ws, d: ds, n: ns, rows: rows, depth: maxDepth + 1, width: W, base: chain.length - 1, truncated: truncated };
+  this.viewTotal = zt;
+  this.rects = { x: xs, w: ws, d: ds, n: ns, rows: rows, depth: maxDepth + 1, width: W, base: base, truncated: truncated };
 };
 
 FlameGraph.prototype.render = function () {
@@ -219,20 +165,11 @@ FlameGraph.prototype.render = function () {
   var t0 = performance.now();
   this.layout();
   this.layoutMs = performance.now() - t0;
-  var empty = !(this.tree.total[this.zoom] > 0);
+  var empty = !(this.viewTotal > 0);
   this.empty.hidden = !empty;
   this.scroller.hidden = empty;
   this.more.hidden = !this.rects.truncated;
-  var dpr = window.devicePixelRatio || 1;
-  var W = this.rects.width, H = this.rects.depth * ROW_H + 2;
-  // re-sizing a canvas drops its backing store: only when the size changes
-  var cw = Math.round(W * dpr), ch = Math.round(H * dpr);
-  if (this.canvas.width !== cw || this.canvas.height !== ch) {
-    this.canvas.style.width = W + "px";
-    this.canvas.style.height = H + "px";
-    this.canvas.width = cw;
-    this.canvas.height = ch;
-  }
+  sizeCanvas(this.canvas, this.rects.width, this.rects.depth * ROW_H + 2);
   var t1 = performance.now();
   this.draw();
   this.drawMs = performance.now() - t1;
@@ -245,11 +182,9 @@ FlameGraph.prototype.isMatched = function (node) {
 
 FlameGraph.prototype.draw = function () {
   if (!this.rects || !this.tree) return;
-  var ctx = this.canvas.getContext("2d");
-  var dpr = window.devicePixelRatio || 1;
   var R = this.rects, info = this.info, tree = this.tree;
+  var ctx = sizeCanvas(this.canvas, R.width, R.depth * ROW_H + 2);
   var dark = isDark();
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, R.width, R.depth * ROW_H + 2);
   ctx.font = "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
   ctx.textBaseline = "middle";
@@ -424,3 +359,5 @@ FlameGraph.prototype.zoomIn = function () {
   for (var i = 0; i < k.length; i++) if (best < 0 || this.tree.total[k[i]] > this.tree.total[best]) best = k[i];
   if (best >= 0 && this.tree.total[best] > 0) this.setZoom(best);
 };
+
+export { FlameGraph, ROW_H, MAX_ROWS };

@@ -9,6 +9,9 @@
 // and allocation-free, which is what keeps a range redraw fast at a million
 // samples.
 
+import { lowerBound } from "./util.js";
+import { SAMPLE_ON_CPU } from "./constants.js";
+
 function buildModel(P) {
   var nst = P.stackParent.length;
   var nfuncs = P.funcName.length;
@@ -80,28 +83,19 @@ function markOuter(M) {
   }
 }
 
-function lowerBound(arr, x) {
-  var lo = 0, hi = arr.length;
-  while (lo < hi) {
-    var mid = (lo + hi) >>> 1;
-    if (arr[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-// opts: {thread: -1 | idx, cpuOnly: bool, range: null | [t0_us, t1_us]}
+// opts: {mask: null (every thread) | Uint8Array per thread, cpuOnly: bool,
+// range: null | [t0_us, t1_us]}
 // Returns a weighted tree over the model's fnodes (weights in µs).
 function aggregateCpu(M, opts) {
   var P = M.P;
   var self = new Float64Array(M.n), cnt = new Float64Array(M.n);
-  var stackFn = M.stackFn, th = opts.thread, cpu = opts.cpuOnly;
+  var stackFn = M.stackFn, mask = opts.mask, cpu = opts.cpuOnly;
   var count = 0, i, fn;
   if (!opts.range) {
     var ts = P.totStack, tt = P.totThread, tf = P.totFlags, tw = P.totWeight, tc = P.totCount;
     for (i = 0; i < ts.length; i++) {
-      if (th >= 0 && tt[i] !== th) continue;
-      if (cpu && !(tf[i] & 1)) continue;
+      if (mask && !mask[tt[i]]) continue;
+      if (cpu && !(tf[i] & SAMPLE_ON_CPU)) continue;
       fn = stackFn[ts[i]];
       self[fn] += tw[i];
       cnt[fn] += tc[i];
@@ -111,8 +105,8 @@ function aggregateCpu(M, opts) {
     var T = P.sampleT, ss = P.sampleStack, st = P.sampleThread, sf = P.sampleFlags, sw = P.sampleWeight;
     var lo = lowerBound(T, opts.range[0]), hi = lowerBound(T, opts.range[1]);
     for (i = lo; i < hi; i++) {
-      if (th >= 0 && st[i] !== th) continue;
-      if (cpu && !(sf[i] & 1)) continue;
+      if (mask && !mask[st[i]]) continue;
+      if (cpu && !(sf[i] & SAMPLE_ON_CPU)) continue;
       fn = stackFn[ss[i]];
       self[fn] += sw[i];
       cnt[fn]++;
@@ -287,11 +281,11 @@ function functionActivity(M, f, opts, duration, buckets) {
   var B = buckets, w = duration / B;
   var v = new Float64Array(B), t = new Float64Array(B);
   var T = P.sampleT, ss = P.sampleStack, st = P.sampleThread, sf = P.sampleFlags, sw = P.sampleWeight;
-  var th = opts.thread, cpu = opts.cpuOnly;
+  var mask = opts.mask, cpu = opts.cpuOnly;
   for (i = 0; i < T.length; i++) {
     if (!has[ss[i]]) continue;
-    if (th >= 0 && st[i] !== th) continue;
-    if (cpu && !(sf[i] & 1)) continue;
+    if (mask && !mask[st[i]]) continue;
+    if (cpu && !(sf[i] & SAMPLE_ON_CPU)) continue;
     spread(v, w, T[i] - sw[i], T[i]);
   }
   for (i = 0; i < B; i++) {
@@ -300,3 +294,89 @@ function functionActivity(M, f, opts, duration, buckets) {
   }
   return { t: t, v: v };
 }
+
+// Per-line attribution of function f: FRAMES carry the line each frame was
+// at, so for every record the innermost frame of f says where in f the time
+// went — `self` when f is the leaf (the line itself ran), `total` whatever
+// it called from there. Same filters as aggregateCpu. Lines sorted by total.
+function lineTotals(M, f, opts) {
+  var P = M.P, nst = P.stackParent.length;
+  var inner = new Int32Array(nst), leaf = new Uint8Array(nst);
+  for (var i = 0; i < nst; i++) {
+    var fr = P.stackFrame[i], p = P.stackParent[i];
+    if (P.frameFunc[fr] === f) {
+      inner[i] = P.frameLine[fr];
+      leaf[i] = 1;
+    } else {
+      inner[i] = p >= 0 ? inner[p] : -1;
+    }
+  }
+  var total = new Map(), self = new Map(), sum = 0;
+  var add = function (s, w) {
+    var line = inner[s];
+    if (line < 0) return;
+    total.set(line, (total.get(line) || 0) + w);
+    if (leaf[s]) self.set(line, (self.get(line) || 0) + w);
+    sum += w;
+  };
+  var mask = opts.mask, cpu = opts.cpuOnly, k;
+  if (!opts.range) {
+    for (k = 0; k < P.totStack.length; k++) {
+      if (mask && !mask[P.totThread[k]]) continue;
+      if (cpu && !(P.totFlags[k] & SAMPLE_ON_CPU)) continue;
+      add(P.totStack[k], P.totWeight[k]);
+    }
+  } else {
+    var lo = lowerBound(P.sampleT, opts.range[0]), hi = lowerBound(P.sampleT, opts.range[1]);
+    for (k = lo; k < hi; k++) {
+      if (mask && !mask[P.sampleThread[k]]) continue;
+      if (cpu && !(P.sampleFlags[k] & SAMPLE_ON_CPU)) continue;
+      add(P.sampleStack[k], P.sampleWeight[k]);
+    }
+  }
+  var rows = [];
+  total.forEach(function (w, line) { rows.push({ line: line, total: w, self: self.get(line) || 0 }); });
+  rows.sort(function (a, b) { return b.total - a.total || a.line - b.line; });
+  return { rows: rows, total: sum };
+}
+
+// Each thread's recorded time, and the part of it on CPU (from TOTALS).
+function threadTimes(P) {
+  var n = P.threadTid.length, wall = new Float64Array(n), cpu = new Float64Array(n), any = false;
+  for (var k = 0; k < P.totThread.length; k++) {
+    wall[P.totThread[k]] += P.totWeight[k];
+    if (P.totFlags[k] & SAMPLE_ON_CPU) {
+      cpu[P.totThread[k]] += P.totWeight[k];
+      any = true;
+    }
+  }
+  return { wall: wall, cpu: cpu, anyCpu: any };
+}
+
+// The node the graph opens on: META "focus" names a function (the step
+// function); the heaviest outermost node of that function in the whole run,
+// or -1. A profile name ending in ".<focus>" names it too.
+function focusNode(M, tree, name) {
+  if (typeof name !== "string" || !name) return -1;
+  var P = M.P, nf = P.funcName.length, want = new Uint8Array(nf), any = false, f;
+  for (f = 0; f < nf; f++) if (P.strings[P.funcName[f]] === name) want[f] = any = 1;
+  if (!any) {
+    var suffix = "." + name;
+    for (f = 0; f < nf; f++) {
+      var s = P.strings[P.funcName[f]];
+      if (s && s.length > suffix.length && s.slice(-suffix.length) === suffix) want[f] = any = 1;
+    }
+  }
+  if (!any) return -1;
+  var best = -1;
+  for (var fn = 1; fn < tree.n; fn++) {
+    if (!want[tree.func[fn]] || !M.outer[fn] || !(tree.total[fn] > 0)) continue;
+    if (best < 0 || tree.total[fn] > tree.total[best]) best = fn;
+  }
+  return best;
+}
+
+export {
+  focusNode, buildModel, aggregateCpu, aggregateMemory, functionTotals, matchedWeight, calleesTree, callersTree,
+  spread, functionActivity, lineTotals, threadTimes,
+};

@@ -7,6 +7,11 @@
 // neighbours merge into boxes. The cost is width × depth, whatever the
 // number of samples, so a million-sample profile pans as fast as a small one.
 
+import { guard, fmtUs } from "./util.js";
+import { el, isDark, sizeCanvas } from "./dom.js";
+import { ROW_H, MAX_ROWS } from "./flame.js";
+import { SAMPLE_ON_CPU } from "./constants.js";
+
 function StackChart(host, info, opts) {
   this.host = host;
   this.info = info;
@@ -122,7 +127,7 @@ StackChart.prototype.layout = function () {
       }
       if (lo < list.length) {
         var s = list[lo];
-        if (T[s] - Wt[s] <= t && (!this.cpuOnly || sf[s] & 1)) {
+        if (T[s] - Wt[s] <= t && (!this.cpuOnly || sf[s] & SAMPLE_ON_CPU)) {
           for (var fn = M.stackFn[st[s]]; fn > 0; fn = M.parent[fn]) path.push(fn);
           path.reverse();
           if (skip) {
@@ -158,22 +163,14 @@ StackChart.prototype.render = function () {
   this.layout();
   this.empty.hidden = this.any;
   this.scroller.hidden = !this.any;
-  var dpr = window.devicePixelRatio || 1, W = this.width, H = Math.max(this.rows, 1) * ROW_H + 2;
-  var cw = Math.round(W * dpr), ch = Math.round(H * dpr);
-  if (this.canvas.width !== cw || this.canvas.height !== ch) {
-    this.canvas.style.width = W + "px";
-    this.canvas.style.height = H + "px";
-    this.canvas.width = cw;
-    this.canvas.height = ch;
-  }
+  sizeCanvas(this.canvas, this.width, Math.max(this.rows, 1) * ROW_H + 2);
   this.draw();
 };
 
 StackChart.prototype.draw = function () {
   if (!this.boxes) return;
-  var ctx = this.canvas.getContext("2d"), dpr = window.devicePixelRatio || 1;
+  var ctx = sizeCanvas(this.canvas, this.width, Math.max(this.rows, 1) * ROW_H + 2);
   var dark = isDark(), info = this.info, match = this.match;
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
   ctx.clearRect(0, 0, this.width, this.rows * ROW_H + 2);
   ctx.font = "12px system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif";
   ctx.textBaseline = "middle";
@@ -238,3 +235,5 @@ StackChart.prototype.onMove = function (e) {
   tip.style.left = x + "px";
   tip.style.top = y + "px";
 };
+
+export { StackChart };

@@ -5,6 +5,9 @@
 // calls onRange, which recomputes the flame graphs from SAMPLES. Times are
 // µs from the profile start everywhere in the viewer.
 
+import { guard, fmtUs, lowerBound } from "./util.js";
+import { el, isDark } from "./dom.js";
+
 var CHART_H = 48;
 
 function Timeline(host, duration, opts) {
@@ -369,3 +372,5 @@ Timeline.prototype.drawAxis = function (W, dpr, dark) {
     ctx.fillText(label, Math.min(Math.max(x - tw / 2, 0), W - tw), 6);
   }
 };
+
+export { Timeline };

@@ -1,10 +1,15 @@
-// util.js — formatting and the error guard every event handler goes through.
+// util.js — formatting, and the guard every event handler goes through.
 //
 // An exception inside a handler must never escape to the page (the card
-// promises no uncaught errors): guard() catches it and shows it on the card
-// as a warning, so the rest of the card keeps working.
+// promises no uncaught errors): guard() catches it and hands it to the
+// problem hook, which shows it on the card as a warning, so the rest of the
+// card keeps working.
 
 var problemHook = null;
+
+function setProblemHook(fn) {
+  problemHook = fn;
+}
 
 function guard(fn) {
   return function () {
@@ -35,15 +40,19 @@ function fmtUs(us) {
   return us.toFixed(0) + " µs";
 }
 
+// Powers of 1024, so the units say so: KiB, MiB, GiB (a "MB" that is 2^20
+// bytes makes a right-sized memory request 5 % too small).
+var BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+
 function fmtBytes(b) {
   if (!isFinite(b)) return "–";
-  var a = Math.abs(b), units = ["B", "KB", "MB", "GB", "TB", "PB"], i = 0;
-  while (a >= 1024 && i < units.length - 1) {
+  var a = Math.abs(b), i = 0;
+  while (a >= 1024 && i < BYTE_UNITS.length - 1) {
     a /= 1024;
     b /= 1024;
     i++;
   }
-  return (i === 0 ? b.toFixed(0) : b.toFixed(a >= 100 ? 0 : a >= 10 ? 1 : 2)) + " " + units[i];
+  return (i === 0 ? b.toFixed(0) : b.toFixed(a >= 100 ? 0 : a >= 10 ? 1 : 2)) + " " + BYTE_UNITS[i];
 }
 
 // Not toLocaleString: its first call loads locale data (~15 ms).
@@ -63,3 +72,23 @@ function fmtUnit(unit) {
   if (unit === "%") return function (v) { return fmtNum(v) + "%"; };
   return function (v) { return fmtNum(v) + (unit ? " " + unit : ""); };
 }
+
+function objectOr(v) {
+  return v && typeof v === "object" && !Array.isArray(v) ? v : {};
+}
+
+function finite(v) {
+  return typeof v === "number" && isFinite(v) ? v : null;
+}
+
+function lowerBound(arr, x) {
+  var lo = 0, hi = arr.length;
+  while (lo < hi) {
+    var mid = (lo + hi) >>> 1;
+    if (arr[mid] < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+export { setProblemHook, guard, pct, fmtUs, fmtBytes, fmtCount, fmtNum, fmtUnit, objectOr, finite, lowerBound };

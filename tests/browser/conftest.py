@@ -8,6 +8,7 @@ the fixture fails the test if any of them happened.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,23 @@ class Card:
 
     def state(self) -> dict:
         return self.page.evaluate("window.__mfp.state()")
+
+    def wait_search(self, query: str, timeout_s: float = 20.0) -> str:
+        """Wait until the (debounced, sliced) search for `query` is done;
+        the match line's text. Polls from Python: the CSP forbids the eval
+        behind wait_for_function."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            st = self.state()
+            if st.get("query") == query and not st.get("searching"):
+                return self.page.locator("#mfp-match").inner_text()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"search for {query!r} not done after {timeout_s} s: {st}")
+            time.sleep(0.02)
+
+    def search(self, query: str) -> str:
+        self.page.locator("#mfp-search").fill(query)
+        return self.wait_search(query)
 
     def boxes(self) -> list[dict]:
         return self.page.evaluate("window.__mfp.boxes()")

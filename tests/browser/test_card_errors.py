@@ -153,7 +153,7 @@ def test_deep_recursion_draws_and_counts_once(card):
         row = page.locator("#mfp-table tbody tr").nth(i).locator("td").all_inner_texts()
         cells[row[0]] = row
     # inclusive time of a recursive function is counted once: 100 %, not 1500x
-    assert cells["recurse"][5] == "100.0%" and cells["recurse"][4] == "100 ms"
+    assert cells["recurse"][6] == "100.0%" and cells["recurse"][5] == "100 ms"
     assert cells["leaf"][2] == "100 ms"
 
 
@@ -206,8 +206,8 @@ def test_gpu_and_network_series_get_stats_and_charts(card):
     page = c.page
     assert "100%" in page.locator('[data-stat="gpu0_util"]').inner_text()
     gm = page.locator('[data-stat="gpu0_mem"]').inner_text()
-    assert "5.00 GB" in gm and "of 16.0 GB" in gm
-    assert "5.00 MB/s" in page.locator('[data-stat="net_recv"]').inner_text()
+    assert "5.00 GiB" in gm and "of 16.0 GiB" in gm
+    assert "5.00 MiB/s" in page.locator('[data-stat="net_recv"]').inner_text()
     assert page.locator('[data-stat="net_sent"]').count() == 0  # all zero: not meaningful
     assert page.locator('[data-stat="oom"] .stat-value').inner_text() == "1"
     assert "1.50 s" in page.locator('[data-stat="throttled"]').inner_text()

@@ -5,8 +5,12 @@ from __future__ import annotations
 import base64
 import re
 import zlib
+from pathlib import Path
 
-from metaflow_profiler.html import render_html
+import pytest
+
+from metaflow_profiler import _format
+from metaflow_profiler.html import ViewerModuleError, link, link_order, parse_module, render_html
 
 EVIL = "</script><script>alert(1)</script><!--"
 
@@ -42,6 +46,86 @@ def test_page_loads_nothing_from_outside():
 
 def test_viewer_is_inlined_whole():
     page = render_html(b"MFPROF\x01")
+    # linked: no module syntax is left for the browser to resolve
+    assert not re.search(r"^\s*(import|export)\b", page, re.M)
     for marker in ("function parseProfile", "function FlameGraph", "function Timeline", "--bg:"):
         assert marker in page
     assert not re.search(r"\{\{(TITLE|TITLE_JSON|ERROR_JSON|DATA|CSS|JS)\}\}", page)
+
+
+# --- the viewer's modules, linked by html.py ---------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_modules_come_after_what_they_import():
+    mods = {
+        p: parse_module(p, s)
+        for p, s in {
+            "app.js": 'import { b } from "./lib/b.js";\nfunction boot() {}\nexport { boot };',
+            "lib/b.js": 'import { a } from "../a.js";\nvar b = a + 1;\nexport { b };',
+            "a.js": "var a = 1;\nexport { a };",
+        }.items()
+    }
+    assert link_order(mods) == ["a.js", "lib/b.js", "app.js"]
+    assert mods["lib/b.js"].imports == {"a.js": ["a"]}
+
+
+@pytest.mark.parametrize(
+    ("sources", "why"),
+    [
+        ({"x.js": 'import { nope } from "./app.js";'}, "does not export nope"),
+        ({"x.js": 'import { a } from "./missing.js";'}, "not a viewer file"),
+        ({"x.js": "export { ghost };"}, "defines no top-level"),
+        ({"x.js": "export function f() {}"}, "only 'import"),
+        (
+            {
+                "x.js": 'import { y } from "./y.js";\nvar x = 1;\nexport { x };',
+                "y.js": 'import { x } from "./x.js";\nvar y = 1;\nexport { y };',
+            },
+            "import cycle",
+        ),
+    ],
+)
+def test_wrong_declarations_fail_when_the_card_is_built(sources, why):
+    sources = {"app.js": "function boot() {}\nexport { boot };", **sources}
+    with pytest.raises(ViewerModuleError, match=why):
+        link(sources)
+
+
+def test_each_module_sees_only_what_it_imports():
+    """A module that uses another's name without importing it fails in the
+    page (each file is its own function scope), so the declarations are true."""
+    js = link(
+        {
+            "app.js": 'import { a } from "./a.js";\nfunction boot() { return a + hidden; }\nexport { boot };',
+            "a.js": "var a = 1;\nvar hidden = 2;\nexport { a };",
+        }
+    )
+    assert 'var a = modules["a.js"].a;' in js
+    assert "hidden" not in js.split('modules["app.js"]')[1].split("function boot")[0]
+
+
+def c_constants() -> dict[str, int]:
+    header = (ROOT / "native/profile/profile.h").read_text()
+    out = {m[0]: int(m[1]) for m in re.findall(r"#define MFP_(\w+) (\d+)u", header)}
+    out.update({m[0]: int(m[1]) for m in re.findall(r"MFP_(FUNC_\w+) = (\d+)", header)})
+    return out
+
+
+def test_flag_and_kind_constants_agree_in_c_python_and_js():
+    c = c_constants()
+    js_text = (ROOT / "viewer/constants.js").read_text()
+    js = {m[0]: int(m[1]) for m in re.findall(r"var (\w+) = (\d+);", js_text)}
+    py = {k: v for k, v in vars(_format).items() if k.isupper()}
+    names = ["SAMPLE_ON_CPU", "THREAD_MAIN", "FUNC_PYTHON", "FUNC_NATIVE", "FUNC_THREAD", "FUNC_SYNTHETIC"]
+    for n in names:
+        assert c[n] == js[n] == py[n], n
+    assert set(js) == set(py) == set(names)
+
+
+def test_viewer_uses_the_constants_not_bare_numbers():
+    for path in (ROOT / "viewer").rglob("*.js"):
+        text = path.read_text()
+        assert not re.search(r"(Flags|flags|\bsf|\btf)\[[^\]]+\] & 1\b", text), path
+        assert not re.search(r"kind === \d", text), path

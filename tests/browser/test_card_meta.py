@@ -202,17 +202,17 @@ def test_peaks_beside_limits_and_exact_totals(card):
     }
     page = card(render_html(limits_profile(meta), title="limits")).page
     rss = page.locator('[data-stat="rss"]')
-    assert rss.locator(".stat-value").inner_text() == "15.1 GB"  # META's exact peak, not the series' 10 GB
-    assert "of a 16.0 GB limit" in rss.inner_text()
+    assert rss.locator(".stat-value").inner_text() == "15.1 GiB"  # META's exact peak, not the series' 10 GiB
+    assert "of a 16.0 GiB limit" in rss.inner_text()
     assert "alert" in rss.get_attribute("class")  # 94 % of the limit
     assert "memlimit" not in page.locator("[data-stat]").evaluate_all("els => els.map(e => e.dataset.stat)")
     cpu = stat(page, "cpu")
     assert "232%" in cpu and "avg 120%" in cpu and "of a 2.5-CPU quota" in cpu
     dw = page.locator('[data-stat="disk_write"]')
-    assert dw.locator(".stat-value").inner_text() == "64.0 MB"
-    assert "peak 9.00 MB/s" in dw.inner_text()
+    assert dw.locator(".stat-value").inner_text() == "64.0 MiB"
+    assert "peak 9.00 MiB/s" in dw.inner_text()
     # a total is worth a card even when the thinned series shows nothing
-    assert page.locator('[data-stat="net_recv"] .stat-value').inner_text() == "3.00 MB"
+    assert page.locator('[data-stat="net_recv"] .stat-value').inner_text() == "3.00 MiB"
     assert page.locator('[data-stat="disk_read"]').count() == 0
     # beside a limit the cgroup's usage means something: it is drawn
     assert "cgroup" in memory_keys(page)
@@ -223,12 +223,12 @@ def test_no_cgroup_limit_means_no_limit_and_totals_from_the_series(card):
     page = card(render_html(limits_profile(meta), title="limits")).page
     rss = stat(page, "rss")
     assert "limit" not in rss and "64" not in rss  # the machine's RAM is not a limit
-    assert "10.0 GB" in rss
+    assert "10.0 GiB" in rss
     # without a limit the cgroup line (mostly page cache) would only squash RSS
     assert memory_keys(page) == ["rss"]
     assert "150%" in stat(page, "cpu") and "of 4 CPUs" in stat(page, "cpu")
     # no META totals: the area under the rate series (3 × 0.3 s × 1 MB/s)
-    assert page.locator('[data-stat="disk_write"] .stat-value').inner_text() == "879 KB"  # 900,000 B
+    assert page.locator('[data-stat="disk_write"] .stat-value').inner_text() == "879 KiB"  # 900,000 B
 
 
 def test_about_panel_says_how_the_profile_was_recorded(card):

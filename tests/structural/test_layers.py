@@ -233,7 +233,9 @@ NETWORK = [
     (re.compile(r"\bWebSocket\b"), "WebSocket"),
     (re.compile(r"\bEventSource\b"), "EventSource"),
     (re.compile(r"\bsendBeacon\b"), "navigator.sendBeacon"),
-    (re.compile(r"\bimport\s*\(|\bimport\s[^;]*\bfrom\s*['\"]"), "a JS module import"),
+    # static imports of sibling files are linked by html.py into the page;
+    # a dynamic import or one of anything else would be a request
+    (re.compile(r"\bimport\s*\(|\bimport\s[^;]*\bfrom\s*['\"](?!\.\.?/)"), "a JS module import"),
     (re.compile(r"\bimportScripts\b"), "importScripts"),
     (re.compile(r"https?://|wss?://", re.IGNORECASE), "an http(s)/ws URL"),
     (re.compile(r"""\b(?:src|href)\s*=\s*["']?//""", re.IGNORECASE), "a protocol-relative URL"),
@@ -265,5 +267,7 @@ def test_card_page_forbids_network_by_policy():
 
 def test_network_patterns_catch_requests():
     for snippet in ["fetch('x')", "new XMLHttpRequest()", "new WebSocket(u)",
-                    "import x from 'y'", "a = 'https://example.org'", '<script src="//cdn/x.js">']:
+                    "import x from 'y'", "import { a } from \"https://cdn/x.js\"", "import('./x.js')",
+                    "a = 'https://example.org'", '<script src="//cdn/x.js">']:
         assert any(p.search(snippet) for p, _ in NETWORK), snippet
+    assert not any(p.search('import { guard } from "./util.js";') for p, _ in NETWORK)
