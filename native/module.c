@@ -4,9 +4,13 @@
  *   Session(interval_ns, timeline_interval_ns=0, max_samples=0, memory_rate=0)
  *       .start() / .stop() / .name_thread(tid, name, is_main)
  *       .encode(meta_json) -> bytes / .stats() -> dict
+ *       .snapshot(names) / .encode_snapshot(meta_json) -> bytes
  *     A native sampling run: the sampler thread and the timeline poller
  *     writing into one profile store; with memory_rate > 0 also the heap
  *     tracker (native/heap), whose MEMORY rows join the store at stop.
+ *     snapshot() takes the profile so far while the run goes on (the live
+ *     card) and encode_snapshot() encodes it; stats() works while running
+ *     too (heap numbers as of the last snapshot), for its META.
  *   Tracer(max_nodes=0, timeline_interval_ns=0)
  *       .start() / .stop() / .name_thread(...) / .encode(meta_json) / .stats()
  *     The deterministic tracer (sys.monitoring on 3.12+, a profile function
@@ -20,12 +24,16 @@
  *
  * All methods run with the GIL held. While a Session runs, its store
  * belongs to the sampler thread; every method that reads the store checks
- * that the session is stopped.
+ * that the session is stopped, except snapshot(), which copies it through
+ * the sampler's lock (sampler.h) without the GIL. A snapshot in progress
+ * and stop() exclude each other through the session's snap_lock, which is
+ * never held while waiting for the GIL.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <pthread.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -193,6 +201,10 @@ typedef struct {
     mfp_heap *heap;       /* sampled allocations; NULL when memory_rate is 0 */
     uint64_t memory_rate; /* mean bytes between allocation samples, 0 = off */
     char heap_error[256];
+    mfp_profile *mirror;  /* what snapshot() copied of the store so far */
+    mfp_profile *snap;    /* the last snapshot, until encode_snapshot() */
+    pthread_mutex_t snap_lock;
+    int snap_lock_ready;
 } Session;
 
 /* The options arrive checked (src/metaflow_profiler/options.py holds their
@@ -217,6 +229,10 @@ static int Session_init(Session *self, PyObject *args, PyObject *kw) {
     self->interval_ns = interval_ns;
     self->timeline_ns = timeline_ns;
     self->max_samples = (size_t)max_samples;
+    if (!self->snap_lock_ready) {
+        pthread_mutex_init(&self->snap_lock, NULL);
+        self->snap_lock_ready = 1;
+    }
     return 0;
 }
 
@@ -231,6 +247,9 @@ static void Session_dealloc(Session *self) {
         mfp_timeline_free(self->timeline);
     }
     mfp_profile_free(self->profile);
+    mfp_profile_free(self->mirror);
+    mfp_profile_free(self->snap);
+    if (self->snap_lock_ready) pthread_mutex_destroy(&self->snap_lock);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -267,6 +286,7 @@ static PyObject *Session_stop(Session *self, PyObject *Py_UNUSED(ignored)) {
     if (self->state != 1) Py_RETURN_NONE;
     mfp_sampler_request_stop(self->sampler);
     Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&self->snap_lock); /* let a snapshot in progress finish */
     mfp_sampler_stop(self->sampler);
     if (self->timeline) mfp_timeline_stop(self->timeline);
     Py_END_ALLOW_THREADS
@@ -274,6 +294,7 @@ static PyObject *Session_stop(Session *self, PyObject *Py_UNUSED(ignored)) {
     namer_release();
     self->t1_ns = mono_ns();
     self->state = 2;
+    pthread_mutex_unlock(&self->snap_lock);
     if (self->timeline && mfp_timeline_export(self->timeline, self->profile, self->t0_ns) != 0)
         return PyErr_NoMemory();
     if (self->heap && mfp_heap_export(self->heap, self->profile) != 0) return PyErr_NoMemory();
@@ -294,8 +315,155 @@ static PyObject *Session_encode(Session *self, PyObject *meta) {
     return require_stopped(self) ? NULL : encode_store(self->profile, meta);
 }
 
+/* ---- snapshot (the live card) --------------------------------------------- */
+
+typedef struct {
+    unsigned long long tid;
+    char *name; /* malloc'd UTF-8 */
+    size_t len;
+    int is_main;
+} thread_name;
+
+static void free_names(thread_name *n, size_t k) {
+    for (size_t i = 0; i < k; i++) free(n[i].name);
+    free(n);
+}
+
+/* names: a sequence of (tid, name, is_main), copied so the encode can run
+ * without the GIL. */
+static thread_name *copy_names(PyObject *names, size_t *count) {
+    PyObject *seq = PySequence_Fast(names, "names must be a sequence of (tid, name, is_main)");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    thread_name *out = calloc((size_t)n + 1, sizeof *out);
+    size_t k = 0;
+    if (!out) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *name;
+        Py_ssize_t len;
+        int is_main;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i), "Ks#p", &out[k].tid, &name, &len,
+                              &is_main))
+            goto fail;
+        out[k].name = malloc((size_t)len + 1);
+        if (!out[k].name) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        memcpy(out[k].name, name, (size_t)len);
+        out[k].len = (size_t)len;
+        out[k].is_main = is_main;
+        k++;
+    }
+    Py_DECREF(seq);
+    *count = k;
+    return out;
+fail:
+    Py_DECREF(seq);
+    if (out) free_names(out, k);
+    return NULL;
+}
+
+/* Without the GIL, under snap_lock: sync the mirror, then make a clone of
+ * it with the names, the memory rows and the timeline so far added. The
+ * sampler waits only for the sync; the rest is this thread's work. */
+static const char *snapshot_take(Session *self, const thread_name *names, size_t nnames) {
+    if (self->state != 1) return "the session is not running";
+    mfp_profile_free(self->snap);
+    self->snap = NULL;
+    if (!self->mirror && !(self->mirror = mfp_profile_new(0))) return "out of memory";
+    if (mfp_sampler_snapshot(self->sampler, self->mirror, NULL) != 0) return "out of memory";
+    mfp_profile *e = mfp_profile_clone(self->mirror);
+    if (!e) return "out of memory";
+    for (size_t i = 0; i < nnames; i++) {
+        uint32_t sidx = mfp_profile_string(e, names[i].name, names[i].len);
+        if (sidx == MFP_NONE) goto oom;
+        /* Only threads that were sampled: a name alone is not a thread of the profile. */
+        size_t nth;
+        const mfp_thread *th = mfp_profile_threads(e, &nth);
+        for (size_t j = 0; j < nth; j++)
+            if (th[j].tid == names[i].tid) {
+                mfp_profile_thread(e, names[i].tid, sidx, names[i].is_main ? MFP_THREAD_MAIN : 0);
+                break;
+            }
+    }
+    if (self->timeline && mfp_timeline_export(self->timeline, e, self->t0_ns) != 0) goto oom;
+    if (self->heap) mfp_heap_snapshot(self->heap, e); /* a memory-less card beats none */
+    self->snap = e;
+    return NULL;
+oom:
+    mfp_profile_free(e);
+    return "out of memory";
+}
+
+static PyObject *Session_snapshot(Session *self, PyObject *names) {
+    if (self->state != 1) {
+        PyErr_SetString(PyExc_RuntimeError, "snapshot() needs a running session");
+        return NULL;
+    }
+    size_t nnames = 0;
+    thread_name *tn = copy_names(names, &nnames);
+    if (!tn) return NULL;
+    const char *err;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&self->snap_lock);
+    err = snapshot_take(self, tn, nnames);
+    pthread_mutex_unlock(&self->snap_lock);
+    Py_END_ALLOW_THREADS
+    free_names(tn, nnames);
+    if (err) {
+        PyErr_Format(PyExc_RuntimeError, "snapshot failed: %s", err);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* Encodes without the GIL too: a long run's profile takes milliseconds. */
+static PyObject *Session_encode_snapshot(Session *self, PyObject *meta) {
+    if (!PyUnicode_Check(meta)) {
+        PyErr_SetString(PyExc_TypeError, "meta must be a JSON string");
+        return NULL;
+    }
+    Py_ssize_t mlen;
+    const char *m = PyUnicode_AsUTF8AndSize(meta, &mlen);
+    if (!m) return NULL;
+    char *mcopy = malloc((size_t)mlen + 1);
+    if (!mcopy) return PyErr_NoMemory();
+    memcpy(mcopy, m, (size_t)mlen + 1);
+    uint8_t *buf = NULL;
+    size_t n = 0;
+    int had = 0;
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&self->snap_lock);
+    if (self->snap) {
+        had = 1;
+        if (mfp_profile_set_meta(self->snap, mcopy, (size_t)mlen) == 0)
+            buf = mfp_profile_encode(self->snap, &n);
+        mfp_profile_free(self->snap);
+        self->snap = NULL;
+    }
+    pthread_mutex_unlock(&self->snap_lock);
+    Py_END_ALLOW_THREADS
+    free(mcopy);
+    if (!had) {
+        PyErr_SetString(PyExc_RuntimeError, "encode_snapshot() needs a snapshot() first");
+        return NULL;
+    }
+    if (!buf) return PyErr_NoMemory();
+    PyObject *out = PyBytes_FromStringAndSize((const char *)buf, (Py_ssize_t)n);
+    free(buf);
+    return out;
+}
+
 static PyObject *Session_stats(Session *self, PyObject *Py_UNUSED(ignored)) {
-    if (require_stopped(self)) return NULL;
+    if (self->state == 0) {
+        require_stopped(self);
+        return NULL;
+    }
+    int running = self->state == 1;
     mfp_sampler_stats st;
     mfp_sampler_get_stats(self->sampler, &st);
     PyObject *dropped = PyDict_New();
@@ -311,17 +479,19 @@ static PyObject *Session_stats(Session *self, PyObject *Py_UNUSED(ignored)) {
         Py_DECREF(v);
     }
     char heap_info[4096] = "";
+    /* While running, the heap's numbers are those of the last snapshot. */
     if (self->heap) mfp_heap_info_json(self->heap, heap_info, sizeof heap_info);
     PyObject *info = timeline_info(self->timeline);
     if (!info) {
         Py_DECREF(dropped);
         return NULL;
     }
-    mfp_profile_counts c;
-    mfp_profile_get_counts(self->profile, &c);
+    mfp_profile_counts c = {.decimation = 1};
+    if (!running) mfp_profile_get_counts(self->profile, &c); /* the sampler's while running */
+    uint64_t t1 = running ? mono_ns() : self->t1_ns;
     return Py_BuildValue("{sKsKsNsKsKsssNsssIsKssss}", "passes", st.passes, "samples", st.samples,
                          "dropped", dropped, "busy_ns", st.busy_ns, "duration_ns",
-                         self->t1_ns - self->t0_ns, "mechanism", mfp_sampler_mode(self->sampler),
+                         t1 - self->t0_ns, "mechanism", mfp_sampler_mode(self->sampler),
                          "timeline_info", info, "timeline_error", self->timeline_error,
                          "decimation", c.decimation, "start_ns", self->t0_ns, "heap_info",
                          heap_info, "heap_error", self->heap_error);
@@ -333,7 +503,11 @@ static PyMethodDef Session_methods[] = {
     {"name_thread", (PyCFunction)Session_name_thread, METH_VARARGS,
      "name_thread(tid, name, is_main): name a thread seen while sampling."},
     {"encode", (PyCFunction)Session_encode, METH_O, "encode(meta_json) -> profile bytes"},
-    {"stats", (PyCFunction)Session_stats, METH_NOARGS, "Counters of the run."},
+    {"stats", (PyCFunction)Session_stats, METH_NOARGS, "Counters of the run (so far, while running)."},
+    {"snapshot", (PyCFunction)Session_snapshot, METH_O,
+     "snapshot([(tid, name, is_main)]): take the profile so far, without stopping"},
+    {"encode_snapshot", (PyCFunction)Session_encode_snapshot, METH_O,
+     "encode_snapshot(meta_json) -> bytes of the last snapshot"},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject SessionType = {
@@ -831,7 +1005,17 @@ static PyObject *native_decode(PyObject *Py_UNUSED(mod), PyObject *arg) {
     return out;
 }
 
+/* For the profiler's own Python threads: neither sampled nor counted in
+ * the memory profile. */
+static PyObject *native_ignore_this_thread(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(arg)) {
+    mfp_sampler_ignore_thread((uint64_t)syscall(SYS_gettid));
+    mfp_heap_ignore_this_thread();
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"ignore_this_thread", native_ignore_this_thread, METH_NOARGS,
+     "ignore_this_thread(): the calling thread is not profiled (CPU or memory) from now on"},
     {"decode", native_decode, METH_O, "decode(bytes) -> dict of the profile's tables"},
     {"thread_names", native_thread_names, METH_NOARGS,
      "thread_names() -> {native tid: name} of threads seen since the last Session started"},

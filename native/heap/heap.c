@@ -987,8 +987,8 @@ void mfp_heap_free(mfp_heap *h) {
 
 /* ---- results ------------------------------------------------------------- */
 
-static uint64_t live_at_peak(const mfp_heap *h, const stack_stat *s) {
-    return s->saved_gen == h->peak_gen ? s->saved : s->live;
+static uint64_t live_at_peak(uint32_t peak_gen, const stack_stat *s) {
+    return s->saved_gen == peak_gen ? s->saved : s->live;
 }
 
 typedef struct {
@@ -1039,12 +1039,13 @@ static uint32_t import_stack(importer *im, uint32_t s) {
     return node;
 }
 
-int mfp_heap_export(const mfp_heap *h, mfp_profile *p) {
-    if (!h || !h->store || h->running) return h && !h->running ? 0 : -1;
+/* MEMORY rows of store/stats (as at the peak of generation peak_gen) into p. */
+static int export_rows(const mfp_profile *store, const stack_stat *stats, size_t nstats,
+                       uint32_t peak_gen, mfp_profile *p) {
     size_t nstacks, nframes;
-    mfp_profile_stacks(h->store, &nstacks);
-    mfp_profile_frames(h->store, &nframes);
-    importer im = {h->store, p, malloc((nstacks + 1) * sizeof(uint32_t)),
+    mfp_profile_stacks(store, &nstacks);
+    mfp_profile_frames(store, &nframes);
+    importer im = {store, p, malloc((nstacks + 1) * sizeof(uint32_t)),
                    malloc((nframes + 1) * sizeof(uint32_t)), nframes};
     int rc = 0;
     if (!im.stack_map || !im.frame_map) {
@@ -1053,9 +1054,9 @@ int mfp_heap_export(const mfp_heap *h, mfp_profile *p) {
     }
     memset(im.stack_map, 0xFF, (nstacks + 1) * sizeof(uint32_t));
     memset(im.frame_map, 0xFF, (nframes + 1) * sizeof(uint32_t));
-    for (size_t s = 0; s < nstacks && s < h->nstats; s++) {
-        const stack_stat *st = &h->stats[s];
-        uint64_t live = live_at_peak(h, st);
+    for (size_t s = 0; s < nstacks && s < nstats; s++) {
+        const stack_stat *st = &stats[s];
+        uint64_t live = live_at_peak(peak_gen, st);
         uint64_t count = (uint64_t)(st->count + 0.5);
         if (!live && !st->alloc) continue;
         uint32_t node = import_stack(&im, (uint32_t)s);
@@ -1064,6 +1065,39 @@ int mfp_heap_export(const mfp_heap *h, mfp_profile *p) {
 done:
     free(im.stack_map);
     free(im.frame_map);
+    return rc;
+}
+
+int mfp_heap_export(const mfp_heap *h, mfp_profile *p) {
+    if (!h || !h->store || h->running) return h && !h->running ? 0 : -1;
+    return export_rows(h->store, h->stats, h->nstats, h->peak_gen, p);
+}
+
+void mfp_heap_ignore_this_thread(void) { tls.busy = 1; }
+
+/* Under the lock the hooks' slow path takes, with this thread marked busy
+ * so nothing it does is sampled. The heap's result fields of h are
+ * filled in from G, as stop would, for mfp_heap_info_json. */
+int mfp_heap_snapshot(mfp_heap *h, mfp_profile *p) {
+    if (!h || !h->running) return -1;
+    int busy = tls.busy;
+    tls.busy = 1;
+    pthread_mutex_lock(&G.lock);
+    int rc = -1;
+    if (atomic_load(&G.active) && G.store && getpid() == G.pid) {
+        rc = export_rows(G.store, G.stats, G.nstats, G.peak_gen, p);
+        h->peak = G.peak;
+        h->alloc_total = G.alloc_total;
+        h->samples = G.samples;
+        h->dropped = G.dropped;
+        h->live_at_stop = G.live;
+        h->live_samples = atomic_load(&G.table)->live;
+        h->rss_at_peak = G.rss_at_peak;
+    }
+    pthread_mutex_unlock(&G.lock);
+    tls.busy = busy;
+    struct rusage ru;
+    if (rc == 0 && getrusage(RUSAGE_SELF, &ru) == 0) h->rss_peak = (uint64_t)ru.ru_maxrss * 1024u;
     return rc;
 }
 

@@ -30,7 +30,8 @@
  * profile; the caller keeps owning that profile.
  *
  * Threads: start/stop/export/info/free are called by one controlling
- * thread with the GIL held. The hooks run on any thread, with or without
+ * thread with the GIL held; mfp_heap_snapshot by one thread at a time while
+ * running, with or without the GIL (module.c serialises it with stop). The hooks run on any thread, with or without
  * the GIL, and are reentrancy-safe, thread-safe and fork-safe: in a forked
  * child they pass through (nothing is recorded there; stop in the child
  * only removes the hooks). After stop the hooks are removed; memory
@@ -61,10 +62,25 @@ void mfp_heap_stop(mfp_heap *h);
  * need. Only after stop. 0, or -1 when out of memory or still running. */
 int mfp_heap_export(const mfp_heap *h, mfp_profile *p);
 
+/* While running, from any one thread (the live card's; GIL not needed):
+ * add the MEMORY rows so far (live bytes at the peak so far, allocated so
+ * far) to p, as mfp_heap_export does at stop, and take the counters that
+ * mfp_heap_info_json reports. Holds the hooks' slow-path lock for a copy
+ * proportional to the distinct allocation stacks; allocations that are not
+ * sampled never wait. 0, or -1 when out of memory or not running. */
+int mfp_heap_snapshot(mfp_heap *h, mfp_profile *p);
+
 /* A JSON object for META["memory"] (keys in docs/FORMAT.md, META), with a
- * "notes" list of strings for the card. Only after stop. Writes at most cap
- * bytes (NUL-terminated); returns the length it needed. */
+ * "notes" list of strings for the card. After stop, or while running as of
+ * the last mfp_heap_snapshot (the controlling thread and the snapshot's
+ * must not call them at once). Writes at most cap bytes (NUL-terminated);
+ * returns the length it needed. */
 size_t mfp_heap_info_json(const mfp_heap *h, char *buf, size_t cap);
+
+/* From now on the calling thread's allocations and frees pass through the
+ * hooks unrecorded: for the profiler's own Python threads (the live card),
+ * whose memory is not the step's. Any thread, any time; for good. */
+void mfp_heap_ignore_this_thread(void);
 
 /* Stop if running, then free. NULL is ignored. */
 void mfp_heap_free(mfp_heap *h);

@@ -586,3 +586,163 @@ void mfp_profile_get_counts(const mfp_profile *p, mfp_profile_counts *out) {
     out->decimation = p->stride;
     out->samples_seen = p->samples_seen;
 }
+
+/* ---- snapshots --------------------------------------------------------- */
+
+/* A copy of n elements of elem bytes (NULL for none); *ok cleared on OOM. */
+static void *dup_arr(const void *src, size_t n, size_t elem, int *ok) {
+    if (!src || !n)
+        return NULL;
+    void *d = st_malloc(n * elem);
+    if (!d) {
+        *ok = 0;
+        return NULL;
+    }
+    memcpy(d, src, n * elem);
+    return d;
+}
+
+static void dup_itab(itab *dst, const itab *src, int *ok) {
+    *dst = *src;
+    dst->slots = src->slots ? dup_arr(src->slots, (size_t)src->mask + 1, sizeof *src->slots, ok)
+                            : NULL;
+    if (!dst->slots) {
+        dst->mask = 0;
+        dst->used = 0;
+    }
+}
+
+/* Every table and index copied block by block: no key is hashed again, so a
+ * clone costs a memcpy of the store. */
+mfp_profile *mfp_profile_clone(const mfp_profile *p) {
+    if (!p)
+        return NULL;
+    mfp_profile *q = st_malloc(sizeof *q);
+    if (!q)
+        return NULL;
+    int ok = 1;
+    *q = *p;
+    q->sbuf = dup_arr(p->sbuf, p->sbuf_len, 1, &ok);
+    q->sbuf_cap = p->sbuf_len;
+    q->strs = dup_arr(p->strs, p->nstr, sizeof *p->strs, &ok);
+    q->cap_str = p->nstr;
+    dup_itab(&q->str_ix, &p->str_ix, &ok);
+    q->funcs = dup_arr(p->funcs, p->nfuncs, sizeof *p->funcs, &ok);
+    q->cap_funcs = p->nfuncs;
+    dup_itab(&q->func_ix, &p->func_ix, &ok);
+    q->frames = dup_arr(p->frames, p->nframes, sizeof *p->frames, &ok);
+    q->cap_frames = p->nframes;
+    dup_itab(&q->frame_ix, &p->frame_ix, &ok);
+    q->stacks = dup_arr(p->stacks, p->nstacks, sizeof *p->stacks, &ok);
+    q->cap_stacks = p->nstacks;
+    dup_itab(&q->stack_ix, &p->stack_ix, &ok);
+    q->threads = dup_arr(p->threads, p->nthreads, sizeof *p->threads, &ok);
+    q->thr = dup_arr(p->thr, p->nthreads, sizeof *p->thr, &ok);
+    q->cap_threads = q->cap_thr = p->nthreads;
+    dup_itab(&q->thread_ix, &p->thread_ix, &ok);
+    q->samples = dup_arr(p->samples, p->nsamples, sizeof *p->samples, &ok);
+    q->cap_samples = p->nsamples;
+    q->totals = dup_arr(p->totals, p->ntotals, sizeof *p->totals, &ok);
+    q->cap_totals = p->ntotals;
+    dup_itab(&q->total_ix, &p->total_ix, &ok);
+    q->mems = dup_arr(p->mems, p->nmems, sizeof *p->mems, &ok);
+    q->cap_mems = p->nmems;
+    dup_itab(&q->mem_ix, &p->mem_ix, &ok);
+    q->meta = p->meta ? dup_arr(p->meta, p->meta_len + 1, 1, &ok) : NULL;
+    q->series = dup_arr(p->series, p->nseries, sizeof *p->series, &ok);
+    q->cap_series = q->series ? p->nseries : 0;
+    size_t nseries = q->series ? p->nseries : 0;
+    q->nseries = 0; /* counts only the series whose points are copied, for free() */
+    for (size_t i = 0; i < nseries; i++) {
+        series_buf *s = &q->series[i];
+        s->t_ns = dup_arr(p->series[i].t_ns, s->n, sizeof *s->t_ns, &ok);
+        s->value = dup_arr(p->series[i].value, s->n, sizeof *s->value, &ok);
+        s->cap = s->n;
+        q->nseries = i + 1;
+        if (!ok)
+            break;
+    }
+    if (!ok) {
+        mfp_profile_free(q);
+        return NULL;
+    }
+    return q;
+}
+
+/* Entries that the source only appends (strings, functions, frames, stack
+ * nodes, new threads, new rows) are appended here as they were; rows the
+ * source updates in place (thread names, TOTALS and MEMORY counts) are
+ * overwritten. SAMPLES changes in place only at a thread's newest record
+ * (the weight of skipped samples goes there) or everywhere when decimation
+ * halves it (the stride doubles): so the newest record of every thread at
+ * the previous sync is copied again, then the new records — or, after a
+ * decimation, everything. */
+int mfp_profile_sync(mfp_profile *m, const mfp_profile *src) {
+    if (!m || !src)
+        return -1;
+    for (size_t i = m->nstr; i < src->nstr; i++)
+        if (mfp_profile_push_string(m, src->sbuf + src->strs[i].off, src->strs[i].len) != i)
+            goto fail;
+    for (size_t i = m->nfuncs; i < src->nfuncs; i++)
+        if (mfp_profile_push_func(m, src->funcs[i]) != i)
+            goto fail;
+    for (size_t i = m->nframes; i < src->nframes; i++)
+        if (mfp_profile_push_frame(m, src->frames[i]) != i)
+            goto fail;
+    for (size_t i = m->nstacks; i < src->nstacks; i++)
+        if (mfp_profile_push_stack(m, src->stacks[i]) != i)
+            goto fail;
+    size_t old_threads = m->nthreads;
+    for (size_t i = 0; i < old_threads && i < src->nthreads; i++)
+        m->threads[i] = src->threads[i];
+    for (size_t i = old_threads; i < src->nthreads; i++)
+        if (mfp_profile_push_thread(m, src->threads[i]) != i)
+            goto fail;
+
+    if (m->stride != src->stride || src->nsamples < m->nsamples) {
+        m->nsamples = 0;
+    } else {
+        for (size_t t = 0; t < old_threads; t++) {
+            uint32_t last = m->thr[t].last;
+            if (last != MFP_NONE && last < m->nsamples)
+                m->samples[last] = src->samples[last];
+        }
+    }
+    VEC_RESERVE(m->samples, m->cap_samples, src->nsamples, goto fail);
+    if (src->nsamples > m->nsamples)
+        memcpy(m->samples + m->nsamples, src->samples + m->nsamples,
+               (src->nsamples - m->nsamples) * sizeof *m->samples);
+    m->nsamples = src->nsamples;
+    if (src->nthreads)
+        memcpy(m->thr, src->thr, src->nthreads * sizeof *m->thr);
+    m->stride = src->stride;
+
+    size_t old = m->ntotals < src->ntotals ? m->ntotals : src->ntotals;
+    if (old)
+        memcpy(m->totals, src->totals, old * sizeof *m->totals);
+    for (size_t i = m->ntotals; i < src->ntotals; i++)
+        if (mfp_profile_push_total(m, src->totals[i]) != i)
+            goto fail;
+    old = m->nmems < src->nmems ? m->nmems : src->nmems;
+    if (old)
+        memcpy(m->mems, src->mems, old * sizeof *m->mems);
+    for (size_t i = m->nmems; i < src->nmems; i++)
+        if (mfp_profile_push_memory(m, src->mems[i]) != i)
+            goto fail;
+    for (size_t i = m->nseries; i < src->nseries; i++)
+        if (mfp_profile_push_series(m, src->series[i].name, src->series[i].unit,
+                                    src->series[i].scale) != i)
+            goto fail;
+    for (size_t i = 0; i < src->nseries; i++)
+        for (size_t k = m->series[i].n; k < src->series[i].n; k++)
+            if (mfp_profile_push_point(m, (uint32_t)i, src->series[i].t_ns[k],
+                                       src->series[i].value[k]) != 0)
+                goto fail;
+    m->samples_seen = src->samples_seen;
+    m->last_t_ns = src->last_t_ns;
+    m->max_samples = src->max_samples;
+    return 0;
+fail:
+    m->stride = 0; /* SAMPLES copied afresh next time */
+    return -1;
+}

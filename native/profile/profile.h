@@ -12,9 +12,11 @@
  * are malloc'd and owned by the caller.
  *
  * Threads: not thread-safe. One thread writes at a time; the engine hands
- * the store from the sampler thread to Python only after joining it. No
- * function here takes the GIL or calls into Python, so the sampler thread
- * may use all of it.
+ * the store from the sampler thread to Python only after joining it, and a
+ * snapshot of a running store is taken with mfp_profile_sync while its
+ * writer is held off (the sampler's lock, see sampler.h). No function here
+ * takes the GIL or calls into Python, so the sampler thread may use all of
+ * it.
  */
 #ifndef MFP_PROFILE_H
 #define MFP_PROFILE_H
@@ -141,5 +143,26 @@ uint8_t *mfp_profile_encode(const mfp_profile *p, size_t *out_len);
  * cap is raised to fit them; decimation starts again at 1) and is a
  * working store: interning finds the entries it holds. */
 mfp_profile *mfp_profile_decode(const uint8_t *buf, size_t len, const char **err);
+
+/* Snapshots of a store that another thread keeps writing (the live card).
+ *
+ * mfp_profile_sync brings `mirror` up to date with `src`, copying only what
+ * changed since the last sync: the new strings, functions, frames, stack
+ * nodes, threads and SAMPLES records, the newest SAMPLES record of each
+ * thread, and the TOTALS and MEMORY rows (updated in place; one row per
+ * distinct key); all of SAMPLES only after a decimation. So the writer is
+ * held off for a copy of about what it wrote since, not of the store.
+ * `mirror` starts as mfp_profile_new(0) and must receive nothing but syncs
+ * from the one `src` (its tables are src's prefix); its META is not
+ * touched. Nothing else may use src during the call. 0, or -1 when out of
+ * memory (the mirror stays a consistent prefix and the next sync copies
+ * SAMPLES afresh).
+ *
+ * mfp_profile_clone returns a deep copy of p (tables and indices copied as
+ * blocks, nothing re-hashed), a working store: extras for one encoding
+ * (thread names, memory rows, the timeline) go into a clone of the mirror,
+ * never into the mirror. NULL when out of memory. */
+int mfp_profile_sync(mfp_profile *mirror, const mfp_profile *src);
+mfp_profile *mfp_profile_clone(const mfp_profile *p);
 
 #endif

@@ -31,6 +31,10 @@
 #include <time.h>
 #include <unistd.h>
 
+static _Atomic uint64_t ignored_tid;
+
+void mfp_sampler_ignore_thread(uint64_t tid) { atomic_store(&ignored_tid, tid); }
+
 const char *const mfp_drop_reason_names[MFP_DROP_REASONS] = {
     "read_fault", "invalid", "too_deep", "no_memory"};
 
@@ -73,6 +77,9 @@ struct mfp_sampler {
     atomic_int stop;
     pthread_mutex_t lock;
     pthread_cond_t wake;
+    /* Held by a pass while it writes the store and the stats, and by
+     * mfp_sampler_snapshot: never held while waiting for the GIL. */
+    pthread_mutex_t store_lock;
 
     thread_entry *threads;
     size_t nthreads;
@@ -203,6 +210,7 @@ static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thr
     /* A thread that has not run since its last sample (waiting for the GIL,
      * a lock, I/O) cannot have changed its stack: reuse it, skipping every
      * read but the thread state's. */
+    if (ts->tid == atomic_load_explicit(&ignored_tid, memory_order_relaxed)) return;
     uint64_t cpu = thread_cpu_ns(ts->tid);
     thread_entry *te = thread_find(s, ts->tid);
     if (te && te->last_node != MFP_NONE && te->tstate == addr && te->cpu_ns == cpu) {
@@ -313,6 +321,7 @@ static uint32_t gil_frame(mfp_sampler *s, PyCodeObject *co, int line) {
 
 static void sample_all_gil(mfp_sampler *s, uint64_t t, uint64_t dt) {
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(s->interp); ts; ts = PyThreadState_Next(ts)) {
+        if ((uint64_t)ts->native_thread_id == atomic_load(&ignored_tid)) continue;
         PyFrameObject *f = PyThreadState_GetFrame(ts);
         int depth = 0;
         while (f) {
@@ -350,6 +359,7 @@ static void sample_all(mfp_sampler *s) {
             return;
         }
     }
+    pthread_mutex_lock(&s->store_lock);
     uint64_t t = now_ns();
     uint64_t gap = t - s->last_ns;
     s->last_ns = t;
@@ -369,11 +379,13 @@ static void sample_all(mfp_sampler *s) {
     if (!s->gil_mode) {
         sample_all_direct(s, t - s->t0_ns, dt);
         s->stats.busy_ns += now_ns() - woke;
+        pthread_mutex_unlock(&s->store_lock);
         return;
     }
     sample_all_gil(s, t - s->t0_ns, dt);
-    PyGILState_Release(g);
     s->stats.busy_ns += now_ns() - woke;
+    pthread_mutex_unlock(&s->store_lock);
+    PyGILState_Release(g);
 }
 
 static void *sampler_main(void *arg) {
@@ -417,6 +429,7 @@ void mfp_sampler_free(mfp_sampler *s) {
      * waiting sampler thread, and destroying it would wait forever. */
     if (getpid() == s->pid) {
         pthread_mutex_destroy(&s->lock);
+        pthread_mutex_destroy(&s->store_lock);
         pthread_cond_destroy(&s->wake);
     }
     free(s);
@@ -450,6 +463,7 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     s->t0_ns = s->last_ns = t0_ns;
     s->pid = getpid();
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->store_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -507,6 +521,19 @@ const char *mfp_sampler_mode(const mfp_sampler *s) { return s->mode; }
 int mfp_sampler_takes_gil(const mfp_sampler *s) { return s->gil_mode; }
 int mfp_sampler_knows_layout(void) { return mfp_python_layout_known(); }
 
+/* The lock is taken through a cast: the stats are logically read-only
+ * here, but a running pass writes them. */
 void mfp_sampler_get_stats(const mfp_sampler *s, mfp_sampler_stats *out) {
+    pthread_mutex_t *l = (pthread_mutex_t *)&s->store_lock;
+    pthread_mutex_lock(l);
     *out = s->stats;
+    pthread_mutex_unlock(l);
+}
+
+int mfp_sampler_snapshot(mfp_sampler *s, mfp_profile *mirror, mfp_sampler_stats *stats) {
+    pthread_mutex_lock(&s->store_lock);
+    int rc = mfp_profile_sync(mirror, s->profile);
+    if (stats) *stats = s->stats;
+    pthread_mutex_unlock(&s->store_lock);
+    return rc;
 }

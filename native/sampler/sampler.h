@@ -18,7 +18,11 @@
  * touch until mfp_sampler_stop returns.
  *
  * Threads: start and stop are called with the GIL held, by one thread.
- * Between them, only the sampler thread touches the store.
+ * Between them, only the sampler thread writes the store, each pass under
+ * the sampler's store lock; mfp_sampler_snapshot and mfp_sampler_get_stats
+ * (any thread, with or without the GIL) read under that lock. A GIL-taking
+ * pass takes the lock only once it holds the GIL and never waits for the
+ * GIL while holding it, so the lock and the GIL cannot deadlock.
  */
 #ifndef MFP_SAMPLER_H
 #define MFP_SAMPLER_H
@@ -72,7 +76,21 @@ void mfp_sampler_request_stop(mfp_sampler *s);
  * mfp_sampler_free stops too, under the same rule. */
 void mfp_sampler_stop(mfp_sampler *s);
 
+/* Any thread; waits for the pass in progress. */
 void mfp_sampler_get_stats(const mfp_sampler *s, mfp_sampler_stats *out);
+
+/* The profile so far, without stopping: between two passes, bring mirror up
+ * to date with the store (mfp_profile_sync: a copy of about what the
+ * sampler wrote since the last call) and copy the counters into stats (may
+ * be NULL). Holds the sampler off for that copy only; any thread (best
+ * without the GIL: the copy needs none), while the sampler runs or after
+ * it stopped.
+ * mfp_profile_sync's result. */
+int mfp_sampler_snapshot(mfp_sampler *s, mfp_profile *mirror, mfp_sampler_stats *stats);
+
+/* Never sample the thread with this OS tid (0 = none): the profiler's own
+ * Python thread (the live card). Process-wide, one thread; any thread. */
+void mfp_sampler_ignore_thread(uint64_t tid);
 
 /* How stacks are read, in words for the card, e.g. "without the GIL,
  * through process_vm_readv", or the GIL-taking fallback and why. */

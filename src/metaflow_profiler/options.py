@@ -146,6 +146,9 @@ DECORATOR: dict[str, Option] = {
     "create_card": Option(True, flag, "attach the card"),
     "compare": Option("previous", compare_target,
                       'what the card compares with: "previous" run, a run id or pathspec, or False'),
+    "live_interval": Option(10.0, seconds(1, 3600, off=True),
+                            "seconds between live-card updates while the step runs, stretching "
+                            "on long steps; 0 = off"),
 }
 
 

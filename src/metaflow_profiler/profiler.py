@@ -20,6 +20,16 @@ DEFAULT_MEMORY_RATE = ENGINE["memory_rate"].default
 _SPELLED = {"profiler": "backend", "sample_interval": "interval"}
 
 
+def exclude_this_thread() -> None:
+    """The calling thread is left out of every native profile from now on
+    (neither sampled nor counted in memory): for the profiler's own threads.
+    Without the compiled engine there is nothing to leave out of."""
+    from .native import engine
+
+    if engine is not None:
+        engine.ignore_this_thread()
+
+
 class ProfilerError(RuntimeError):
     """The profiler could not do its job (the profiled code is not affected)."""
 
@@ -72,11 +82,33 @@ class Profiler:
         runner.start()
         self._runner = runner
 
+    def snapshot(self, extra_meta: dict[str, Any] | None = None) -> bytes | None:
+        """The profile so far, in the byte format, without stopping; None when
+        the backend cannot take one (only the native sampler can). Safe from
+        another thread than the one that started the profiler; extra_meta is
+        merged into its META."""
+        runner = self._runner
+        if runner is None:
+            raise ProfilerError("this Profiler is not running")
+        take = getattr(runner, "snapshot", None)
+        return None if take is None else take(self._meta(extra_meta))
+
     def stop(self, extra_meta: dict[str, Any] | None = None) -> Profile:
         """Stop and return the Profile; extra_meta is merged into its META."""
         runner, self._runner = self._runner, None
         if runner is None:
             raise ProfilerError("this Profiler is not running")
+        meta = self._meta(extra_meta)
+        try:
+            data = runner.stop(meta)
+        except Exception as exc:  # the card must still say what happened
+            meta["error"] = {"type": type(exc).__name__, "message": str(exc),
+                             "traceback": traceback.format_exc()}
+            data = backends.empty_profile(meta)
+        self.profile = Profile.from_bytes(data)
+        return self.profile
+
+    def _meta(self, extra_meta: dict[str, Any] | None) -> dict[str, Any]:
         meta: dict[str, Any] = {
             "backend": self.backend,
             "python": _PYTHON,
@@ -87,15 +119,10 @@ class Profiler:
         }
         if self.options.memory and not backends.supports_memory(self.backend):
             meta["notes"].append(f"memory profile: the {self.backend!r} backend has none")
-        meta.update(extra_meta or {})
-        try:
-            data = runner.stop(meta)
-        except Exception as exc:  # the card must still say what happened
-            meta["error"] = {"type": type(exc).__name__, "message": str(exc),
-                             "traceback": traceback.format_exc()}
-            data = backends.empty_profile(meta)
-        self.profile = Profile.from_bytes(data)
-        return self.profile
+        extra = dict(extra_meta or {})
+        meta["notes"] = list(extra.pop("notes", [])) + meta["notes"]  # the caller's first
+        meta.update(extra)
+        return meta
 
     def __enter__(self) -> Profiler:
         self.start()

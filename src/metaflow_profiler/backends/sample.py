@@ -5,6 +5,7 @@ without the GIL (native/sampler), and a C poller records the resource timeline
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 from .. import _native
@@ -25,7 +26,19 @@ class SampleRunner:
         s = self._session
         s.stop()
         name_threads(s)
-        st = s.stats()
+        self._fill_meta(meta, s.stats())
+        return s.encode(meta_json(meta))
+
+    def snapshot(self, meta: dict[str, Any]) -> bytes:
+        """The profile so far, sampling on (the live card). Any thread; the
+        copy and the encoding run without the GIL (native Session.snapshot)."""
+        s = self._session
+        main = threading.main_thread().native_id
+        s.snapshot([(tid, name, tid == main) for tid, name in _native.thread_names().items()])
+        self._fill_meta(meta, s.stats())
+        return s.encode_snapshot(meta_json(meta))
+
+    def _fill_meta(self, meta: dict[str, Any], st: dict[str, Any]) -> None:
         meta.update(
             duration_ns=st["duration_ns"],
             samples_taken=st["samples"],
@@ -42,7 +55,6 @@ class SampleRunner:
         if self._memory:
             _memory_meta(meta, st)
         merge_timeline(meta, st)
-        return s.encode(meta_json(meta))
 
 
 def _memory_meta(meta: dict[str, Any], st: dict[str, Any]) -> None:

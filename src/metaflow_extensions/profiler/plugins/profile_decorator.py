@@ -11,7 +11,8 @@ Hooks, one job each: step_init checks the options and adds the card;
 add_to_package puts the engine into the code package for remote workers;
 task_pre_step starts the profiler; task_post_step and task_exception stop it
 and store the artifact; task_finished renders the card of a failed task,
-which Metaflow does not do by itself. Nothing here may change the step's
+which Metaflow does not do by itself. While the step runs, plugins/live.py
+keeps the card updated with the profile so far. Nothing here may change the step's
 outcome: a profiler failure is logged and shown on the card.
 """
 
@@ -25,6 +26,8 @@ from metaflow.decorators import StepDecorator
 from metaflow.exception import MetaflowException
 
 from metaflow_profiler.options import DECORATOR
+
+from . import live
 
 CARD_TYPE = "profile_card"
 ARTIFACT_FORMAT = 1
@@ -49,6 +52,8 @@ class ProfileCardDecorator(StepDecorator):
     memory: sampled allocation profiling, Python and native (default True).
     compare: what the card compares with: "previous" (default: the closest earlier
         successful run of this step), a run id or pathspec, or False.
+    live_interval: seconds between updates of the live card while the step
+        runs, stretching on long steps (default 10; 0 = off; see plugins/live.py).
 
     Defaults and bounds live in metaflow_profiler/options.py; values given
     as strings (`--with profile_card:memory=False`) are read there too.
@@ -131,6 +136,8 @@ class ProfileCardDecorator(StepDecorator):
         from metaflow_profiler import Profiler
 
         self._profiler = None
+        self._live = None
+        self._retry_count = retry_count
         self._start_error = None
         try:
             self._profiler = Profiler(options=self._options)
@@ -142,6 +149,22 @@ class ProfileCardDecorator(StepDecorator):
                 f"[@profile_card] profiler did not start, the step runs unprofiled: {exc}",
                 timestamp=False, bad=True,
             )
+        if self._profiler is not None and self.attributes["create_card"]:
+            self._start_live(flow, graph, step_name, run_id, task_id, retry_count)
+
+    def _start_live(self, flow, graph, step_name, run_id, task_id, retry_count):
+        def log(message: str) -> None:
+            self._logger(f"[@profile_card] {message}", timestamp=False, bad=True)
+
+        try:
+            self._live = live.start(
+                self._profiler, self.attributes["live_interval"], flow_name=flow.name,
+                run_id=run_id, step_name=step_name, task_id=task_id,
+                decorators=graph[step_name].decorators,
+                find_card=lambda: _our_card(graph, step_name),
+                meta=self._extra_meta(retry_count), log=log)
+        except Exception as exc:  # the final card still comes
+            log(f"no live card: {type(exc).__name__}: {exc}")
 
     def task_post_step(self, step_name, flow, graph, retry_count, max_user_code_retries):
         self._finish(flow, step_error=None)
@@ -152,6 +175,9 @@ class ProfileCardDecorator(StepDecorator):
         # Returning nothing: the step still fails with the user's exception.
 
     def _finish(self, flow: Any, step_error: dict[str, str] | None) -> None:
+        live_card = getattr(self, "_live", None)
+        if live_card is not None:
+            live_card.stop()
         try:
             setattr(flow, self.attributes["artifact_name"], self._artifact(step_error))
         except Exception as exc:  # never let the profiler change the step's outcome
@@ -161,12 +187,12 @@ class ProfileCardDecorator(StepDecorator):
     def _artifact(self, step_error: dict[str, str] | None) -> dict[str, Any]:
         from metaflow_profiler import Profile
 
-        extra = {
-            "step_failed": step_error is not None,
-            "title": f"step {self._step_name}",
-            # The card opens on the step's own code, below Metaflow's frames.
-            "focus": self._focus,
-        }
+        extra = dict(self._extra_meta(getattr(self, "_retry_count", 0)),
+                     step_failed=step_error is not None)
+        live_card = getattr(self, "_live", None)
+        if live_card is not None:
+            extra["live_updates"] = live_card.updates
+            extra["live_cpu_s"] = round(live_card.busy_s, 3)
         if step_error:
             extra["step_error"] = step_error
         error = self._start_error
@@ -189,25 +215,39 @@ class ProfileCardDecorator(StepDecorator):
             "profile": profile.to_bytes(),
         }
 
+    def _extra_meta(self, retry_count: int) -> dict[str, Any]:
+        return {
+            "step_failed": False,
+            "title": f"step {self._step_name}",
+            # The card opens on the step's own code, below Metaflow's frames.
+            "focus": self._focus,
+            "attempt": retry_count,
+        }
+
     def task_finished(self, step_name, flow, graph, is_task_ok, retry_count,
                       max_user_code_retries):
         if is_task_ok or not self.attributes["create_card"]:
             return
-        # Metaflow renders cards of successful tasks only; render ours here.
-        for deco in graph[step_name].decorators:
-            if _is_our_card(deco, step_name) and deco.card_creator:
+        # Metaflow renders cards of successful tasks only; render ours here,
+        # then the final data update that tells card viewers to stop polling.
+        deco = _our_card(graph, step_name)
+        if deco is not None and deco.card_creator:
+            for mode in ("render", "refresh"):
                 try:
                     deco.card_creator.create(
-                        mode="render", final=True, card_uuid=deco._card_uuid,
+                        mode=mode, final=True, card_uuid=deco._card_uuid,
                         user_set_card_id=deco._user_set_card_id,
                         runtime_card=deco._is_runtime_card,
                         decorator_attributes=deco.attributes, card_options=deco.card_options,
                         logger=self._logger,
                     )
                 except Exception as exc:
-                    self._logger(f"[@profile_card] could not render the card of the failed "
+                    self._logger(f"[@profile_card] could not {mode} the card of the failed "
                                  f"step: {exc}", timestamp=False, bad=True)
-                return
+
+
+def _our_card(graph: Any, step_name: str) -> Any:
+    return next((d for d in graph[step_name].decorators if _is_our_card(d, step_name)), None)
 
 
 def _is_our_card(deco: Any, step_name: str) -> bool:
