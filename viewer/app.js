@@ -164,7 +164,11 @@ function makeContext(P, M, store) {
     memTree: memo(["memWhich"], function (s) { return aggregateMemory(M, s.memWhich); }),
     // the step function's node in the whole-run tree (META "focus"), or -1
     focus: function () {
-      if (wholeTree === null) wholeTree = focusNode(M, aggregateCpu(M, { mask: null, cpuOnly: false, range: null }), P.meta.focus);
+      if (wholeTree === null) {
+        // a Metaflow step's function, or the script `python -m metaflow_profiler run` ran
+        var want = typeof P.meta.focus === "string" && P.meta.focus ? P.meta.focus : P.meta.entry;
+        wholeTree = focusNode(M, aggregateCpu(M, { mask: null, cpuOnly: false, range: null }), want);
+      }
       return wholeTree;
     },
     hasTab: function (id) { return !!(app && app.tabs[id]); },

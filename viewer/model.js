@@ -356,11 +356,15 @@ function threadTimes(P) {
 // The node the graph opens on: META "focus" names a function (the step
 // function); the heaviest outermost node of that function in the whole run,
 // or -1. A profile name ending in ".<focus>" names it too.
+// `name` may also be {name, file} (META entry): that exact function.
 function focusNode(M, tree, name) {
-  if (typeof name !== "string" || !name) return -1;
   var P = M.P, nf = P.funcName.length, want = new Uint8Array(nf), any = false, f;
-  for (f = 0; f < nf; f++) if (P.strings[P.funcName[f]] === name) want[f] = any = 1;
-  if (!any) {
+  if (name && typeof name === "object" && typeof name.name === "string") {
+    for (f = 0; f < nf; f++) if (P.strings[P.funcName[f]] === name.name && P.strings[P.funcFile[f]] === name.file) want[f] = any = 1;
+    name = "";
+  } else if (typeof name !== "string" || !name) return -1;
+  for (f = 0; f < nf && name; f++) if (P.strings[P.funcName[f]] === name) want[f] = any = 1;
+  if (!any && name) {
     var suffix = "." + name;
     for (f = 0; f < nf; f++) {
       var s = P.strings[P.funcName[f]];

@@ -65,6 +65,48 @@ function cpuCapacity(limits) {
   return "";
 }
 
+// The step's peak RSS: META rss (the kernel's peak of the profiled span,
+// or a lower bound when the process peaked before the start), else the
+// poller's exact peak, else the series'.
+function peakRss(P, meta) {
+  var r = objectOr(meta.rss), fig = figures(P, pollerInfo(meta), "rss_bytes");
+  var bytes = finite(r.peak_bytes);
+  if (bytes === null || !(bytes > 0)) bytes = fig && fig.peak > 0 ? fig.peak : 0;
+  if (!(bytes > 0)) return null;
+  return { bytes: bytes, atLeast: r.peak_source === "polled", avg: fig ? fig.avg : 0, children: finite(r.children_peak_bytes) || 0 };
+}
+
+// Whose cgroup figures are: META limits.cgroup_scope (issue 13).
+function cgroupWhose(meta) {
+  var scope = objectOr(meta.limits).cgroup_scope;
+  return scope === "container" ? "the container's cgroup (shared with other processes)" : scope === "step" ? "the step's cgroup" : "this cgroup";
+}
+
+// Disk and network totals and peaks. With META network, the sock_* series
+// are the process's own TCP traffic (the step's) and net_* the whole
+// network namespace's (not the step's: step = false).
+function ioFigures(P, meta) {
+  var info = pollerInfo(meta), net = objectOr(meta.network);
+  var nsOnly = net.net_scope === "namespace";
+  var rows = [
+    ["disk_read_Bps", "disk_read_bytes", "Disk read", "read", "disk_read", true],
+    ["disk_write_Bps", "disk_write_bytes", "Disk written", "written", "disk_write", true],
+    ["sock_recv_Bps", "sock_recv_bytes", "Net received", "received", "net_recv", true],
+    ["sock_sent_Bps", "sock_sent_bytes", "Net sent", "sent", "net_sent", true],
+    ["net_recv_Bps", "net_recv_bytes", nsOnly ? "Namespace received" : "Net received", "received", nsOnly ? "ns_recv" : "net_recv", !nsOnly],
+    ["net_sent_Bps", "net_sent_bytes", nsOnly ? "Namespace sent" : "Net sent", "sent", nsOnly ? "ns_sent" : "net_sent", !nsOnly],
+  ];
+  var out = [];
+  rows.forEach(function (d) {
+    var s = figures(P, info, d[0]);
+    var total = finite(info.totals[d[1]]);
+    if (total === null) total = rateTotal(seriesByName(P, d[0]));
+    if (!(total > 0) && !(s && s.peak > 0)) return;
+    out.push({ series: d[0], label: d[2], what: d[3], key: d[4], step: d[5], total: total, peak: s ? s.peak : 0 });
+  });
+  return out;
+}
+
 function isCalls(meta) {
   return meta.counts === "calls";
 }
@@ -109,30 +151,22 @@ function statCards(P, meta, duration) {
   }
   var oom = figures(P, info, "cgroup_oom_kills");
   var ooms = Math.max(oom ? oom.peak : 0, limits.oom_kills > 0 ? limits.oom_kills : 0);
-  if (ooms > 0) card("OOM kills", fmtNum(ooms, 0), "in this cgroup", "oom", true);
-  var rss = figures(P, info, "rss_bytes");
+  if (ooms > 0) card("OOM kills", fmtNum(ooms, 0), "in " + cgroupWhose(meta), "oom", true);
+  var peak = peakRss(P, meta);
   var memLimit = memoryLimit(P, meta);
-  if (rss && rss.peak > 0) {
-    if (memLimit > 0) {
-      var share = rss.peak / memLimit;
-      card("Peak RSS", fmtBytes(rss.peak), "of a " + fmtBytes(memLimit) + " limit (" + pct(share) + ")", "rss", share >= 0.9);
-    } else {
-      card("Peak RSS", fmtBytes(rss.peak), "avg " + fmtBytes(rss.avg), "rss");
-    }
+  if (peak) {
+    var sub = [];
+    if (peak.atLeast) sub.push("at least: the process peaked higher before the start");
+    if (memLimit > 0) sub.push("of a " + fmtBytes(memLimit) + " limit (" + pct(peak.bytes / memLimit) + ")");
+    else if (peak.avg > 0) sub.push("avg " + fmtBytes(peak.avg));
+    if (peak.children > 0) sub.push("children " + fmtBytes(peak.children));
+    card("Peak RSS", (peak.atLeast ? "≥ " : "") + fmtBytes(peak.bytes), sub.join(" · "), "rss", memLimit > 0 && peak.bytes / memLimit >= 0.9);
   } else if (memLimit > 0) {
     card("Memory limit", fmtBytes(memLimit), "cgroup", "memlimit");
   }
-  [
-    ["disk_read_Bps", "disk_read_bytes", "Disk read", "read", "disk_read"],
-    ["disk_write_Bps", "disk_write_bytes", "Disk written", "written", "disk_write"],
-    ["net_recv_Bps", "net_recv_bytes", "Net received", "received", "net_recv"],
-    ["net_sent_Bps", "net_sent_bytes", "Net sent", "sent", "net_sent"],
-  ].forEach(function (d) {
-    var s = figures(P, info, d[0]);
-    var total = finite(info.totals[d[1]]);
-    if (total === null) total = rateTotal(seriesByName(P, d[0]));
-    if (!(total > 0) && !(s && s.peak > 0)) return;
-    card(d[2], fmtBytes(total), s && s.peak > 0 ? "peak " + fmtBytes(s.peak) + "/s" : d[3] + " in total", d[4]);
+  ioFigures(P, meta).forEach(function (d) {
+    if (!d.step) return; // the namespace's traffic is not the step's: About says it
+    card(d.label, fmtBytes(d.total), d.peak > 0 ? "peak " + fmtBytes(d.peak) + "/s" : d.what + " in total", d.key);
   });
   P.series.forEach(function (s) {
     var m = /^gpu(\d+)_util_pct$/.exec(s.name);
@@ -213,9 +247,19 @@ function aboutRows(P, meta, duration, quietNotes) {
   if (limits.cpu_quota_cores > 0) mach.push("CPU quota " + fmtNum(limits.cpu_quota_cores, 2) + " cores");
   if (limits.memory_total_bytes > 0) mach.push(fmtBytes(limits.memory_total_bytes) + " RAM");
   if (limits.memory_limit_bytes > 0) mach.push("memory limit " + fmtBytes(limits.memory_limit_bytes));
-  if (limits.cgroup_memory_peak_bytes > 0) mach.push("cgroup memory peak " + fmtBytes(limits.cgroup_memory_peak_bytes) + " (the whole container, not only this step)");
+  if (limits.cgroup_memory_peak_bytes > 0) mach.push("cgroup memory peak " + fmtBytes(limits.cgroup_memory_peak_bytes) + " (" + cgroupWhose(meta) + ", since it was created)");
   if (limits.cgroup) mach.push("cgroup " + limits.cgroup);
   if (mach.length) rows.push(["Machine", mach.join(" · ")]);
+  var ns = ioFigures(P, meta).filter(function (d) { return !d.step; });
+  if (ns.length) {
+    rows.push(["Network namespace", ns.map(function (d) { return d.what + " " + fmtBytes(d.total); }).join(" · ") +
+      " — every process in the namespace (on a host network, the machine), not only this step"]);
+  }
+  var r = objectOr(meta.rss);
+  if (finite(r.peak_bytes)) {
+    var how = r.peak_source === "kernel" ? "the kernel's peak (VmHWM) for the profiled span" : "the largest RSS polled (a lower bound: the process had peaked higher before the start)";
+    rows.push(["Peak RSS", fmtBytes(r.peak_bytes) + ": " + how + (finite(r.children_peak_bytes) ? " · children " + fmtBytes(r.children_peak_bytes) : "")]);
+  }
   if (meta.start_unix_ns) {
     var d = new Date(meta.start_unix_ns / 1e6);
     if (!isNaN(d.getTime())) rows.push(["Started", d.toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC")]);
@@ -248,6 +292,6 @@ function metaError(v) {
 }
 
 export {
-  seriesByName, peakAvg, pollerInfo, figures, memoryLimit, isCalls, hasOnCpu, statCards, splitNotes, aboutRows,
+  seriesByName, peakAvg, pollerInfo, figures, memoryLimit, peakRss, cgroupWhose, ioFigures, isCalls, hasOnCpu, statCards, splitNotes, aboutRows,
   metaError, threadLabel, mainThread,
 };

@@ -129,3 +129,17 @@ def test_viewer_uses_the_constants_not_bare_numbers():
         text = path.read_text()
         assert not re.search(r"(Flags|flags|\bsf|\btf)\[[^\]]+\] & 1\b", text), path
         assert not re.search(r"kind === \d", text), path
+
+
+def test_every_meta_key_the_viewer_reads_is_documented():
+    fmt = (ROOT / "docs/FORMAT.md").read_text()
+    documented = set(re.findall(r"`([a-z_]+)`", fmt)) | set(re.findall(r"`[a-z_]+\.([a-z_]+)`", fmt))
+    read = set()
+    for path in (ROOT / "viewer").rglob("*.js"):
+        text = path.read_text()
+        read |= set(re.findall(r"\bmeta\.([a-z_]+)", text))
+        # nested objects: limits.x, timeline t.x, rss r.x, network net.x
+        read |= set(re.findall(r"\b(?:limits|info\.limits|net|r|t)\.([a-z_]+_[a-z_]+)\b", text))
+    assert read, "the pattern finds nothing: the test is broken"
+    missing = sorted(k for k in read if k not in documented)
+    assert not missing, f"META keys the card reads but docs/FORMAT.md does not document: {missing}"

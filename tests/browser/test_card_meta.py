@@ -345,3 +345,55 @@ def test_meta_of_the_wrong_shapes_never_breaks_the_card(card):
     assert c.page.locator("#mfp-problem").count() == 0
     c.page.locator("#mfp-about summary").click()
     assert c.page.locator("#mfp-env-notes li").all_inner_texts() == ["GPU: none"]
+
+
+def test_peak_rss_network_and_cgroup_say_whose_they_are(card):
+    """META rss / network / limits.cgroup_scope (the resource poller's):
+    the kernel's peak (or a lower bound), the process's own TCP bytes as the
+    step's, the namespace's apart, the container's cgroup named so."""
+    meta = {
+        "rss": {"peak_bytes": 614 * MiB, "peak_source": "kernel", "children_peak_bytes": 100 * MiB},
+        "network": {"net_scope": "namespace", "sock_scope": "process_tcp", "loopback": False},
+        "limits": {"cgroup": "v2", "cgroup_scope": "container", "cgroup_memory_peak_bytes": 10 * GiB,
+                   "memory_limit_bytes": 16 * GiB, "oom_kills": 1},
+        "timeline": {"totals": {"net_recv_bytes": 9 * GiB, "net_sent_bytes": 0, "sock_recv_bytes": 2 * MiB}},
+    }
+    page = card(render_html(limits_profile(meta), title="whose")).page
+    rss = page.locator('[data-stat="rss"]')
+    assert rss.locator(".stat-value").inner_text() == "614 MiB"  # not the series' 10 GiB
+    assert "children 100 MiB" in rss.inner_text() and "of a 16.0 GiB limit" in rss.inner_text()
+    # the step's own TCP bytes; the namespace's 9 GiB is not presented as the step's
+    assert page.locator('[data-stat="net_recv"] .stat-value').inner_text() == "2.00 MiB"
+    assert "9.00 GiB" not in page.locator("#mfp-stats").inner_text()
+    assert "the container's cgroup" in page.locator('[data-stat="oom"]').inner_text()
+    page.locator("#mfp-about summary").click()
+    about = page.locator("#mfp-about").inner_text()
+    assert "Network namespace" in about and "received 9.00 GiB" in about and "not only this step" in about
+    assert "cgroup memory peak 10.0 GiB (the container's cgroup" in about
+    assert "the kernel's peak (VmHWM)" in about
+    # a peak reached before the start: the figure is a lower bound and says so
+    meta["rss"] = {"peak_bytes": 534 * MiB, "peak_source": "polled"}
+    page = card(render_html(limits_profile(meta), title="polled"), name="b.html").page
+    rss = page.locator('[data-stat="rss"]')
+    assert rss.locator(".stat-value").inner_text() == "≥ 534 MiB" and "at least" in rss.inner_text()
+
+
+def test_a_script_profile_opens_on_the_script(card):
+    b = load_builder()()
+    S = b.string
+    th = b.thread(1, S("MainThread"), 1)
+    runpy_py = S("/usr/lib/python3.11/runpy.py")
+    runpy = [b.func(S(n), runpy_py, 1, 0) for n in ("_run_module_as_main", "_run_code")]
+    script = b.func(S("<module>"), S("train.py"), 1, 0)
+    other = b.func(S("<module>"), S("/usr/lib/python3.11/json/__init__.py"), 1, 0)
+    work = b.func(S("work"), S("train.py"), 5, 0)
+    p = -1
+    for f in (*runpy, script, other, work):
+        p = b.stack(p, b.frame(f, 1))
+    for i in range(10):
+        b.sample((i + 1) * 1_000_000, p, th, 1_000_000, 1)
+    meta = {"entry": {"name": "<module>", "file": "train.py"}}
+    c = card(render_html(b.encode(json.dumps(meta)), title="script"))
+    assert c.state()["zoomName"] == "<module>"
+    assert c.box("<module>")["depth"] == 2  # two faded runpy rows above it
+    assert "opened on <module>" in c.page.locator("#mfp-focus-hint").inner_text()

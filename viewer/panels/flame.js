@@ -67,7 +67,7 @@ registerPanel({
       },
       hint: function () {
         if (!(focus > 0 && fg.zoom === focus)) return null;
-        var h = el("span", "hint crumb-hint", "opened on the step function · Reset zoom shows the frames above");
+        var h = el("span", "hint crumb-hint", "opened on " + (info.name(fg.tree.func[focus]) || "the step") + " · Reset zoom shows the frames above");
         h.id = "mfp-focus-hint";
         return h;
       },

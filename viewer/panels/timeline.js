@@ -4,7 +4,7 @@
 // on the stack.
 
 import { registerPanel } from "../registry.js";
-import { fmtUnit, fmtBytes, fmtNum } from "../util.js";
+import { fmtUnit, fmtBytes, fmtNum, objectOr } from "../util.js";
 import { el } from "../dom.js";
 import { Timeline } from "../timeline.js";
 import { spread, functionActivity } from "../model.js";
@@ -106,13 +106,17 @@ registerPanel({
         nonZeroSeries("children_rss_bytes", "children", "#f59e0b"),
         // the cgroup's usage includes page cache: it says something only
         // beside its limit, and without one it flattens the RSS line
-        memoryLimit(P, P.meta) > 0 ? series("cgroup_mem_bytes", "cgroup", "#a855f7") : null,
+        memoryLimit(P, P.meta) > 0 ? series("cgroup_mem_bytes", objectOr(P.meta.limits).cgroup_scope === "container" ? "container cgroup" : "cgroup", "#a855f7") : null,
         series("cgroup_mem_limit_bytes", "limit", "#ef4444", true),
       ],
       format: fmtBytes,
     });
     add({ title: "Disk", series: [series("disk_read_Bps", "read", "#0ea5e9"), series("disk_write_Bps", "write", "#f59e0b")], format: fmtUnit("B/s"), skipZero: true });
-    add({ title: "Network", series: [series("net_recv_Bps", "recv", "#14b8a6"), series("net_sent_Bps", "sent", "#ec4899")], format: fmtUnit("B/s"), skipZero: true });
+    // the process's own TCP traffic when known; the namespace's apart, named so
+    var nsOnly = objectOr(P.meta.network).net_scope === "namespace";
+    add({ title: "Network", series: [series("sock_recv_Bps", "recv", "#14b8a6"), series("sock_sent_Bps", "sent", "#ec4899")].concat(
+      nsOnly ? [] : [series("net_recv_Bps", "recv", "#14b8a6"), series("net_sent_Bps", "sent", "#ec4899")]), format: fmtUnit("B/s"), skipZero: true });
+    if (nsOnly) add({ title: "Net (namespace)", series: [series("net_recv_Bps", "recv", "#5eead4"), series("net_sent_Bps", "sent", "#f9a8d4")], format: fmtUnit("B/s"), skipZero: true });
     var gpuUtil = [], gpuMem = [], k = 0;
     P.series.forEach(function (s) {
       var m = /^gpu(\d+)_util_pct$/.exec(s.name);
