@@ -104,7 +104,18 @@ function banners(root, meta, extraError) {
     root.appendChild(w);
   }
   if (extraError) root.appendChild(errorBlock("warn-card", "Card note", { type: "", message: extraError }));
-  var loud = splitNotes(meta).loud;
+  var split = splitNotes(meta);
+  if (split.live.length) {
+    // A snapshot taken while the step ran: the final card replaces it, or
+    // (the step was killed) it is the last one.
+    var live = el("div", "banner-live");
+    live.id = "mfp-live";
+    live.setAttribute("role", "status");
+    live.appendChild(el("div", "msg-title", "Live snapshot"));
+    split.live.forEach(function (line) { live.appendChild(el("div", "msg-body", line)); });
+    root.appendChild(live);
+  }
+  var loud = split.loud;
   if (loud.length) {
     var notes = el("ul", "notes");
     notes.id = "mfp-notes";

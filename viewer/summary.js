@@ -195,15 +195,20 @@ function statCards(P, meta, duration) {
 // on top.
 var QUIET_NOTE = /^(GPU\b|cgroup:|disk:|network:|process:|child processes:)/;
 
+// A live card's own notes (META "live", plugins/live.py) make its banner.
+var LIVE_NOTE = /^Live card: /;
+
 function splitNotes(meta) {
-  var loud = [], quiet = [];
+  var loud = [], quiet = [], live = [];
+  var isLive = meta.live && typeof meta.live === "object";
   if (Array.isArray(meta.notes)) {
     meta.notes.forEach(function (n) {
       var text = typeof n === "string" ? n : JSON.stringify(n);
-      (QUIET_NOTE.test(text) ? quiet : loud).push(text);
+      if (isLive && LIVE_NOTE.test(text)) live.push(text.replace(LIVE_NOTE, ""));
+      else (QUIET_NOTE.test(text) ? quiet : loud).push(text);
     });
   }
-  return { loud: loud, quiet: quiet };
+  return { loud: loud, quiet: quiet, live: live };
 }
 
 // "About this profile": {rows: [[label, text]], gist: [short bits]}.
