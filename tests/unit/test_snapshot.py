@@ -65,22 +65,24 @@ def test_stop_while_snapshots_are_taken():
         p.start()
         errors = []
 
-        def take(p, errors):
+        def take(p, errors, seen):
             while True:
                 try:
-                    p.snapshot()
+                    seen.append(Profile.from_bytes(p.snapshot()).stats()["samples"])
                 except ProfilerError:
                     return  # stopped: the facade says so
                 except RuntimeError as exc:  # stopped between the check and the copy
                     errors.append(str(exc))
                     return
 
-        t = threading.Thread(target=take, args=(p, errors))
+        seen = []
+        t = threading.Thread(target=take, args=(p, errors, seen))
         t.start()
         hot(0.2)
         profile = p.stop()
         t.join()
-        assert profile.stats()["samples"] > 0
+        # Nothing a snapshot saw is lost by the stop that raced it.
+        assert profile.stats()["samples"] >= max(seen, default=0)
         assert all("not running" in e or "running session" in e for e in errors), errors
 
 
