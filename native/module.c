@@ -297,7 +297,8 @@ static PyObject *Session_stop(Session *self, PyObject *Py_UNUSED(ignored)) {
     pthread_mutex_unlock(&self->snap_lock);
     if (self->timeline && mfp_timeline_export(self->timeline, self->profile, self->t0_ns) != 0)
         return PyErr_NoMemory();
-    if (self->heap && mfp_heap_export(self->heap, self->profile) != 0) return PyErr_NoMemory();
+    if (self->heap && mfp_heap_export(self->heap, self->profile, self->t0_ns) != 0)
+        return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 
@@ -391,7 +392,7 @@ static const char *snapshot_take(Session *self, const thread_name *names, size_t
             }
     }
     if (self->timeline && mfp_timeline_export(self->timeline, e, self->t0_ns) != 0) goto oom;
-    if (self->heap) mfp_heap_snapshot(self->heap, e); /* a memory-less card beats none */
+    if (self->heap) mfp_heap_snapshot(self->heap, e, self->t0_ns); /* a memory-less card beats none */
     self->snap = e;
     return NULL;
 oom:
@@ -952,6 +953,28 @@ static PyObject *decode_tables(const mfp_profile *p) {
                       "alloc_count", c3);
     c0 = c1 = c2 = c3 = NULL;
     if (!o || PyDict_SetItemString(out, "memory", o) < 0) goto fail;
+    Py_CLEAR(o);
+
+    const mfp_heap_event *he = mfp_profile_heap_events(p, &n);
+    COLUMN(c0, n, he[i].stack); COLUMN(c1, n, he[i].bytes); COLUMN(c2, n, he[i].t_alloc_ns);
+    c3 = PyList_New((Py_ssize_t)n); /* None: still live at the end */
+    if (!c3) goto fail;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *v = he[i].t_free_ns == MFP_STILL_LIVE ? Py_NewRef(Py_None)
+                                                        : PyLong_FromUnsignedLongLong(he[i].t_free_ns);
+        if (!v) goto fail;
+        PyList_SET_ITEM(c3, (Py_ssize_t)i, v);
+    }
+    o = Py_BuildValue("{sNsNsNsN}", "stack", c0, "bytes", c1, "t_alloc_ns", c2, "t_free_ns", c3);
+    c0 = c1 = c2 = c3 = NULL;
+    if (!o || PyDict_SetItemString(out, "heap_events", o) < 0) goto fail;
+    Py_CLEAR(o);
+
+    const mfp_leak *lk = mfp_profile_leaks(p, &n);
+    COLUMN(c0, n, lk[i].stack); COLUMN(c1, n, lk[i].live_bytes);
+    o = Py_BuildValue("{sNsN}", "stack", c0, "live_bytes", c1);
+    c0 = c1 = NULL;
+    if (!o || PyDict_SetItemString(out, "leaks", o) < 0) goto fail;
     Py_CLEAR(o);
 
     n = mfp_profile_series_count(p);

@@ -79,6 +79,7 @@
 #define KEY_TOMB ((uintptr_t)1)
 #define MAX_DEPTH 1024
 #define FRAME_CACHE_BITS 14
+#define EVENTS_MAX ((size_t)1 << 19) /* > TABLE_MAX_LIVE: compaction always makes room */
 #define SMALL_MAX 512 /* pymalloc's largest block, 3.8 .. 3.15 */
 
 enum { SRC_PYTHON, SRC_NATIVE, SRC_MMAP, SRC_KINDS };
@@ -121,8 +122,14 @@ static __thread tls_state tls __attribute__((tls_model("initial-exec")));
 typedef struct {
     uint64_t weight; /* estimated bytes this sample stands for */
     uint32_t stack;
-    uint32_t pad;
+    uint32_t ev;     /* its event in G.events, or MFP_NONE */
 } entry;
+
+/* When a sampled allocation was made and freed (0: not yet), monotonic ns. */
+typedef struct {
+    uint64_t t_alloc, t_free, weight;
+    uint32_t stack, pad;
+} hevent;
 
 typedef struct {
     _Atomic uintptr_t *keys;
@@ -159,6 +166,9 @@ static struct {
     uint32_t *ids;
 
     uint64_t live, peak, alloc_total, samples, dropped; /* (lock) */
+    hevent *events;      /* (lock) in t_alloc order, at most EVENTS_MAX */
+    size_t nevents, cap_events;
+    uint64_t min_life_ns, events_dropped; /* (lock) what compaction left out */
     uint32_t peak_gen;
     uint64_t rss_at_peak, rss_checked_peak;
     int statm_fd;
@@ -177,6 +187,9 @@ struct mfp_heap {
     size_t nstats;
     uint64_t peak, alloc_total, samples, dropped, live_at_stop, rss_at_peak, rss_peak;
     size_t live_samples;
+    hevent *events;
+    size_t nevents;
+    uint64_t min_life_ns, events_dropped;
     uint32_t peak_gen;
     int forked, fast_domains;
 };
@@ -341,7 +354,76 @@ static void account_alloc(uint32_t stack, uint64_t w, size_t n) {
     }
 }
 
-static void account_free(const entry *e) {
+static uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* (lock) Make room in a full event log: drop freed events that lived less
+ * than a threshold, doubled until a quarter of the log goes (they are the
+ * ones a time range shows least: allocated and gone within it), and move
+ * the live table's event indices with them. -1 when nothing can go. */
+static int events_compact(void) {
+    uint64_t life = G.min_life_ns ? G.min_life_ns : 1000000, longest = 0;
+    size_t n = G.nevents, gone;
+    for (size_t i = 0; i < n; i++)
+        if (G.events[i].t_free && G.events[i].t_free - G.events[i].t_alloc > longest)
+            longest = G.events[i].t_free - G.events[i].t_alloc;
+    for (;; life *= 2) {
+        gone = 0;
+        for (size_t i = 0; i < n; i++)
+            gone += G.events[i].t_free && G.events[i].t_free - G.events[i].t_alloc < life;
+        if (gone >= n / 4 || life > longest) break;
+    }
+    uint32_t *map = malloc(n * sizeof *map);
+    if (!gone || !map) {
+        free(map);
+        return -1;
+    }
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++) {
+        const hevent *e = &G.events[i];
+        if (e->t_free && e->t_free - e->t_alloc < life) {
+            map[i] = MFP_NONE;
+            continue;
+        }
+        map[i] = (uint32_t)j;
+        G.events[j++] = *e;
+    }
+    table *t = atomic_load(&G.table);
+    for (size_t i = 0; i < TABLE_CAP; i++) {
+        uintptr_t k = atomic_load_explicit(&t->keys[i], memory_order_relaxed);
+        if (k != KEY_EMPTY && k != KEY_TOMB && t->vals[i].ev < n) t->vals[i].ev = map[t->vals[i].ev];
+    }
+    free(map);
+    G.nevents = j;
+    G.min_life_ns = life;
+    return 0;
+}
+
+/* (lock) The index of a new event, or MFP_NONE (counted). */
+static uint32_t event_add(uint32_t stack, uint64_t w, uint64_t now) {
+    if (G.nevents == G.cap_events) {
+        if (G.cap_events < EVENTS_MAX) {
+            size_t cap = G.cap_events ? G.cap_events * 2 : 4096;
+            hevent *e = realloc(G.events, cap * sizeof *e);
+            if (e) {
+                G.events = e;
+                G.cap_events = cap;
+            }
+        }
+        if (G.nevents == G.cap_events && events_compact() != 0) {
+            G.events_dropped++;
+            return MFP_NONE;
+        }
+    }
+    G.events[G.nevents] = (hevent){now, 0, w, stack, 0};
+    return (uint32_t)G.nevents++;
+}
+
+static void account_free(const entry *e, uint64_t now) {
+    if (e->ev < G.nevents) G.events[e->ev].t_free = now;
     stack_stat *s = stat_for(e->stack);
     if (s) s->live = s->live > e->weight ? s->live - e->weight : 0;
     G.live = G.live > e->weight ? G.live - e->weight : 0;
@@ -412,14 +494,15 @@ static void record_alloc(void *p, size_t n, double w, int src) {
         G.dropped++;
         return;
     }
+    uint64_t now = now_ns();
     if (found) { /* freed without us seeing it: forget the old one */
-        account_free(&t->vals[i]);
+        account_free(&t->vals[i], now);
         t->live--;
     } else if (atomic_load_explicit(&t->keys[i], memory_order_relaxed) == KEY_EMPTY) {
         t->used++;
     }
     if (!found) filter_add((uintptr_t)p, 1);
-    t->vals[i] = (entry){(uint64_t)(w + 0.5), stack, 0};
+    t->vals[i] = (entry){(uint64_t)(w + 0.5), stack, event_add(stack, (uint64_t)(w + 0.5), now)};
     atomic_store_explicit(&t->keys[i], (uintptr_t)p, memory_order_release);
     t->live++;
     atomic_store(&G.live_entries, t->live);
@@ -486,7 +569,7 @@ __attribute__((noinline)) static void sample_free(void *p) {
         int found;
         size_t i = table_find(t, (uintptr_t)p, &found);
         if (found) {
-            account_free(&t->vals[i]);
+            account_free(&t->vals[i], now_ns());
             atomic_store_explicit(&t->keys[i], KEY_TOMB, memory_order_release);
             filter_add((uintptr_t)p, -1);
             t->live--;
@@ -867,9 +950,11 @@ mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
         pthread_mutex_lock(&G.lock);
         mfp_profile_free(G.store);
         free(G.stats);
+        free(G.events);
         G.store = NULL;
         G.stats = NULL;
-        G.nstats = 0;
+        G.events = NULL;
+        G.nstats = G.nevents = G.cap_events = 0;
         release_locked_state();
         if (G.statm_fd >= 0) close(G.statm_fd);
         G.statm_fd = -1;
@@ -913,6 +998,9 @@ mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
     atomic_store(&G.live_entries, 0);
     G.stats = NULL;
     G.nstats = 0;
+    G.events = NULL;
+    G.nevents = G.cap_events = 0;
+    G.min_life_ns = G.events_dropped = 0;
     G.rate = (double)rate_bytes;
     G.live = G.peak = G.alloc_total = G.samples = G.dropped = 0;
     G.peak_gen = 1;
@@ -961,9 +1049,14 @@ void mfp_heap_stop(mfp_heap *h) {
     h->live_samples = atomic_load(&G.table)->live;
     h->rss_at_peak = G.rss_at_peak;
     h->fast_domains = G.fast_domains;
+    h->events = G.events;
+    h->nevents = G.nevents;
+    h->min_life_ns = G.min_life_ns;
+    h->events_dropped = G.events_dropped;
     G.store = NULL;
     G.stats = NULL;
-    G.nstats = 0;
+    G.events = NULL;
+    G.nstats = G.nevents = G.cap_events = 0;
     release_locked_state();
     table_clear(&G.tables[0]);
     table_clear(&G.tables[1]);
@@ -972,6 +1065,14 @@ void mfp_heap_stop(mfp_heap *h) {
     if (G.statm_fd >= 0) close(G.statm_fd);
     G.statm_fd = -1;
     pthread_mutex_unlock(&G.lock);
+    /* One rule for the whole record: events made after the last compaction
+     * that lived less than its threshold go too. */
+    size_t j = 0;
+    for (size_t i = 0; i < h->nevents; i++) {
+        const hevent *e = &h->events[i];
+        if (!e->t_free || e->t_free - e->t_alloc >= h->min_life_ns) h->events[j++] = *e;
+    }
+    h->nevents = j;
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) h->rss_peak = (uint64_t)ru.ru_maxrss * 1024u;
     if (current == h) current = NULL;
@@ -982,13 +1083,25 @@ void mfp_heap_free(mfp_heap *h) {
     mfp_heap_stop(h);
     mfp_profile_free(h->store);
     free(h->stats);
+    free(h->events);
     free(h);
 }
 
 /* ---- results ------------------------------------------------------------- */
 
-static uint64_t live_at_peak(uint32_t peak_gen, const stack_stat *s) {
-    return s->saved_gen == peak_gen ? s->saved : s->live;
+/* What export reads: the frozen results after stop, or G under its lock. */
+typedef struct {
+    const mfp_profile *store;
+    const stack_stat *stats;
+    size_t nstats;
+    uint32_t peak_gen;
+    const hevent *events;
+    size_t nevents;
+    uint64_t min_life_ns;
+} view;
+
+static uint64_t live_at_peak(const view *v, const stack_stat *s) {
+    return s->saved_gen == v->peak_gen ? s->saved : s->live;
 }
 
 typedef struct {
@@ -1039,13 +1152,14 @@ static uint32_t import_stack(importer *im, uint32_t s) {
     return node;
 }
 
-/* MEMORY rows of store/stats (as at the peak of generation peak_gen) into p. */
-static int export_rows(const mfp_profile *store, const stack_stat *stats, size_t nstats,
-                       uint32_t peak_gen, mfp_profile *p) {
+static uint64_t since(uint64_t t, uint64_t t0) { return t > t0 ? t - t0 : 0; }
+
+static int export_view(const view *v, mfp_profile *p, uint64_t t0_ns) {
+    if (!v->store) return 0;
     size_t nstacks, nframes;
-    mfp_profile_stacks(store, &nstacks);
-    mfp_profile_frames(store, &nframes);
-    importer im = {store, p, malloc((nstacks + 1) * sizeof(uint32_t)),
+    mfp_profile_stacks(v->store, &nstacks);
+    mfp_profile_frames(v->store, &nframes);
+    importer im = {v->store, p, malloc((nstacks + 1) * sizeof(uint32_t)),
                    malloc((nframes + 1) * sizeof(uint32_t)), nframes};
     int rc = 0;
     if (!im.stack_map || !im.frame_map) {
@@ -1054,13 +1168,24 @@ static int export_rows(const mfp_profile *store, const stack_stat *stats, size_t
     }
     memset(im.stack_map, 0xFF, (nstacks + 1) * sizeof(uint32_t));
     memset(im.frame_map, 0xFF, (nframes + 1) * sizeof(uint32_t));
-    for (size_t s = 0; s < nstacks && s < nstats; s++) {
-        const stack_stat *st = &stats[s];
-        uint64_t live = live_at_peak(peak_gen, st);
+    for (size_t s = 0; s < nstacks && s < v->nstats; s++) {
+        const stack_stat *st = &v->stats[s];
+        uint64_t live = live_at_peak(v, st);
         uint64_t count = (uint64_t)(st->count + 0.5);
         if (!live && !st->alloc) continue;
         uint32_t node = import_stack(&im, (uint32_t)s);
         if (node == MFP_NONE || mfp_profile_memory(p, node, live, st->alloc, count) != 0) rc = -1;
+        /* Allocated while profiling and live at its end (or now). */
+        if (node != MFP_NONE && st->live && mfp_profile_leak(p, node, st->live) != 0) rc = -1;
+    }
+    for (size_t i = 0; i < v->nevents; i++) {
+        const hevent *e = &v->events[i];
+        if (e->t_free && e->t_free - e->t_alloc < v->min_life_ns) continue; /* as at stop */
+        uint32_t node = e->stack < nstacks ? import_stack(&im, e->stack) : MFP_NONE;
+        if (node == MFP_NONE ||
+            mfp_profile_heap_event(p, node, e->weight, since(e->t_alloc, t0_ns),
+                                   e->t_free ? since(e->t_free, t0_ns) : MFP_STILL_LIVE) != 0)
+            rc = -1;
     }
 done:
     free(im.stack_map);
@@ -1068,9 +1193,10 @@ done:
     return rc;
 }
 
-int mfp_heap_export(const mfp_heap *h, mfp_profile *p) {
-    if (!h || !h->store || h->running) return h && !h->running ? 0 : -1;
-    return export_rows(h->store, h->stats, h->nstats, h->peak_gen, p);
+int mfp_heap_export(const mfp_heap *h, mfp_profile *p, uint64_t t0_ns) {
+    if (!h || h->running) return -1;
+    view v = {h->store, h->stats, h->nstats, h->peak_gen, h->events, h->nevents, h->min_life_ns};
+    return export_view(&v, p, t0_ns);
 }
 
 void mfp_heap_ignore_this_thread(void) { tls.busy = 1; }
@@ -1078,14 +1204,15 @@ void mfp_heap_ignore_this_thread(void) { tls.busy = 1; }
 /* Under the lock the hooks' slow path takes, with this thread marked busy
  * so nothing it does is sampled. The heap's result fields of h are
  * filled in from G, as stop would, for mfp_heap_info_json. */
-int mfp_heap_snapshot(mfp_heap *h, mfp_profile *p) {
+int mfp_heap_snapshot(mfp_heap *h, mfp_profile *p, uint64_t t0_ns) {
     if (!h || !h->running) return -1;
     int busy = tls.busy;
     tls.busy = 1;
     pthread_mutex_lock(&G.lock);
     int rc = -1;
     if (atomic_load(&G.active) && G.store && getpid() == G.pid) {
-        rc = export_rows(G.store, G.stats, G.nstats, G.peak_gen, p);
+        view v = {G.store, G.stats, G.nstats, G.peak_gen, G.events, G.nevents, G.min_life_ns};
+        rc = export_view(&v, p, t0_ns);
         h->peak = G.peak;
         h->alloc_total = G.alloc_total;
         h->samples = G.samples;
@@ -1093,6 +1220,10 @@ int mfp_heap_snapshot(mfp_heap *h, mfp_profile *p) {
         h->live_at_stop = G.live;
         h->live_samples = atomic_load(&G.table)->live;
         h->rss_at_peak = G.rss_at_peak;
+        h->fast_domains = G.fast_domains;
+        h->nevents = G.nevents;
+        h->min_life_ns = G.min_life_ns;
+        h->events_dropped = G.events_dropped;
     }
     pthread_mutex_unlock(&G.lock);
     tls.busy = busy;
@@ -1111,16 +1242,25 @@ size_t mfp_heap_info_json(const mfp_heap *h, char *buf, size_t cap) {
         snprintf(notes + strlen(notes), sizeof notes - strlen(notes),
                  "%s\"memory: stopped in a forked child; only the parent is profiled\"",
                  notes[0] ? "," : "");
+    if (h->min_life_ns || h->events_dropped)
+        snprintf(notes + strlen(notes), sizeof notes - strlen(notes),
+                 "%s\"memory over time: allocations freed within %.0f ms of being made are left "
+                 "out (the time record keeps %zu)\"",
+                 notes[0] ? "," : "", (double)h->min_life_ns / 1e6, h->nevents);
     int n = snprintf(buf, cap,
                      "{\"rate_bytes\":%llu,\"peak_bytes\":%llu,\"rss_at_peak_bytes\":%llu,"
                      "\"rss_peak_bytes\":%llu,\"allocated_bytes\":%llu,\"samples\":%llu,"
                      "\"live_samples_at_stop\":%zu,\"live_bytes_at_stop\":%llu,\"dropped\":%llu,"
-                     "\"patched_slots\":%ld,\"patched_objects\":%zu,\"fast_hooks\":%s,\"notes\":[%s]}",
+                     "\"patched_slots\":%ld,\"patched_objects\":%zu,\"fast_hooks\":%s,"
+                     "\"events\":%zu,\"events_min_life_us\":%llu,\"events_dropped\":%llu,"
+                     "\"notes\":[%s]}",
                      (unsigned long long)h->rate, (unsigned long long)h->peak,
                      (unsigned long long)h->rss_at_peak, (unsigned long long)h->rss_peak,
                      (unsigned long long)h->alloc_total, (unsigned long long)h->samples,
                      h->live_samples, (unsigned long long)h->live_at_stop,
                      (unsigned long long)h->dropped, h->patched, h->patched_objects,
-                     h->fast_domains == 3 ? "true" : "false", notes);
+                     h->fast_domains == 3 ? "true" : "false", h->nevents,
+                     (unsigned long long)(h->min_life_ns / 1000),
+                     (unsigned long long)h->events_dropped, notes);
     return n < 0 ? 0 : (size_t)n;
 }

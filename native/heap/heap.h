@@ -12,8 +12,11 @@
  * the allocating thread's Python stack (a thread without Python frames gets
  * a "thread <name> (<tid>)" root; native allocations get a "[native malloc]"
  * or "[native mmap]" leaf). The tracker keeps the live sampled set and the
- * live bytes of every stack at the peak of the estimated live heap, plus the
- * total allocated per stack.
+ * live bytes of every stack at the peak of the estimated live heap, the
+ * total allocated per stack, what is still live at the stop (LEAKS), and
+ * when each sampled allocation was made and freed (HEAP_EVENTS, bounded:
+ * at most 2^19, the shortest-lived freed ones dropped first; META
+ * memory.events_min_life_us says below what lifetime).
  *
  * One tracker runs per process at a time (the hooks are process-wide).
  * Cost: in the PyMem/PyObject domains, when they are pymalloc (the usual
@@ -58,17 +61,22 @@ mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen);
 void mfp_heap_stop(mfp_heap *h);
 
 /* Add MEMORY rows (estimated live bytes at peak, total allocated, count per
- * stack) to p, importing the stacks, frames, functions and strings they
- * need. Only after stop. 0, or -1 when out of memory or still running. */
-int mfp_heap_export(const mfp_heap *h, mfp_profile *p);
+ * stack), LEAKS rows (live at stop per stack) and HEAP_EVENTS (times from
+ * t0_ns, the profile start on CLOCK_MONOTONIC) to p, importing the stacks,
+ * frames, functions and strings they need. Only after stop. 0, or -1 when
+ * out of memory or still running. */
+int mfp_heap_export(const mfp_heap *h, mfp_profile *p, uint64_t t0_ns);
 
 /* While running, from any one thread (the live card's; GIL not needed):
  * add the MEMORY rows so far (live bytes at the peak so far, allocated so
- * far) to p, as mfp_heap_export does at stop, and take the counters that
- * mfp_heap_info_json reports. Holds the hooks' slow-path lock for a copy
- * proportional to the distinct allocation stacks; allocations that are not
- * sampled never wait. 0, or -1 when out of memory or not running. */
-int mfp_heap_snapshot(mfp_heap *h, mfp_profile *p);
+ * far), LEAKS (live now) and HEAP_EVENTS so far (those not yet freed as
+ * still live) to p, as mfp_heap_export does at stop, and take the counters
+ * that mfp_heap_info_json reports. The live set, the per-stack counters and
+ * the event record are only changed under the hooks' slow-path lock, which
+ * this holds for a copy proportional to the distinct allocation stacks and
+ * the events; allocations that are not sampled never wait, sampled ones
+ * wait for the copy. 0, or -1 when out of memory or not running. */
+int mfp_heap_snapshot(mfp_heap *h, mfp_profile *p, uint64_t t0_ns);
 
 /* A JSON object for META["memory"] (keys in docs/FORMAT.md, META), with a
  * "notes" list of strings for the card. After stop, or while running as of

@@ -30,7 +30,9 @@ enum {
     TAG_TOTALS = 8,
     TAG_TIMELINE = 9,
     TAG_MEMORY = 10,
-    TAG_LAST = TAG_MEMORY,
+    TAG_HEAP_EVENTS = 13,
+    TAG_LEAKS = 14,
+    TAG_LAST = TAG_LEAKS, /* tags between known ones are skipped like unknown ones */
 };
 
 static const uint8_t MAGIC[6] = {'M', 'F', 'P', 'R', 'O', 'F'};
@@ -226,12 +228,42 @@ static void enc_memory(const mfp_profile *p, wbuf *s) {
         put_uv(s, p->mems[i].alloc_count);
 }
 
+static void enc_heap_events(const mfp_profile *p, wbuf *s) {
+    size_t n = p->nhevents;
+    const mfp_heap_event *e = p->hevents;
+    put_uv(s, n);
+    for (size_t i = 0; i < n; i++)
+        put_uv(s, e[i].stack);
+    for (size_t i = 0; i < n; i++)
+        put_uv(s, e[i].bytes);
+    uint64_t prev = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t t = ns_to_us(e[i].t_alloc_ns);
+        put_uv(s, t - prev); /* the store keeps events in t_alloc order */
+        prev = t;
+    }
+    for (size_t i = 0; i < n; i++) /* 0 = still live; else 1 + µs lived */
+        put_uv(s, e[i].t_free_ns == MFP_STILL_LIVE
+                      ? 0
+                      : 1 + ns_to_us(e[i].t_free_ns) - ns_to_us(e[i].t_alloc_ns));
+}
+
+static void enc_leaks(const mfp_profile *p, wbuf *s) {
+    size_t n = p->nleaks;
+    put_uv(s, n);
+    for (size_t i = 0; i < n; i++)
+        put_uv(s, p->leaks[i].stack);
+    for (size_t i = 0; i < n; i++)
+        put_uv(s, p->leaks[i].live_bytes);
+}
+
 uint8_t *mfp_profile_encode(const mfp_profile *p, size_t *out_len) {
     static void (*const enc[TAG_LAST + 1])(const mfp_profile *, wbuf *) = {
         [TAG_META] = enc_meta,         [TAG_STRINGS] = enc_strings, [TAG_FUNCS] = enc_funcs,
         [TAG_FRAMES] = enc_frames,     [TAG_STACKS] = enc_stacks,   [TAG_THREADS] = enc_threads,
         [TAG_SAMPLES] = enc_samples,   [TAG_TOTALS] = enc_totals,   [TAG_TIMELINE] = enc_timeline,
-        [TAG_MEMORY] = enc_memory,
+        [TAG_MEMORY] = enc_memory,     [TAG_HEAP_EVENTS] = enc_heap_events,
+        [TAG_LEAKS] = enc_leaks,
     };
     if (out_len)
         *out_len = 0;
@@ -241,6 +273,10 @@ uint8_t *mfp_profile_encode(const mfp_profile *p, size_t *out_len) {
     put_bytes(&out, MAGIC, sizeof MAGIC);
     put_uv(&out, FORMAT_VERSION);
     for (int tag = 1; tag <= TAG_LAST; tag++) {
+        /* Sections added after version 1's first ten are left out when
+         * empty, so a profile without them reads as it did before. */
+        if (!enc[tag] || (tag == TAG_HEAP_EVENTS && !p->nhevents) || (tag == TAG_LEAKS && !p->nleaks))
+            continue;
         sec.n = 0;
         enc[tag](p, &sec);
         if (sec.oom)
@@ -595,12 +631,62 @@ static int dec_memory(mfp_profile *p, rbuf *r) {
     return end_section(r);
 }
 
+static int dec_heap_events(mfp_profile *p, rbuf *r) {
+    size_t n;
+    rbuf c[4];
+    if (get_count(r, 4, &n) || split_columns(r, n, 4, c))
+        return -1;
+    uint64_t t_us = 0;
+    for (size_t i = 0; i < n; i++) {
+        mfp_heap_event e;
+        uint64_t dt, life;
+        if (get_index(&c[0], p->nstacks, &e.stack, "heap event: stack index out of range") ||
+            get_uv(&c[1], &e.bytes) || get_uv(&c[2], &dt) || get_uv(&c[3], &life))
+            break;
+        if (dt > UINT64_MAX - t_us || (life && life - 1 > UINT64_MAX - (t_us + dt))) {
+            fail(&c[2], "heap event time overflows");
+            break;
+        }
+        t_us += dt;
+        if (scale_up(&c[2], t_us, 1000, &e.t_alloc_ns))
+            break;
+        if (!life)
+            e.t_free_ns = MFP_STILL_LIVE;
+        else if (scale_up(&c[3], t_us + life - 1, 1000, &e.t_free_ns))
+            break;
+        if (mfp_profile_push_heap_event(p, e) == MFP_NONE)
+            return fail(r, OOM);
+    }
+    if (end_columns(r, 4, c))
+        return -1;
+    return end_section(r);
+}
+
+static int dec_leaks(mfp_profile *p, rbuf *r) {
+    size_t n;
+    rbuf c[2];
+    if (get_count(r, 2, &n) || split_columns(r, n, 2, c))
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        mfp_leak l;
+        if (get_index(&c[0], p->nstacks, &l.stack, "leak: stack index out of range") ||
+            get_uv(&c[1], &l.live_bytes))
+            break;
+        if (mfp_profile_push_leak(p, l) == MFP_NONE)
+            return fail(r, OOM);
+    }
+    if (end_columns(r, 2, c))
+        return -1;
+    return end_section(r);
+}
+
 mfp_profile *mfp_profile_decode(const uint8_t *buf, size_t len, const char **err) {
     static int (*const dec[TAG_LAST + 1])(mfp_profile *, rbuf *) = {
         [TAG_META] = dec_meta,         [TAG_STRINGS] = dec_strings, [TAG_FUNCS] = dec_funcs,
         [TAG_FRAMES] = dec_frames,     [TAG_STACKS] = dec_stacks,   [TAG_THREADS] = dec_threads,
         [TAG_SAMPLES] = dec_samples,   [TAG_TOTALS] = dec_totals,   [TAG_TIMELINE] = dec_timeline,
-        [TAG_MEMORY] = dec_memory,
+        [TAG_MEMORY] = dec_memory,     [TAG_HEAP_EVENTS] = dec_heap_events,
+        [TAG_LEAKS] = dec_leaks,
     };
     const char *dummy;
     if (!err)
@@ -655,7 +741,7 @@ mfp_profile *mfp_profile_decode(const uint8_t *buf, size_t len, const char **err
         return NULL;
     }
     for (int tag = 1; tag <= TAG_LAST; tag++) {
-        if (!seen[tag])
+        if (!seen[tag] || !dec[tag])
             continue;
         if (dec[tag](p, &sec[tag])) {
             *err = sec[tag].err ? sec[tag].err : "corrupt section";

@@ -54,6 +54,9 @@ void mfp_profile_free(mfp_profile *p) {
     itab_free(&p->total_ix);
     free(p->mems);
     itab_free(&p->mem_ix);
+    free(p->hevents);
+    free(p->leaks);
+    itab_free(&p->leak_ix);
     for (size_t i = 0; i < p->nseries; i++) {
         free(p->series[i].t_ns);
         free(p->series[i].value);
@@ -75,6 +78,7 @@ static uint32_t total_hash(uint32_t stack, uint32_t thread, uint32_t flags) {
     return hash_u32x4(stack, thread, flags, 0x746f74u);
 }
 static uint32_t mem_hash(uint32_t stack) { return mix64(stack ^ 0x6d656d0000000000ull); }
+static uint32_t leak_hash(uint32_t stack) { return mix64(stack ^ 0x6c65616b00000000ull); }
 
 /* ---- appenders (no interning) ------------------------------------------ */
 
@@ -453,6 +457,26 @@ int mfp_profile_total(mfp_profile *p, uint32_t stack, uint32_t thread, uint32_t 
     return 0;
 }
 
+uint32_t mfp_profile_push_heap_event(mfp_profile *p, mfp_heap_event e) {
+    if (!ROOM(p->nhevents))
+        return MFP_NONE;
+    VEC_RESERVE(p->hevents, p->cap_hevents, p->nhevents + 1, return MFP_NONE);
+    p->hevents[p->nhevents] = e;
+    return (uint32_t)p->nhevents++;
+}
+
+uint32_t mfp_profile_push_leak(mfp_profile *p, mfp_leak l) {
+    if (!ROOM(p->nleaks))
+        return MFP_NONE;
+    VEC_RESERVE(p->leaks, p->cap_leaks, p->nleaks + 1, return MFP_NONE);
+    if (itab_reserve(&p->leak_ix))
+        return MFP_NONE;
+    uint32_t i = (uint32_t)p->nleaks++;
+    p->leaks[i] = l;
+    itab_put(&p->leak_ix, leak_hash(l.stack), i);
+    return i;
+}
+
 /* ---- timeline, memory, meta -------------------------------------------- */
 
 uint32_t mfp_profile_series(mfp_profile *p, const char *name, const char *unit, uint32_t scale) {
@@ -504,6 +528,37 @@ int mfp_profile_memory(mfp_profile *p, uint32_t stack, uint64_t live_bytes,
     return mfp_profile_push_memory(p, m) == MFP_NONE ? -1 : 0;
 }
 
+int mfp_profile_heap_event(mfp_profile *p, uint32_t stack, uint64_t bytes, uint64_t t_alloc_ns,
+                           uint64_t t_free_ns) {
+    if (!p || stack >= p->nstacks)
+        return -1;
+    if (p->nhevents && t_alloc_ns < p->hevents[p->nhevents - 1].t_alloc_ns)
+        t_alloc_ns = p->hevents[p->nhevents - 1].t_alloc_ns;
+    if (t_free_ns != MFP_STILL_LIVE && t_free_ns < t_alloc_ns)
+        t_free_ns = t_alloc_ns;
+    mfp_heap_event e = {t_alloc_ns, t_free_ns, bytes, stack};
+    return mfp_profile_push_heap_event(p, e) == MFP_NONE ? -1 : 0;
+}
+
+int mfp_profile_leak(mfp_profile *p, uint32_t stack, uint64_t live_bytes) {
+    if (!p || stack >= p->nstacks)
+        return -1;
+    uint32_t h = leak_hash(stack);
+    if (p->leak_ix.slots) {
+        for (uint32_t pos = itab_first(&p->leak_ix, h);; pos = itab_next(&p->leak_ix, pos)) {
+            itab_slot sl = p->leak_ix.slots[pos];
+            if (sl.idx == MFP_NONE)
+                break;
+            if (sl.hash == h && p->leaks[sl.idx].stack == stack) {
+                p->leaks[sl.idx].live_bytes += live_bytes;
+                return 0;
+            }
+        }
+    }
+    mfp_leak l = {live_bytes, stack};
+    return mfp_profile_push_leak(p, l) == MFP_NONE ? -1 : 0;
+}
+
 int mfp_profile_set_meta(mfp_profile *p, const char *json, size_t len) {
     if (!p || (len && !json) || len == SIZE_MAX)
         return -1;
@@ -545,6 +600,8 @@ VIEW(mfp_profile_threads, mfp_thread, threads, nthreads)
 VIEW(mfp_profile_samples, mfp_sample, samples, nsamples)
 VIEW(mfp_profile_totals, mfp_total, totals, ntotals)
 VIEW(mfp_profile_memories, mfp_memory, mems, nmems)
+VIEW(mfp_profile_heap_events, mfp_heap_event, hevents, nhevents)
+VIEW(mfp_profile_leaks, mfp_leak, leaks, nleaks)
 #undef VIEW
 
 size_t mfp_profile_series_count(const mfp_profile *p) { return p ? p->nseries : 0; }

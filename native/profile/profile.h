@@ -89,6 +89,20 @@ int mfp_profile_point(mfp_profile *p, uint32_t series, uint64_t t_ns, int64_t va
 int mfp_profile_memory(mfp_profile *p, uint32_t stack, uint64_t live_bytes,
                        uint64_t alloc_bytes, uint64_t alloc_count);
 
+/* Memory over time: one sampled allocation, its estimated bytes, when it
+ * was made and when it was freed (MFP_STILL_LIVE: live at the end), times
+ * from the profile start. Events must come in t_alloc_ns order (a smaller
+ * one is taken as the previous time). 0, or -1 when out of memory or stack
+ * is not an existing index. */
+#define MFP_STILL_LIVE UINT64_MAX
+int mfp_profile_heap_event(mfp_profile *p, uint32_t stack, uint64_t bytes, uint64_t t_alloc_ns,
+                           uint64_t t_free_ns);
+
+/* Live at the end: estimated bytes allocated while profiling by a stack and
+ * still live when the profile ended (added up per stack). 0, or -1 when
+ * out of memory or stack is not an existing index. */
+int mfp_profile_leak(mfp_profile *p, uint32_t stack, uint64_t live_bytes);
+
 /* META is an opaque JSON string for the store; it is copied. */
 int mfp_profile_set_meta(mfp_profile *p, const char *json, size_t len);
 
@@ -101,6 +115,8 @@ typedef struct { uint64_t tid; uint32_t name, flags; } mfp_thread;
 typedef struct { uint64_t t_ns, weight_ns; uint32_t stack, thread, flags; } mfp_sample;
 typedef struct { uint64_t count, weight_ns; uint32_t stack, thread, flags; } mfp_total;
 typedef struct { uint64_t live_bytes, alloc_bytes, alloc_count; uint32_t stack; } mfp_memory;
+typedef struct { uint64_t t_alloc_ns, t_free_ns, bytes; uint32_t stack; } mfp_heap_event;
+typedef struct { uint64_t live_bytes; uint32_t stack; } mfp_leak;
 typedef struct {
     uint32_t name, unit, scale; /* name and unit are string indices */
     size_t n;
@@ -118,6 +134,8 @@ const mfp_thread *mfp_profile_threads(const mfp_profile *p, size_t *n);
 const mfp_sample *mfp_profile_samples(const mfp_profile *p, size_t *n);
 const mfp_total *mfp_profile_totals(const mfp_profile *p, size_t *n);
 const mfp_memory *mfp_profile_memories(const mfp_profile *p, size_t *n);
+const mfp_heap_event *mfp_profile_heap_events(const mfp_profile *p, size_t *n);
+const mfp_leak *mfp_profile_leaks(const mfp_profile *p, size_t *n);
 size_t mfp_profile_series_count(const mfp_profile *p);
 int mfp_profile_series_at(const mfp_profile *p, uint32_t i, mfp_series_view *out);
 const char *mfp_profile_meta(const mfp_profile *p, size_t *len); /* "" when unset */

@@ -232,6 +232,12 @@ struct mfp_profile {
     size_t nmems, cap_mems;
     itab mem_ix;
 
+    mfp_heap_event *hevents; /* in t_alloc_ns order */
+    size_t nhevents, cap_hevents;
+    mfp_leak *leaks;
+    size_t nleaks, cap_leaks;
+    itab leak_ix;
+
     series_buf *series;
     size_t nseries, cap_series;
 
@@ -253,6 +259,8 @@ uint32_t mfp_profile_push_thread(mfp_profile *p, mfp_thread t);
 uint32_t mfp_profile_push_sample(mfp_profile *p, mfp_sample s);
 uint32_t mfp_profile_push_total(mfp_profile *p, mfp_total t);
 uint32_t mfp_profile_push_memory(mfp_profile *p, mfp_memory m);
+uint32_t mfp_profile_push_heap_event(mfp_profile *p, mfp_heap_event e);
+uint32_t mfp_profile_push_leak(mfp_profile *p, mfp_leak l);
 uint32_t mfp_profile_push_series(mfp_profile *p, uint32_t name, uint32_t unit, uint32_t scale);
 int mfp_profile_push_point(mfp_profile *p, uint32_t series, uint64_t t_ns, int64_t value);
 

@@ -162,6 +162,12 @@ static mfp_profile *rich_profile(size_t cap, int nsamples) {
         mfp_profile_sample(p, t, node, th[i % 3], 1000 * (1 + rng() % 5), (uint32_t)(rng() & 1));
         if (i % 7 == 0)
             mfp_profile_memory(p, node, rng() % 100000, rng() % 1000000, rng() % 50);
+        if (i % 5 == 0) {
+            uint64_t life = 1000 * (rng() % 4000);
+            mfp_profile_heap_event(p, node, rng() % 1000000, t, i % 3 ? t + life : MFP_STILL_LIVE);
+        }
+        if (i % 11 == 0)
+            mfp_profile_leak(p, node, rng() % 100000);
     }
     uint32_t s1 = mfp_profile_series(p, "cpu_pct", "%", 1);
     uint32_t s2 = mfp_profile_series(p, "rss_bytes", "B", 0);
@@ -222,6 +228,16 @@ static int same_profile(const mfp_profile *a, const mfp_profile *b) {
     for (size_t i = 0; i < n; i++)
         if (ma[i].stack != mb[i].stack || ma[i].live_bytes != mb[i].live_bytes ||
             ma[i].alloc_bytes != mb[i].alloc_bytes || ma[i].alloc_count != mb[i].alloc_count)
+            return 0;
+    size_t n2;
+    const mfp_heap_event *ea = mfp_profile_heap_events(a, &n), *eb = mfp_profile_heap_events(b, &n2);
+    if (n != n2 || (n && memcmp(ea, eb, n * sizeof *ea)))
+        return 0;
+    const mfp_leak *ka = mfp_profile_leaks(a, &n), *kb = mfp_profile_leaks(b, &n2);
+    if (n != n2)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (ka[i].stack != kb[i].stack || ka[i].live_bytes != kb[i].live_bytes)
             return 0;
     for (uint32_t k = 0; k < ca.series; k++) {
         mfp_series_view va, vb;
@@ -349,6 +365,18 @@ static void test_sample_rules(void) {
     CHECK(mfp_profile_memory(p, s + 1, 5, 5, 2) == -1);
     const mfp_memory *m = mfp_profile_memories(p, &n);
     CHECK(n == 1 && m[0].live_bytes == 15 && m[0].alloc_bytes == 25 && m[0].alloc_count == 3);
+    CHECK(mfp_profile_leak(p, s, 7) == 0 && mfp_profile_leak(p, s, 3) == 0);
+    CHECK(mfp_profile_leak(p, s + 1, 1) == -1);
+    const mfp_leak *lk = mfp_profile_leaks(p, &n);
+    CHECK(n == 1 && lk[0].live_bytes == 10);
+    /* Events keep t_alloc order; a free is never before its allocation. */
+    CHECK(mfp_profile_heap_event(p, s, 100, 9000, 12000) == 0);
+    CHECK(mfp_profile_heap_event(p, s, 100, 8000, 7000) == 0);
+    CHECK(mfp_profile_heap_event(p, s, 100, 9500, MFP_STILL_LIVE) == 0);
+    CHECK(mfp_profile_heap_event(p, s + 1, 100, 9500, MFP_STILL_LIVE) == -1);
+    const mfp_heap_event *he = mfp_profile_heap_events(p, &n);
+    CHECK(n == 3 && he[1].t_alloc_ns == 9000 && he[1].t_free_ns == 9000 &&
+          he[2].t_free_ns == MFP_STILL_LIVE);
     mfp_profile_free(p);
 }
 
@@ -439,7 +467,7 @@ static void test_corrupt_inputs(void) {
         free(copy);
     }
     CHECK(ok);
-    CHECK(accepted == 10); /* cut after the header or after one of the first 9 sections */
+    CHECK(accepted == 12); /* cut after the header or after one of the first 11 sections */
 
     /* Random flips of 1–4 bytes, deterministic seed. */
     rng_state = 12345;

@@ -298,6 +298,101 @@ def test_every_size_class_counted_once_with_either_allocator(pymalloc):
         assert within(got[name]["live"], truth), (name, got[name], truth)
 
 
+def function_names(profile, stack) -> set[str]:
+    """Unqualified names of the functions on a stack."""
+    t = profile._t
+    s, funcs, frames, stacks = t["strings"], t["funcs"], t["frames"], t["stacks"]
+    out = set()
+    while stack != -1:
+        out.add(s[funcs["name"][frames["func"][stacks["frame"][stack]]]].rsplit(".", 1)[-1])
+        stack = stacks["parent"][stack]
+    return out
+
+
+def test_allocations_over_time_and_what_is_live_at_the_end():
+    """HEAP_EVENTS say when each sampled allocation was made and freed;
+    LEAKS what was allocated while profiling and still live at the stop.
+    1 MB buffers at a 64 KiB rate are always sampled, so the counts are exact."""
+    import time
+
+    def early():
+        return [bytearray(MB) for _ in range(10)]
+
+    def temp():
+        x = [bytearray(MB) for _ in range(10)]
+        time.sleep(0.02)
+        del x
+
+    def late():
+        return [bytearray(MB) for _ in range(5)]
+
+    before = [bytearray(MB) for _ in range(3)]  # made before the start: not ours
+    p = Profiler(memory=True, memory_rate=64 * 1024, timeline_interval=0)
+    p.start()
+    a = early()
+    temp()
+    b = late()
+    del a, before
+    prof = p.stop()
+    ev = prof._t["heap_events"]
+    rows = defaultdict(list)
+    for stack, size, t0, t1 in zip(ev["stack"], ev["bytes"], ev["t_alloc_ns"], ev["t_free_ns"]):
+        names = function_names(prof, stack) & {"early", "temp", "late"}
+        if names and size >= MB:
+            rows[names.pop()].append((t0, t1))
+    assert {k: len(v) for k, v in rows.items()} == {"early": 10, "temp": 10, "late": 5}, rows
+    assert all(t1 is not None for t0, t1 in rows["early"] + rows["temp"])
+    assert all(t1 is None for t0, t1 in rows["late"])
+    # In time order: early's allocations, temp's, temp's frees, late's, early's frees.
+    assert max(t0 for t0, _ in rows["early"]) <= min(t0 for t0, _ in rows["temp"])
+    assert max(t0 for t0, _ in rows["temp"]) <= min(t1 for _, t1 in rows["temp"])
+    assert max(t1 for _, t1 in rows["temp"]) <= min(t0 for t0, _ in rows["late"])
+    assert max(t0 for t0, _ in rows["late"]) <= min(t1 for _, t1 in rows["early"])
+    assert min(t1 - t0 for t0, t1 in rows["temp"]) >= 15_000_000  # the 20 ms sleep, to µs
+    leaks = defaultdict(int)
+    for stack, live in zip(prof._t["leaks"]["stack"], prof._t["leaks"]["live_bytes"]):
+        for name in function_names(prof, stack):
+            leaks[name] += live
+    assert within(leaks["late"], 5 * MB, 0.01) and leaks["early"] == 0 and leaks["temp"] == 0
+    m = prof.meta["memory"]
+    assert m["events"] == len(ev["stack"]) and m["events_min_life_us"] == 0
+    del b
+
+
+CHURN = r"""
+import json
+from metaflow_profiler import _native
+s = _native.Session(60_000_000_000, 0, 0, memory_rate=1)  # every allocation sampled
+s.start()
+kept = [bytearray(64) for _ in range(2000)]
+for _ in range(700_000):
+    bytearray(64)
+s.stop()
+print(json.dumps({"info": json.loads(s.stats()["heap_info"]), "profile": s.encode("{}").hex()}))
+"""
+
+
+def test_time_record_is_bounded_and_keeps_what_lives_long():
+    """700,000 sampled allocations overflow the time record (2^19): the
+    shortest-lived freed ones go, every one still live stays, META says so."""
+    import json
+
+    from metaflow_profiler import Profile
+
+    r = subprocess.run([sys.executable, "-c", CHURN], capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    info = out["info"]
+    prof = Profile.from_bytes(bytes.fromhex(out["profile"]))
+    ev = prof._t["heap_events"]
+    assert info["samples"] > 700_000 and info["events"] == len(ev["stack"]) <= 2**19
+    assert info["events_min_life_us"] > 0 and info["events_dropped"] == 0
+    lives = [t1 - t0 for t0, t1 in zip(ev["t_alloc_ns"], ev["t_free_ns"]) if t1 is not None]
+    assert min(lives) >= info["events_min_life_us"] * 1000 - 1000
+    assert sum(t1 is None for t1 in ev["t_free_ns"]) >= 2000  # kept, with whatever else lives
+    assert any("memory over time" in n for n in info["notes"])
+
+
 STRESS = r"""
 import faulthandler, os, sys, threading, time
 faulthandler.dump_traceback_later(240, exit=True)  # a hang shows where
