@@ -16,7 +16,7 @@
  *     The deterministic tracer (sys.monitoring on 3.12+, a profile function
  *     on 3.11) and, optionally, the timeline poller.
  *   Builder()
- *       .string/.func/.frame/.stack/.thread/.sample/.total/.series/.point/.memory
+ *       .string/.func/.frame/.stack/.thread/.sample/.total/.series/.point/.memory/.heap_event/.leak
  *       .encode(meta_json) -> bytes
  *     Fills a store from Python, for the adapters of foreign profilers
  *     (cProfile, pyinstrument) and for tests.
@@ -652,6 +652,40 @@ static PyObject *Builder_point(Builder *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* heap_event(stack, bytes, t_alloc_ns, t_free_ns or None = still live) */
+static PyObject *Builder_heap_event(Builder *self, PyObject *args) {
+    unsigned long stack;
+    unsigned long long bytes, t_alloc;
+    PyObject *t_free;
+    if (!PyArg_ParseTuple(args, "kKKO", &stack, &bytes, &t_alloc, &t_free)) return NULL;
+    uint64_t tf = MFP_STILL_LIVE;
+    if (t_free != Py_None) {
+        tf = PyLong_AsUnsignedLongLong(t_free);
+        if (PyErr_Occurred()) return NULL;
+        if (tf == MFP_STILL_LIVE) {
+            PyErr_SetString(PyExc_ValueError, "t_free_ns out of range");
+            return NULL;
+        }
+    }
+    mfp_profile_counts c;
+    mfp_profile_get_counts(self->profile, &c);
+    if (check_index(stack, c.stacks, "stack")) return NULL;
+    if (mfp_profile_heap_event(self->profile, (uint32_t)stack, bytes, t_alloc, tf) != 0)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *Builder_leak(Builder *self, PyObject *args) {
+    unsigned long stack;
+    unsigned long long live;
+    if (!PyArg_ParseTuple(args, "kK", &stack, &live)) return NULL;
+    mfp_profile_counts c;
+    mfp_profile_get_counts(self->profile, &c);
+    if (check_index(stack, c.stacks, "stack")) return NULL;
+    if (mfp_profile_leak(self->profile, (uint32_t)stack, live) != 0) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 static PyObject *Builder_memory(Builder *self, PyObject *args) {
     unsigned long stack;
     unsigned long long live, alloc, count;
@@ -693,6 +727,10 @@ static PyMethodDef Builder_methods[] = {
     {"point", (PyCFunction)Builder_point, METH_VARARGS, "point(series, t_ns, value)"},
     {"memory", (PyCFunction)Builder_memory, METH_VARARGS,
      "memory(stack, live_bytes, alloc_bytes, alloc_count)"},
+    {"heap_event", (PyCFunction)Builder_heap_event, METH_VARARGS,
+     "heap_event(stack, bytes, t_alloc_ns, t_free_ns or None): a sampled allocation over time"},
+    {"leak", (PyCFunction)Builder_leak, METH_VARARGS,
+     "leak(stack, live_bytes): allocated while profiling, live at the end"},
     {"total", (PyCFunction)Builder_total, METH_VARARGS,
      "total(stack, thread, flags, count, weight_ns): add to TOTALS without a sample"},
     {"encode", (PyCFunction)Builder_encode, METH_O, "encode(meta_json) -> profile bytes"},

@@ -724,7 +724,7 @@ mfp_profile *mfp_profile_decode(const uint8_t *buf, size_t len, const char **err
             *err = "section runs past the end of the bytes";
             return NULL;
         }
-        if (tag >= 1 && tag <= TAG_LAST) {
+        if (tag >= 1 && tag <= TAG_LAST && dec[tag]) {
             if (seen[tag]) {
                 *err = "section appears twice";
                 return NULL;
@@ -741,7 +741,7 @@ mfp_profile *mfp_profile_decode(const uint8_t *buf, size_t len, const char **err
         return NULL;
     }
     for (int tag = 1; tag <= TAG_LAST; tag++) {
-        if (!seen[tag] || !dec[tag])
+        if (!seen[tag])
             continue;
         if (dec[tag](p, &sec[tag])) {
             *err = sec[tag].err ? sec[tag].err : "corrupt section";

@@ -231,8 +231,12 @@ static int same_profile(const mfp_profile *a, const mfp_profile *b) {
             return 0;
     size_t n2;
     const mfp_heap_event *ea = mfp_profile_heap_events(a, &n), *eb = mfp_profile_heap_events(b, &n2);
-    if (n != n2 || (n && memcmp(ea, eb, n * sizeof *ea)))
+    if (n != n2)
         return 0;
+    for (size_t i = 0; i < n; i++) /* field by field: the struct has padding */
+        if (ea[i].stack != eb[i].stack || ea[i].bytes != eb[i].bytes ||
+            ea[i].t_alloc_ns != eb[i].t_alloc_ns || ea[i].t_free_ns != eb[i].t_free_ns)
+            return 0;
     const mfp_leak *ka = mfp_profile_leaks(a, &n), *kb = mfp_profile_leaks(b, &n2);
     if (n != n2)
         return 0;

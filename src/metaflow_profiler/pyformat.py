@@ -14,6 +14,8 @@ from typing import Any
 MAGIC = b"MFPROF"
 VERSION = 1
 META, STRINGS, FUNCS, FRAMES, STACKS, THREADS, SAMPLES, TOTALS, TIMELINE, MEMORY = range(1, 11)
+HEAP_EVENTS, LEAKS = 13, 14
+KNOWN = (*range(META, MEMORY + 1), HEAP_EVENTS, LEAKS)
 DEFAULT_MAX_SAMPLES = 1 << 20  # as native/profile/store.h
 
 
@@ -55,6 +57,8 @@ class Builder:
         self._samples: list[list[int]] = []  # [t_ns, stack, thread, weight_ns, flags]
         self._totals: dict[tuple[int, int, int], list[int]] = {}
         self._mems: list[tuple[int, int, int, int]] = []
+        self._events: list[tuple[int, int, int, int | None]] = []  # stack, bytes, t_alloc, t_free
+        self._leaks: dict[int, int] = {}
         self._series: list[tuple[int, int, int, list[int], list[int]]] = []
         self._stride = 1
         self._seen: dict[int, int] = {}  # per thread: samples seen
@@ -129,6 +133,16 @@ class Builder:
     def memory(self, stack: int, live: int, alloc: int, count: int) -> None:
         self._mems.append((stack, live, alloc, count))
 
+    def heap_event(self, stack: int, size: int, t_alloc_ns: int, t_free_ns: int | None) -> None:
+        if self._events and t_alloc_ns < self._events[-1][2]:  # in t_alloc order, as the store
+            t_alloc_ns = self._events[-1][2]
+        if t_free_ns is not None:
+            t_free_ns = max(t_free_ns, t_alloc_ns)
+        self._events.append((stack, size, t_alloc_ns, t_free_ns))
+
+    def leak(self, stack: int, live: int) -> None:
+        self._leaks[stack] = self._leaks.get(stack, 0) + live
+
     def encode(self, meta_json: str) -> bytes:
         out = bytearray(MAGIC)
         _uv(out, VERSION)
@@ -190,6 +204,21 @@ class Builder:
                 pv = v
         yield TIMELINE, bytes(b)
         yield MEMORY, table(self._mems, [lambda r, i=i: r[i] for i in range(4)])
+        if self._events:  # left out when empty, as the C encoder does
+            b = bytearray()
+            _uv(b, len(self._events))
+            for i in (0, 1):
+                for ev in self._events:
+                    _uv(b, ev[i])
+            prev = 0
+            for ev in self._events:
+                _uv(b, _us(ev[2]) - prev)
+                prev = _us(ev[2])
+            for ev in self._events:  # 0: still live; else 1 + µs lived
+                _uv(b, 0 if ev[3] is None else 1 + _us(ev[3]) - _us(ev[2]))
+            yield HEAP_EVENTS, bytes(b)
+        if self._leaks:
+            yield LEAKS, table(list(self._leaks.items()), [lambda r: r[0], lambda r: r[1]])
 
 
 class _Reader:
@@ -269,7 +298,7 @@ def _decode(data: bytes) -> dict[str, Any]:
         tag, length = r.uv(), r.uv()
         if length > r.end - r.p:
             raise ValueError("section runs past the end")
-        if META <= tag <= MEMORY:  # readers skip the tags they do not know
+        if tag in KNOWN:  # readers skip the tags they do not know
             if tag in sections:
                 raise ValueError(f"section {tag} appears twice")
             sections[tag] = _Reader(data, r.p, r.p + length)
@@ -311,6 +340,15 @@ def _decode(data: bytes) -> dict[str, Any]:
     to["weight_ns"] = [_ns(w, 1000) for w in to.pop("weight_us")]
     memory = sec(MEMORY).columns(("stack", "live_bytes", "alloc_bytes", "alloc_count"),
                                  {"stack": nst})
+    he = sec(HEAP_EVENTS).columns(("stack", "bytes", "dt_us", "life_us"), {"stack": nst})
+    t, t_alloc, t_free = 0, [], []
+    for dt, life in zip(he.pop("dt_us"), he.pop("life_us")):
+        t += dt
+        t_alloc.append(_ns(t, 1000))
+        t_free.append(_ns(t + life - 1, 1000) if life else None)  # 0: still live at the end
+    heap_events = {"stack": he["stack"], "bytes": he["bytes"], "t_alloc_ns": t_alloc,
+                   "t_free_ns": t_free}
+    leaks = sec(LEAKS).columns(("stack", "live_bytes"), {"stack": nst})
     tl = sec(TIMELINE)
     series = []
     for _ in range(tl.count(4)):
@@ -333,4 +371,4 @@ def _decode(data: bytes) -> dict[str, Any]:
     return {"meta": meta, "strings": strings, "funcs": funcs, "frames": frames,
             "stacks": {"parent": parents, "frame": raw["frame"]}, "threads": threads,
             "samples": samples, "totals": to, "memory": memory, "series": series,
-            "decimation": 1}
+            "heap_events": heap_events, "leaks": leaks, "decimation": 1}

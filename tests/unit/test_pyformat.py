@@ -31,6 +31,12 @@ def _fill(b):
     for i, v in enumerate((10, 5, 2**40, -3)):
         b.point(s, i * 2_500_000, v)
     b.memory(mem, 4096, 8192, 3)
+    for i in range(6):  # one out of time order, one freed before it was made, one still live
+        b.heap_event((mem, leaf)[i % 2], 1000 * i, (5_000_500, 4_000_000)[i == 3] + i * 1500,
+                     None if i == 4 else (7_250_999 if i != 5 else 1))
+    b.leak(mem, 777)
+    b.leak(leaf, 5)
+    b.leak(mem, 3)
     return b.encode(json.dumps({"title": "t", "notes": ["é"]}))
 
 
