@@ -705,6 +705,11 @@ mfp_profile *mfp_profile_clone(const mfp_profile *p) {
     q->mems = dup_arr(p->mems, p->nmems, sizeof *p->mems, &ok);
     q->cap_mems = p->nmems;
     dup_itab(&q->mem_ix, &p->mem_ix, &ok);
+    q->hevents = dup_arr(p->hevents, p->nhevents, sizeof *p->hevents, &ok);
+    q->cap_hevents = p->nhevents;
+    q->leaks = dup_arr(p->leaks, p->nleaks, sizeof *p->leaks, &ok);
+    q->cap_leaks = p->nleaks;
+    dup_itab(&q->leak_ix, &p->leak_ix, &ok);
     q->meta = p->meta ? dup_arr(p->meta, p->meta_len + 1, 1, &ok) : NULL;
     q->series = dup_arr(p->series, p->nseries, sizeof *p->series, &ok);
     q->cap_series = q->series ? p->nseries : 0;

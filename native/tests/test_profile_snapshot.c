@@ -100,6 +100,8 @@ static void test_clone_is_a_working_store(void) {
     CHECK(mfp_profile_series(src, "rss_bytes", "B", 0) == 0);
     CHECK(mfp_profile_point(src, 0, 5, 42) == 0);
     CHECK(mfp_profile_memory(src, 1, 10, 20, 1) == 0);
+    CHECK(mfp_profile_heap_event(src, 1, 100, 5000, 9000) == 0);
+    CHECK(mfp_profile_leak(src, 1, 7) == 0);
     CHECK(mfp_profile_set_meta(src, "{\"a\":1}", 7) == 0);
     mfp_profile *c = mfp_profile_clone(src);
     CHECK(c != NULL && same_bytes(c, src));
@@ -111,6 +113,10 @@ static void test_clone_is_a_working_store(void) {
     CHECK(mfp_profile_thread(c, 102, nm, 0) != MFP_NONE);
     CHECK(mfp_profile_memory(c, 1, 5, 5, 1) == 0);
     CHECK(mfp_profile_point(c, 0, 9, 43) == 0);
+    CHECK(mfp_profile_leak(c, 1, 3) == 0 && mfp_profile_heap_event(c, 1, 1, 9000, MFP_STILL_LIVE) == 0);
+    size_t nl;
+    CHECK(mfp_profile_leaks(src, &nl)[0].live_bytes == 7 && nl == 1);
+    CHECK(mfp_profile_heap_events(src, &nl) != NULL && nl == 1);
     mfp_profile_get_counts(src, &after);
     CHECK(memcmp(&before, &after, sizeof before) == 0);
     CHECK(!same_bytes(c, src));
