@@ -16,7 +16,7 @@ venv_for() {
     local v="$1" extras="${2:-}" py venv
     py="$(python_for "$v")"
     [ -n "$py" ] || { echo "no Python $v found (looked in ~/.pyenv/versions and PATH)" >&2; return 1; }
-    venv="$ROOT/.venv/py$v"
+    venv="$ROOT/.venv/${MFP_VENV_PREFIX:-}py$v" # sid- inside scripts/sid.sh's chroot
     [ -x "$venv/bin/python" ] || "$py" -m venv "$venv" >&2
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -U pip setuptools >&2
     "$venv/bin/python" -m pip install -q --disable-pip-version-check "$ROOT${extras:+[$extras]}" >&2

@@ -2,8 +2,10 @@
 # The whole test suite: C unit tests (plain and ASan/UBSan; native/python/
 # against each interpreter's headers), the unit tests
 # against a sanitizer build, the fallback build for unknown interpreters,
-# then pytest on CPython 3.11, 3.12 and 3.13; ruff and the browser tests run
-# once, on 3.11, the latter in Debian's headless chromium. Installs what it
+# then pytest on CPython 3.11, 3.12 and 3.13, and on 3.14 and 3.15 in a
+# Debian sid chroot (scripts/sid.sh, built once per machine at
+# /var/cache/mfp/sid); ruff and the browser tests run once, on 3.11, the
+# latter in Debian's headless chromium. Installs what it
 # needs (apt-get, pip).
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -35,4 +37,19 @@ for v in 3.11 3.12 3.13; do
         (cd tests && "$PY" -m pytest -q -p no:cacheprovider -m browser browser) || status=1
     fi
 done
+# CPython 3.14 and 3.15: Debian sid's, in a chroot built once per machine
+# (scripts/sid.sh); C tests of native/python/ against their headers, then
+# the same pytest run.
+source scripts/sid.sh
+if sid_ensure; then
+    for v in 3.14 3.15; do
+        echo "== CPython $v (sid chroot)"
+        sid_run make -s -C native test-python PYTHON="python$v" || status=1
+        sid_run bash -c 'source scripts/env.sh && PY="$(venv_for "$1" test)" && cd tests &&
+            "$PY" -m pytest -q -p no:cacheprovider -m "not browser" .' sid "$v" || status=1
+    done
+else
+    echo "test.sh: no sid chroot for CPython 3.14 and 3.15" >&2
+    status=1
+fi
 exit $status

@@ -163,7 +163,8 @@ static void patch_relocs(struct dl_phdr_info *info, walk_arg *w, const ElfW(Rela
 static int patch_object(struct dl_phdr_info *info, size_t size, void *arg) {
     walk_arg *w = arg;
     (void)size;
-    if (info->dlpi_addr == w->self_base || skipped(info->dlpi_name ? info->dlpi_name : ""))
+    /* A non-PIE executable loads at bias 0: self_base 0 means "no self". */
+    if ((w->self_base && info->dlpi_addr == w->self_base) || skipped(info->dlpi_name ? info->dlpi_name : ""))
         return 0;
     const ElfW(Dyn) *dyn = NULL;
     for (int i = 0; i < info->dlpi_phnum; i++)
@@ -211,6 +212,102 @@ long mfp_got_patch_all(const mfp_got_hook *hooks, size_t n, const void *self, in
     dl_iterate_phdr(patch_object, &w);
     pthread_mutex_unlock(&lock);
     return w.oom ? -1 : w.patched;
+}
+
+/* ---- what a call binds to ------------------------------------------------ */
+
+#define MAX_OBJECTS 512
+
+typedef struct {
+    const char *name;  /* symbol looked up */
+    const void *addr;  /* dlsym's answer */
+    size_t n, holder;  /* objects seen; the one holding addr (SIZE_MAX: none) */
+    int holder_imports; /* that object imports name: addr is its PLT stub */
+    struct { const char *path; uintptr_t lo[8], hi[8]; int nload; } obj[MAX_OBJECTS];
+} bind_arg;
+
+static int holds(const bind_arg *b, size_t k, const void *addr) {
+    for (int i = 0; i < b->obj[k].nload; i++)
+        if ((uintptr_t)addr >= b->obj[k].lo[i] && (uintptr_t)addr < b->obj[k].hi[i]) return 1;
+    return 0;
+}
+
+/* Whether the object names `name` as an undefined symbol in a relocation. */
+static int imports(const struct dl_phdr_info *info, const char *name) {
+    const ElfW(Dyn) *dyn = NULL;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_DYNAMIC)
+            dyn = (const ElfW(Dyn) *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+    if (!dyn) return 0;
+    uintptr_t base = info->dlpi_addr, symtab = 0, strtab = 0, jmprel = 0, rela = 0;
+    size_t pltrelsz = 0, relasz = 0;
+    for (; dyn->d_tag != DT_NULL; dyn++) {
+        switch (dyn->d_tag) {
+        case DT_SYMTAB: symtab = dyn_ptr(dyn->d_un.d_ptr, base); break;
+        case DT_STRTAB: strtab = dyn_ptr(dyn->d_un.d_ptr, base); break;
+        case DT_JMPREL: jmprel = dyn_ptr(dyn->d_un.d_ptr, base); break;
+        case DT_PLTRELSZ: pltrelsz = dyn->d_un.d_val; break;
+        case DT_RELA: rela = dyn_ptr(dyn->d_un.d_ptr, base); break;
+        case DT_RELASZ: relasz = dyn->d_un.d_val; break;
+        default: break;
+        }
+    }
+    if (!symtab || !strtab) return 0;
+    const ElfW(Sym) *sym = (const ElfW(Sym) *)symtab;
+    const struct { const ElfW(Rela) *r; size_t n; } tabs[2] = {
+        {(const ElfW(Rela) *)jmprel, pltrelsz / sizeof(ElfW(Rela))},
+        {(const ElfW(Rela) *)rela, relasz / sizeof(ElfW(Rela))}};
+    for (int t = 0; t < 2; t++) {
+        for (size_t i = 0; tabs[t].r && i < tabs[t].n; i++) {
+            const ElfW(Sym) *s = &sym[R_SYM(tabs[t].r[i].r_info)];
+            if (s->st_shndx == SHN_UNDEF && strcmp((const char *)strtab + s->st_name, name) == 0)
+                return 1;
+        }
+    }
+    return 0;
+}
+
+static int bind_object(struct dl_phdr_info *info, size_t size, void *arg) {
+    bind_arg *b = arg;
+    (void)size;
+    if (b->n == MAX_OBJECTS) return 1;
+    size_t k = b->n++;
+    b->obj[k].path = info->dlpi_name ? info->dlpi_name : "";
+    b->obj[k].nload = 0;
+    for (int i = 0; i < info->dlpi_phnum && b->obj[k].nload < 8; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD) continue;
+        b->obj[k].lo[b->obj[k].nload] = info->dlpi_addr + ph->p_vaddr;
+        b->obj[k].hi[b->obj[k].nload++] = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+    }
+    if (b->holder == SIZE_MAX && holds(b, k, b->addr)) {
+        b->holder = k;
+        b->holder_imports = imports(info, b->name);
+    }
+    return 0;
+}
+
+void *mfp_got_real(const char *name) {
+    void *p = dlsym(RTLD_DEFAULT, name);
+    if (!p) return NULL;
+    static bind_arg b; /* large; called with the heap's start serialised */
+    b.name = name;
+    b.addr = p;
+    b.n = 0;
+    b.holder = SIZE_MAX;
+    b.holder_imports = 0;
+    dl_iterate_phdr(bind_object, &b);
+    if (b.holder == SIZE_MAX || !b.holder_imports) return p;
+    /* A PLT stub: the definition is in an object loaded later. */
+    for (size_t k = b.holder + 1; k < b.n; k++) {
+        if (!b.obj[k].path[0]) continue;
+        void *h = dlopen(b.obj[k].path, RTLD_LAZY | RTLD_NOLOAD);
+        if (!h) continue;
+        void *q = dlsym(h, name);
+        dlclose(h);
+        if (q && holds(&b, k, q)) return q;
+    }
+    return NULL;
 }
 
 static int unpatch_object(struct dl_phdr_info *info, size_t size, void *arg) {

@@ -43,6 +43,15 @@ long mfp_got_patch_all(const mfp_got_hook *hooks, size_t n, const void *self, in
  * Forgets the record. */
 void mfp_got_unpatch_all(void);
 
+/* The function a call to `name` from a shared object binds to: the first
+ * definition in load order, for the hooks to call. Usually what
+ * dlsym(RTLD_DEFAULT, name) says; but where a non-PIE executable takes the
+ * function's address (Debian's python3.14 does for malloc and free), dlsym
+ * gives the executable's PLT stub, which jumps through a slot that
+ * mfp_got_patch_all rewrites: a hook calling it would call itself. NULL
+ * when nothing defines name. */
+void *mfp_got_real(const char *name);
+
 /* Slots currently patched and objects they belong to. */
 size_t mfp_got_patched_slots(size_t *objects);
 

@@ -880,7 +880,7 @@ static void atfork_child(void) {
 
 static int resolve_real(void) {
     if (real.malloc) return 0;
-#define REAL(f) *(void **)&real.f = dlsym(RTLD_DEFAULT, #f)
+#define REAL(f) *(void **)&real.f = mfp_got_real(#f)
     REAL(malloc); REAL(calloc); REAL(realloc); REAL(free); REAL(posix_memalign);
     REAL(aligned_alloc); REAL(memalign); REAL(valloc); REAL(mmap); REAL(munmap); REAL(dlopen);
 #undef REAL
@@ -931,8 +931,14 @@ static int make_leaf(int src, const char *name) {
 
 mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
     static int atfork_done;
+    char why[200];
     if (!mfp_python_layout_known()) {
-        snprintf(err, errlen, "the memory profiler does not know Python %s", Py_GetVersion());
+        const char *v = Py_GetVersion();
+        snprintf(err, errlen, "the memory profiler does not know Python %.*s", (int)strcspn(v, " "), v);
+        return NULL;
+    }
+    if (mfp_python_check_layout(why, sizeof why) != 0) {
+        snprintf(err, errlen, "the memory profiler cannot read stacks here: %s", why);
         return NULL;
     }
     if (rate_bytes < 1 || rate_bytes > ((uint64_t)1 << 40)) {

@@ -10,6 +10,7 @@
 
 #include "layout.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,23 @@ int mfp_python_layout_known(void) { return MFP_LAYOUT_KNOWN; }
 
 #if !MFP_LAYOUT_KNOWN
 
+int mfp_python_check_layout(char *why, size_t cap) {
+    /* The version alone: the rest of Py_GetVersion() is build details. */
+    const char *v = Py_GetVersion();
+    snprintf(why, cap, "this build does not know the frame layout of Python %.*s%s",
+             (int)strcspn(v, " "), v,
+#ifdef Py_GIL_DISABLED
+             " (free-threaded)"
+#else
+             ""
+#endif
+    );
+    return -1;
+}
+int mfp_python_check_offsets(const void *p, char *why, size_t cap) {
+    (void)p;
+    return mfp_python_check_layout(why, cap);
+}
 size_t mfp_python_tstate_size(void) { return 1; }
 const void *mfp_python_threads_head(const void *interp) { (void)interp; return NULL; }
 void mfp_python_thread_decode(const void *copy, mfp_python_thread *out) {
@@ -54,6 +72,64 @@ int mfp_python_walk(mfp_python_walker *w, const mfp_python_thread *t, mfp_python
 }
 
 #else
+
+/* ---- the running interpreter's own account of its layout ------------------ */
+
+#if MFP_HAS_DEBUG_OFFSETS
+int mfp_python_check_offsets(const void *p, char *why, size_t cap) {
+    const _Py_DebugOffsets *d = p;
+    if (memcmp(d->cookie, _Py_Debug_Cookie, sizeof d->cookie) != 0) {
+        snprintf(why, cap, "the running interpreter publishes no debug offsets");
+        return -1;
+    }
+    if (d->version >> 16 != PY_VERSION_HEX >> 16 || d->free_threaded) {
+        snprintf(why, cap, "this build is for Python %d.%d, the running interpreter is %d.%d%s",
+                 PY_MAJOR_VERSION, PY_MINOR_VERSION, (int)(d->version >> 24 & 255),
+                 (int)(d->version >> 16 & 255), d->free_threaded ? " (free-threaded)" : "");
+        return -1;
+    }
+#define F(group, field, expect) {#group "." #field, d->group.field, (uint64_t)(expect)}
+    const struct { const char *name; uint64_t have, want; } fields[] = {
+        F(interpreter_state, threads_head, offsetof(PyInterpreterState, threads.head)),
+        F(thread_state, next, offsetof(PyThreadState, next)),
+        F(thread_state, interp, offsetof(PyThreadState, interp)),
+        F(thread_state, current_frame, offsetof(PyThreadState, current_frame)),
+        F(thread_state, native_thread_id, offsetof(PyThreadState, native_thread_id)),
+        F(thread_state, datastack_chunk, offsetof(PyThreadState, datastack_chunk)),
+        F(interpreter_frame, previous, offsetof(mfp_py_frame, previous)),
+        F(interpreter_frame, executable, offsetof(mfp_py_frame, f_executable)),
+        F(interpreter_frame, instr_ptr, offsetof(mfp_py_frame, instr_ptr)),
+        F(interpreter_frame, owner, offsetof(mfp_py_frame, owner)),
+        F(code_object, filename, offsetof(PyCodeObject, co_filename)),
+        F(code_object, qualname, offsetof(PyCodeObject, co_qualname)),
+        F(code_object, linetable, offsetof(PyCodeObject, co_linetable)),
+        F(code_object, firstlineno, offsetof(PyCodeObject, co_firstlineno)),
+        F(code_object, co_code_adaptive, offsetof(PyCodeObject, co_code_adaptive)),
+    };
+#undef F
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+        if (fields[i].have != fields[i].want) {
+            snprintf(why, cap, "%s is at %llu in the running interpreter, %llu in this build",
+                     fields[i].name, (unsigned long long)fields[i].have,
+                     (unsigned long long)fields[i].want);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int mfp_python_check_layout(char *why, size_t cap) {
+    return mfp_python_check_offsets(&_PyRuntime.debug_offsets, why, cap);
+}
+#else /* 3.11, 3.12 publish nothing: the headers are all there is */
+int mfp_python_check_offsets(const void *p, char *why, size_t cap) {
+    (void)p;
+    (void)why;
+    (void)cap;
+    return 0;
+}
+int mfp_python_check_layout(char *why, size_t cap) { return mfp_python_check_offsets(NULL, why, cap); }
+#endif
 
 /* ---- threads ------------------------------------------------------------- */
 

@@ -1,4 +1,4 @@
-/* layout.h — where each CPython release keeps what native/python/ reads.
+/* layout.h — where CPython 3.11 to 3.15 keep what native/python/ reads.
  * Private to native/python/: no other folder includes CPython's internal
  * headers (tests/structural/test_layers.py checks it).
  *
@@ -17,7 +17,7 @@
  * nobody checked: such builds get only the public C API (the sampler's
  * GIL-taking fallback; no memory profile). MFP_PORTABLE=1 at build time
  * makes that build on a known interpreter, which is how tests check it. */
-#if defined(MFP_PORTABLE) || PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030E0000 || \
+#if defined(MFP_PORTABLE) || PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x03100000 || \
     defined(Py_GIL_DISABLED)
 #define MFP_LAYOUT_KNOWN 0
 #include <Python.h>
@@ -25,15 +25,38 @@
 #define MFP_LAYOUT_KNOWN 1
 
 #define Py_BUILD_CORE 1
+/* 3.14's internal headers hold inline functions with unused parameters. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-parameter"
 #include <Python.h>
 #include <frameobject.h>
 #include <internal/pycore_frame.h>
 #include <internal/pycore_interp.h>
+#if PY_VERSION_HEX >= 0x030E0000
+#include <internal/pycore_interpframe.h>
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+/* _PyRuntime.debug_offsets: where the running interpreter says its fields
+ * are (checked against this build's at start, frames.c). */
+#include <internal/pycore_runtime.h>
+#define MFP_HAS_DEBUG_OFFSETS 1
+#else
+#define MFP_HAS_DEBUG_OFFSETS 0
+#endif
+#pragma GCC diagnostic pop
 #undef Py_BUILD_CORE
 
 typedef _PyInterpreterFrame mfp_py_frame;
 
-#if PY_VERSION_HEX >= 0x030D0000 /* 3.13 */
+#if PY_VERSION_HEX >= 0x030E0000 /* 3.14, 3.15 */
+/* f_executable is a _PyStackRef: the code object's address with how the
+ * reference is counted in its low bits (Py_TAG_BITS). Entry frames belong
+ * to the interpreter (3.14 also has C-stack frames above those). */
+#define MFP_TSTATE_HAS_CFRAME 0
+#define MFP_FRAME_CODE(f) ((const void *)((f)->f_executable.bits & ~(uintptr_t)Py_TAG_BITS))
+#define MFP_FRAME_INSTR(f) ((const void *)(f)->instr_ptr)
+#define MFP_FRAME_IS_SHIM(f) ((f)->owner >= FRAME_OWNED_BY_INTERPRETER)
+#elif PY_VERSION_HEX >= 0x030D0000 /* 3.13 */
 /* The current frame hangs off the thread state; the instruction pointer
  * names the instruction being executed. */
 #define MFP_TSTATE_HAS_CFRAME 0

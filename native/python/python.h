@@ -43,6 +43,18 @@
  * work), 0 when only the public C API may be used. */
 int mfp_python_layout_known(void);
 
+/* Check this build's layout against what the running interpreter
+ * publishes about itself (_PyRuntime.debug_offsets, 3.13+): 0 when they
+ * agree (or the interpreter publishes nothing: 3.11, 3.12), else -1 with
+ * the first disagreement in words in why (e.g. "thread_state.next is at
+ * 16 in the running interpreter, 8 in this build"); the readers must then
+ * not be used. The layout unknown: -1. */
+int mfp_python_check_layout(char *why, size_t cap);
+
+/* The same check against a _Py_DebugOffsets at p (tests give doctored
+ * copies). */
+int mfp_python_check_offsets(const void *p, char *why, size_t cap);
+
 /* Why a read failed; the sampler counts its drops by these. */
 enum mfp_python_error {
     MFP_PYTHON_READ_FAULT, /* an address could not be copied */

@@ -70,7 +70,7 @@ struct mfp_sampler {
     uint64_t gap_ns;     /* time since the previous pass, uncapped */
     mfp_new_thread_hook on_new_thread;
     int gil_mode;
-    char mode[160]; /* how this sampler reads stacks, for the card */
+    char mode[320]; /* how this sampler reads stacks, for the card */
     pid_t pid;
     pthread_t thread;
     int running;
@@ -440,11 +440,12 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     mfp_sampler *s = calloc(1, sizeof *s);
     if (!s) goto oom;
     const char *forced = getenv("MFP_SAMPLER");
-    if (!mfp_python_layout_known()) {
+    char why[200];
+    if (mfp_python_check_layout(why, sizeof why) != 0) {
+        /* An interpreter this build does not know, or one whose own
+         * account of its layout disagrees with the build's. */
         s->gil_mode = 1;
-        snprintf(s->mode, sizeof s->mode,
-                 "public C API with the GIL: this build does not know the frame layout of "
-                 "Python %.20s", Py_GetVersion());
+        snprintf(s->mode, sizeof s->mode, "public C API with the GIL: %s", why);
     } else if (forced && strcmp(forced, "gil") == 0) {
         s->gil_mode = 1;
         snprintf(s->mode, sizeof s->mode, "public C API with the GIL (MFP_SAMPLER=gil)");

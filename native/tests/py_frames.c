@@ -30,7 +30,10 @@ static size_t test_readv(const struct iovec *l, const struct iovec *r, size_t cn
 static const mfp_python_mem checked = {test_read, test_readv, 0};
 
 static void set_code(mfp_py_frame *f, PyObject *code) {
-#if PY_VERSION_HEX >= 0x030D0000
+#if PY_VERSION_HEX >= 0x030E0000
+    /* A tagged reference, as the interpreter stores a deferred one. */
+    f->f_executable.bits = code ? (uintptr_t)code | 1 : 0;
+#elif PY_VERSION_HEX >= 0x030D0000
     f->f_executable = code;
 #else
     f->f_code = (PyCodeObject *)code;
@@ -238,11 +241,40 @@ int main(void) {
     CHECK(walk(&checked, out, 16, &err) == -1 && err == MFP_PYTHON_INVALID);
     CHECK(walk(&mfp_python_direct, out, 16, &err) == 2 && out[1].code == outer);
 
-#if PY_VERSION_HEX >= 0x030C0000
+#if PY_VERSION_HEX >= 0x030E0000
+    /* Entry frames belong to the interpreter, not to Python code. */
+    build(codes, 3);
+    frames[1].owner = FRAME_OWNED_BY_INTERPRETER;
+    CHECK(walk(&checked, out, 16, &err) == 2 && out[0].code == leaf && out[1].code == outer);
+#elif PY_VERSION_HEX >= 0x030C0000
     /* Entry frames pushed by C code are not Python frames. */
     build(codes, 3);
     frames[1].owner = FRAME_OWNED_BY_CSTACK;
     CHECK(walk(&checked, out, 16, &err) == 2 && out[0].code == leaf && out[1].code == outer);
+#endif
+
+    /* The running interpreter's account of its layout agrees with the
+     * build's; a doctored one is caught and said in words. */
+    char why[200] = "";
+    CHECK(mfp_python_check_layout(why, sizeof why) == 0);
+#if MFP_HAS_DEBUG_OFFSETS
+    _Py_DebugOffsets off = _PyRuntime.debug_offsets;
+    CHECK(mfp_python_check_offsets(&off, why, sizeof why) == 0);
+    off.thread_state.next += 8;
+    CHECK(mfp_python_check_offsets(&off, why, sizeof why) == -1);
+    CHECK(strstr(why, "thread_state.next is at") != NULL);
+    off = _PyRuntime.debug_offsets;
+    off.code_object.co_code_adaptive -= 8;
+    CHECK(mfp_python_check_offsets(&off, why, sizeof why) == -1 && strstr(why, "co_code_adaptive"));
+    off = _PyRuntime.debug_offsets;
+    off.version += 1 << 16; /* the next minor release */
+    CHECK(mfp_python_check_offsets(&off, why, sizeof why) == -1 && strstr(why, "this build is for Python"));
+    off = _PyRuntime.debug_offsets;
+    off.free_threaded = 1;
+    CHECK(mfp_python_check_offsets(&off, why, sizeof why) == -1 && strstr(why, "free-threaded"));
+    off = _PyRuntime.debug_offsets;
+    off.cookie[0] ^= 1;
+    CHECK(mfp_python_check_offsets(&off, why, sizeof why) == -1 && strstr(why, "no debug offsets"));
 #endif
 
     /* No Python code running. */
@@ -278,6 +310,8 @@ int main(void) {
     /* An interpreter the layout does not know: every reader refuses. */
     CHECK(!mfp_python_layout_known());
     CHECK(mfp_python_walker_new(&mfp_python_direct) == NULL);
+    char why[200];
+    CHECK(mfp_python_check_layout(why, sizeof why) == -1 && strstr(why, "does not know"));
     return check_done("py_frames (unknown layout)");
 }
 #endif

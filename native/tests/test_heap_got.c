@@ -4,7 +4,11 @@
  * hook reaches the real function, that patching twice is a no-op, that
  * unpatching puts the old slot value back (calls stop reaching the hook)
  * and that the cycle can be repeated. got.c is included, not linked: the
- * Makefile links every test with the profile and timeline sources only. */
+ * Makefile links every test with the profile and timeline sources only.
+ * It is also built as a non-PIE executable (as Debian's python3.14 is):
+ * this program takes malloc's address, so there dlsym(RTLD_DEFAULT,
+ * "malloc") is its own PLT stub and only mfp_got_real finds the function a
+ * hook may call without calling itself. */
 #include "../heap/got.c"
 
 #include "check.h"
@@ -38,9 +42,13 @@ static void cycle(void) {
 }
 
 int main(void) {
-    *(void **)&real_malloc = dlsym(RTLD_DEFAULT, "malloc");
-    *(void **)&real_free = dlsym(RTLD_DEFAULT, "free");
+    *(void **)&real_malloc = mfp_got_real("malloc");
+    *(void **)&real_free = mfp_got_real("free");
     CHECK(real_malloc && real_free);
+    Dl_info in_malloc, in_main;
+    CHECK(dladdr((void *)real_malloc, &in_malloc) && dladdr((void *)main, &in_main) &&
+          in_malloc.dli_fbase != in_main.dli_fbase); /* not a stub of this program */
+    CHECK(mfp_got_real("no_such_function_anywhere") == NULL);
     static const mfp_got_hook hooks[] = {{"malloc", (void *)hook_malloc}, {"free", (void *)hook_free}};
 
     for (int round = 0; round < 3; round++) {
