@@ -57,7 +57,7 @@ class LiveFlow(FlowSpec):
         if self.cgroup:
             with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
-            hog(8 << 20, 0.25)
+            hog(8 << 20, 0.5)
         hot(self.seconds)
         if self.fail_first and current.retry_count == 0:
             raise RuntimeError("first attempt fails")

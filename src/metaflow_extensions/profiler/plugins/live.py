@@ -6,7 +6,7 @@ killer, an evicted pod) keeps its last snapshot.
 Why from the task process itself: Metaflow refreshes a runtime card by
 starting `python flow.py card create ...`, which costs a Metaflow import
 (>= 0.38 s of CPU here) plus the user's flow module (torch: seconds) per
-update. Here a daemon thread at the lowest CPU priority takes a snapshot of
+update. Here a daemon thread of the task takes a snapshot of
 the native profile (encoded in C without the GIL, the sampler never
 stopped), renders the same self-contained HTML as the final card and writes
 it through the task's card datastore at the final card's own path, with a
@@ -18,10 +18,15 @@ and after a few the thread gives up.
 Cadence: the first update FIRST_UPDATE_S after the start, then every
 `live_interval` seconds, stretching to a tenth of the time the step has run
 (at most MAX_INTERVAL_S), so an hour-long step pays for a few dozen updates.
-Memory is read every MEMORY_POLL_S; when it passes MEMORY_FRACTION of the
-cgroup's or @resources' limit an update is made at once (and again at every
-further 5 % of the limit), so an out-of-memory kill leaves a profile from
-just before it.
+Memory is read every MEMORY_POLL_S (faster as it nears its limit); when it
+passes MEMORY_FRACTION of the cgroup's or @resources' limit an update is
+made at once (and again at every further 5 % of the limit), so an
+out-of-memory kill leaves a profile from just before it.
+
+The thread keeps the task's CPU priority: its CPU is small (tens of ms an
+update), but it shares the GIL with the step, and a step that hands the GIL
+to a deprioritised thread waits for that thread to be scheduled — on a busy
+machine that held the step up more than the work itself (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any
 
 FIRST_UPDATE_S = 3.0
 MAX_INTERVAL_S = 300.0
-MEMORY_POLL_S = 1.0
+MEMORY_POLL_S = 2.0
 MEMORY_FRACTION = 0.8
 MAX_FAILURES = 3
 _UNLIMITED = 1 << 60
@@ -46,6 +51,12 @@ def next_interval(base: float, elapsed: float) -> float:
 
 
 # ---- memory and its limit ---------------------------------------------------
+
+
+def poll_period(mem: dict[str, Any] | None) -> float:
+    """Seconds until memory is read again: often only near the limit."""
+    share = mem["used_bytes"] / mem["limit_bytes"] if mem else 0.0
+    return MEMORY_POLL_S if share < 0.5 else 0.5 if share < 0.7 else 0.2
 
 
 def _read(path: str) -> str | None:
@@ -255,10 +266,6 @@ class LiveCard:
     def _run(self) -> None:
         from metaflow_profiler.profiler import exclude_this_thread
 
-        try:  # the lowest priority for this thread alone (Linux: a tid is a pid here)
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        except (OSError, AttributeError):
-            pass
         exclude_this_thread()  # the card is about the step, not about itself
         next_at = self._t0 + FIRST_UPDATE_S
         while not self._stop.is_set():
@@ -272,7 +279,7 @@ class LiveCard:
                 if not self._update(mem, "memory" if urgent else "interval"):
                     return
                 next_at = time.monotonic() + next_interval(self._interval, now - self._t0)
-            self._stop.wait(min(MEMORY_POLL_S, max(0.05, next_at - time.monotonic())))
+            self._stop.wait(min(poll_period(mem), max(0.05, next_at - time.monotonic())))
 
     def _update(self, mem: dict[str, Any] | None, reason: str) -> bool:
         """One update; False when the thread should give up."""
