@@ -225,7 +225,10 @@ def test_live_card_while_running_then_final(runs):
     assert seconds_of(profile, "hot") >= 10, (live, profile.functions()[:5])
     assert "running — updated" in profile.meta["notes"][0]
     assert re.search(r'METAFLOW_RELOAD_TOKEN = "live-\d+"', html)
-    assert card.get_data()["reload_token"] == f"live-{live['seq']}"
+    # The runtime data update is written just after its page: read apart
+    # from it, it may be one update behind or ahead.
+    token = card.get_data()["reload_token"]
+    assert token in {f"live-{live['seq'] + d}" for d in (-1, 0, 1)}, (token, live)
     # The live card's own thread is left out (but for its first instants).
     assert sum(r.self_s for r in profile.functions() if r.name.startswith("LiveCard")) < 0.2
 
