@@ -205,6 +205,8 @@ typedef struct {
     mfp_profile *snap;    /* the last snapshot, until encode_snapshot() */
     pthread_mutex_t snap_lock;
     int snap_lock_ready;
+    pid_t pid;            /* where it started: a forked child has only a copy */
+    int paused;           /* threads joined by pause() (around a fork) */
 } Session;
 
 /* The options arrive checked (src/metaflow_profiler/options.py holds their
@@ -241,7 +243,7 @@ static void Session_dealloc(Session *self) {
     mfp_sampler_free(self->sampler); /* stops and joins first */
     Py_END_ALLOW_THREADS
     mfp_heap_free(self->heap);       /* removes its hooks first */
-    if (self->state == 1) namer_release();
+    if (self->state == 1 && !self->paused) namer_release();
     if (self->timeline) {
         mfp_timeline_stop(self->timeline);
         mfp_timeline_free(self->timeline);
@@ -262,6 +264,7 @@ static PyObject *Session_start(Session *self, PyObject *Py_UNUSED(ignored)) {
     if (!self->profile) return PyErr_NoMemory();
     char err[256] = "";
     self->t0_ns = mono_ns();
+    self->pid = getpid();
     PyDict_Clear(thread_names);
     namer_acquire();
     self->sampler = mfp_sampler_start(self->profile, self->interval_ns, self->t0_ns, on_new_thread,
@@ -282,8 +285,17 @@ static PyObject *Session_start(Session *self, PyObject *Py_UNUSED(ignored)) {
     Py_RETURN_NONE;
 }
 
+static int require_own(Session *self) {
+    if (self->pid == getpid()) return 0;
+    PyErr_Format(PyExc_RuntimeError,
+                 "this profile was started in process %d; a forked child holds only a copy of "
+                 "it (the child's own work is profiled by a profiler of its own)", (int)self->pid);
+    return -1;
+}
+
 static PyObject *Session_stop(Session *self, PyObject *Py_UNUSED(ignored)) {
     if (self->state != 1) Py_RETURN_NONE;
+    if (require_own(self)) return NULL;
     mfp_sampler_request_stop(self->sampler);
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&self->snap_lock); /* let a snapshot in progress finish */
@@ -291,7 +303,8 @@ static PyObject *Session_stop(Session *self, PyObject *Py_UNUSED(ignored)) {
     if (self->timeline) mfp_timeline_stop(self->timeline);
     Py_END_ALLOW_THREADS
     mfp_heap_stop(self->heap); /* needs the GIL: it restores the PyMem allocators */
-    namer_release();
+    if (!self->paused) namer_release();
+    self->paused = 0;
     self->t1_ns = mono_ns();
     self->state = 2;
     pthread_mutex_unlock(&self->snap_lock);
@@ -299,6 +312,48 @@ static PyObject *Session_stop(Session *self, PyObject *Py_UNUSED(ignored)) {
         return PyErr_NoMemory();
     if (self->heap && mfp_heap_export(self->heap, self->profile, self->t0_ns) != 0)
         return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static int require_running(Session *self) {
+    if (self->state != 1 || self->paused) {
+        PyErr_SetString(PyExc_RuntimeError, "the session is not running");
+        return -1;
+    }
+    return require_own(self);
+}
+
+/* pause()/resume(): no thread of ours exists in between, so a fork() there
+ * sees a process with only the program's threads (CPython 3.12+ warns on a
+ * fork with more than one). */
+static PyObject *Session_pause(Session *self, PyObject *Py_UNUSED(ignored)) {
+    if (require_running(self)) return NULL;
+    mfp_sampler_request_stop(self->sampler);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&self->snap_lock); /* a snapshot in progress finishes first */
+    mfp_sampler_stop(self->sampler);
+    pthread_mutex_unlock(&self->snap_lock);
+    Py_END_ALLOW_THREADS
+    if (self->timeline) {
+        Py_BEGIN_ALLOW_THREADS
+        mfp_timeline_pause(self->timeline);
+        Py_END_ALLOW_THREADS
+    }
+    namer_release();
+    self->paused = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Session_resume(Session *self, PyObject *Py_UNUSED(ignored)) {
+    if (self->state != 1 || !self->paused || self->pid != getpid()) Py_RETURN_NONE;
+    self->paused = 0;
+    namer_acquire();
+    int rc = mfp_sampler_resume(self->sampler);
+    if (self->timeline) mfp_timeline_resume(self->timeline);
+    if (rc != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "the sampler could not be resumed");
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -509,6 +564,8 @@ static PyMethodDef Session_methods[] = {
      "snapshot([(tid, name, is_main)]): take the profile so far, without stopping"},
     {"encode_snapshot", (PyCFunction)Session_encode_snapshot, METH_O,
      "encode_snapshot(meta_json) -> bytes of the last snapshot"},
+    {"pause", (PyCFunction)Session_pause, METH_NOARGS, "Join the engine's threads (before a fork)."},
+    {"resume", (PyCFunction)Session_resume, METH_NOARGS, "Start them again after pause()."},
     {NULL, NULL, 0, NULL}};
 
 static PyTypeObject SessionType = {
@@ -1037,6 +1094,29 @@ static PyObject *decode_tables(const mfp_profile *p) {
     }
     if (PyDict_SetItemString(out, "series", o) < 0) goto fail;
     Py_CLEAR(o);
+    const mfp_process *pr = mfp_profile_processes(p, &n);
+    c0 = PyList_New((Py_ssize_t)n);
+    if (!c0) goto fail;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *row = Py_BuildValue("{sKsKsIsIsLsKsKsKsK}", "pid", (unsigned long long)pr[i].pid,
+                                      "ppid", (unsigned long long)pr[i].ppid, "name", pr[i].name,
+                                      "flags", pr[i].flags, "start_ns", (long long)pr[i].start_ns,
+                                      "duration_ns", (unsigned long long)pr[i].duration_ns,
+                                      "cpu_ns", (unsigned long long)pr[i].cpu_ns, "rss_peak_bytes",
+                                      (unsigned long long)pr[i].rss_peak_bytes, "heap_peak_bytes",
+                                      (unsigned long long)pr[i].heap_peak_bytes);
+        if (!row) goto fail;
+        PyList_SET_ITEM(c0, (Py_ssize_t)i, row);
+    }
+    COLUMN(c1, c.threads, mfp_profile_thread_process(p, (uint32_t)i));
+    COLUMN(c2, c.memory, mfp_profile_memory_process(p, (uint32_t)i));
+    if (PyDict_SetItemString(out, "processes", c0) < 0 ||
+        PyDict_SetItemString(out, "thread_process", c1) < 0 ||
+        PyDict_SetItemString(out, "memory_process", c2) < 0)
+        goto fail;
+    Py_CLEAR(c0);
+    Py_CLEAR(c1);
+    Py_CLEAR(c2);
     o = PyLong_FromUnsignedLong(c.decimation);
     if (!o || PyDict_SetItemString(out, "decimation", o) < 0) goto fail;
     Py_DECREF(o);
@@ -1074,10 +1154,142 @@ static PyObject *native_ignore_this_thread(PyObject *Py_UNUSED(mod), PyObject *P
     Py_RETURN_NONE;
 }
 
+/* A process identity from Python: (pid, ppid, name, flags, duration_ns,
+ * cpu_ns, rss_peak_bytes, heap_peak_bytes). The name stays owned by the
+ * tuple, which the caller keeps alive. */
+static int parse_process(PyObject *t, mfp_process_info *out) {
+    unsigned long long pid, ppid, dur, cpu, rss, heap;
+    unsigned int flags;
+    if (!PyArg_ParseTuple(t, "KKsIKKKK;a process is (pid, ppid, name, flags, duration_ns, cpu_ns, "
+                             "rss_peak_bytes, heap_peak_bytes)", &pid, &ppid, &out->name, &flags,
+                          &dur, &cpu, &rss, &heap))
+        return -1;
+    out->pid = pid;
+    out->ppid = ppid;
+    out->flags = flags;
+    out->duration_ns = dur;
+    out->cpu_ns = cpu;
+    out->rss_peak_bytes = rss;
+    out->heap_peak_bytes = heap;
+    return 0;
+}
+
+static mfp_profile *decode_buffer(PyObject *obj, const char **err) {
+    Py_buffer b;
+    if (PyObject_GetBuffer(obj, &b, PyBUF_SIMPLE) < 0) return NULL;
+    mfp_profile *p;
+    Py_BEGIN_ALLOW_THREADS
+    p = mfp_profile_decode(b.buf, (size_t)b.len, err);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&b);
+    return p;
+}
+
+/* merge(base, inputs, base_process=None, meta=None) -> (bytes, bad)
+ * inputs: [(profile bytes, offset_ns, process tuple or None), ...]. An input
+ * that does not decode is skipped and its index listed in bad. */
+static PyObject *native_merge(PyObject *Py_UNUSED(mod), PyObject *args, PyObject *kw) {
+    static char *kwlist[] = {"base", "inputs", "base_process", "meta", NULL};
+    PyObject *base, *inputs, *base_proc = Py_None, *meta = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO|OO", kwlist, &base, &inputs, &base_proc, &meta))
+        return NULL;
+    PyObject *seq = PySequence_Fast(inputs, "inputs must be a sequence");
+    if (!seq) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    const char *err = NULL;
+    mfp_profile *dst = decode_buffer(base, &err);
+    mfp_merge_input *in = calloc((size_t)n + 1, sizeof *in);
+    mfp_process_info *ids = calloc((size_t)n + 1, sizeof *ids);
+    PyObject *bad = PyList_New(0), *out = NULL;
+    Py_ssize_t k = 0;
+    if (!dst) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_ValueError, "base: not a valid profile: %s", err ? err : "corrupt");
+        goto done;
+    }
+    if (!in || !ids || !bad) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (base_proc != Py_None) {
+        mfp_process_info self;
+        if (parse_process(base_proc, &self)) goto done;
+        uint32_t name = mfp_profile_string(dst, self.name, strlen(self.name));
+        mfp_process row = {self.pid, self.ppid, name, self.flags, 0, self.duration_ns,
+                           self.cpu_ns, self.rss_peak_bytes, self.heap_peak_bytes};
+        size_t np;
+        mfp_profile_processes(dst, &np);
+        if (np == 0 && (name == MFP_NONE || mfp_profile_process(dst, &row) == MFP_NONE)) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i), *data, *proc;
+        long long offset;
+        in[k] = (mfp_merge_input){0};
+        if (!PyArg_ParseTuple(item, "OLO;an input is (profile bytes, offset_ns, process or None)",
+                              &data, &offset, &proc))
+            goto done;
+        if (proc != Py_None) {
+            if (parse_process(proc, &ids[k])) goto done;
+            in[k].as = &ids[k];
+        }
+        in[k].offset_ns = offset;
+        in[k].src = decode_buffer(data, &err);
+        if (!in[k].src) {
+            if (PyErr_Occurred()) goto done;
+            PyObject *ix = PyLong_FromSsize_t(i);
+            if (!ix || PyList_Append(bad, ix) < 0) {
+                Py_XDECREF(ix);
+                goto done;
+            }
+            Py_DECREF(ix);
+            continue;
+        }
+        k++;
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = mfp_profile_merge(dst, in, (size_t)k);
+    Py_END_ALLOW_THREADS
+    if (rc != 0) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (meta == Py_None) {
+        size_t ml;
+        const char *m = mfp_profile_meta(dst, &ml);
+        meta = PyUnicode_DecodeUTF8(m, (Py_ssize_t)ml, "replace");
+        if (!meta) goto done;
+        out = encode_store(dst, meta);
+        Py_DECREF(meta);
+    } else {
+        out = encode_store(dst, meta);
+    }
+    if (out) {
+        PyObject *pair = PyTuple_Pack(2, out, bad);
+        Py_DECREF(out);
+        out = pair;
+    }
+done:
+    for (Py_ssize_t i = 0; i < k; i++) mfp_profile_free((mfp_profile *)in[i].src);
+    free(in);
+    free(ids);
+    Py_XDECREF(bad);
+    mfp_profile_free(dst);
+    Py_DECREF(seq);
+    return out;
+}
+
 static PyMethodDef module_methods[] = {
     {"ignore_this_thread", native_ignore_this_thread, METH_NOARGS,
      "ignore_this_thread(): the calling thread is not profiled (CPU or memory) from now on"},
     {"decode", native_decode, METH_O, "decode(bytes) -> dict of the profile's tables"},
+    {"merge", (PyCFunction)(void (*)(void))native_merge, METH_VARARGS | METH_KEYWORDS,
+     "merge(base, [(bytes, offset_ns, (pid, ppid, name, flags, duration_ns, cpu_ns, rss_peak, "
+     "heap_peak) or None), ...], base_process=None, meta=None) -> (bytes, [indices not decoded]):"
+     " several profiles into one, each input as process(es) of its own (native/profile/merge.c)"},
     {"thread_names", native_thread_names, METH_NOARGS,
      "thread_names() -> {native tid: name} of threads seen since the last Session started"},
     {NULL, NULL, 0, NULL}};

@@ -30,6 +30,8 @@ enum {
     TAG_TOTALS = 8,
     TAG_TIMELINE = 9,
     TAG_MEMORY = 10,
+    TAG_PROCESSES = 11,
+    TAG_PROCESS_MAP = 12,
     TAG_HEAP_EVENTS = 13,
     TAG_LEAKS = 14,
     TAG_LAST = TAG_LEAKS, /* tags between known ones are skipped like unknown ones */
@@ -257,6 +259,41 @@ static void enc_leaks(const mfp_profile *p, wbuf *s) {
         put_uv(s, p->leaks[i].live_bytes);
 }
 
+static void put_map(wbuf *s, const uint32_t *m, size_t n) {
+    put_uv(s, n);
+    for (size_t i = 0; i < n; i++)
+        put_uv(s, m[i]);
+}
+
+static void enc_processes(const mfp_profile *p, wbuf *s) {
+    size_t n = p->nprocs;
+    const mfp_process *r = p->procs;
+    put_uv(s, n);
+    for (size_t i = 0; i < n; i++)
+        put_uv(s, r[i].pid);
+    for (size_t i = 0; i < n; i++)
+        put_uv(s, r[i].ppid);
+    for (size_t i = 0; i < n; i++)
+        put_uv(s, r[i].name);
+    for (size_t i = 0; i < n; i++)
+        put_uv(s, r[i].flags);
+    for (size_t i = 0; i < n; i++) /* µs, truncated toward zero like SAMPLES times */
+        put_sv(s, r[i].start_ns / 1000);
+    for (size_t i = 0; i < n; i++)
+        put_uv(s, ns_to_us_round(r[i].duration_ns));
+    for (size_t i = 0; i < n; i++)
+        put_uv(s, ns_to_us_round(r[i].cpu_ns));
+    for (size_t i = 0; i < n; i++)
+        put_uv(s, r[i].rss_peak_bytes);
+    for (size_t i = 0; i < n; i++)
+        put_uv(s, r[i].heap_peak_bytes);
+}
+
+static void enc_process_map(const mfp_profile *p, wbuf *s) {
+    put_map(s, p->thread_proc, p->nthread_proc);
+    put_map(s, p->mem_proc, p->nmem_proc);
+}
+
 uint8_t *mfp_profile_encode(const mfp_profile *p, size_t *out_len) {
     static void (*const enc[TAG_LAST + 1])(const mfp_profile *, wbuf *) = {
         [TAG_META] = enc_meta,         [TAG_STRINGS] = enc_strings, [TAG_FUNCS] = enc_funcs,
@@ -264,6 +301,8 @@ uint8_t *mfp_profile_encode(const mfp_profile *p, size_t *out_len) {
         [TAG_SAMPLES] = enc_samples,   [TAG_TOTALS] = enc_totals,   [TAG_TIMELINE] = enc_timeline,
         [TAG_MEMORY] = enc_memory,     [TAG_HEAP_EVENTS] = enc_heap_events,
         [TAG_LEAKS] = enc_leaks,
+        [TAG_PROCESSES] = enc_processes,
+        [TAG_PROCESS_MAP] = enc_process_map,
     };
     if (out_len)
         *out_len = 0;
@@ -274,8 +313,10 @@ uint8_t *mfp_profile_encode(const mfp_profile *p, size_t *out_len) {
     put_uv(&out, FORMAT_VERSION);
     for (int tag = 1; tag <= TAG_LAST; tag++) {
         /* Sections added after version 1's first ten are left out when
-         * empty, so a profile without them reads as it did before. */
-        if (!enc[tag] || (tag == TAG_HEAP_EVENTS && !p->nhevents) || (tag == TAG_LEAKS && !p->nleaks))
+         * empty, so a profile without them reads as it did before (a
+         * one-process profile says nothing of processes). */
+        if (!enc[tag] || (tag == TAG_HEAP_EVENTS && !p->nhevents) || (tag == TAG_LEAKS && !p->nleaks) ||
+            ((tag == TAG_PROCESSES || tag == TAG_PROCESS_MAP) && !p->nprocs))
             continue;
         sec.n = 0;
         enc[tag](p, &sec);
@@ -662,6 +703,35 @@ static int dec_heap_events(mfp_profile *p, rbuf *r) {
     return end_section(r);
 }
 
+static int dec_processes(mfp_profile *p, rbuf *r) {
+    size_t n;
+    rbuf c[9];
+    if (get_count(r, 9, &n) || split_columns(r, n, 9, c))
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        mfp_process x;
+        uint64_t start, dur, cpu;
+        if (get_uv(&c[0], &x.pid) || get_uv(&c[1], &x.ppid) ||
+            get_index(&c[2], p->nstr, &x.name, "process name: string index out of range") ||
+            get_u32(&c[3], &x.flags) || get_uv(&c[4], &start) || get_uv(&c[5], &dur) ||
+            scale_up(&c[5], dur, 1000, &x.duration_ns) || get_uv(&c[6], &cpu) ||
+            scale_up(&c[6], cpu, 1000, &x.cpu_ns) || get_uv(&c[7], &x.rss_peak_bytes) ||
+            get_uv(&c[8], &x.heap_peak_bytes))
+            break;
+        int64_t us = (int64_t)((start >> 1) ^ (0 - (start & 1)));
+        if (us > INT64_MAX / 1000 || us < INT64_MIN / 1000) {
+            fail(&c[4], "process start overflows 64 bits of ns");
+            break;
+        }
+        x.start_ns = us * 1000;
+        if (mfp_profile_process(p, &x) == MFP_NONE)
+            return fail(r, OOM);
+    }
+    if (end_columns(r, 9, c))
+        return -1;
+    return end_section(r);
+}
+
 static int dec_leaks(mfp_profile *p, rbuf *r) {
     size_t n;
     rbuf c[2];
@@ -680,6 +750,31 @@ static int dec_leaks(mfp_profile *p, rbuf *r) {
     return end_section(r);
 }
 
+/* One column of process indices for the first n rows of a table of `rows`. */
+static int dec_map(mfp_profile *p, rbuf *r, size_t rows, int memory) {
+    size_t n;
+    if (get_count(r, 1, &n))
+        return -1;
+    if (n > rows)
+        return fail(r, "process map longer than its table");
+    for (size_t i = 0; i < n; i++) {
+        uint32_t proc;
+        if (get_index(r, p->nprocs, &proc, "process map: process index out of range"))
+            return -1;
+        int rc = memory ? mfp_profile_set_memory_process(p, (uint32_t)i, proc)
+                        : mfp_profile_set_thread_process(p, (uint32_t)i, proc);
+        if (rc)
+            return fail(r, OOM);
+    }
+    return 0;
+}
+
+static int dec_process_map(mfp_profile *p, rbuf *r) {
+    if (dec_map(p, r, p->nthreads, 0) || dec_map(p, r, p->nmems, 1))
+        return -1;
+    return end_section(r);
+}
+
 mfp_profile *mfp_profile_decode(const uint8_t *buf, size_t len, const char **err) {
     static int (*const dec[TAG_LAST + 1])(mfp_profile *, rbuf *) = {
         [TAG_META] = dec_meta,         [TAG_STRINGS] = dec_strings, [TAG_FUNCS] = dec_funcs,
@@ -687,6 +782,8 @@ mfp_profile *mfp_profile_decode(const uint8_t *buf, size_t len, const char **err
         [TAG_SAMPLES] = dec_samples,   [TAG_TOTALS] = dec_totals,   [TAG_TIMELINE] = dec_timeline,
         [TAG_MEMORY] = dec_memory,     [TAG_HEAP_EVENTS] = dec_heap_events,
         [TAG_LEAKS] = dec_leaks,
+        [TAG_PROCESSES] = dec_processes,
+        [TAG_PROCESS_MAP] = dec_process_map,
     };
     const char *dummy;
     if (!err)

@@ -62,6 +62,9 @@ void mfp_profile_free(mfp_profile *p) {
         free(p->series[i].value);
     }
     free(p->series);
+    free(p->procs);
+    free(p->thread_proc);
+    free(p->mem_proc);
     free(p->meta);
     free(p);
 }
@@ -384,6 +387,8 @@ static int decimate(mfp_profile *p) {
     return dropped;
 }
 
+int mfp_profile_decimate(mfp_profile *p) { return decimate(p); }
+
 /* Called from the sampler thread (no GIL); touches only this store. */
 int mfp_profile_sample(mfp_profile *p, uint64_t t_ns, uint32_t stack, uint32_t thread,
                        uint64_t weight_ns, uint32_t flags) {
@@ -640,6 +645,7 @@ void mfp_profile_get_counts(const mfp_profile *p, mfp_profile_counts *out) {
     out->totals = p->ntotals;
     out->series = p->nseries;
     out->memory = p->nmems;
+    out->processes = p->nprocs;
     out->decimation = p->stride;
     out->samples_seen = p->samples_seen;
 }
@@ -710,6 +716,12 @@ mfp_profile *mfp_profile_clone(const mfp_profile *p) {
     q->leaks = dup_arr(p->leaks, p->nleaks, sizeof *p->leaks, &ok);
     q->cap_leaks = p->nleaks;
     dup_itab(&q->leak_ix, &p->leak_ix, &ok);
+    q->procs = dup_arr(p->procs, p->nprocs, sizeof *p->procs, &ok);
+    q->cap_procs = p->nprocs;
+    q->thread_proc = dup_arr(p->thread_proc, p->nthread_proc, sizeof *p->thread_proc, &ok);
+    q->cap_thread_proc = p->nthread_proc;
+    q->mem_proc = dup_arr(p->mem_proc, p->nmem_proc, sizeof *p->mem_proc, &ok);
+    q->cap_mem_proc = p->nmem_proc;
     q->meta = p->meta ? dup_arr(p->meta, p->meta_len + 1, 1, &ok) : NULL;
     q->series = dup_arr(p->series, p->nseries, sizeof *p->series, &ok);
     q->cap_series = q->series ? p->nseries : 0;

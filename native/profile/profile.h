@@ -103,6 +103,70 @@ int mfp_profile_heap_event(mfp_profile *p, uint32_t stack, uint64_t bytes, uint6
  * out of memory or stack is not an existing index. */
 int mfp_profile_leak(mfp_profile *p, uint32_t stack, uint64_t live_bytes);
 
+/* Processes: a profile of a process tree (children followed by
+ * native/../metaflow_profiler, merged with mfp_profile_merge) says which
+ * process each thread and each memory row belongs to. A profile with no
+ * process rows is one process (the one META describes). Thread and memory
+ * rows not mapped belong to process 0. */
+#define MFP_PROCESS_ROOT 1u    /* the profiled process itself */
+#define MFP_PROCESS_PARTIAL 2u /* its profile ended early (crashed, killed, still running) */
+
+typedef struct {
+    uint64_t pid, ppid;
+    uint32_t name;           /* string idx: e.g. "ForkPoolWorker-1" or a command line */
+    uint32_t flags;          /* MFP_PROCESS_* */
+    int64_t start_ns;        /* its profile's start, from this profile's start */
+    uint64_t duration_ns;    /* how long it was profiled */
+    uint64_t cpu_ns;         /* CPU time it used while profiled, 0 = unknown */
+    uint64_t rss_peak_bytes; /* its peak RSS, 0 = unknown */
+    uint64_t heap_peak_bytes; /* its estimated live heap at peak (native/heap), 0 = none */
+} mfp_process;
+
+/* Append a process row (not interned: a pid may come back). Its name is an
+ * existing string index. Returns its index or MFP_NONE. */
+uint32_t mfp_profile_process(mfp_profile *p, const mfp_process *proc);
+/* Which process a thread / a MEMORY row belongs to. 0, or -1 on a bad
+ * index or out of memory. */
+int mfp_profile_set_thread_process(mfp_profile *p, uint32_t thread, uint32_t proc);
+int mfp_profile_set_memory_process(mfp_profile *p, uint32_t row, uint32_t proc);
+/* The process of a thread / memory row: 0 when not mapped. */
+uint32_t mfp_profile_thread_process(const mfp_profile *p, uint32_t thread);
+uint32_t mfp_profile_memory_process(const mfp_profile *p, uint32_t row);
+
+/* Merge: several profiles into one (merge.c). Each input is appended to
+ * dst as one or more processes of its own:
+ *  - strings, functions, frames and stacks are interned into dst's;
+ *  - every thread of src becomes a new thread of dst (tids may repeat
+ *    across processes and runs), in the process it belonged to in src;
+ *  - src's processes become new processes of dst, their start moved by
+ *    offset_ns; a src without processes becomes one process described by
+ *    `as` (NULL: pid 0, no name), starting at offset_ns;
+ *  - SAMPLES of all inputs are shifted by offset_ns (clamped at 0) and
+ *    merged into dst's in time order, then halved per thread (as the cap
+ *    does) until they fit dst's cap; TOTALS and MEMORY rows are appended
+ *    (a MEMORY row keeps its process);
+ *  - src's META and TIMELINE are not merged: dst's stay (the caller knows
+ *    what a merged META should say; a parent's timeline already covers its
+ *    children).
+ * When dst has no process yet, its own data becomes process 0 first (pid 0,
+ * no name: call mfp_profile_process on dst before merging to name it).
+ * Returns 0, or -1 when out of memory or an input is NULL; then dst holds
+ * part of the inputs and stays consistent (samples in time order). */
+typedef struct {
+    uint64_t pid, ppid;
+    const char *name; /* NULL = "" */
+    uint32_t flags;
+    uint64_t duration_ns, cpu_ns, rss_peak_bytes, heap_peak_bytes;
+} mfp_process_info;
+
+typedef struct {
+    const mfp_profile *src;
+    int64_t offset_ns;          /* where src's time 0 falls on dst's clock */
+    const mfp_process_info *as; /* identity of a src without processes */
+} mfp_merge_input;
+
+int mfp_profile_merge(mfp_profile *dst, const mfp_merge_input *in, size_t n);
+
 /* META is an opaque JSON string for the store; it is copied. */
 int mfp_profile_set_meta(mfp_profile *p, const char *json, size_t len);
 
@@ -139,10 +203,11 @@ const mfp_leak *mfp_profile_leaks(const mfp_profile *p, size_t *n);
 size_t mfp_profile_series_count(const mfp_profile *p);
 int mfp_profile_series_at(const mfp_profile *p, uint32_t i, mfp_series_view *out);
 const char *mfp_profile_meta(const mfp_profile *p, size_t *len); /* "" when unset */
+const mfp_process *mfp_profile_processes(const mfp_profile *p, size_t *n);
 
 /* Counts, for module.c and tests. */
 typedef struct {
-    size_t strings, funcs, frames, stacks, threads, samples, totals, series, memory;
+    size_t strings, funcs, frames, stacks, threads, samples, totals, series, memory, processes;
     uint32_t decimation;   /* 1 = every sample kept */
     uint64_t samples_seen; /* every mfp_profile_sample() call that counted */
 } mfp_profile_counts;

@@ -241,6 +241,12 @@ struct mfp_profile {
     series_buf *series;
     size_t nseries, cap_series;
 
+    mfp_process *procs;
+    size_t nprocs, cap_procs;
+    /* Process of thread i / MEMORY row i for i < n*_proc; the rest are 0. */
+    uint32_t *thread_proc, *mem_proc;
+    size_t nthread_proc, cap_thread_proc, nmem_proc, cap_mem_proc;
+
     char *meta; /* NUL-terminated; NULL = unset */
     size_t meta_len;
 };
@@ -263,5 +269,8 @@ uint32_t mfp_profile_push_heap_event(mfp_profile *p, mfp_heap_event e);
 uint32_t mfp_profile_push_leak(mfp_profile *p, mfp_leak l);
 uint32_t mfp_profile_push_series(mfp_profile *p, uint32_t name, uint32_t unit, uint32_t scale);
 int mfp_profile_push_point(mfp_profile *p, uint32_t series, uint64_t t_ns, int64_t value);
+
+/* Halve SAMPLES per thread (profile.c); 1 when something was dropped. */
+int mfp_profile_decimate(mfp_profile *p);
 
 #endif

@@ -518,6 +518,15 @@ void mfp_sampler_stop(mfp_sampler *s) {
     pthread_join(s->thread, NULL);
 }
 
+int mfp_sampler_resume(mfp_sampler *s) {
+    if (!s || s->running || getpid() != s->pid) return -1;
+    atomic_store(&s->stop, 0);
+    s->last_ns = now_ns(); /* the pause is nobody's time */
+    if (pthread_create(&s->thread, NULL, sampler_main, s) != 0) return -1;
+    s->running = 1;
+    return 0;
+}
+
 const char *mfp_sampler_mode(const mfp_sampler *s) { return s->mode; }
 int mfp_sampler_takes_gil(const mfp_sampler *s) { return s->gil_mode; }
 int mfp_sampler_knows_layout(void) { return mfp_python_layout_known(); }

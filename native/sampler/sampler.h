@@ -76,6 +76,13 @@ void mfp_sampler_request_stop(mfp_sampler *s);
  * mfp_sampler_free stops too, under the same rule. */
 void mfp_sampler_stop(mfp_sampler *s);
 
+/* Start sampling again after mfp_sampler_stop, into the same store with
+ * the same caches and times (the paused time is not given to any sample):
+ * how a caller reads its store while profiling (stop, read, resume) and
+ * keeps its thread out of a fork. Same rules as start (GIL held); only in
+ * the process that started it. 0, or -1 (the sampler stays stopped). */
+int mfp_sampler_resume(mfp_sampler *s);
+
 /* Any thread; waits for the pass in progress. */
 void mfp_sampler_get_stats(const mfp_sampler *s, mfp_sampler_stats *out);
 

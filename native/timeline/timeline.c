@@ -61,6 +61,7 @@ struct mfp_timeline {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stopping, stopped;
+    int paused; /* thread joined by mfp_timeline_pause */
     mfp_timeline_procfs pf;
     mfp_timeline_cgroup cg;
     mfp_timeline_gpu gpu;
@@ -331,6 +332,38 @@ static void *poller_main(void *arg) {
     return NULL;
 }
 
+/* The thread takes no signal: they belong to the program's threads. */
+static int start_thread(mfp_timeline *t) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&t->thread, NULL, poller_main, t);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+#ifdef __GLIBC__
+    if (rc == 0) pthread_setname_np(t->thread, "mfp-timeline");
+#endif
+    return rc;
+}
+
+int mfp_timeline_pause(mfp_timeline *t) {
+    if (!t || t->stopped || t->paused || in_child(t)) return -1;
+    pthread_mutex_lock(&t->mu);
+    t->stopping = 1;
+    pthread_cond_signal(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    pthread_join(t->thread, NULL);
+    t->stopping = 0;
+    t->paused = 1;
+    return 0;
+}
+
+int mfp_timeline_resume(mfp_timeline *t) {
+    if (!t || t->stopped || !t->paused || in_child(t)) return -1;
+    if (start_thread(t) != 0) return -1; /* stays paused: stop still works */
+    t->paused = 0;
+    return 0;
+}
+
 static const char *pick(const char *given, const char *env, const char *dflt) {
     if (given) return given;
     const char *e = getenv(env);
@@ -397,19 +430,11 @@ mfp_timeline *mfp_timeline_start_opts(const mfp_timeline_options *o, char *err,
     pthread_condattr_destroy(&ca);
     if (rc != 0) goto fail_cv;
     t->notes.mu = &t->mu;
-    /* the thread takes no signal: they belong to the program's threads */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = pthread_create(&t->thread, NULL, poller_main, t);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    rc = start_thread(t);
     if (rc != 0) {
         pthread_cond_destroy(&t->cv);
         goto fail_cv;
     }
-#ifdef __GLIBC__
-    pthread_setname_np(t->thread, "mfp-timeline");
-#endif
     return t;
 fail_cv:
     pthread_mutex_destroy(&t->mu);
@@ -431,11 +456,13 @@ void mfp_timeline_stop(mfp_timeline *t) {
     if (!t || t->stopped) return;
     t->stopped = 1;
     if (in_child(t)) return; /* no thread here, and the lock may be stuck */
-    pthread_mutex_lock(&t->mu);
-    t->stopping = 1;
-    pthread_cond_signal(&t->cv);
-    pthread_mutex_unlock(&t->mu);
-    pthread_join(t->thread, NULL);
+    if (!t->paused) {
+        pthread_mutex_lock(&t->mu);
+        t->stopping = 1;
+        pthread_cond_signal(&t->cv);
+        pthread_mutex_unlock(&t->mu);
+        pthread_join(t->thread, NULL);
+    }
     poll_once(t, 1);
     t->kids_maxrss_stop = reaped_maxrss(t);
     int others = mfp_timeline_cgroup_others(&t->cg, t->pf.root);

@@ -84,6 +84,14 @@ mfp_timeline *mfp_timeline_start_opts(const mfp_timeline_options *o, char *err,
  * it, so rates do not spike from a tiny time step. */
 void mfp_timeline_stop(mfp_timeline *t);
 
+/* Join the poller thread and start it again, keeping every series: how
+ * the profiler keeps its threads out of a fork() (CPython 3.12+ warns
+ * when a process with threads forks). No points are taken while paused.
+ * Only in the process that started it; not after stop. 0, or -1 (resume:
+ * the poller stays paused, stop still works). */
+int mfp_timeline_pause(mfp_timeline *t);
+int mfp_timeline_resume(mfp_timeline *t);
+
 /* Add every series that has points to p (names and units of
  * docs/FORMAT.md), with times relative to t0_ns (CLOCK_MONOTONIC of the
  * profile start; earlier points are clamped to 0). 0 or -1 (out of

@@ -137,11 +137,13 @@ ENGINE: dict[str, Option] = {
                           "mean bytes allocated between two allocation samples"),
     "max_samples": Option(0, count(0, 2**32, "samples"),
                           "cap on SAMPLES records; 0 = the engine's default"),
+    "subprocesses": Option(True, flag, "profile the Python child processes too (children.py)"),
 }
 
 # What @profile_card takes: the engine's user-facing options and its own.
 DECORATOR: dict[str, Option] = {
-    **{k: ENGINE[k] for k in ("profiler", "sample_interval", "timeline_interval", "memory")},
+    **{k: ENGINE[k] for k in ("profiler", "sample_interval", "timeline_interval", "memory",
+                              "subprocesses")},
     "artifact_name": Option("profile_card_data", identifier, "task artifact holding the profile"),
     "create_card": Option(True, flag, "attach the card"),
     "compare": Option("previous", compare_target,
@@ -177,6 +179,7 @@ class Options:
     memory: bool
     memory_rate: int
     max_samples: int
+    subprocesses: bool = True
 
     @classmethod
     def check(cls, spelled: Mapping[str, str] | None = None, where: str = "",

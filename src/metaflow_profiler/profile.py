@@ -301,16 +301,20 @@ class Profile:
         """Self and total value per function; recursion counts once per stack."""
         return self._by_key(self._tree()[0], stacks, values)
 
-    def _rows(self, on_cpu: bool) -> tuple[list[int], list[int], list[int]]:
+    def _rows(self, on_cpu: bool, pid: int | None = None) -> tuple[list[int], list[int], list[int]]:
         tot = self._t["totals"]
         rows = [i for i, f in enumerate(tot["flags"]) if f & 1 or not on_cpu]
+        if pid is not None:
+            mine = self._threads_of(pid)
+            rows = [i for i in rows if tot["thread"][i] in mine]
         return ([tot["stack"][i] for i in rows], [tot["weight_ns"][i] for i in rows],
                 [tot["count"][i] for i in rows])
 
-    def functions(self, on_cpu: bool = False) -> list[FunctionStat]:
+    def functions(self, on_cpu: bool = False, pid: int | None = None) -> list[FunctionStat]:
         """Every function sampled, by total (inclusive) wall time, hottest first.
-        on_cpu=True counts only samples where the thread was running on a CPU."""
-        stacks, weights, counts = self._rows(on_cpu)
+        on_cpu=True counts only samples where the thread was running on a CPU;
+        pid counts only the threads of that process (see processes())."""
+        stacks, weights, counts = self._rows(on_cpu, pid)
         self_w, total_w = self._by_function(stacks, weights)
         self_c, total_c = self._by_function(stacks, counts)
         # A deterministic profile counts calls: a function's own, not its callees'.
@@ -525,11 +529,36 @@ class Profile:
         return rows
 
     def threads(self) -> list[dict[str, Any]]:
+        """Every thread sampled; "pid" is its process's (0 in a one-process profile)."""
         th, s = self._t["threads"], self._t["strings"]
+        procs = self._t.get("processes") or []
+        owner = self._t.get("thread_process") or [0] * len(th["tid"])
         return [
-            {"tid": tid, "name": s[name], "main": bool(flags & 1)}
-            for tid, name, flags in zip(th["tid"], th["name"], th["flags"])
+            {"tid": tid, "name": s[name], "main": bool(flags & 1),
+             "pid": procs[owner[i]]["pid"] if procs else 0}
+            for i, (tid, name, flags) in enumerate(zip(th["tid"], th["name"], th["flags"]))
         ]
+
+    def processes(self) -> list[dict[str, Any]]:
+        """The processes of a profile that followed child processes (PROCESSES,
+        docs/FORMAT.md), the profiled one first; [] for a one-process profile."""
+        s = self._t["strings"]
+        return [
+            {"pid": p["pid"], "ppid": p["ppid"], "name": s[p["name"]], "root": bool(p["flags"] & 1),
+             "partial": bool(p["flags"] & 2), "start_s": p["start_ns"] / 1e9,
+             "duration_s": p["duration_ns"] / 1e9, "cpu_s": p["cpu_ns"] / 1e9,
+             "rss_peak_bytes": p["rss_peak_bytes"], "heap_peak_bytes": p["heap_peak_bytes"]}
+            for p in self._t.get("processes") or []
+        ]
+
+    def _threads_of(self, pid: int) -> set[int]:
+        procs = self._t.get("processes") or []
+        owner = self._t.get("thread_process") or []
+        want = {i for i, p in enumerate(procs) if p["pid"] == pid}
+        n = len(self._t["threads"]["tid"])
+        if not procs:
+            return set(range(n)) if pid in (0, self.meta.get("pid")) else set()
+        return {t for t in range(n) if (owner[t] if t < len(owner) else 0) in want}
 
     def series(self) -> dict[str, tuple[list[float], list[float]]]:
         """Timeline series by name: (seconds since start, values in the series' unit)."""
@@ -583,6 +612,13 @@ class Profile:
             out[f"total_{name}"] = value
         for key, value in (m.get("limits") or {}).items():
             out[f"limit_{key}"] = value
+        kids = [p for p in self.processes() if not p["root"]]
+        if kids:
+            out["processes"] = len(kids) + 1
+            out["children_processes"] = len(kids)
+            out["children_cpu_s"] = sum(p["cpu_s"] for p in kids)
+            out["children_peak_rss_mb"] = max(p["rss_peak_bytes"] for p in kids) / 2**20
+            out["children_partial"] = sum(p["partial"] for p in kids)
         return out
 
     def _count_key(self) -> str:

@@ -7,6 +7,7 @@ import os
 import platform
 import time
 import traceback
+import weakref
 from typing import Any
 
 from . import backends
@@ -34,6 +35,19 @@ class ProfilerError(RuntimeError):
     """The profiler could not do its job (the profiled code is not affected)."""
 
 
+# Profilers running in this process: the fork hooks (children.py) keep their
+# threads out of a fork, and a forked child forgets them.
+_running: weakref.WeakSet[Profiler] = weakref.WeakSet()
+
+
+def running() -> list[Profiler]:
+    return list(_running)
+
+
+def forget_running() -> None:
+    _running.clear()
+
+
 class Profiler:
     """Profile the code between start() and stop().
 
@@ -44,6 +58,9 @@ class Profiler:
         peak and total allocated by Python stack, Python and native allocations
         (sample backend; other backends ignore it with a note).
     memory_rate: mean bytes allocated between two allocation samples.
+    subprocesses: profile every Python child process too (fork, spawn,
+        forkserver, subprocess.run([sys.executable, ...]), grandchildren),
+        each sample keeping its process (sample backend only).
     """
 
     def __init__(
@@ -54,6 +71,7 @@ class Profiler:
         memory: bool = ENGINE["memory"].default,
         max_samples: int = ENGINE["max_samples"].default,
         memory_rate: int = DEFAULT_MEMORY_RATE,
+        subprocesses: bool = ENGINE["subprocesses"].default,
         *,
         options: Options | None = None,
     ) -> None:
@@ -62,12 +80,17 @@ class Profiler:
         if options is None:
             options = Options.check(_SPELLED, profiler=backend, sample_interval=interval,
                                     timeline_interval=timeline_interval, memory=memory,
-                                    max_samples=max_samples, memory_rate=memory_rate)
+                                    max_samples=max_samples, memory_rate=memory_rate,
+                                    subprocesses=subprocesses)
         self.options = options
         self.backend = options.profiler
         self.profile: Profile | None = None
         self._runner: Any = None
+        self._children: Any = None
+        self._children_error = ""
         self._start_unix_ns = 0
+        self._pid = 0
+        self._cpu0 = 0
 
     def start(self) -> None:
         if self._runner is not None:
@@ -79,8 +102,21 @@ class Profiler:
         runner = backends.create(self.backend, o.interval_ns, o.timeline_interval_ns,
                                  o.max_samples, memory_rate=rate)
         self._start_unix_ns = time.time_ns()
+        self._pid = os.getpid()
+        self._cpu0 = time.process_time_ns()
         runner.start()
         self._runner = runner
+        _running.add(self)
+        self._children_error = ""
+        if o.subprocesses and self.backend == "sample":
+            from .children import Children
+
+            try:
+                children = Children(o.interval_ns, rate, o.max_samples)
+                children.start()
+                self._children = children
+            except Exception as exc:  # the parent's own profile goes on
+                self._children_error = f"children are not profiled: {exc}"
 
     def snapshot(self, extra_meta: dict[str, Any] | None = None) -> bytes | None:
         """The profile so far, in the byte format, without stopping; None when
@@ -96,15 +132,30 @@ class Profiler:
     def stop(self, extra_meta: dict[str, Any] | None = None) -> Profile:
         """Stop and return the Profile; extra_meta is merged into its META."""
         runner, self._runner = self._runner, None
+        children, self._children = self._children, None
         if runner is None:
             raise ProfilerError("this Profiler is not running")
+        _running.discard(self)
         meta = self._meta(extra_meta)
+        if self._pid != os.getpid():
+            # A forked child's copy of a running profiler: the parent keeps its
+            # samples; the child's own work went to its own profiler.
+            meta["notes"].append(f"this profiler was started in process {self._pid}; process "
+                                 f"{os.getpid()} is a forked child and has only a copy of it")
+            self.profile = Profile.empty(meta)
+            return self.profile
         try:
             data = runner.stop(meta)
         except Exception as exc:  # the card must still say what happened
             meta["error"] = {"type": type(exc).__name__, "message": str(exc),
                              "traceback": traceback.format_exc()}
             data = backends.empty_profile(meta)
+        if children is not None:
+            try:
+                data = children.finish(data, runner.session.stats()["start_ns"], meta,
+                                       time.process_time_ns() - self._cpu0)
+            except Exception as exc:
+                meta["notes"].append(f"children: their profiles could not be merged: {exc}")
         self.profile = Profile.from_bytes(data)
         return self.profile
 
@@ -119,6 +170,8 @@ class Profiler:
         }
         if self.options.memory and not backends.supports_memory(self.backend):
             meta["notes"].append(f"memory profile: the {self.backend!r} backend has none")
+        if self._children_error:
+            meta["notes"].append(self._children_error)
         extra = dict(extra_meta or {})
         meta["notes"] = list(extra.pop("notes", [])) + meta["notes"]  # the caller's first
         meta.update(extra)

@@ -19,6 +19,10 @@ class SampleRunner:
                                         memory_rate=memory_rate)
         self._memory = memory_rate > 0
 
+    @property
+    def session(self) -> Any:
+        return self._session
+
     def start(self) -> None:
         self._session.start()
 

@@ -1,0 +1,476 @@
+"""Child processes: every Python child of a profiled process is profiled too,
+and its profile comes back to the parent's (docs/ARCHITECTURE.md, "Children").
+
+How a child gets a profiler of its own:
+- fork (multiprocessing "fork", a forkserver's children, os.fork): an
+  os.register_at_fork hook starts one in the child, where only the forking
+  thread survived and the parent's engine is a dead copy.
+- a fresh interpreter (multiprocessing "spawn", the forkserver itself,
+  joblib/loky workers, subprocess.run([sys.executable, ...])): the parent
+  puts a private directory holding a sitecustomize.py first on PYTHONPATH;
+  it starts the profiler, takes itself off sys.path and runs the
+  sitecustomize it shadows, if any. PYTHONPATH, not a .pth file: a .pth
+  works only from site-packages, and on a remote Metaflow worker this
+  package travels in the code package.
+Grandchildren inherit both. The configuration travels in MFP_CHILDREN.
+
+Each child writes its profile into the private directory: at exit (atexit,
+os._exit, SIGTERM while its disposition is the default), when the parent
+stops (a "stop" file the child polls), and every few seconds (so a child
+that is SIGKILLed or crashes leaves what it had). One file per child,
+overwritten each time, so files stay bounded by the number of children.
+The parent merges them into its own profile at stop (native/profile/merge.c)
+and removes the directory. Nothing here may change what the child does: every
+hook swallows its own errors, and a child whose profiler fails runs on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+from . import _native
+
+ENV = "MFP_CHILDREN"
+_SITE = "site"
+_STOP = "stop"
+# How long stop() waits for running children to write their last profile.
+STOP_WAIT_S = 2.0
+# Periodic flushes: the first after 0.5 s, then twice as far apart, up to 8 s.
+FLUSH_FIRST_S, FLUSH_MAX_S = 0.5, 8.0
+_POLL_S = 0.05
+_NAME_MAX = 160
+
+_SITECUSTOMIZE = '''\
+# Written by metaflow_profiler: profiles this Python child of a profiled
+# process, then runs the sitecustomize this file shadows. Safe to delete.
+def _mfp_start():
+    import sys
+    here, pkg, want = {here!r}, {pkg!r}, {version!r}
+    while here in sys.path:
+        sys.path.remove(here)
+    if tuple(sys.version_info[:2]) != want:
+        return
+    try:
+        try:
+            from metaflow_profiler import children
+        except ImportError:
+            sys.path.append(pkg)
+            try:
+                from metaflow_profiler import children
+            finally:
+                if pkg in sys.path:
+                    sys.path.remove(pkg)
+        children.start_child()
+    except Exception:
+        pass
+
+
+def _mfp_chain():
+    import sys
+    del sys.modules["sitecustomize"]
+    try:
+        import sitecustomize  # noqa: F401  the one we shadow, if any
+    except ModuleNotFoundError as exc:
+        if exc.name != "sitecustomize":
+            raise
+
+
+_mfp_start()
+_mfp_chain()
+'''
+
+
+def process_name() -> str:
+    """multiprocessing's name for this process, else its command line."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None:
+        try:
+            name = mp.current_process().name
+            if name and name != "MainProcess":
+                return name
+        except Exception:
+            pass
+    argv = list(getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv])
+    argv[0] = os.path.basename(argv[0])
+    return " ".join(argv)[:_NAME_MAX]
+
+
+def _cpu_ns() -> int:
+    return time.process_time_ns()
+
+
+def _rss_peak_bytes() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+# ---- the parent ----------------------------------------------------------
+
+
+class Children:
+    """The parent's side: the private directory, the environment its children
+    inherit, and the merge of what they wrote. One per running Profiler."""
+
+    def __init__(self, interval: float, memory_rate: int, max_samples: int) -> None:
+        self.dir = tempfile.mkdtemp(prefix="mfp-children-")
+        site = os.path.join(self.dir, _SITE)
+        os.mkdir(site)
+        pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(site, "sitecustomize.py"), "w", encoding="utf-8") as f:
+            f.write(_SITECUSTOMIZE.format(here=site, pkg=pkg, version=tuple(sys.version_info[:2])))
+        self._site = site
+        self._config = json.dumps({"dir": self.dir, "interval": interval,
+                                   "memory_rate": memory_rate, "max_samples": max_samples})
+        self._saved: dict[str, str | None] = {}
+        self.pid = os.getpid()
+
+    def start(self) -> None:
+        global _parent
+        for key in (ENV, "PYTHONPATH"):
+            self._saved[key] = os.environ.get(key)
+        old = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = self._site + (os.pathsep + old if old else "")
+        os.environ[ENV] = self._config
+        _parent = self
+        _install_fork_hooks()
+
+    def _restore_env(self) -> None:
+        """Children started from now on run unprofiled. PYTHONPATH loses only
+        our entry, whatever else the program changed meanwhile."""
+        global _parent
+        if _parent is self:
+            _parent = None
+        if os.environ.get(ENV) == self._config:
+            _setenv(ENV, self._saved.get(ENV))
+        parts = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if self._site in parts:
+            parts.remove(self._site)
+            _setenv("PYTHONPATH", os.pathsep.join(parts) or None)
+
+    def finish(self, data: bytes, t0_ns: int, meta: dict[str, Any], cpu_ns: int) -> bytes:
+        """Wait for running children, merge every child's profile into data (the
+        parent's own), remove the directory. Returns the merged bytes; meta (the
+        parent's META) gets "children" and a note."""
+        self._restore_env()
+        try:
+            with open(os.path.join(self.dir, _STOP), "w"):
+                pass
+            self._wait_for_running()
+            inputs, summary = self._collect(t0_ns)
+            if not inputs:
+                return data
+            meta["children"] = summary
+            meta["notes"].append(_summary_line(summary))
+            me = (self.pid, os.getppid(), process_name(), 1, meta.get("duration_ns", 0), cpu_ns,
+                  _rss_peak_bytes(), (meta.get("memory") or {}).get("peak_bytes", 0))
+            from .backends import meta_json
+
+            merged, bad = _native.merge(data, inputs, base_process=me, meta=meta_json(meta))
+            if bad:
+                summary["unreadable"] = len(bad)
+                meta["notes"].append(f"children: {len(bad)} profiles could not be read")
+                merged, _ = _native.merge(data, [x for i, x in enumerate(inputs) if i not in bad],
+                                          base_process=me, meta=meta_json(meta))
+            return merged
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _running(self) -> list[int]:
+        out = []
+        for name in os.listdir(self.dir):
+            if name.endswith(".live"):
+                pid = int(name.split(".")[0])
+                if _alive(pid):
+                    out.append(pid)
+        return out
+
+    def _wait_for_running(self) -> None:
+        deadline = time.monotonic() + STOP_WAIT_S
+        while self._running() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _collect(self, t0_ns: int) -> tuple[list[tuple[bytes, int, tuple]], dict[str, Any]]:
+        inputs = []
+        cpu = rss = 0
+        partial = 0
+        for name in sorted(os.listdir(self.dir)):
+            if not name.endswith(".json"):
+                continue
+            base = name[: -len(".json")]
+            try:
+                with open(os.path.join(self.dir, name), encoding="utf-8") as f:
+                    info = json.load(f)
+                with open(os.path.join(self.dir, base + ".mfprof"), "rb") as f:
+                    data = f.read()
+            except (OSError, ValueError):
+                continue
+            flags = 0 if info.get("final") else 2
+            partial += not info.get("final")
+            cpu += info["cpu_ns"]
+            rss = max(rss, info["rss_peak_bytes"])
+            proc = (info["pid"], info["ppid"], info["name"], flags, info["duration_ns"],
+                    info["cpu_ns"], info["rss_peak_bytes"], info.get("heap_peak_bytes", 0))
+            inputs.append((data, info["start_mono_ns"] - t0_ns, proc))
+        summary = {"processes": len(inputs), "cpu_s": cpu / 1e9, "peak_rss_bytes": rss,
+                   "partial": partial}
+        return inputs, summary
+
+
+def _summary_line(s: dict[str, Any]) -> str:
+    line = (f"children: {s['processes']} processes, peak RSS {s['peak_rss_bytes'] / 2**20:.1f} MiB,"
+            f" CPU {s['cpu_s']:.2f} s")
+    if s["partial"]:
+        line += f" ({s['partial']} ended before their last profile: killed, crashed or still running)"
+    return line
+
+
+def _setenv(key: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(key, None)
+    else:
+        os.environ[key] = value
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+        return state not in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
+
+
+# ---- the child -------------------------------------------------------------
+
+
+class _Child:
+    """This process's own profiler, started from the inherited configuration."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.dir = config["dir"]
+        self.pid = os.getpid()
+        self.ppid = os.getppid()
+        self.lock = threading.Lock()
+        self.owner = 0  # the thread writing, so a SIGTERM handler on it does not wait for itself
+        self.sigterm_pending = False
+        self.done = False
+        self.memory = config["memory_rate"] > 0
+        self.session = _native.Session(config["interval"], 0, config["max_samples"],
+                                       memory_rate=config["memory_rate"])
+        self.cpu0 = _cpu_ns()
+        self.session.start()
+        st = self.session_start_ns = _mono_ns()
+        self.base = os.path.join(self.dir, f"{self.pid}-{st}")
+        with open(os.path.join(self.dir, f"{self.pid}.live"), "w"):
+            pass
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=self._flusher, name="metaflow_profiler children",
+                                       daemon=True)
+        self.thread.start()
+
+    def _flusher(self) -> None:
+        period = FLUSH_FIRST_S
+        next_flush = time.monotonic() + period
+        stop = os.path.join(self.dir, _STOP)
+        while not self.done:
+            self.wake.wait(_POLL_S)
+            if self.done:
+                return
+            if os.path.exists(stop) or not os.path.isdir(self.dir):
+                self.finish()
+                return
+            if time.monotonic() >= next_flush:
+                self.flush(final=False)
+                period = min(period * 2, FLUSH_MAX_S)
+                next_flush = time.monotonic() + period
+
+    def _meta(self) -> dict[str, Any]:
+        return {"backend": "sample", "python": sys.version.split()[0], "notes": []}
+
+    def flush(self, final: bool) -> None:
+        """Write this process's profile so far (final: stop profiling first)."""
+        with self.lock:
+            self.owner = threading.get_ident()
+            try:
+                self._flush(final)
+            finally:
+                self.owner = 0
+        if self.sigterm_pending:  # arrived while we were writing: die of it now
+            _die_of_sigterm()
+
+    def _flush(self, final: bool) -> None:
+        if self.done or os.getpid() != self.pid:
+            return
+        s = self.session
+        if final:
+            self.done = True
+            s.stop()
+            from .backends import name_threads
+            from .backends.sample import _memory_meta
+
+            name_threads(s)
+            st = s.stats()
+            meta = self._meta()
+            heap = 0
+            if self.memory:
+                _memory_meta(meta, st)
+                heap = (meta.get("memory") or {}).get("peak_bytes", 0)
+            data = s.encode(json.dumps(meta, default=str))
+        else:
+            heap = 0
+            data = s.snapshot(json.dumps(self._meta()))
+        info = {"pid": self.pid, "ppid": self.ppid, "name": process_name(),
+                "start_mono_ns": self.session_start_ns,
+                "duration_ns": _mono_ns() - self.session_start_ns,
+                "cpu_ns": _cpu_ns() - self.cpu0, "rss_peak_bytes": _rss_peak_bytes(),
+                "heap_peak_bytes": heap, "final": final}
+        _write(self.base + ".mfprof", data)
+        _write(self.base + ".json", json.dumps(info).encode())
+        if final:
+            try:
+                os.unlink(os.path.join(self.dir, f"{self.pid}.live"))
+            except OSError:
+                pass
+
+    def finish(self) -> None:
+        try:
+            self.flush(final=True)
+        except Exception:
+            pass
+        self.wake.set()
+
+
+def _write(path: str, data: bytes) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _mono_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+_parent: Children | None = None  # the running parent tracker in this process
+_child: _Child | None = None      # this process's own child profiler
+_real_exit = os._exit
+_fork_hooks = False
+
+
+def start_child() -> None:
+    """Profile this process as a child, when MFP_CHILDREN says so. Never raises."""
+    global _child
+    try:
+        raw = os.environ.get(ENV)
+        if not raw or _child is not None:
+            return
+        config = json.loads(raw)
+        if not os.path.isdir(config["dir"]) or os.path.exists(os.path.join(config["dir"], _STOP)):
+            return
+        _child = _Child(config)
+        _install_fork_hooks()
+        atexit.register(_at_exit)
+        os._exit = _exit_wrapper
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except Exception:
+        _child = None
+
+
+def _at_exit() -> None:
+    c = _child
+    if c is not None and c.pid == os.getpid():
+        c.finish()
+
+
+def _exit_wrapper(code: int) -> None:
+    try:
+        _at_exit()
+    except BaseException:
+        pass
+    _real_exit(code)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Write the profile, then die of SIGTERM as the default would have."""
+    c = _child
+    if c is not None and c.owner == threading.get_ident():
+        c.sigterm_pending = True  # interrupted our own flush: it dies when done
+        return
+    try:
+        _at_exit()
+    finally:
+        _die_of_sigterm()
+
+
+def _die_of_sigterm() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+# ---- fork ----------------------------------------------------------------
+
+
+def _install_fork_hooks() -> None:
+    global _fork_hooks
+    if not _fork_hooks:
+        os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent,
+                            after_in_child=_after_fork_child)
+        _fork_hooks = True
+
+
+_paused: list[Any] = []
+
+
+def _sessions() -> list[Any]:
+    from . import profiler
+
+    out = [p._runner.session for p in profiler.running() if hasattr(p._runner, "session")]
+    if _child is not None and _child.pid == os.getpid() and not _child.done:
+        out.append(_child.session)
+    return out
+
+
+def _before_fork() -> None:
+    """Join our native threads so the fork sees only the program's (3.12+
+    warns about forking a multi-threaded process)."""
+    try:
+        for s in _sessions():
+            s.pause()
+            _paused.append(s)
+    except Exception:
+        pass
+
+
+def _after_fork_parent() -> None:
+    while _paused:
+        try:
+            _paused.pop().resume()
+        except Exception:
+            pass
+
+
+def _after_fork_child() -> None:
+    global _child
+    _paused.clear()
+    try:
+        from . import profiler
+
+        profiler.forget_running()
+        if _child is not None:
+            _child.done = True  # a dead copy: its thread and lock did not come along
+            _child = None
+        start_child()
+    except Exception:
+        _child = None
