@@ -202,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds between samples")
     r.add_argument("-t", "--timeline-interval", default=ENGINE["timeline_interval"].default,
                    help="seconds between resource-timeline points, 0 = off")
+    r.add_argument("--no-subprocesses", dest="subprocesses", action="store_false",
+                   help="do not profile the script's Python child processes")
     r.add_argument("-o", "--output", help="save the profile (.mfprof)")
     r.add_argument("--html", help="write the card")
     r.add_argument("-n", "--top", type=int, default=15)
@@ -241,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             a.options = Options.check({"sample_interval": "--interval",
                                        "timeline_interval": "--timeline-interval"},
                                       profiler=a.backend, sample_interval=a.interval,
-                                      timeline_interval=a.timeline_interval)
+                                      timeline_interval=a.timeline_interval,
+                                      subprocesses=a.subprocesses)
         except OptionError as exc:
             print(f"metaflow_profiler: {exc}", file=sys.stderr)
             return 2

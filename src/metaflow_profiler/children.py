@@ -121,7 +121,7 @@ class Children:
     """The parent's side: the private directory, the environment its children
     inherit, and the merge of what they wrote. One per running Profiler."""
 
-    def __init__(self, interval: float, memory_rate: int, max_samples: int) -> None:
+    def __init__(self, interval_ns: int, memory_rate: int, max_samples: int) -> None:
         self.dir = tempfile.mkdtemp(prefix="mfp-children-")
         site = os.path.join(self.dir, _SITE)
         os.mkdir(site)
@@ -129,7 +129,7 @@ class Children:
         with open(os.path.join(site, "sitecustomize.py"), "w", encoding="utf-8") as f:
             f.write(_SITECUSTOMIZE.format(here=site, pkg=pkg, version=tuple(sys.version_info[:2])))
         self._site = site
-        self._config = json.dumps({"dir": self.dir, "interval": interval,
+        self._config = json.dumps({"dir": self.dir, "interval_ns": interval_ns,
                                    "memory_rate": memory_rate, "max_samples": max_samples})
         self._saved: dict[str, str | None] = {}
         self.pid = os.getpid()
@@ -260,16 +260,17 @@ class _Child:
         self.dir = config["dir"]
         self.pid = os.getpid()
         self.ppid = os.getppid()
+        self.main_tid = threading.get_native_id()  # we start on the main thread
         self.lock = threading.Lock()
         self.owner = 0  # the thread writing, so a SIGTERM handler on it does not wait for itself
         self.sigterm_pending = False
         self.done = False
         self.memory = config["memory_rate"] > 0
-        self.session = _native.Session(config["interval"], 0, config["max_samples"],
+        self.session = _native.Session(config["interval_ns"], 0, config["max_samples"],
                                        memory_rate=config["memory_rate"])
         self.cpu0 = _cpu_ns()
-        self.session.start()
         st = self.session_start_ns = _mono_ns()
+        self.session.start()
         self.base = os.path.join(self.dir, f"{self.pid}-{st}")
         with open(os.path.join(self.dir, f"{self.pid}.live"), "w"):
             pass
@@ -279,6 +280,7 @@ class _Child:
         self.thread.start()
 
     def _flusher(self) -> None:
+        _native.ignore_this_thread()  # neither sampled nor in the memory profile
         period = FLUSH_FIRST_S
         next_flush = time.monotonic() + period
         stop = os.path.join(self.dir, _STOP)
@@ -315,10 +317,9 @@ class _Child:
         if final:
             self.done = True
             s.stop()
-            from .backends import name_threads
             from .backends.sample import _memory_meta
 
-            name_threads(s)
+            self._name_threads()
             st = s.stats()
             meta = self._meta()
             heap = 0
@@ -328,7 +329,8 @@ class _Child:
             data = s.encode(json.dumps(meta, default=str))
         else:
             heap = 0
-            data = s.snapshot(json.dumps(self._meta()))
+            s.snapshot([(tid, name, tid == self.main_tid) for tid, name in self._names()])
+            data = s.encode_snapshot(json.dumps(self._meta()))
         info = {"pid": self.pid, "ppid": self.ppid, "name": process_name(),
                 "start_mono_ns": self.session_start_ns,
                 "duration_ns": _mono_ns() - self.session_start_ns,
@@ -341,6 +343,17 @@ class _Child:
                 os.unlink(os.path.join(self.dir, f"{self.pid}.live"))
             except OSError:
                 pass
+
+    def _names(self) -> list[tuple[int, str]]:
+        # After a plain os.fork, threading still gives the main thread the
+        # forking thread's native id in the parent.
+        stale = threading.main_thread().native_id
+        return [(self.main_tid if tid == stale else tid, name)
+                for tid, name in _native.thread_names().items()]
+
+    def _name_threads(self) -> None:
+        for tid, name in self._names():
+            self.session.name_thread(tid, name, tid == self.main_tid)
 
     def finish(self) -> None:
         try:

@@ -85,7 +85,8 @@ class ProfileCardDecorator(StepDecorator):
             a = self.attributes
             self._options = Options.check(
                 where=where, profiler=a["profiler"], sample_interval=a["sample_interval"],
-                timeline_interval=a["timeline_interval"], memory=a["memory"])
+                timeline_interval=a["timeline_interval"], memory=a["memory"],
+                subprocesses=a["subprocesses"])
         except OptionError as exc:
             raise ProfileCardException(str(exc)) from None
 

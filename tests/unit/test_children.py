@@ -1,0 +1,282 @@
+"""Child processes are profiled and come back to the parent's profile: real
+processes started every way a step starts them, run under
+`python -m metaflow_profiler run` in a fresh interpreter each (a forkserver
+or a loky executor outlives one Profiler, so each case gets its own).
+
+Every case measures the CPU time the children spent in `hot` (inside the
+children, with time.process_time) and checks that the merged profile gives
+`hot` in the child processes at least that much on-CPU time, within a margin
+from the number of samples that landed there, and that the processes are
+named."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from metaflow_profiler import Profile
+
+HOTWORK = """
+import json, os, time
+
+def hot(seconds):
+    t = time.process_time()
+    x = 0
+    while time.process_time() - t < seconds:
+        x += 1
+    return time.process_time() - t
+
+def report(path, measured):
+    with open(path, "w") as f:
+        json.dump({"measured_s": measured}, f)
+"""
+
+
+def run(tmp_path, body, *args, interval="0.001", timeout=240):
+    (tmp_path / "hotwork.py").write_text(HOTWORK)
+    (tmp_path / "job.py").write_text(textwrap.dedent(body))
+    r = subprocess.run([sys.executable, "-m", "metaflow_profiler", "run", "-i", interval, "-o",
+                        "p.mfprof", "job.py", *args], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=timeout)
+    assert r.returncode == 0, r.stderr[-3000:]
+    measured = json.loads((tmp_path / "measured.json").read_text())["measured_s"]
+    return Profile.load(tmp_path / "p.mfprof"), measured, r
+
+
+def hot_in_children(prof):
+    """On-CPU seconds and samples of `hot` in the child processes."""
+    secs = samples = 0
+    for p in prof.processes():
+        if p["root"]:
+            continue
+        for f in prof.functions(on_cpu=True, pid=p["pid"]):
+            if f.name == "hot":
+                secs += f.total_s
+                samples += f.samples
+    return secs, samples
+
+
+def assert_attributed(prof, measured):
+    secs, samples = hot_in_children(prof)
+    assert samples >= 50, f"only {samples} samples of hot in the children"
+    # Per-thread on-CPU marks add up to the CPU time used within a sample or
+    # so; allow 3 standard errors of a count of `samples`, and never less than 20 %.
+    tol = max(0.2, 3 / math.sqrt(samples))
+    assert secs >= (1 - tol) * measured, (secs, measured, samples)
+    assert secs <= (1 + tol) * measured + 0.05, (secs, measured, samples)
+
+
+def kids(prof):
+    return [p for p in prof.processes() if not p["root"]]
+
+
+POOL = """
+import multiprocessing as mp, sys
+from hotwork import hot, report
+
+if __name__ == "__main__":
+    ctx = mp.get_context(sys.argv[1])
+    with ctx.Pool(2) as pool:
+        measured = sum(pool.map(hot, [0.15] * 6))
+    report("measured.json", measured)
+"""
+
+
+@pytest.mark.parametrize("method,name", [("fork", "ForkPoolWorker-"), ("spawn", "SpawnPoolWorker-"),
+                                         ("forkserver", "ForkServerPoolWorker-")])
+def test_pool(tmp_path, method, name):
+    prof, measured, _ = run(tmp_path, POOL, method)
+    assert_attributed(prof, measured)
+    workers = [p for p in kids(prof) if p["name"].startswith(name)]
+    assert len(workers) == 2, [p["name"] for p in kids(prof)]
+    root = prof.processes()[0]
+    assert root["root"] and root["pid"] not in {p["pid"] for p in workers}
+    # Each worker's threads are its own; its memory profile came too.
+    assert all(t["pid"] in {p["pid"] for p in prof.processes()} for t in prof.threads())
+    assert all(p["heap_peak_bytes"] > 0 for p in workers)
+    st = prof.stats()
+    assert st["children_processes"] == len(kids(prof)) and st["children_cpu_s"] >= measured
+    assert any(n.startswith(f"children: {len(kids(prof))} processes") for n in prof.meta["notes"])
+    assert "children" in prof.meta
+
+
+def test_process_pool_executor(tmp_path):
+    prof, measured, _ = run(tmp_path, """
+        from concurrent.futures import ProcessPoolExecutor
+        from hotwork import hot, report
+        if __name__ == "__main__":
+            with ProcessPoolExecutor(2) as ex:
+                measured = sum(ex.map(hot, [0.15] * 6))
+            report("measured.json", measured)
+    """)
+    assert_attributed(prof, measured)
+    assert any(p["name"].endswith("Process-1") or "Process" in p["name"] for p in kids(prof))
+
+
+def test_joblib_loky(tmp_path):
+    pytest.importorskip("joblib")  # in the test extras
+    prof, measured, _ = run(tmp_path, """
+        from joblib import Parallel, delayed
+        from hotwork import hot, report
+        if __name__ == "__main__":
+            measured = sum(Parallel(n_jobs=2, backend="loky")(delayed(hot)(0.15) for _ in range(6)))
+            report("measured.json", measured)
+    """)
+    # loky keeps its workers for reuse after the call: they are still running
+    # when the parent stops, and write their profile when it asks.
+    assert_attributed(prof, measured)
+    assert any("Loky" in p["name"] or "loky" in p["name"] for p in kids(prof)), \
+        [p["name"] for p in kids(prof)]
+
+
+def test_python_subprocess_and_grandchild(tmp_path):
+    (tmp_path / "child.py").write_text(textwrap.dedent("""
+        import subprocess, sys, json
+        from hotwork import hot
+        mine = hot(0.3)
+        r = subprocess.run([sys.executable, "grand.py"], capture_output=True, text=True)
+        print(json.dumps({"child": mine, "grand": float(r.stdout)}))
+        sys.exit(7)
+    """))
+    (tmp_path / "grand.py").write_text("from hotwork import hot\nprint(hot(0.3))\n")
+    prof, measured, _ = run(tmp_path, """
+        import json, subprocess, sys
+        from hotwork import report
+        r = subprocess.run([sys.executable, "child.py", "--flag"], capture_output=True, text=True)
+        assert r.returncode == 7, r  # exit status and stdout unchanged by profiling
+        out = json.loads(r.stdout)
+        report("measured.json", out["child"] + out["grand"])
+    """)
+    assert_attributed(prof, measured)
+    by_name = {p["name"]: p for p in kids(prof)}
+    child = next(p for n, p in by_name.items() if "child.py --flag" in n)
+    grand = next(p for n, p in by_name.items() if "grand.py" in n)
+    assert grand["ppid"] == child["pid"] and child["ppid"] == prof.processes()[0]["pid"]
+    for p in (child, grand):
+        assert any(f.name == "hot" for f in prof.functions(on_cpu=True, pid=p["pid"]))
+
+
+def test_sigkilled_child_keeps_what_it_had(tmp_path):
+    prof, measured, _ = run(tmp_path, """
+        import glob, json, os, signal, subprocess, sys, time
+        from hotwork import report
+        dir_ = json.loads(os.environ["MFP_CHILDREN"])["dir"]
+        child = subprocess.Popen([sys.executable, "-c",
+            "import sys, time; sys.path.insert(0, '.'); from hotwork import hot; "
+            "print(hot(0.4), flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+        measured = float(child.stdout.readline())
+        # Wait for a periodic flush that covers the work, then kill.
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            infos = [json.load(open(f)) for f in glob.glob(os.path.join(dir_, f"{child.pid}-*.json"))]
+            if infos and infos[0]["cpu_ns"] >= measured * 1e9:
+                break
+            time.sleep(0.05)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        report("measured.json", measured)
+        open("dir.txt", "w").write(dir_)
+    """)
+    assert_attributed(prof, measured)
+    (killed,) = kids(prof)
+    assert killed["partial"]
+    assert prof.stats()["children_partial"] == 1
+    assert not os.path.exists((tmp_path / "dir.txt").read_text())  # cleaned up
+
+
+def test_a_thousand_short_lived_children(tmp_path):
+    prof, measured, _ = run(tmp_path, """
+        import os, json, glob
+        from hotwork import hot, report
+        dir_ = json.loads(os.environ["MFP_CHILDREN"])["dir"]
+        total = 0.0
+        for i in range(1000):
+            rd, wr = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(rd)
+                os.write(wr, repr(hot(0.002)).encode())
+                os._exit(0)
+            os.close(wr)
+            total += float(os.read(rd, 64))
+            os.close(rd)
+            os.waitpid(pid, 0)
+        # One profile (and its identity) per child, none growing.
+        assert len(glob.glob(os.path.join(dir_, "*.mfprof"))) == 1000
+        report("measured.json", total)
+    """, interval="0.0005")
+    assert len(kids(prof)) == 1000
+    assert_attributed(prof, measured)
+    assert len(prof.to_bytes()) < 4 * 2**20
+
+
+def test_forked_child_copy_of_the_profiler_stops_cleanly(tmp_path):
+    """A forked child that reaches the parent's Profiler.stop gets an empty
+    profile with a note (it used to be an empty MemoryError), and a fork
+    with the profiler running does not print CPython's multi-threaded
+    fork warning (our threads are paused around it)."""
+    (tmp_path / "hotwork.py").write_text(HOTWORK)
+    (tmp_path / "job.py").write_text(textwrap.dedent("""
+        import os, sys, warnings
+        warnings.simplefilter("always")
+        from metaflow_profiler import Profiler
+        p = Profiler()
+        p.start()
+        pid = os.fork()
+        if pid == 0:
+            prof = p.stop()
+            ok = prof.meta.get("error") is None and any("forked child" in n for n in prof.meta["notes"])
+            os._exit(0 if ok else 5)
+        _, status = os.waitpid(pid, 0)
+        prof = p.stop()
+        assert os.waitstatus_to_exitcode(status) == 0
+        print(len(prof.processes()))
+    """))
+    r = subprocess.run([sys.executable, "job.py"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "multi-threaded" not in r.stderr
+    assert r.stdout.strip() == "2"  # the parent and its forked child
+
+
+def test_subprocesses_false(tmp_path):
+    (tmp_path / "job.py").write_text(textwrap.dedent("""
+        import os, subprocess, sys
+        from metaflow_profiler import Profiler
+        with Profiler(subprocesses=False) as p:
+            assert "MFP_CHILDREN" not in os.environ
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+        assert p.profile.processes() == []
+        with Profiler() as p:
+            pass
+        assert "MFP_CHILDREN" not in os.environ  # restored at stop
+        assert "mfp-children" not in os.environ.get("PYTHONPATH", "")
+    """))
+    r = subprocess.run([sys.executable, "job.py"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_existing_sitecustomize_still_runs(tmp_path):
+    """Our sitecustomize shadows the user's on PYTHONPATH and runs it after."""
+    site = tmp_path / "usersite"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import os\nos.environ['USER_SITECUSTOMIZE'] = 'ran'\n")
+    (tmp_path / "job.py").write_text(textwrap.dedent("""
+        import subprocess, sys
+        from metaflow_profiler import Profiler
+        with Profiler() as p:
+            r = subprocess.run([sys.executable, "-c",
+                "import os, sys; print(os.environ.get('USER_SITECUSTOMIZE'), "
+                "any('mfp-children' in x for x in sys.path))"], capture_output=True, text=True)
+        print(r.stdout.strip(), len(p.profile.processes()))
+    """))
+    env = dict(os.environ, PYTHONPATH=str(site))
+    r = subprocess.run([sys.executable, "job.py"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["ran", "False", "2"]
