@@ -401,6 +401,14 @@ def start_child() -> None:
         _child = None
 
 
+def step_aside() -> None:
+    """A Profiler is starting in this process: the child profiler writes what it
+    has and stops, so the engine (one heap tracker a process) is the user's."""
+    c = _child
+    if c is not None and c.pid == os.getpid() and not c.done:
+        c.finish()
+
+
 def _at_exit() -> None:
     c = _child
     if c is not None and c.pid == os.getpid():

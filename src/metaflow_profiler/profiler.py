@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 import traceback
 import weakref
@@ -97,6 +98,8 @@ class Profiler:
             raise ProfilerError("this Profiler is already running")
         if os.environ.get("MFP_FAULT_INJECT") == "start":  # for tests of the failure path
             raise ProfilerError("profiler start failed (MFP_FAULT_INJECT=start)")
+        if "metaflow_profiler.children" in sys.modules:
+            sys.modules["metaflow_profiler.children"].step_aside()
         o = self.options
         rate = o.memory_rate if o.memory and backends.supports_memory(self.backend) else 0
         runner = backends.create(self.backend, o.interval_ns, o.timeline_interval_ns,

@@ -14,8 +14,8 @@ from typing import Any
 MAGIC = b"MFPROF"
 VERSION = 1
 META, STRINGS, FUNCS, FRAMES, STACKS, THREADS, SAMPLES, TOTALS, TIMELINE, MEMORY = range(1, 11)
-HEAP_EVENTS, LEAKS = 13, 14
-KNOWN = (*range(META, MEMORY + 1), HEAP_EVENTS, LEAKS)
+PROCESSES, PROCESS_MAP, HEAP_EVENTS, LEAKS = 11, 12, 13, 14
+KNOWN = (*range(META, MEMORY + 1), PROCESSES, PROCESS_MAP, HEAP_EVENTS, LEAKS)
 DEFAULT_MAX_SAMPLES = 1 << 20  # as native/profile/store.h
 
 
@@ -349,6 +349,8 @@ def _decode(data: bytes) -> dict[str, Any]:
     heap_events = {"stack": he["stack"], "bytes": he["bytes"], "t_alloc_ns": t_alloc,
                    "t_free_ns": t_free}
     leaks = sec(LEAKS).columns(("stack", "live_bytes"), {"stack": nst})
+    processes, thread_process, memory_process = _processes(
+        sec, ns, nth, len(memory["stack"]), PROCESS_MAP in sections)
     tl = sec(TIMELINE)
     series = []
     for _ in range(tl.count(4)):
@@ -371,4 +373,33 @@ def _decode(data: bytes) -> dict[str, Any]:
     return {"meta": meta, "strings": strings, "funcs": funcs, "frames": frames,
             "stacks": {"parent": parents, "frame": raw["frame"]}, "threads": threads,
             "samples": samples, "totals": to, "memory": memory, "series": series,
-            "heap_events": heap_events, "leaks": leaks, "decimation": 1}
+            "heap_events": heap_events, "leaks": leaks, "processes": processes,
+            "thread_process": thread_process, "memory_process": memory_process, "decimation": 1}
+
+
+def _processes(sec: Any, ns: int, nth: int, nmem: int, mapped: bool) -> tuple[list, list, list]:
+    """PROCESSES and PROCESS_MAP (tags 11, 12): the rows, and the process of
+    every thread and memory row (0 when not mapped)."""
+    pr = sec(PROCESSES).columns(("pid", "ppid", "name", "flags", "start_us", "duration_us",
+                                 "cpu_us", "rss_peak_bytes", "heap_peak_bytes"),
+                                {"name": ns, "flags": U32})
+    rows = []
+    for i in range(len(pr["pid"])):
+        z = pr["start_us"][i]
+        rows.append({"pid": pr["pid"][i], "ppid": pr["ppid"][i], "name": pr["name"][i],
+                     "flags": pr["flags"][i], "start_ns": ((z >> 1) ^ -(z & 1)) * 1000,
+                     "duration_ns": _ns(pr["duration_us"][i], 1000),
+                     "cpu_ns": _ns(pr["cpu_us"][i], 1000),
+                     "rss_peak_bytes": pr["rss_peak_bytes"][i],
+                     "heap_peak_bytes": pr["heap_peak_bytes"][i]})
+    pm = sec(PROCESS_MAP)
+    maps = []
+    for rows_of in (nth, nmem):
+        n = pm.count(1) if mapped else 0
+        if n > rows_of:
+            raise ValueError("process map longer than its table")
+        col = [pm.uv() for _ in range(n)]
+        if any(v >= len(rows) for v in col):
+            raise ValueError("process map: process index out of range")
+        maps.append(col + [0] * (rows_of - n))
+    return rows, maps[0], maps[1]

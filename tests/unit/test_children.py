@@ -18,7 +18,7 @@ import textwrap
 
 import pytest
 
-from metaflow_profiler import Profile
+from metaflow_profiler import Profile, _native, pyformat
 
 HOTWORK = """
 import json, os, time
@@ -102,6 +102,8 @@ def test_pool(tmp_path, method, name):
     assert st["children_processes"] == len(kids(prof)) and st["children_cpu_s"] >= measured
     assert any(n.startswith(f"children: {len(kids(prof))} processes") for n in prof.meta["notes"])
     assert "children" in prof.meta
+    # The pure-Python reader (workers without the engine) reads tags 11-12 alike.
+    assert pyformat.decode(prof.to_bytes()) == _native.decode(prof.to_bytes())
 
 
 def test_process_pool_executor(tmp_path):
