@@ -149,12 +149,18 @@ def measure(html_path: Path, reps: int) -> dict:
             page.wait_for_selector("html[data-mfp-ready]", state="attached", timeout=60000)
             if errors or page.evaluate("window.__mfp.error"):
                 raise SystemExit(f"card failed: {errors}")
+            page.wait_for_selector("html[data-mfp-complete]", state="attached", timeout=60000)
             t = page.evaluate("window.__mfp.timings")
             out["first_paint_ms"].append(t["firstPaint"])
+            out.setdefault("complete_ms", []).append(t["complete"])
             out.setdefault("viewer_ms", []).append(t["firstPaint"] - t["start"])
             out.setdefault("inflate_ms", []).append(t["inflated"] - t["start"])
             out.setdefault("parse_ms", []).append(t["parsed"] - t["inflated"])
             out.setdefault("model_ms", []).append(t["model"] - t["parsed"])
+            out.setdefault("render_ms", []).append(t["rendered"] - t["model"])
+            for k, v in t.items():
+                if k.startswith(("create_", "render_", "start_")) or k in ("layout", "draw", "aggregate"):
+                    out.setdefault(k, []).append(v)
             res = page.evaluate(
                 """async () => {
                   const D = window.__mfp.duration();

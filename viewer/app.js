@@ -143,11 +143,10 @@ function makeContext(P, M, store) {
   });
   // a range needs timed samples; without them (a converted cProfile run)
   // the panels keep showing the whole run, and the range badge says so
-  var timed = P.sampleT.length > 0;
   var filters = function (s) {
-    return { mask: threadMask(s), cpuOnly: s.cpuOnly, range: timed ? s.range : null };
+    return { mask: threadMask(s), cpuOnly: s.cpuOnly, range: P.sampleCount > 0 ? s.range : null };
   };
-  var wholeTree = null;
+  var focus = null;
   var ctx = {
     P: P,
     M: M,
@@ -175,12 +174,14 @@ function makeContext(P, M, store) {
     memTree: memo(["memWhich"], function (s) { return aggregateMemory(M, s.memWhich); }),
     // the step function's node in the whole-run tree (META "focus"), or -1
     focus: function () {
-      if (wholeTree === null) {
-        // a Metaflow step's function, or the script `python -m metaflow_profiler run` ran
+      if (focus === null) {
+        // a Metaflow step's function, or the script `python -m metaflow_profiler run` ran;
+        // the whole run's tree is the first view's, so usually already there
         var want = typeof P.meta.focus === "string" && P.meta.focus ? P.meta.focus : P.meta.entry;
-        wholeTree = focusNode(M, aggregateCpu(M, { mask: null, cpuOnly: false, range: null }), want);
+        var s = store.get(), whole = s.thread < 0 && s.process < 0 && !s.cpuOnly && !s.range;
+        focus = focusNode(M, whole ? ctx.cpuTree(s) : aggregateCpu(M, { mask: null, cpuOnly: false, range: null }), want);
       }
-      return wholeTree;
+      return focus;
     },
     hasTab: function (id) { return !!(app && app.tabs[id]); },
   };
@@ -212,7 +213,9 @@ function renderAll(state) {
   app.entries.forEach(function (e) {
     if (!e.view || !e.view.render || !visible(e, state)) return;
     if (e.spec.slot === "tab") e.view.el.hidden = false;
+    var t1 = performance.now();
     e.view.render(state);
+    timings["render_" + e.spec.id] = performance.now() - t1;
   });
   timings.lastRecompute = performance.now() - t0;
 }
@@ -302,7 +305,9 @@ function renderCard(P, M, title, extraError) {
   var tabEntries = [];
   registeredPanels().forEach(function (spec) {
     if (spec.available && !spec.available(ctx)) return;
+    var t0 = performance.now();
     var entry = { spec: spec, view: spec.create(ctx) };
+    timings["create_" + spec.id] = performance.now() - t0;
     if (!entry.view) return;
     app.entries.push(entry);
     if (spec.slot === "head") root.appendChild(entry.view.el);
@@ -320,7 +325,9 @@ function renderCard(P, M, title, extraError) {
   });
   root.appendChild(main);
   root.appendChild(el("footer", "card-foot", "Keys: / search · Esc clear · + zoom in · − zoom out · c copy name · drag on a chart to select a range"));
+  var t2 = performance.now();
   app.entries.forEach(function (e) { if (e.view.start) e.view.start(store.get()); });
+  timings.start_panels = performance.now() - t2;
   store.subscribe(onState);
   renderAll(store.get());
   document.addEventListener("keydown", guard(onKey));
@@ -353,13 +360,39 @@ function setupHeight() {
   send();
 }
 
+// After the first frame: what the first view did not need (SAMPLES of a big
+// profile, the sampled threads' line), then data-mfp-complete.
 function ready(error) {
   requestAnimationFrame(function () {
     timings.firstPaint = performance.now();
     window.__mfp.ready = true;
     window.__mfp.error = error;
     document.documentElement.dataset.mfpReady = error ? "error" : "ok";
+    if (error || !app) complete();
+    else setTimeout(afterPaint, 0);
   });
+}
+
+function afterPaint() {
+  try {
+    var err = app.ctx.P.loadSamples();
+    if (err) {
+      showProblem({ message: "The time-ordered samples could not be read (" + err.message + "): time ranges, the stack chart and activity over time are not available; the whole-run views come from TOTALS." });
+    }
+    app.entries.forEach(function (e) {
+      if (e.view.afterPaint) guard(e.view.afterPaint)(app.store.get());
+    });
+  } catch (e) {
+    showProblem(e);
+  } finally {
+    complete();
+  }
+}
+
+function complete() {
+  timings.complete = performance.now();
+  window.__mfp.complete = true;
+  document.documentElement.dataset.mfpComplete = "1";
 }
 
 // Read-only hooks for tests and bench/bench_card.py: the same paths the
@@ -367,6 +400,7 @@ function ready(error) {
 function installHooks() {
   window.__mfp = {
     ready: false,
+    complete: false,
     timings: timings,
     state: function () {
       if (!app) return {};

@@ -59,27 +59,77 @@ Reader.prototype.uv = function () {
   throw new ProfileError("varint longer than 10 bytes at byte " + this.p);
 };
 
-// Unsigned column into a typed array. The varint loop is inlined: this is
-// the hot loop of loading a card (five columns of a million samples).
-Reader.prototype.column = function (n, Arr) {
-  var out = new (Arr || Float64Array)(n);
+// Columns into typed arrays. Three loops, one per array type, so each
+// store stays monomorphic: these are the hot loops of loading a card (five
+// columns of a million samples), run once, so mostly before the JIT has
+// warmed up. `limit` (>= 0) checks indices as they are read; -1: none.
+Reader.prototype.u32 = function (n, limit, what) {
+  var out = new Uint32Array(n);
   var b = this.b, p = this.p, end = this.end;
   for (var i = 0; i < n; i++) {
     if (p >= end) throw new ProfileError("column runs past its section");
-    var x = b[p++];
-    if (x < 0x80) {
-      out[i] = x;
-      continue;
+    var x = b[p++], v = x & 0x7f;
+    if (x >= 0x80) {
+      var mul = 128, k = 1;
+      do {
+        if (p >= end) throw new ProfileError("truncated varint at byte " + p);
+        if (++k > 5) throw new ProfileError((what || "value") + " too large at byte " + p);
+        x = b[p++];
+        v += (x & 0x7f) * mul;
+        mul *= 128;
+      } while (x >= 0x80);
+      if (v > 0xffffffff) throw new ProfileError((what || "value") + " too large at byte " + p);
     }
-    var v = x & 0x7f, mul = 128, k = 1;
-    do {
-      if (p >= end) throw new ProfileError("truncated varint at byte " + p);
-      if (++k > 10) throw new ProfileError("varint longer than 10 bytes at byte " + p);
-      x = b[p++];
-      v += (x & 0x7f) * mul;
-      mul *= 128;
-    } while (x >= 0x80);
+    if (limit >= 0 && v >= limit) throw new ProfileError(what + " index " + v + " out of range (" + limit + ")");
     out[i] = v;
+  }
+  this.p = p;
+  return out;
+};
+
+Reader.prototype.u8 = function (n) {
+  var out = new Uint8Array(n);
+  var b = this.b, p = this.p, end = this.end;
+  for (var i = 0; i < n; i++) {
+    if (p >= end) throw new ProfileError("column runs past its section");
+    var x = b[p++], v = x & 0x7f;
+    if (x >= 0x80) {
+      var mul = 128, k = 1;
+      do {
+        if (p >= end) throw new ProfileError("truncated varint at byte " + p);
+        if (++k > 10) throw new ProfileError("varint longer than 10 bytes at byte " + p);
+        x = b[p++];
+        v += (x & 0x7f) * mul;
+        mul *= 128;
+      } while (x >= 0x80);
+    }
+    out[i] = v; // flags and kinds: bits above the 8th are not used
+  }
+  this.p = p;
+  return out;
+};
+
+// sum: store the running sum (delta-encoded times).
+Reader.prototype.f64 = function (n, sum) {
+  var out = new Float64Array(n);
+  var b = this.b, p = this.p, end = this.end, acc = 0;
+  for (var i = 0; i < n; i++) {
+    if (p >= end) throw new ProfileError("column runs past its section");
+    var x = b[p++], v = x & 0x7f;
+    if (x >= 0x80) {
+      var mul = 128, k = 1;
+      do {
+        if (p >= end) throw new ProfileError("truncated varint at byte " + p);
+        if (++k > 10) throw new ProfileError("varint longer than 10 bytes at byte " + p);
+        x = b[p++];
+        v += (x & 0x7f) * mul;
+        mul *= 128;
+      } while (x >= 0x80);
+    }
+    if (sum) {
+      acc += v;
+      out[i] = acc;
+    } else out[i] = v;
   }
   this.p = p;
   return out;
@@ -99,10 +149,53 @@ Reader.prototype.str = function (decoder) {
   return s;
 };
 
-function checkIndex(col, limit, what) {
-  for (var i = 0; i < col.length; i++) {
-    if (col[i] >= limit) throw new ProfileError(what + " index " + col[i] + " out of range (" + limit + ")");
+// SAMPLES is most of a big profile's bytes and only time-ordered views
+// need it (a range, the stack chart, activity over time); the first view
+// is drawn from TOTALS. So past LAZY_SAMPLES its columns are decoded on
+// first use — the card asks right after its first frame. A fault found
+// then cannot turn the drawn card into an error card: the columns read as
+// empty and P.sampleError says why (the card shows it).
+var LAZY_SAMPLES = 200000;
+var SAMPLE_COLUMNS = ["sampleT", "sampleStack", "sampleThread", "sampleWeight", "sampleFlags"];
+
+function defineSamples(P, s, n, nst, nth) {
+  var cols = null;
+  var empty = function () {
+    return { sampleT: new Float64Array(0), sampleStack: new Uint32Array(0), sampleThread: new Uint32Array(0), sampleWeight: new Float64Array(0), sampleFlags: new Uint8Array(0) };
+  };
+  var decode = function () {
+    if (!s) return empty();
+    return {
+      sampleT: s.f64(n, true), // µs since start, cumulative
+      sampleStack: s.u32(n, nst, "sample stack"),
+      sampleThread: s.u32(n, nth, "sample thread"),
+      sampleWeight: s.f64(n, false),
+      sampleFlags: s.u8(n),
+    };
+  };
+  var load = function () {
+    if (cols) return cols;
+    try {
+      cols = decode();
+    } catch (e) {
+      if (!(e instanceof ProfileError)) throw e;
+      P.sampleError = e;
+      P.sampleCount = 0;
+      cols = empty();
+    }
+    return cols;
+  };
+  P.sampleCount = n;
+  P.sampleError = null;
+  P.loadSamples = function () { load(); return P.sampleError; };
+  if (n <= LAZY_SAMPLES) {
+    cols = decode(); // small: decoded now, and a fault is the whole profile's
+    SAMPLE_COLUMNS.forEach(function (k) { P[k] = cols[k]; });
+    return;
   }
+  SAMPLE_COLUMNS.forEach(function (k) {
+    Object.defineProperty(P, k, { get: function () { return load()[k]; }, enumerable: true });
+  });
 }
 
 function parseProfile(bytes) {
@@ -152,38 +245,33 @@ function parseProfile(bytes) {
 
   s = sec(3);
   var nf = s ? s.uv() : 0;
-  P.funcName = s ? s.column(nf, Uint32Array) : new Uint32Array(0);
-  P.funcFile = s ? s.column(nf, Uint32Array) : new Uint32Array(0);
-  P.funcLine = s ? s.column(nf, Uint32Array) : new Uint32Array(0);
-  P.funcKind = s ? s.column(nf, Uint8Array) : new Uint8Array(0);
-  checkIndex(P.funcName, nstr, "function name");
-  checkIndex(P.funcFile, nstr, "function file");
+  P.funcName = s ? s.u32(nf, nstr, "function name") : new Uint32Array(0);
+  P.funcFile = s ? s.u32(nf, nstr, "function file") : new Uint32Array(0);
+  P.funcLine = s ? s.u32(nf, -1, "function line") : new Uint32Array(0);
+  P.funcKind = s ? s.u8(nf) : new Uint8Array(0);
 
   s = sec(4);
   var nfr = s ? s.uv() : 0;
-  P.frameFunc = s ? s.column(nfr, Uint32Array) : new Uint32Array(0);
-  P.frameLine = s ? s.column(nfr, Uint32Array) : new Uint32Array(0);
-  checkIndex(P.frameFunc, nf, "frame function");
+  P.frameFunc = s ? s.u32(nfr, nf, "frame function") : new Uint32Array(0);
+  P.frameLine = s ? s.u32(nfr, -1, "frame line") : new Uint32Array(0);
 
   s = sec(5);
   var nst = s ? s.uv() : 0;
   if (nst > bytes.length) throw new ProfileError("stack count larger than the profile");
-  var pd = s ? s.column(nst, Float64Array) : new Float64Array(0);
+  var pd = s ? s.u32(nst, -1, "parent delta") : new Uint32Array(0);
   P.stackParent = new Int32Array(nst);
   for (i = 0; i < nst; i++) {
     var d = pd[i];
     if (d > i) throw new ProfileError("stack node " + i + " has a parent after it");
     P.stackParent[i] = d === 0 ? -1 : i - d;
   }
-  P.stackFrame = s ? s.column(nst, Uint32Array) : new Uint32Array(0);
-  checkIndex(P.stackFrame, nfr, "stack frame");
+  P.stackFrame = s ? s.u32(nst, nfr, "stack frame") : new Uint32Array(0);
 
   s = sec(6);
   var nth = s ? s.uv() : 0;
-  P.threadTid = s ? s.column(nth, Float64Array) : new Float64Array(0);
-  P.threadName = s ? s.column(nth, Uint32Array) : new Uint32Array(0);
-  P.threadFlags = s ? s.column(nth, Uint32Array) : new Uint32Array(0);
-  checkIndex(P.threadName, nstr, "thread name");
+  P.threadTid = s ? s.f64(nth, false) : new Float64Array(0);
+  P.threadName = s ? s.u32(nth, nstr, "thread name") : new Uint32Array(0);
+  P.threadFlags = s ? s.u32(nth, -1, "thread flags") : new Uint32Array(0);
   // One process unless a PROCESSES section (issue 14) says otherwise:
   // threadProcess maps each thread to an index of processes.
   P.processes = [{ pid: 0, name: "" }];
@@ -192,30 +280,16 @@ function parseProfile(bytes) {
   s = sec(7);
   var nsm = s ? s.uv() : 0;
   if (nsm > bytes.length) throw new ProfileError("sample count larger than the profile");
-  var dt = s ? s.column(nsm, Float64Array) : new Float64Array(0);
-  var acc = 0;
-  for (i = 0; i < nsm; i++) {
-    acc += dt[i];
-    dt[i] = acc;
-  }
-  P.sampleT = dt; // µs since start, cumulative
-  P.sampleStack = s ? s.column(nsm, Uint32Array) : new Uint32Array(0);
-  P.sampleThread = s ? s.column(nsm, Uint32Array) : new Uint32Array(0);
-  P.sampleWeight = s ? s.column(nsm, Float64Array) : new Float64Array(0);
-  P.sampleFlags = s ? s.column(nsm, Uint8Array) : new Uint8Array(0);
-  checkIndex(P.sampleStack, nst, "sample stack");
-  checkIndex(P.sampleThread, Math.max(nth, 0), "sample thread");
+  defineSamples(P, s, nsm, nst, nth);
 
   s = sec(8);
   var nto = s ? s.uv() : 0;
   if (nto > bytes.length) throw new ProfileError("totals count larger than the profile");
-  P.totStack = s ? s.column(nto, Uint32Array) : new Uint32Array(0);
-  P.totThread = s ? s.column(nto, Uint32Array) : new Uint32Array(0);
-  P.totFlags = s ? s.column(nto, Uint8Array) : new Uint8Array(0);
-  P.totCount = s ? s.column(nto, Float64Array) : new Float64Array(0);
-  P.totWeight = s ? s.column(nto, Float64Array) : new Float64Array(0);
-  checkIndex(P.totStack, nst, "totals stack");
-  checkIndex(P.totThread, nth, "totals thread");
+  P.totStack = s ? s.u32(nto, nst, "totals stack") : new Uint32Array(0);
+  P.totThread = s ? s.u32(nto, nth, "totals thread") : new Uint32Array(0);
+  P.totFlags = s ? s.u8(nto) : new Uint8Array(0);
+  P.totCount = s ? s.f64(nto, false) : new Float64Array(0);
+  P.totWeight = s ? s.f64(nto, false) : new Float64Array(0);
 
   P.series = [];
   s = sec(9);
@@ -226,12 +300,7 @@ function parseProfile(bytes) {
       var nameIdx = s.uv(), unitIdx = s.uv(), scale = s.uv(), np = s.uv();
       if (nameIdx >= nstr || unitIdx >= nstr) throw new ProfileError("timeline series names a missing string");
       if (np > bytes.length) throw new ProfileError("timeline point count larger than the profile");
-      var t = s.column(np, Float64Array);
-      var ta = 0;
-      for (i = 0; i < np; i++) {
-        ta += t[i];
-        t[i] = ta;
-      }
+      var t = s.f64(np, true);
       var v = new Float64Array(np);
       var va = 0, div = Math.pow(10, scale);
       for (i = 0; i < np; i++) {
@@ -245,11 +314,10 @@ function parseProfile(bytes) {
   s = sec(10);
   var nm = s ? s.uv() : 0;
   if (nm > bytes.length) throw new ProfileError("memory count larger than the profile");
-  P.memStack = s ? s.column(nm, Uint32Array) : new Uint32Array(0);
-  P.memLive = s ? s.column(nm, Float64Array) : new Float64Array(0);
-  P.memAlloc = s ? s.column(nm, Float64Array) : new Float64Array(0);
-  P.memCount = s ? s.column(nm, Float64Array) : new Float64Array(0);
-  checkIndex(P.memStack, nst, "memory stack");
+  P.memStack = s ? s.u32(nm, nst, "memory stack") : new Uint32Array(0);
+  P.memLive = s ? s.f64(nm, false) : new Float64Array(0);
+  P.memAlloc = s ? s.f64(nm, false) : new Float64Array(0);
+  P.memCount = s ? s.f64(nm, false) : new Float64Array(0);
   return P;
 }
 

@@ -82,6 +82,17 @@ Timeline.prototype.addChart = function (spec) {
   this.host.insertBefore(box, this.axis.parentNode === this.host ? this.axis : null);
   if (this.axis.parentNode !== this.host) this.host.appendChild(this.axis);
   var chart = { spec: spec, canvas: canvas, readout: readout, box: box, shadeL: shadeL, shadeR: shadeR, cross: cross, legend: legend };
+  chart.max = chartMax(spec);
+  canvas.addEventListener("mousedown", guard(function (e) { self.startDrag(e, chart); }));
+  canvas.addEventListener("mousemove", guard(function (e) { self.move(e, chart); }));
+  canvas.addEventListener("mouseleave", guard(function () {
+    if (!self.drag) self.setHover(null);
+  }));
+  this.charts.push(chart);
+  return chart;
+};
+
+function chartMax(spec) {
   var max = spec.min || 0;
   spec.series.forEach(function (s) {
     if (s.dash) return;
@@ -95,14 +106,16 @@ Timeline.prototype.addChart = function (spec) {
     s.offscale = lim > max * 3 || lim <= 0;
     if (!s.offscale && lim > max) max = lim;
   });
-  chart.max = max > 0 ? max * 1.08 : 1;
-  canvas.addEventListener("mousedown", guard(function (e) { self.startDrag(e, chart); }));
-  canvas.addEventListener("mousemove", guard(function (e) { self.move(e, chart); }));
-  canvas.addEventListener("mouseleave", guard(function () {
-    if (!self.drag) self.setHover(null);
-  }));
-  this.charts.push(chart);
-  return chart;
+  return max > 0 ? max * 1.08 : 1;
+}
+
+// A series' points arrived later (computed after the first frame).
+Timeline.prototype.refreshChart = function (chart) {
+  chart.max = chartMax(chart.spec);
+  fillLegend(chart.legend, chart.spec.series);
+  var W = this.host.clientWidth || 800;
+  this.drawChart(chart, W, window.devicePixelRatio || 1, isDark(), true);
+  this.readout(chart);
 };
 
 Timeline.prototype.tAt = function (e, chart) {

@@ -126,6 +126,8 @@ def card(browser, tmp_path):
         page.goto(url)
         # the card's CSP forbids eval, so wait on an attribute, not a JS predicate
         page.wait_for_selector("html[data-mfp-ready]", state="attached", timeout=15000)
+        # and what it draws after the first frame (SAMPLES of a big profile)
+        page.wait_for_selector("html[data-mfp-complete]", state="attached", timeout=15000)
         pages.append(c)
         return c
 

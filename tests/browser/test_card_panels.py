@@ -249,3 +249,53 @@ def test_one_state_drives_every_panel(card):
     page.locator("#mfp-tab-stack").click()
     names = {b["name"] for b in page.evaluate("window.__mfp.stackBoxes()")}
     assert "train" not in names and "parse_csv" in names
+
+
+def read_uv(buf: bytes | bytearray, pos: int) -> tuple[int, int]:
+    v = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        v |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return v, pos
+
+
+def test_a_big_profile_opens_from_totals_and_a_bad_sample_is_a_warning(card):
+    """Past 200,000 samples the card draws its first view from TOTALS and
+    decodes SAMPLES after the first frame; a fault found then leaves the
+    card working and says what is missing."""
+    b = load_builder()()
+    th = b.thread(1, b.string("MainThread"), 1)
+    work = b.stack(-1, b.frame(b.func(b.string("work"), b.string("w.py"), 1, 0), 1))
+    n = 210_000
+    for i in range(n):
+        b.sample((i + 1) * 10_000, work, th, 10_000, 1)
+    data = b.encode(json.dumps({"duration_ns": n * 10_000, "interval_ns": 10_000}))
+    good = card(render_html(data, title="big"))
+    assert good.page.locator("#mfp-problem").count() == 0
+    assert good.box("work")["total"] == n * 10
+    # a range reads SAMPLES: the first second holds the samples at 10, 20, … 999,990 µs
+    good.page.evaluate("window.__mfp.selectRange(0, 1000000)")
+    assert good.state()["rootTotal"] == 99_999 * 10
+    # point the first sample at a stack that does not exist
+    buf = bytearray(data)
+    pos = 7
+    while True:
+        tag, pos = read_uv(buf, pos)
+        length, start = read_uv(buf, pos)
+        if tag == 7:
+            count, p = read_uv(buf, start)
+            for _ in range(count):  # dt column
+                _, p = read_uv(buf, p)
+            assert buf[p] == work
+            buf[p] = 99
+            break
+        pos = start + length
+    bad = card(render_html(bytes(buf), title="bad"), name="bad.html")
+    page = bad.page
+    assert page.locator("html").get_attribute("data-mfp-ready") == "ok"
+    assert bad.box("work")["total"] == n * 10  # TOTALS are intact
+    problem = page.locator("#mfp-problem").inner_text()
+    assert "sample stack index 99 out of range" in problem and "whole-run views come from TOTALS" in problem

@@ -142,7 +142,7 @@ registerPanel({
         if (threads) threads.select.value = selectionValue(state);
         range.hidden = !state.range;
         if (state.range) rangeText.textContent = "Range " + fmtUs(state.range[0]) + " – " + fmtUs(state.range[1]) + " (" + fmtUs(state.range[1] - state.range[0]) + ")";
-        rangeNote.hidden = !(state.range && !P.sampleT.length);
+        rangeNote.hidden = !(state.range && !P.sampleCount);
       },
     };
   },

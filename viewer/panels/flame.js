@@ -50,7 +50,7 @@ registerPanel({
   order: 10,
   create: function (ctx) {
     var M = ctx.M, info = ctx.info;
-    var stepView = false, lastTree = null, lastMatch, focus = -1;
+    var stepView = false, lastTree = null, lastMatch = null, focus = -1;
     var note = el("div", "flame-note");
     note.id = "mfp-beside-note";
     note.hidden = true;

@@ -13,7 +13,7 @@ registerPanel({
   slot: "tab",
   tab: "Stack chart",
   order: 20,
-  available: function (ctx) { return ctx.P.sampleT.length > 0; },
+  available: function (ctx) { return ctx.P.sampleCount > 0; },
   create: function (ctx) {
     var P = ctx.P, M = ctx.M;
     var panel = el("section", "panel stack-panel");

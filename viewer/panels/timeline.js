@@ -8,7 +8,7 @@ import { fmtUnit, fmtBytes, fmtNum, objectOr } from "../util.js";
 import { el } from "../dom.js";
 import { Timeline } from "../timeline.js";
 import { spread, functionActivity } from "../model.js";
-import { seriesByName, memoryLimit } from "../summary.js";
+import { seriesByName, memoryLimit, hasOnCpu } from "../summary.js";
 import { SAMPLE_ON_CPU } from "../constants.js";
 
 var PALETTE = ["#e8743b", "#3b82f6", "#10b981", "#a855f7", "#eab308", "#ec4899", "#14b8a6", "#64748b"];
@@ -30,7 +30,7 @@ function activityBuckets(duration, intervalUs) {
 }
 
 function intervalUs(ctx) {
-  return (ctx.meta.interval_ns || 0) / 1000 || ctx.duration / Math.max(ctx.P.sampleT.length, 1);
+  return (ctx.meta.interval_ns || 0) / 1000 || ctx.duration / Math.max(ctx.P.sampleCount, 1);
 }
 
 // Threads on CPU over time from SAMPLES, as a % of one core like cpu_pct.
@@ -42,8 +42,11 @@ function activitySeries(P, duration, iv) {
   var any = false, T = P.sampleT, W = P.sampleWeight, F = P.sampleFlags;
   for (var i = 0; i < n; i++) {
     if (!(F[i] & SAMPLE_ON_CPU)) continue;
-    spread(v, w, T[i] - W[i], T[i]);
     any = true;
+    // most samples lie inside one bucket: no call for them
+    var a = T[i] - W[i], j = Math.floor(a / w);
+    if (a >= 0 && j < B && T[i] < (j + 1) * w) v[j] += W[i];
+    else spread(v, w, a, T[i]);
   }
   if (!any) return null;
   for (i = 0; i < B; i++) {
@@ -88,12 +91,13 @@ registerPanel({
       count++;
       return tl.addChart(spec);
     }
-    var act = activitySeries(P, duration, intervalUs(ctx));
+    // the sampled threads' line needs SAMPLES: drawn right after the first frame
+    var sampled = P.sampleCount > 0 && hasOnCpu(P) ? { label: "sampled threads", t: new Float64Array(0), v: new Float64Array(0), color: "#e8743b" } : null;
     cpuChart = add({
       title: "CPU",
       series: [
         series("cpu_pct", "process", "#3b82f6"),
-        act ? { label: "sampled threads", t: act.t, v: act.v, color: "#e8743b" } : null,
+        sampled,
         nonZeroSeries("cpu_throttled_pct", "throttled", "#ef4444"),
       ],
       format: fmtUnit("%"),
@@ -136,7 +140,7 @@ registerPanel({
     var activityKey = null, lastRange;
     // The selected function's time on the stack, drawn on the CPU chart.
     function activity(state) {
-      if (!cpuChart || !P.sampleT.length) return;
+      if (!cpuChart || !P.sampleCount) return;
       var f = state.selFunc, mask = ctx.threadMask(state);
       var key = f + ":" + state.thread + ":" + state.process + ":" + state.cpuOnly;
       if (key === activityKey) return; // a range change leaves it as it is
@@ -153,6 +157,19 @@ registerPanel({
     return {
       el: host,
       start: function () { tl.render(); },
+      afterPaint: function (state) {
+        if (sampled && cpuChart) {
+          var act = activitySeries(P, duration, intervalUs(ctx));
+          if (act) {
+            sampled.t = act.t;
+            sampled.v = act.v;
+          } else {
+            cpuChart.spec.series = cpuChart.spec.series.filter(function (x) { return x !== sampled; });
+          }
+          tl.refreshChart(cpuChart);
+        }
+        activity(state);
+      },
       redraw: function () { tl.render(); },
       render: function (state) {
         if (state.range !== lastRange) {
