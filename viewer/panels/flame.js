@@ -10,7 +10,7 @@ import { registerPanel } from "../registry.js";
 import { guard, pct, fmtUs, fmtCount } from "../util.js";
 import { el } from "../dom.js";
 import { makeFlamePanel } from "../flamepanel.js";
-import { lineTotals } from "../model.js";
+import { lineTotals, timeOutside } from "../model.js";
 import { threadLabel } from "../summary.js";
 
 // The top-level nodes not on the path to `node`: other threads' roots.
@@ -103,9 +103,13 @@ registerPanel({
       var left = root - t.total[fg.zoom] - besideW;
       var parts = [];
       if (fg.beside.length) {
-        var names = fg.beside.slice(0, 3).map(function (n) { return info.name(t.func[n]) || "<unknown>"; });
-        if (fg.beside.length > 3) names.push("…");
-        parts.push("Beside the step function: " + pct(besideW / root) + " of the time ran outside it, in " + names.join(", "));
+        // name the threads that hold it, busiest first
+        var out = timeOutside(M, focus, ctx.filters(ctx.get())), ths = [];
+        for (var i = 0; i < out.length; i++) if (out[i] > root * 1e-3) ths.push(i);
+        ths.sort(function (a, b) { return out[b] - out[a]; });
+        var names = ths.slice(0, 4).map(function (i) { return (ctx.P.strings[ctx.P.threadName[i]] || "thread") + " " + pct(out[i] / root); });
+        if (ths.length > 4) names.push("and " + (ths.length - 4) + " more");
+        parts.push("Beside the step function: " + pct(besideW / root) + " of the time ran outside it" + (names.length ? ", in " + names.join(", ") : ""));
       }
       if (left > root * 1e-4) parts.push(pct(left / root) + " in frames above the step on its thread is not shown (Reset zoom)");
       note.hidden = !parts.length;
