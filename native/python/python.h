@@ -100,6 +100,17 @@ const void *mfp_python_threads_head(const void *interp);
  * with mfp_python_direct, the live thread state itself). */
 void mfp_python_thread_decode(const void *copy, mfp_python_thread *out);
 
+/* ---- the GIL (gil.c) ------------------------------------------------------ */
+
+/* Where interp's GIL keeps its state (interp is a PyInterpreterState *;
+ * call with the GIL held, the answer stays valid for the interpreter's
+ * life). NULL when the layout is unknown. */
+const void *mfp_python_gil(const void *interp);
+
+/* The thread state holding that GIL now, read through mem; NULL when it is
+ * free or cannot be read. */
+const void *mfp_python_gil_holder(const void *gil, const mfp_python_mem *mem);
+
 /* ---- frame chains -------------------------------------------------------- */
 
 /* One Python frame as found on a stack: its code object (an address, not

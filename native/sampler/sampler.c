@@ -48,6 +48,7 @@ _Static_assert(MFP_DROP_READ_FAULT == (int)MFP_PYTHON_READ_FAULT && MFP_DROP_INV
 #define BATCH_THREADS 256 /* thread states copied in one syscall per pass */
 #define THREAD_TABLE_BITS 13 /* twice MAX_THREADS: probes stay short */
 #define FRAME_CACHE_BITS 16
+#define MOMENT_NS 200000 /* a stack read longer than this was interrupted */
 
 /* Reads for native/python/: checked copies. */
 static const mfp_python_mem checked_mem = {mfp_mem_read, mfp_mem_readv, 0};
@@ -65,6 +66,9 @@ struct mfp_sampler {
     mfp_profile *profile;
     PyInterpreterState *interp;
     const void *threads_head; /* where interp keeps its thread list */
+    const void *gil;          /* where interp's GIL keeps its holder; NULL unknown */
+    const void *pass_holder;  /* the GIL's holder when this pass began */
+    uint64_t rng;             /* state of next_gap's generator, never 0 */
     uint64_t interval_ns, t0_ns, last_ns;
     uint64_t avg_gap_ns; /* moving average of the time between passes */
     uint64_t gap_ns;     /* time since the previous pass, uncapped */
@@ -166,18 +170,40 @@ static uint32_t stack_node(mfp_sampler *s, int depth) {
     return node;
 }
 
+/* What the sampler saw of a thread while it read its stack (add_sample). */
+enum {
+    SEEN_UNKNOWN = -1, /* the GIL-taking reader: its own hold of the GIL is what
+                          keeps the others waiting, so it cannot tell */
+    SEEN_IDLE = 0,     /* it did not run since its last sample, or it was found
+                          waiting: without the GIL and its CPU clock still */
+    SEEN_RUNNING = 1,  /* it held the GIL, or its CPU clock moved while we read */
+};
+
 /* One sample of thread tid at stack node, standing for dt ns; te is its
- * entry when the caller already found it (else NULL).
+ * entry when the caller already found it (else NULL); seen: SEEN_*.
  *
  * "On CPU" is yes or no per sample, but a thread may have run for part of
  * the time a sample stands for (a busy machine, short waits). So the CPU
  * time a thread used accumulates as a debt, and a sample is marked on CPU
- * when the debt reaches half its weight, which pays off that weight (error
- * diffusion): per thread, the on-CPU samples' weights add up to the CPU
- * time used, within one sample, and a thread that got 60 % of a core shows
- * 60 % on CPU, not 100 % or 0 %. */
+ * while there is debt, which pays off its weight (error diffusion): per
+ * thread, the on-CPU samples' weights add up to the CPU time used, within
+ * a sample, and a thread that got 60 % of a core shows 60 % on CPU. (Any
+ * debt, not half a weight: where few samples may pay, each one must, or
+ * the debt would grow unpaid.)
+ *
+ * Which samples pay matters as much as how many. The CPU used since the
+ * last sample was spent before this one, perhaps elsewhere: a thread that
+ * computed, then went to sleep, shows the sleep now; on a busy machine it
+ * may even be runnable again, still in the sleep, waiting for a core. So
+ * only a sample of a thread seen running pays, and the debt of one seen
+ * waiting waits for the next one seen running. A thread running Python
+ * code holds the GIL, also when a busy machine (or this sampler) has just
+ * taken its core; one in C code that released the GIL (numpy) is seen
+ * running when its CPU clock moves while we read its stack. Per function,
+ * the on-CPU weights are then the time the thread was found running there,
+ * scaled to the CPU it used. */
 static void add_sample(mfp_sampler *s, thread_entry *te, uint64_t tid, const void *tstate,
-                       uint32_t node, uint64_t cpu, uint64_t t, uint64_t dt) {
+                       uint32_t node, uint64_t cpu, int seen, uint64_t t, uint64_t dt) {
     if (node == MFP_NONE)
         te = NULL;
     else if (!te) /* the caller had not seen this thread yet */
@@ -193,7 +219,7 @@ static void add_sample(mfp_sampler *s, thread_entry *te, uint64_t tid, const voi
     te->last_node = node;
     te->cpu_debt += (int64_t)(used < dt ? used : dt);
     uint32_t flags = 0;
-    if (te->cpu_debt * 2 >= (int64_t)dt) {
+    if (seen != SEEN_IDLE && te->cpu_debt > 0) {
         flags = MFP_SAMPLE_ON_CPU;
         te->cpu_debt -= (int64_t)dt;
     }
@@ -207,16 +233,23 @@ static void add_sample(mfp_sampler *s, thread_entry *te, uint64_t tid, const voi
 
 static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thread *ts, uint64_t t,
                           uint64_t dt) {
+    if (ts->tid == atomic_load_explicit(&ignored_tid, memory_order_relaxed)) return;
     /* A thread that has not run since its last sample (waiting for the GIL,
      * a lock, I/O) cannot have changed its stack: reuse it, skipping every
-     * read but the thread state's. */
-    if (ts->tid == atomic_load_explicit(&ignored_tid, memory_order_relaxed)) return;
+     * read but the thread state's. Some kernels (these virtual machines)
+     * bring another thread's CPU clock up to date only at a tick or a
+     * switch, so a thread that woke and ran less than a tick looks as if it
+     * had not: one holding the GIL is running Python code, read it anew. */
     uint64_t cpu = thread_cpu_ns(ts->tid);
     thread_entry *te = thread_find(s, ts->tid);
-    if (te && te->last_node != MFP_NONE && te->tstate == addr && te->cpu_ns == cpu) {
-        add_sample(s, te, ts->tid, addr, te->last_node, cpu, t, dt);
+    if (te && te->last_node != MFP_NONE && te->tstate == addr && te->cpu_ns == cpu &&
+        s->pass_holder != addr) {
+        add_sample(s, te, ts->tid, addr, te->last_node, cpu, SEEN_IDLE, t, dt);
         return;
     }
+    /* Whether the stack read next is the one running (add_sample). */
+    uint64_t read_from = now_ns();
+    const void *holder = s->gil ? mfp_python_gil_holder(s->gil, &checked_mem) : NULL;
     /* The thread runs on while its frames are copied, so a walk can meet a
      * frame torn by a call or return; a moment later the stack is whole
      * again. Retry from a fresh copy of the thread state a couple of times
@@ -239,7 +272,17 @@ static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thr
         s->stats.dropped[reason]++;
         return;
     }
-    add_sample(s, te, ts->tid, addr, stack_node(s, depth), cpu, t, dt);
+    /* Seen running: holding the GIL from before the read to after it
+     * (running Python code there, or pushed off its core for a moment while
+     * doing so), or on a core while we read (its CPU clock moved during a
+     * read short enough to be one moment: C code that released the GIL). */
+    int seen = SEEN_UNKNOWN;
+    if (s->gil) {
+        int held = holder == addr && mfp_python_gil_holder(s->gil, &checked_mem) == addr;
+        int moved = thread_cpu_ns(ts->tid) > cpu && now_ns() - read_from < MOMENT_NS;
+        seen = held || moved ? SEEN_RUNNING : SEEN_IDLE;
+    }
+    add_sample(s, te, ts->tid, addr, stack_node(s, depth), cpu, seen, t, dt);
 }
 
 /* One pass over every thread state of the interpreter, without the GIL:
@@ -247,6 +290,7 @@ static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thr
  * state and store. */
 static void sample_all_direct(mfp_sampler *s, uint64_t t, uint64_t dt) {
     const void *head;
+    s->pass_holder = s->gil ? mfp_python_gil_holder(s->gil, &checked_mem) : NULL;
     const size_t tsz = s->tstate_size;
     char *copies = s->ts_copies;
     mfp_python_thread *th = s->ts_decoded;
@@ -341,7 +385,7 @@ static void sample_all_gil(mfp_sampler *s, uint64_t t, uint64_t dt) {
         Py_XDECREF(f);
         if (depth > 0)
             add_sample(s, NULL, ts->native_thread_id, ts, stack_node(s, depth),
-                       thread_cpu_ns(ts->native_thread_id), t, dt);
+                       thread_cpu_ns(ts->native_thread_id), SEEN_UNKNOWN, t, dt);
     }
 }
 
@@ -388,9 +432,24 @@ static void sample_all(mfp_sampler *s) {
     PyGILState_Release(g);
 }
 
+/* The time to the next pass: the interval on average, uniform over half to
+ * one and a half of it. Passes on a fixed grid lock in phase with a
+ * program's own periodic timers (a loop sleeping 1 ms wakes with the
+ * sampler's tick, the kernel merging the two wake-ups within its timer
+ * slack), and then every sample finds it at the same point of its cycle
+ * (just woken, still in the sleep); random phases sample every point alike. */
+static uint64_t next_gap(mfp_sampler *s) {
+    uint64_t x = s->rng; /* xorshift64 */
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    s->rng = x;
+    return s->interval_ns / 2 + (x >> 11) % (s->interval_ns + 1);
+}
+
 static void *sampler_main(void *arg) {
     mfp_sampler *s = arg;
-    uint64_t next = now_ns() + s->interval_ns;
+    uint64_t next = now_ns() + next_gap(s);
     pthread_mutex_lock(&s->lock);
     while (!atomic_load(&s->stop)) {
         struct timespec ts = {(time_t)(next / 1000000000u), (long)(next % 1000000000u)};
@@ -401,9 +460,9 @@ static void *sampler_main(void *arg) {
         pthread_mutex_unlock(&s->lock);
         sample_all(s);
         pthread_mutex_lock(&s->lock);
-        next += s->interval_ns;
+        next += next_gap(s);
         now = now_ns();
-        if (next <= now) next = now + s->interval_ns; /* fell behind: skip ticks */
+        if (next <= now) next = now + next_gap(s); /* fell behind: skip ticks */
     }
     pthread_mutex_unlock(&s->lock);
     return NULL;
@@ -459,6 +518,8 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     }
     s->profile = p;
     s->interp = PyInterpreterState_Get();
+    s->gil = mfp_python_gil(s->interp);
+    s->rng = (uint64_t)t0_ns * 0x9E3779B97F4A7C15ull | 1;
     s->interval_ns = interval_ns;
     s->on_new_thread = on_new_thread;
     s->t0_ns = s->last_ns = t0_ns;

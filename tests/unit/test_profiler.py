@@ -2,6 +2,10 @@
 sampler's attribution, threads, the profile bytes and exports."""
 
 import json
+import math
+import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -64,16 +68,98 @@ def test_registry_default_is_the_native_sampler():
     assert Profiler(backend=None).backend == "sample"
 
 
+def margin(p, n, floor=0.0):
+    """Three binomial standard errors of a share p measured from n samples:
+    what sampling alone can move it by, however loaded the machine is."""
+    return max(floor, 3 * math.sqrt(max(p * (1 - p), 0.01) / max(n, 1)))
+
+
 def test_known_split_is_attributed_within_3_points():
     with Profiler(interval=0.001, timeline_interval=0) as p:
         spent_a, spent_b = alternate(60)  # a does 70% of the work, b 30%, alternating
     truth = spent_a / (spent_a + spent_b)
     rows = {r.name: r for r in p.profile.functions()}
     a, b = rows["part_a"], rows["part_b"]
-    assert abs(a.samples / (a.samples + b.samples) - truth) <= 0.03
-    assert abs(a.total_s / (a.total_s + b.total_s) - truth) <= 0.03
+    n = a.samples + b.samples
+    assert n >= 30, n  # ~600 at 1 kHz; fewer only when the sampler was starved
+    # Counts are sampled at instants, so their share is the binomial estimate
+    # of the time share; weights also carry the sampler's own delays.
+    assert abs(a.samples / n - truth) <= margin(truth, n, 0.03), (a.samples / n, truth, n)
+    assert abs(a.total_s / (a.total_s + b.total_s) - truth) <= margin(truth, n, 0.03) + 0.02
     assert rows["alternate"].total_s == pytest.approx(a.total_s + b.total_s, rel=0.05)
-    assert a.samples > 50
+
+
+def compute():
+    """About a millisecond of Python work."""
+    x = 0
+    for i in range(15000):
+        x += i * i
+    return x
+
+
+def compute_then_sleep(stop, go, sleep_s, out):
+    """compute(); time.sleep(sleep_s) until stop; out gets (CPU seconds in
+    compute, CPU seconds in all). The truth is taken without clock reads in
+    the loop (a busy machine preempts a thread at system calls, and would
+    stop it at the clock read after compute()): the CPU of one sleep is
+    measured first, and compute's is the rest."""
+    c0 = time.thread_time()
+    for _ in range(50):
+        time.sleep(sleep_s)
+    per_sleep = (time.thread_time() - c0) / 50
+    go.wait()
+    t0, rounds = time.thread_time(), 0
+    while not stop.is_set():
+        compute()
+        time.sleep(sleep_s)
+        rounds += 1
+    used = time.thread_time() - t0
+    out.append((used - rounds * per_sleep, used))
+
+
+@pytest.mark.parametrize("threads, sleep_s, saturate", [
+    (1, 0.001, False), (1, 0.01, False), (8, 0.001, False),
+    (1, 0.001, True), (1, 0.01, True), (8, 0.01, True),
+])
+def test_on_cpu_time_of_compute_and_sleep_is_the_threads_cpu_time(threads, sleep_s, saturate):
+    """compute(); time.sleep(): the thread's CPU clock says ~98 % of its CPU
+    time is in compute. The CPU a thread used since its last sample was
+    spent before the sample (the compute before a sleep), so a view that
+    hands it to whatever stack the sample sees shows a third of it on the
+    sleep line; the sampler must give it to stacks it saw running. Also
+    with 8 threads taking turns at the GIL, and on a machine whose every
+    core is busy with other processes (a woken sleeper waits for a core
+    while its stack still shows the sleep)."""
+    stop, go, out = threading.Event(), threading.Event(), []
+    workers = [threading.Thread(target=compute_then_sleep, args=(stop, go, sleep_s, out))
+               for _ in range(threads)]
+    for w in workers:
+        w.start()
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            for _ in range(os.cpu_count() or 1)] if saturate else []
+    try:
+        time.sleep(50 * sleep_s * 2 + 0.2)  # the workers measure a sleep first
+        with Profiler(interval=0.001, timeline_interval=0, memory=False) as p:
+            go.set()
+            time.sleep(1.5 if sleep_s < 0.005 else 3.0)
+            stop.set()
+            for w in workers:
+                w.join()
+    finally:
+        go.set()
+        stop.set()
+        for h in hogs:
+            h.kill()
+            h.wait()
+    truth = sum(c for c, _ in out) / sum(t for _, t in out)
+    cpu = {r.name: r for r in p.profile.functions(on_cpu=True)}
+    loop = cpu["compute_then_sleep"]
+    got = cpu["compute"].total_s / loop.total_s
+    assert truth > 0.9  # compute really is most of the CPU time
+    assert loop.samples >= 10, loop
+    assert abs(got - truth) <= margin(truth, loop.samples, 0.02), (got, truth, loop.samples)
+    # never more on CPU than the CPU used (a starved sampler may see less)
+    assert loop.total_s <= 1.1 * sum(t for _, t in out) + 0.005 * threads
 
 
 def test_threads_named_and_idle_time_is_not_on_cpu():
@@ -128,7 +214,14 @@ def test_on_cpu_time_of_a_part_time_thread_is_its_cpu_time():
     cpu = {r.name.rsplit(".", 1)[-1]: r.total_s
            for r in p.profile.functions(on_cpu=True)}.get("part_time", 0)
     assert 0.1 * wall < used[0] < 0.8 * wall, (used, wall)  # really part time
-    assert abs(cpu - used[0]) <= 0.15 * used[0] + 0.01, (cpu, used[0], wall)
+    assert 0 < cpu <= 1.15 * used[0] + 0.01, (cpu, used[0], wall)
+    # A sample may carry CPU time only when it finds the thread running, so
+    # a sampler starved of CPU itself (far fewer passes than asked for)
+    # finds it running less often than it ran; the CPU then shows short.
+    meta = p.profile.meta
+    achieved = meta["sampler_passes"] / (meta["duration_ns"] / 1e9) * 0.001
+    if achieved >= 0.8:
+        assert abs(cpu - used[0]) <= 0.15 * used[0] + 0.01, (cpu, used[0], wall, achieved)
 
 
 def test_lines_and_files_are_recorded():
