@@ -5,6 +5,7 @@ the extension that way (MFP_PORTABLE=1) on a known interpreter and runs this
 file against it; the usual builds run it too and check the GIL-free path.
 Either way, the step runs and its card is right."""
 
+import math
 import threading
 
 import pytest
@@ -47,7 +48,12 @@ def test_sampler_mode_and_stacks_match_the_build():
     # Both threads' own functions, with their first lines, from either sampler.
     for fn in (in_a_thread, in_main):
         assert rows[fn.__name__].line == fn.__code__.co_firstlineno
-        assert rows[fn.__name__].total_s > 0.1, rows[fn.__name__]
+    # Both ran 0.3 s side by side, and a pass samples every thread, so each
+    # has about half of their samples, however few a busy machine allowed
+    # (three binomial standard errors, and a pass at either end).
+    a, b = rows["in_a_thread"].samples, rows["in_main"].samples
+    n = a + b
+    assert min(a, b) > 0 and abs(a / n - 0.5) <= 3 * math.sqrt(0.25 / n) + 2 / n, (a, b)
     names = {t["name"] for t in prof.threads()}
     assert "worker" in names and "MainThread" in names, names
 
@@ -87,7 +93,12 @@ def test_flow_card_says_how_it_sampled(flow_dir):
     assert run["start"].task.data.x == 42
     _, prof = profile_card_of(run["start"].task, "start")
     rows = {r.name: r for r in prof.functions()}
-    assert rows["busy"].self_s > 0.3, rows["busy"]
+    # busy() is nearly all of the step: judged by the samples the step got
+    # (on a busy machine, or with the GIL-taking sampler, there are few).
+    step = next(r for r in rows.values() if r.name.endswith("UnknownFlow.start"))
+    share = rows["busy"].samples / step.samples
+    assert step.samples >= 5 and share >= 0.8 - 3 * math.sqrt(0.8 * 0.2 / step.samples), (
+        rows["busy"], step)
     notes = prof.meta["notes"]
     if KNOWN:
         assert prof.meta["sampler_mode"].startswith("without the GIL")
