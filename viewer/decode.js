@@ -318,6 +318,18 @@ function parseProfile(bytes) {
   P.memLive = s ? s.f64(nm, false) : new Float64Array(0);
   P.memAlloc = s ? s.f64(nm, false) : new Float64Array(0);
   P.memCount = s ? s.f64(nm, false) : new Float64Array(0);
+
+  // BASELINE (issue 15): the profile this one is compared with, TOTALS
+  // only. A broken one costs the comparison, not the card.
+  P.baseline = null;
+  var bs = sections[15];
+  if (bs) {
+    try {
+      P.baseline = parseProfile(bytes.subarray(bs[0], bs[1]));
+    } catch (e) {
+      P.baselineError = e && e.message ? e.message : String(e);
+    }
+  }
   return P;
 }
 

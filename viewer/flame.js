@@ -222,7 +222,7 @@ FlameGraph.prototype.draw = function () {
         continue;
       }
       ctx.globalAlpha = d < R.base ? 0.55 : 1;
-      ctx.fillStyle = matched ? info.color(f, dark) : dim;
+      ctx.fillStyle = matched ? (this.opts.nodeColor && this.opts.nodeColor(node, dark)) || info.color(f, dark) : dim;
       ctx.fillRect(x, y, w > 1.5 ? w - 1 : w, ROW_H - 1);
       if (w > 28) {
         var label = this.nodeLabel(node);

@@ -43,6 +43,7 @@ function breadcrumb(fg, nav, hint) {
 }
 
 // opts: {id, format, rootLabel, aria, emptyText, extra (element in the bar),
+//        nodeColor(node, dark) -> colour|null (instead of the function's),
 //        onZoom(fg, node), details(fg, node, box), hint() -> element|null}
 function makeFlamePanel(ctx, opts) {
   var panel = el("section", "panel flame-panel");
@@ -67,6 +68,7 @@ function makeFlamePanel(ctx, opts) {
     rootLabel: opts.rootLabel,
     ariaLabel: opts.aria,
     emptyText: opts.emptyText,
+    nodeColor: opts.nodeColor,
     onZoom: function (node) {
       view.refresh();
       if (opts.onZoom) opts.onZoom(fg, node);

@@ -118,6 +118,19 @@ def test_the_previous_successful_run_is_the_baseline(runs):
     assert top.after_s > 0.5 * prof.stats()["duration_s"]  # 0.4 of 0.55 s
 
 
+def test_the_card_names_the_previous_run_and_the_slower_function(runs, card):
+    html, _ = card_of(runs["slow"])
+    c = card(html)
+    head = c.page.locator("#mfp-compare-head").inner_text()
+    assert head.startswith(f"Compared with run {runs['first']} (")
+    grew = c.page.locator("#mfp-compare-grew li").first
+    assert grew.get_attribute("data-name") == "slow_extra"
+    html, _ = card_of(runs["first"])
+    first = card(html, name="first.html")
+    assert first.page.locator("#mfp-compare").inner_text().startswith(
+        "No comparison: No earlier run of CompareFlow")
+
+
 def test_a_failed_run_compares_with_the_previous_success_too(runs):
     _, prof = card_of(runs["failed"])
     assert prof.meta["compare"]["baseline"] == runs["first"]
@@ -200,7 +213,7 @@ def fanout():
     return run_id
 
 
-def test_merge_a_foreach_names_the_slowest_task(fanout, tmp_path):
+def test_merge_a_foreach_names_the_slowest_task(fanout, tmp_path, card):
     from metaflow import Step
 
     tasks = list(Step(f"FanoutFlow/{fanout}/work"))
@@ -216,6 +229,9 @@ def test_merge_a_foreach_names_the_slowest_task(fanout, tmp_path):
     assert sorted(r["label"] for r in rows) == sorted(t.id for t in tasks)
     assert all(r["top"]["name"] == "crunch" for r in rows)
     assert all(r["peak_rss_bytes"] > 0 for r in rows)
+    c = card((tmp_path / "m.html").read_text())
+    assert c.page.locator("#mfp-tasks-head").inner_text().startswith(
+        f"8 profiles merged · slowest: {slow_id} (")
     # the merge adds up exactly what each task's own profile holds
     def crunch(prof):
         return next(f for f in prof.functions() if f.name == "crunch")

@@ -6,6 +6,7 @@ import { pct, fmtUs } from "../util.js";
 import { el, copyButton } from "../dom.js";
 import { FlameGraph } from "../flame.js";
 import { functionTotals, calleesTree, callersTree, lineTotals } from "../model.js";
+import { comparisonOf, fmtChange } from "../compare.js";
 
 var LINE_ROWS = 12;
 
@@ -115,6 +116,14 @@ registerPanel({
         title.appendChild(el("span", "det-name", info.name(f) || "<unknown>"));
         title.appendChild(el("span", "det-loc", info.location(f)));
         title.appendChild(el("span", "det-nums", "self " + fmtUs(ft.self[f]) + " (" + pct(ft.self[f] / root) + ") · total " + fmtUs(ft.total[f]) + " (" + pct(ft.total[f] / root) + ")"));
+        var cmp = !state.range && state.thread < 0 ? comparisonOf(ctx.P, state.cpuOnly) : null;
+        var row = cmp ? cmp.rows.find(function (r) { return r.key === cmp.keysA[f]; }) : null;
+        if (row) {
+          // the baseline's whole run beside this run's (issue 15)
+          var was = el("span", "det-nums", "baseline total " + fmtUs(row.before) + " (" + pct(row.beforeShare) + ") \u2192 " + fmtUs(row.after) + " (" + pct(row.afterShare) + ") · " + fmtChange(row.before, row.after));
+          was.id = "mfp-sandwich-baseline";
+          title.appendChild(was);
+        }
         title.appendChild(copyButton(function () { return info.name(f); }));
         drawLines(f, state);
         callers.setTree(callersTree(tree, f));

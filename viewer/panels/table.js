@@ -13,6 +13,7 @@ import { guard, pct, fmtUs, fmtBytes, fmtCount } from "../util.js";
 import { el, seg } from "../dom.js";
 import { functionTotals } from "../model.js";
 import { hasOnCpu } from "../summary.js";
+import { beforeByFunc, comparisonOf } from "../compare.js";
 
 var TABLE_ROWS = 300;
 var IDLE_SHARE = 0.1;
@@ -51,6 +52,8 @@ registerPanel({
     table.id = "mfp-table";
     var thead = el("thead"), tr = el("tr");
     var cols = [["name", "Function"], ["loc", "Location"], ["self", "Self"], ["selfp", "Self %"], ["cpu", "On CPU"], ["total", "Total"], ["totalp", "Total %"], ["count", M.calls ? "Calls" : "Samples"]];
+    // with a baseline (issue 15): its total beside this run's, and the change
+    if (P.baseline) cols.splice(7, 0, ["before", "Baseline"], ["delta", "\u0394 total"]);
     var th = {};
     cols.forEach(function (c) {
       var cell = el("th", c[0] === "name" || c[0] === "loc" ? "" : "num");
@@ -58,6 +61,7 @@ registerPanel({
       b.type = "button";
       b.dataset.key = c[0];
       if (c[0] === "cpu") b.title = "self time on CPU (the thread was running, not waiting)";
+      if (c[0] === "before") b.title = "total time in the baseline run (whole run, every thread)";
       b.addEventListener("click", guard(function () {
         var key = c[0] === "selfp" ? "self" : c[0] === "totalp" ? "total" : c[0];
         if (sort.key === key) sort.desc = !sort.desc;
@@ -90,6 +94,13 @@ registerPanel({
       last = { tree: tree, cpuTree: cpuTree, match: state.match, selFunc: state.selFunc };
       var fmt = mem ? fmtBytes : fmtUs;
       var ft = functionTotals(tree), fc = cpuTree ? functionTotals(cpuTree) : null;
+      // the baseline is a whole run of every thread: compared only with the same
+      var cmp = !mem && !state.range && state.thread < 0 && (state.process < 0 || P.processes.length === 1) ? comparisonOf(P, state.cpuOnly) : null;
+      var beforeF = cmp ? beforeByFunc(cmp, P) : null, deltaF = null;
+      if (beforeF) {
+        deltaF = new Float64Array(ft.total.length);
+        for (var g = 0; g < deltaF.length; g++) deltaF[g] = ft.total[g] - beforeF[g];
+      }
       var root = tree.total[0] || 1;
       var rows = [];
       for (var f = 0; f < ft.self.length; f++) {
@@ -97,19 +108,21 @@ registerPanel({
         if (state.match && !state.match[f]) continue;
         rows.push(f);
       }
-      var key = sort.key === "cpu" && !fc ? "self" : sort.key, sign = sort.desc ? -1 : 1, cmp;
-      if (key === "name") cmp = function (a, b) { return sign * info.name(a).localeCompare(info.name(b)) || ft.total[b] - ft.total[a]; };
-      else if (key === "loc") cmp = function (a, b) { return sign * info.location(a).localeCompare(info.location(b)) || ft.total[b] - ft.total[a]; };
+      var key = (sort.key === "cpu" && !fc) || ((sort.key === "before" || sort.key === "delta") && !cmp) ? "self" : sort.key, sign = sort.desc ? -1 : 1, order;
+      if (key === "name") order = function (a, b) { return sign * info.name(a).localeCompare(info.name(b)) || ft.total[b] - ft.total[a]; };
+      else if (key === "loc") order = function (a, b) { return sign * info.location(a).localeCompare(info.location(b)) || ft.total[b] - ft.total[a]; };
+      else if (key === "delta") order = function (a, b) { return sign * (Math.abs(deltaF[a]) - Math.abs(deltaF[b])) || ft.total[b] - ft.total[a]; };
       else {
-        var col = key === "self" ? ft.self : key === "cpu" ? fc.self : key === "count" && ft.count ? ft.count : ft.total;
-        cmp = function (a, b) { return sign * (col[a] - col[b]) || ft.total[b] - ft.total[a]; };
+        var col = key === "self" ? ft.self : key === "cpu" ? fc.self : key === "before" ? beforeF : key === "count" && ft.count ? ft.count : ft.total;
+        order = function (a, b) { return sign * (col[a] - col[b]) || ft.total[b] - ft.total[a]; };
       }
-      rows.sort(cmp);
+      rows.sort(order);
       Object.keys(th).forEach(function (k) {
         var kk = k === "selfp" ? "self" : k === "totalp" ? "total" : k;
         th[k].setAttribute("aria-sort", kk === key && k !== "selfp" && k !== "totalp" ? (sort.desc ? "descending" : "ascending") : "none");
       });
       th.cpu.hidden = !fc;
+      if (th.before) th.before.hidden = th.delta.hidden = !cmp;
       tbody.textContent = "";
       var frag = document.createDocumentFragment();
       rows.slice(0, TABLE_ROWS).forEach(function (f) {
@@ -128,6 +141,13 @@ registerPanel({
         row.appendChild(cpuCell);
         row.appendChild(el("td", "num", fmt(ft.total[f])));
         row.appendChild(barCell(ft.total[f], root, "bar total"));
+        if (th.before) {
+          var bc = el("td", "num", cmp ? fmtUs(beforeF[f]) : ""), d = cmp ? deltaF[f] : 0;
+          var dc = el("td", "num" + (d > 0 ? " delta-up" : d < 0 ? " delta-down" : ""), cmp ? (d >= 0 ? "+" : "\u2212") + fmtUs(Math.abs(d)) : "");
+          bc.hidden = dc.hidden = !cmp;
+          row.appendChild(bc);
+          row.appendChild(dc);
+        }
         row.appendChild(el("td", "num", ft.count ? fmtCount(ft.count[f]) : ""));
         row.title = info.label(f) + (idle ? " — mostly waiting: " + pct(1 - fc.self[f] / ft.self[f]) + " of its self time off CPU" : "") + (mem ? "" : " — click for callers, callees and lines");
         frag.appendChild(row);
