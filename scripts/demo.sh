@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
 # The demo: build and install metaflow-profiler with Metaflow, run the
 # example flow twice (a successful run and one whose `train` step fails),
-# and print where the cards are and how to open them.
+# save both cards and print the Metaflow commands that fetch them.
+# DEMO_PYTHON: an interpreter that already has the package (skips the build).
 source "$(dirname "$0")/env.sh"
-PY="$(venv_for 3.11)"
+PY="${DEMO_PYTHON:-$(venv_for 3.11)}"
 WORK="${DEMO_DIR:-$ROOT/.demo}"
 mkdir -p "$WORK"
 cd "$WORK"
-export USERNAME="${USERNAME:-${USER:-demo}}" METAFLOW_DEFAULT_DATASTORE=local METAFLOW_DEFAULT_METADATA=local
+# Metaflow needs a user name and refuses "root" (the usual user in containers).
+user="${USERNAME:-${USER:-}}"
+[ -n "$user" ] && [ "$user" != root ] || user=demo
+export USERNAME="$user" METAFLOW_DEFAULT_DATASTORE=local METAFLOW_DEFAULT_METADATA=local
 FLOW="$ROOT/examples/train_flow.py"
 
 "$PY" "$FLOW" run
 "$PY" "$FLOW" run --fail True || echo "(the failing run failed, as it should)"
 
-# Save both cards and print how to open them with Metaflow.
 "$PY" - "$WORK" "$PY" "$FLOW" <<'PYEOF'
+import os
+import shlex
 import sys
+
 from metaflow import Flow, namespace
 from metaflow.cards import get_cards
 
@@ -29,8 +35,13 @@ for run, label in zip(runs, ("failed", "ok")):
     with open(path, "w") as f:
         f.write(card.get())
     print(f"  {label:6} {path}")
-print("\nOr with Metaflow (it needs a user name: USER or USERNAME set), from the demo directory:")
+env = (f"USERNAME={shlex.quote(os.environ['USERNAME'])} METAFLOW_DEFAULT_DATASTORE=local "
+       "METAFLOW_DEFAULT_METADATA=local")
+q = shlex.quote
+print("\nThe same with Metaflow (headless; these work as root too):")
 for run in runs:
-    print(f"  cd {work} && {py} {flow} card view {run.id}/train --id profile_card_train")
-print(f"  cd {work} && {py} {flow} card server")
+    print(f"  cd {q(work)} && {env} {q(py)} {q(flow)} card get {run.id}/train "
+          f"--id profile_card_train {q(f'{work}/train_{run.id}.html')}")
+print("With a browser on this machine: the same with `card view {run}/train --id "
+      "profile_card_train`, or `card server`.")
 PYEOF

@@ -29,8 +29,10 @@ for v in 3.11 3.12 3.13; do
     echo "== CPython $v"
     PY="$(venv_for "$v" test,browser)"
     # Run from tests/ so the installed package, not ./src, is imported.
-    (cd tests && "$PY" -m pytest -q -p no:cacheprovider -m "not browser" .) || status=1
+    (cd tests && "$PY" -m pytest -q -p no:cacheprovider -m "not browser and not packaging" .) || status=1
     if [ "$v" = 3.11 ]; then
+        # Once: sdist -> wheel -> fresh venv -> demo (a compile and an install, ~2 min).
+        (cd tests && "$PY" -m pytest -q -p no:cacheprovider -m packaging .) || status=1
         "$PY" -m pip install -q --disable-pip-version-check ruff
         "$PY" -m ruff check . || status=1
         # Apart: Playwright keeps an event loop running in the main thread.

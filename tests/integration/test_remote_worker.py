@@ -17,7 +17,7 @@ from support import REPO, card_profile_bytes, new_flow_dir
 
 from metaflow_profiler import Profile
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.packaging]
 
 FLOW = """
 from metaflow import FlowSpec, profile_card, step
