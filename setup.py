@@ -27,12 +27,14 @@ setup(
         "metaflow_profiler",
         "metaflow_profiler.backends",
         "metaflow_profiler._viewer",
+        "metaflow_profiler._viewer.panels",
         "metaflow_extensions.profiler",
         "metaflow_extensions.profiler.plugins",
         "metaflow_extensions.profiler.plugins.cards.profile_card",
     ],
     package_dir={"": "src", "metaflow_profiler._viewer": "viewer"},
-    package_data={"metaflow_profiler._viewer": ["*.html", "*.css", "*.js", "**/*.js", "**/*.css"]},
+    package_data={"metaflow_profiler._viewer": ["*.html", "*.css", "*.js", "*.md"],
+                  "metaflow_profiler._viewer.panels": ["*.js", "*.css"]},
     ext_modules=[
         Extension(
             "metaflow_profiler._native",

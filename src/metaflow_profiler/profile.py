@@ -412,6 +412,12 @@ class Profile:
             secs.append((BASELINE, _join(kept)))
         return Profile.from_bytes(_join(secs))
 
+    def with_meta(self, changes: dict[str, Any]) -> Profile:
+        """This profile with META updated by `changes` (facts known only after
+        the stop, e.g. what a step used beside what it asked for)."""
+        body = [(t, p) for t, p in _sections(self._bytes) if t != _META]
+        return Profile.from_bytes(_join([(_META, _meta_section(dict(self.meta, **changes))), *body]))
+
     def baseline(self) -> Profile | None:
         """The profile attached by with_baseline (TOTALS only), or None."""
         for tag, payload in _sections(self._bytes):

@@ -67,8 +67,13 @@ def test_failed_step_has_card_with_banner(failed_run):
     assert "training diverged" in str(task.exception)
     data = task["profile_card_data"].data
     assert data["step_failed"] is True
-    assert data["step_error"] == {"type": "RuntimeError",
-                                  "message": "training diverged (demo failure)"}
+    line = next(i for i, text in enumerate((REPO / "examples" / "train_flow.py").open(), 1)
+                if "raise RuntimeError" in text)
+    assert data["step_error"] == {
+        "type": "RuntimeError", "message": "training diverged (demo failure)",
+        # the user's frames only: the step's line, then the exception
+        "traceback": f'train_flow.py:{line} in train: raise RuntimeError("training diverged '
+                     '(demo failure)")\nRuntimeError: training diverged (demo failure)'}
     _, profile = profile_card_of(task, "train")
     assert profile.meta["step_failed"] is True
     assert profile.meta["step_error"]["message"] == "training diverged (demo failure)"

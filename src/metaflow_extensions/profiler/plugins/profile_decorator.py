@@ -27,7 +27,7 @@ from metaflow.exception import MetaflowException
 
 from metaflow_profiler.options import DECORATOR
 
-from . import live
+from . import live, step_facts
 
 CARD_TYPE = "profile_card"
 ARTIFACT_FORMAT = 1
@@ -68,6 +68,7 @@ class ProfileCardDecorator(StepDecorator):
         step_func = getattr(type(flow), step_name, None)
         self._focus = getattr(step_func, "__qualname__", f"{type(flow).__name__}.{step_name}")
         self._check_options(step_name)
+        self._check_artifact_name(flow, step_name)
         if self.attributes["create_card"]:
             self._attach_card(step_name, decorators)
 
@@ -89,6 +90,19 @@ class ProfileCardDecorator(StepDecorator):
                 subprocesses=a["subprocesses"])
         except OptionError as exc:
             raise ProfileCardException(str(exc)) from None
+
+    def _check_artifact_name(self, flow: Any, step_name: str) -> None:
+        from metaflow import FlowSpec
+
+        name = self.attributes["artifact_name"]
+        if name in dir(FlowSpec) or name == "name":  # FlowSpec.__init__ sets self.name
+            raise ProfileCardException(
+                f"step '{step_name}': artifact_name {name!r} is a name FlowSpec defines "
+                "(input, index, name, ...); choose another")
+        if name in step_facts.assigned_names(getattr(type(flow), step_name, None)):
+            raise ProfileCardException(
+                f"step '{step_name}': artifact_name {name!r} is an artifact the step sets "
+                f"itself (self.{name} = ...); choose another")
 
     def add_to_package(self):
         """The engine (Python, viewer files, the compiled .so) travels in the
@@ -140,6 +154,8 @@ class ProfileCardDecorator(StepDecorator):
         self._live = None
         self._retry_count = retry_count
         self._start_error = None
+        self._attempts = max_user_code_retries + 1 if max_user_code_retries > 0 else 0
+        self._requested = step_facts.requested(graph[step_name].decorators)
         try:
             self._profiler = Profiler(options=self._options)
             self._profiler.start()
@@ -172,20 +188,25 @@ class ProfileCardDecorator(StepDecorator):
 
     def task_exception(self, exception, step_name, flow, graph, retry_count,
                        max_user_code_retries):
-        self._finish(flow, step_error={"type": type(exception).__name__, "message": str(exception)})
-        # Returning nothing: the step still fails with the user's exception.
+        try:
+            error = step_facts.step_error(exception, graph[step_name].decorators, retry_count,
+                                          max_user_code_retries)
+        except Exception:  # the facts are a nicety; the failure itself must be recorded
+            error = {"type": type(exception).__name__, "message": str(exception)}
+        self._finish(flow, step_error=error)
+        # Returning nothing: the step still fails with the user's exception (or @catch catches it).
 
-    def _finish(self, flow: Any, step_error: dict[str, str] | None) -> None:
+    def _finish(self, flow: Any, step_error: dict[str, Any] | None) -> None:
         live_card = getattr(self, "_live", None)
         if live_card is not None:
             live_card.stop()
         try:
-            setattr(flow, self.attributes["artifact_name"], self._artifact(step_error))
+            setattr(flow, self._artifact_name(flow), self._artifact(step_error))
         except Exception as exc:  # never let the profiler change the step's outcome
             self._logger(f"[@profile_card] could not save the profile: {exc}",
                          timestamp=False, bad=True)
 
-    def _artifact(self, step_error: dict[str, str] | None) -> dict[str, Any]:
+    def _artifact(self, step_error: dict[str, Any] | None) -> dict[str, Any]:
         from metaflow_profiler import Profile
 
         extra = dict(self._extra_meta(getattr(self, "_retry_count", 0)),
@@ -194,8 +215,11 @@ class ProfileCardDecorator(StepDecorator):
         if live_card is not None:
             extra["live_updates"] = live_card.updates
             extra["live_cpu_s"] = round(live_card.busy_s, 3)
+        notes = list(extra.pop("notes", []))
         if step_error:
             extra["step_error"] = step_error
+            notes.extend(step_facts.error_notes(step_error))
+        extra["notes"] = notes
         error = self._start_error
         profile = None
         if self._profiler is not None:
@@ -203,6 +227,7 @@ class ProfileCardDecorator(StepDecorator):
             error = profile.meta.get("error")
         if profile is None:
             profile = Profile.empty(dict(extra, backend=self.attributes["profiler"], error=error))
+        profile = self._with_resources(profile)
         if error:
             self._logger(f"[@profile_card] profiler error: {error['message']}",
                          timestamp=False, bad=True)
@@ -217,13 +242,44 @@ class ProfileCardDecorator(StepDecorator):
         }
 
     def _extra_meta(self, retry_count: int) -> dict[str, Any]:
-        return {
+        """META the live and the final card share: title, focus, attempt."""
+        meta: dict[str, Any] = {
             "step_failed": False,
             "title": f"step {self._step_name}",
             # The card opens on the step's own code, below Metaflow's frames.
             "focus": self._focus,
             "attempt": retry_count,
         }
+        attempts = getattr(self, "_attempts", 0)
+        if attempts:
+            n = f"attempt {retry_count + 1} of {attempts}"
+            meta.update(attempts=attempts, title=f"step {self._step_name} ({n})",
+                        notes=[f"{n} (@retry)"])
+        return meta
+
+    def _with_resources(self, profile: Any) -> Any:
+        """What the step asked for (@resources, ...) beside what it used."""
+        if not self._requested:
+            return profile
+        try:
+            note = step_facts.resources_note(self._requested, profile.stats())
+            return profile.with_meta({"resources": {"requested": self._requested},
+                                      "notes": [*profile.meta.get("notes", []), note]})
+        except Exception as exc:
+            self._logger(f"[@profile_card] resources line left out: {exc}", timestamp=False, bad=True)
+            return profile
+
+    def _artifact_name(self, flow: Any) -> str:
+        """The configured name, unless the user's own value holds it: theirs
+        is never overwritten (step_init refuses the names it can see)."""
+        name = self.attributes["artifact_name"]
+        if not _holds_user_value(flow, name):
+            return name
+        fallback = fallback_artifact(name)
+        self._logger(f"[@profile_card] the step's artifact '{name}' is its own; the profile is "
+                     f"saved as '{fallback}' instead (set artifact_name to avoid this)",
+                     timestamp=False, bad=True)
+        return fallback
 
     def task_finished(self, step_name, flow, graph, is_task_ok, retry_count,
                       max_user_code_retries):
@@ -249,6 +305,23 @@ class ProfileCardDecorator(StepDecorator):
 
 def _our_card(graph: Any, step_name: str) -> Any:
     return next((d for d in graph[step_name].decorators if _is_our_card(d, step_name)), None)
+
+
+def fallback_artifact(name: str) -> str:
+    return f"{name}_profile_card"
+
+
+def _holds_user_value(flow: Any, name: str) -> bool:
+    """Whether `name` is set in this task, by the step or inherited, to
+    something other than a @profile_card artifact (an earlier profiled step's
+    own is replaced, as every step writes its own)."""
+    if name in vars(flow):
+        value = vars(flow)[name]
+    elif flow._datastore is not None and name in flow._datastore:
+        value = flow._datastore[name]
+    else:
+        return False
+    return not (isinstance(value, dict) and "format_version" in value and "profile" in value)
 
 
 def _is_our_card(deco: Any, step_name: str) -> bool:

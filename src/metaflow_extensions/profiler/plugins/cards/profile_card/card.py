@@ -48,8 +48,13 @@ class ProfileCard(MetaflowCard):
         self._compare = (options or {}).get("compare", "previous")
 
     def render(self, task: Any) -> str:
+        from ...profile_decorator import fallback_artifact
+
         title = f"{task.pathspec}"
         try:
+            # Where the user's own value held the name, the decorator used the fallback.
+            if fallback_artifact(self._artifact) in task:
+                self._artifact = fallback_artifact(self._artifact)
             if self._artifact not in task:
                 return render_card(None, title, error=(
                     f"No profile data: task {task.pathspec} has no artifact '{self._artifact}'. "
