@@ -11,7 +11,7 @@ import traceback
 import weakref
 from typing import Any
 
-from . import backends
+from . import backends, native
 from .options import ENGINE, Options
 from .profile import Profile
 
@@ -111,10 +111,10 @@ class Profiler:
         self._runner = runner
         _running.add(self)
         self._children_error = ""
-        if o.subprocesses and self.backend == "sample":
-            from .children import Children
-
+        if o.subprocesses and self.backend == "sample" and native.MISSING is None:
             try:
+                from .children import Children  # it needs the C engine
+
                 children = Children(o.interval_ns, rate, o.max_samples)
                 children.start()
                 self._children = children
