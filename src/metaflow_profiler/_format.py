@@ -15,3 +15,6 @@ FUNC_PYTHON = 0
 FUNC_NATIVE = 1
 FUNC_THREAD = 2
 FUNC_SYNTHETIC = 3
+# PROCESSES `flags`
+PROCESS_ROOT = 1  # the profiled process itself
+PROCESS_PARTIAL = 2  # its profile ended early (crashed, killed, still running)

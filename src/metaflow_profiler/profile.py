@@ -10,6 +10,14 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from ._format import (
+    FUNC_SYNTHETIC,
+    FUNC_THREAD,
+    PROCESS_PARTIAL,
+    PROCESS_ROOT,
+    SAMPLE_ON_CPU,
+    THREAD_MAIN,
+)
 from .native import decode
 
 
@@ -112,7 +120,6 @@ def _check_meta(meta: dict[str, Any]) -> None:
 # attached and read by moving whole sections, without decoding them.
 _META, _SAMPLES, _TIMELINE, _MEMORY, BASELINE = 1, 7, 9, 10, 15
 _TOTALS_ONLY = (1, 2, 3, 4, 5, 6, 8)  # what a baseline keeps: the tables and TOTALS
-_KIND_THREAD, _KIND_SYNTHETIC = 2, 3
 
 
 def _read_uv(data: bytes, pos: int) -> tuple[int, int]:
@@ -303,7 +310,7 @@ class Profile:
 
     def _rows(self, on_cpu: bool, pid: int | None = None) -> tuple[list[int], list[int], list[int]]:
         tot = self._t["totals"]
-        rows = [i for i, f in enumerate(tot["flags"]) if f & 1 or not on_cpu]
+        rows = [i for i, f in enumerate(tot["flags"]) if f & SAMPLE_ON_CPU or not on_cpu]
         if pid is not None:
             mine = self._threads_of(pid)
             rows = [i for i in rows if tot["thread"][i] in mine]
@@ -504,7 +511,7 @@ class Profile:
         stacks, weights, _ = self._rows(on_cpu=any(f & 1 for f in tot["flags"]))
         self_w, _ = self._by_function(stacks, weights)
         # thread roots and <GC>-like frames are not "a function" to blame
-        funcs = [fn for fn in self_w if kind[fn] not in (_KIND_THREAD, _KIND_SYNTHETIC)]
+        funcs = [fn for fn in self_w if kind[fn] not in (FUNC_THREAD, FUNC_SYNTHETIC)]
         top = max(funcs, key=lambda fn: self_w[fn], default=None)
         row: dict[str, Any] = {
             "label": label,
@@ -543,7 +550,7 @@ class Profile:
         procs = self._t.get("processes") or []
         owner = self._t.get("thread_process") or [0] * len(th["tid"])
         return [
-            {"tid": tid, "name": s[name], "main": bool(flags & 1),
+            {"tid": tid, "name": s[name], "main": bool(flags & THREAD_MAIN),
              "pid": procs[owner[i]]["pid"] if procs else 0}
             for i, (tid, name, flags) in enumerate(zip(th["tid"], th["name"], th["flags"]))
         ]
@@ -553,8 +560,9 @@ class Profile:
         docs/FORMAT.md), the profiled one first; [] for a one-process profile."""
         s = self._t["strings"]
         return [
-            {"pid": p["pid"], "ppid": p["ppid"], "name": s[p["name"]], "root": bool(p["flags"] & 1),
-             "partial": bool(p["flags"] & 2), "start_s": p["start_ns"] / 1e9,
+            {"pid": p["pid"], "ppid": p["ppid"], "name": s[p["name"]],
+             "root": bool(p["flags"] & PROCESS_ROOT), "partial": bool(p["flags"] & PROCESS_PARTIAL),
+             "start_s": p["start_ns"] / 1e9,
              "duration_s": p["duration_ns"] / 1e9, "cpu_s": p["cpu_ns"] / 1e9,
              "rss_peak_bytes": p["rss_peak_bytes"], "heap_peak_bytes": p["heap_peak_bytes"]}
             for p in self._t.get("processes") or []

@@ -118,16 +118,19 @@ def test_flag_and_kind_constants_agree_in_c_python_and_js():
     js_text = (ROOT / "viewer/constants.js").read_text()
     js = {m[0]: int(m[1]) for m in re.findall(r"var (\w+) = (\d+);", js_text)}
     py = {k: v for k, v in vars(_format).items() if k.isupper()}
-    names = ["SAMPLE_ON_CPU", "THREAD_MAIN", "FUNC_PYTHON", "FUNC_NATIVE", "FUNC_THREAD", "FUNC_SYNTHETIC"]
+    names = ["SAMPLE_ON_CPU", "THREAD_MAIN", "FUNC_PYTHON", "FUNC_NATIVE", "FUNC_THREAD", "FUNC_SYNTHETIC",
+             "PROCESS_ROOT", "PROCESS_PARTIAL"]
     for n in names:
         assert c[n] == js[n] == py[n], n
     assert set(js) == set(py) == set(names)
 
 
-def test_viewer_uses_the_constants_not_bare_numbers():
-    for path in (ROOT / "viewer").rglob("*.js"):
+def test_viewer_and_api_use_the_constants_not_bare_numbers():
+    py = [ROOT / "src/metaflow_profiler/profile.py"]
+    for path in [*(ROOT / "viewer").rglob("*.js"), *py]:
         text = path.read_text()
-        assert not re.search(r"(Flags|flags|\bsf|\btf)\[[^\]]+\] & 1\b", text), path
+        assert not re.search(r"(Flags|flags|\bsf|\btf)(\[[^\]]+\]|\b) & [12]\b", text), path
+        assert not re.search(r"\bf & 1\b", text), path
         assert not re.search(r"kind === \d", text), path
 
 

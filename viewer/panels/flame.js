@@ -131,6 +131,12 @@ registerPanel({
       }
       return out;
     };
+    // bench: one layout + draw of the graph as it is
+    ctx.hooks.flameRender = function () {
+      var t0 = performance.now();
+      fg.render();
+      return { total: performance.now() - t0, layout: fg.layoutMs, draw: fg.drawMs };
+    };
     ctx.stateExtras.push(function (out) {
       out.zoom = fg.zoom;
       out.zoomName = fg.zoom > 0 && fg.tree ? info.name(fg.tree.func[fg.zoom]) : "";
