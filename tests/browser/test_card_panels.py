@@ -72,16 +72,14 @@ def test_first_view_puts_other_threads_beside_the_step(card, shot_dir):
     width = sum(b["w"] for b in boxes if b["depth"] == step["depth"])
     assert step["w"] / width == pytest.approx(0.25, abs=0.01)
     note = c.page.locator("#mfp-beside-note")
-    assert note.is_visible()
-    text = note.inner_text()
-    assert "Beside the step function: 75.0% of the time ran outside it" in text
-    # named by thread, busiest first
-    assert "in worker-1 25.0%, worker-2 25.0%, heartbeat 25.0%" in text
+    # written just after the redraw; named by thread, busiest first
+    expect(note).to_contain_text("Beside the step function: 75.0% of the time ran outside it")
+    expect(note).to_contain_text("in worker-1 25.0%, worker-2 25.0%, heartbeat 25.0%")
     c.page.screenshot(path=str(shot_dir / "beside.png"), full_page=True)
     # On CPU: the sleeping heartbeat leaves, the workers stay
     c.page.locator("#mfp-mode button", has_text="On CPU").click()
     assert set(c.state()["beside"]) == {"<thread worker-1>", "<thread worker-2>"}
-    assert "66.7% of the time" in note.inner_text()
+    expect(note).to_contain_text("66.7% of the time")
     # a click leaves the step view; the note goes with it
     c.click_box("tree_fit")
     assert c.state()["beside"] == [] and note.is_hidden()

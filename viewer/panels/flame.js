@@ -94,7 +94,15 @@ registerPanel({
     view.panel.insertBefore(note, view.panel.children[1]);
 
     // What the step view shows beside the step and what it leaves out.
+    // The note reads the records again (per thread): after the redraw, so a
+    // range drag stays one pass over the samples.
+    var noteTimer = null;
     function describe() {
+      clearTimeout(noteTimer);
+      note.hidden = !(stepView && fg.tree && focus > 0);
+      if (!note.hidden) noteTimer = setTimeout(guard(describeNow), 0);
+    }
+    function describeNow() {
       note.textContent = "";
       note.hidden = !(stepView && fg.tree && focus > 0);
       if (note.hidden) return;
