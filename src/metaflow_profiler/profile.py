@@ -508,7 +508,7 @@ class Profile:
         tot, kind = self._t["totals"], self._t["funcs"]["kind"]
         # On-CPU self time where the profile knows it: a thread that waits
         # through the whole task (a heartbeat) would top a wall-time ranking.
-        stacks, weights, _ = self._rows(on_cpu=any(f & 1 for f in tot["flags"]))
+        stacks, weights, _ = self._rows(on_cpu=any(f & SAMPLE_ON_CPU for f in tot["flags"]))
         self_w, _ = self._by_function(stacks, weights)
         # thread roots and <GC>-like frames are not "a function" to blame
         funcs = [fn for fn in self_w if kind[fn] not in (FUNC_THREAD, FUNC_SYNTHETIC)]
