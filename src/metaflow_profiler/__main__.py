@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("-n", "--top", type=int, default=20)
     t.add_argument("--lines", action="store_true", help="by source line, by self time")
     t.add_argument("--on-cpu", action="store_true", help="only time the threads spent on a CPU")
+    t.add_argument("--no-fold-imports", action="store_true",
+                   help="show import machinery frame by frame, not as one 'import <module>'")
     h = sub.add_parser("html", help="the card of a saved profile")
     h.add_argument("profile")
     h.add_argument("-o", "--output", required=True)
@@ -221,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("profile")
     e.add_argument("-o", "--output", required=True)
     e.add_argument("--format", default="speedscope", choices=["speedscope", "collapsed"])
+    e.add_argument("--no-fold-imports", action="store_true",
+                   help="keep import machinery frame by frame")
     d = sub.add_parser("diff", help="how a profile's time changed from a baseline")
     d.add_argument("base", help="baseline: .mfprof file or Flow/run/step/task")
     d.add_argument("new", help="profile to compare: .mfprof file or Flow/run/step/task")
@@ -258,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.cmd != "top":
             _writable(a.output, "the output")
         prof = Profile.load(a.profile)
+        prof.fold_imports = not getattr(a, "no_fold_imports", False)
         if a.cmd == "top":
             _print_top(prof, a.top, lines=a.lines, on_cpu=a.on_cpu)
         elif a.cmd == "html":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -98,6 +99,20 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
+def _module_of(path: str) -> str:
+    """The module a file holds, as `import` names it: the part after
+    site-packages (or the standard library's folder), a package's
+    __init__ being the package."""
+    p = path.replace("\\", "/")
+    m = re.search(r".*/(?:site|dist)-packages/", p) or re.search(r".*/lib/python\d+\.\d+/", p)
+    p = p[m.end():] if m else p.rsplit("/", 1)[-1]
+    parts = p.split("/")
+    parts[-1] = parts[-1].split(".", 1)[0]
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts.pop()
+    return ".".join(x for x in parts if x) or path
+
+
 def _check_meta(meta: dict[str, Any]) -> None:
     """ValueError naming the first META value of the wrong type."""
     def bad(key: str, value: Any, want: str) -> ValueError:
@@ -178,6 +193,19 @@ class Profile:
         self._t = tables
         self.meta = meta
         self._cache: tuple[list[int], list[int], list[list[int]], list[int]] | None = None
+        self._synthetic: list[str] = []
+        self._fold = True
+
+    @property
+    def fold_imports(self) -> bool:
+        """Whether the readers show import machinery as one "import <module>"
+        frame (the default) or frame by frame."""
+        return self._fold
+
+    @fold_imports.setter
+    def fold_imports(self, on: bool) -> None:
+        self._fold = bool(on)
+        self._cache = None
 
     # ---- bytes and files ----
     @classmethod
@@ -227,6 +255,9 @@ class Profile:
     # stack to its root: deep recursion makes that quadratic.
     def _func_key(self, func: int) -> tuple[str, str, int]:
         f, s = self._t["funcs"], self._t["strings"]
+        n = len(f["name"])
+        if func >= n:  # a folded import (see _tree)
+            return self._synthetic[func - n], "", 0
         return s[f["name"][func]], s[f["file"][func]], f["line"][func]
 
     def _tree(self) -> tuple[list[int], list[int], list[list[int]], list[int]]:
@@ -250,12 +281,46 @@ class Profile:
                     if mine and not (p >= 0 and below[p]):
                         eparent[i] = -1
                     below[i] = mine or (p >= 0 and below[p])
+            if self.fold_imports:
+                self._fold_imports(node_func, eparent)
             kids: list[list[int]] = [[] for _ in parent]
             roots = []
             for i, p in enumerate(eparent):
                 (kids[p] if p >= 0 else roots).append(i)
             self._cache = (node_func, eparent, kids, roots)
         return self._cache
+
+    def _fold_imports(self, node_func: list[int], eparent: list[int]) -> None:
+        """A chain of import machinery frames (<frozen importlib._bootstrap...>)
+        becomes one frame "import <module>", named by the file its chain
+        runs (a package's __init__ is the package). Every node of a chain
+        hangs where its first one does, as that one function, so sums by
+        function, line and stack are those of one frame."""
+        s, files = self._t["strings"], self._t["funcs"]["file"]
+        boot = [s[f].startswith("<frozen importlib._bootstrap") for f in files]
+        parent = self._t["stacks"]["parent"]
+        head = [-1] * len(parent)  # the chain a machinery node belongs to
+        modules: dict[int, set[str]] = defaultdict(set)
+        for i, p in enumerate(parent):
+            f = node_func[i]
+            if boot[f]:
+                head[i] = head[p] if p >= 0 and head[p] >= 0 else i
+            elif p >= 0 and head[p] >= 0:
+                modules[head[p]].add(_module_of(s[files[f]]))
+                eparent[i] = head[p]
+        synthetic: dict[str, int] = {}
+        n = len(files)
+        self._synthetic = []
+        for i, h in enumerate(head):
+            if h < 0:
+                continue
+            name = "import " + (", ".join(sorted(modules[h])) or "(finding and loading)")
+            if name not in synthetic:
+                synthetic[name] = n + len(self._synthetic)
+                self._synthetic.append(name)
+            node_func[i] = synthetic[name]
+            if h != i:
+                eparent[i] = eparent[h]
 
     def _outermost(self, key: list[Any]) -> list[bool]:
         """Per node: its key (None = not counted) appears on no ancestor, so
@@ -361,7 +426,8 @@ class Profile:
     def _funcs_named(self, function: str | FunctionStat | None) -> set[int] | None:
         if function is None:
             return None
-        n = len(self._t["funcs"]["name"])
+        self._tree()
+        n = len(self._t["funcs"]["name"]) + len(self._synthetic)
         if isinstance(function, FunctionStat):
             return {f for f in range(n) if self._func_key(f) == tuple(function[:3])}
         if not isinstance(function, str):
@@ -676,10 +742,12 @@ class Profile:
         """One line per stack, root first: "a;b;c count". A name that several
         functions share (every file's <module>) keeps its file and line."""
         s, funcs, tot = self._t["strings"], self._t["funcs"], self._t["totals"]
+        self._tree()
         names = [s[n].replace(";", ":") for n in funcs["name"]]
         shared = {n for n, k in Counter(names).items() if k > 1}
         label = [f"{n} ({s[f]}:{ln})" if n in shared and s[f] else n
                  for n, f, ln in zip(names, funcs["file"], funcs["line"])]
+        label += [n.replace(";", ":") for n in self._synthetic]
         lines: dict[str, int] = defaultdict(int)
         for stack, n in zip(tot["stack"], tot["count"]):
             lines[";".join(label[f] for f in reversed(self._path_funcs(stack)))] += n
@@ -687,10 +755,11 @@ class Profile:
 
     def _speedscope(self) -> dict[str, Any]:
         s, funcs, tot = self._t["strings"], self._t["funcs"], self._t["totals"]
+        self._tree()
         frames = [
             {"name": s[n], "file": s[f], "line": ln}
             for n, f, ln in zip(funcs["name"], funcs["file"], funcs["line"])
-        ]
+        ] + [{"name": n, "file": "", "line": 0} for n in self._synthetic]
         samples = [list(reversed(self._path_funcs(st))) for st in tot["stack"]]
         weights = [w / 1e6 for w in tot["weight_ns"]]
         return {

@@ -122,3 +122,14 @@ def test_bad_input_and_output_are_one_line_each(tmp_path):
     for args in (("export", "p.mfprof", "-o", "/proc/nope/x.json"), ("html", "p.mfprof", "-o", "/")):
         r = cli(*args, cwd=tmp_path)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and "cannot write" in r.stderr, r.stderr
+
+
+def test_collapsed_folds_imports_unless_asked_not_to(tmp_path):
+    (tmp_path / "job.py").write_text("import json, email.mime.multipart, http.client, asyncio\n")
+    assert cli("run", "-i", "0.0002", "-o", "p.mfprof", "job.py", cwd=tmp_path).returncode == 0
+    for flag, frozen in (((), False), (("--no-fold-imports",), True)):
+        r = cli("export", "p.mfprof", "--format", "collapsed", "-o", "c.txt", *flag, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        text = (tmp_path / "c.txt").read_text()
+        assert ("_find_and_load" in text) == frozen, text[:400]
+        assert ("import " in text) != frozen, text[:400]

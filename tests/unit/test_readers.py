@@ -159,3 +159,32 @@ def test_lines_of_a_sampled_function_match_the_time_spent_on_them():
     # sample's worth of time at each of the 600 line changes
     margin = 3 * math.sqrt(truth * (1 - truth) / n) + 0.02
     assert n > 100 and abs(share - truth) <= margin, (share, truth, n)
+
+
+def test_import_machinery_folds_into_one_frame_per_import():
+    boot = "<frozen importlib._bootstrap>"
+    b = _native.Builder()
+    th = b.thread(1, b.string("main"), 1)
+
+    def frame(name, file):
+        return b.frame(b.func(b.string(name), b.string(file), 1, 0), 1)
+
+    user = b.stack(-1, frame("<module>", "job.py"))
+    node = user
+    for name in ("_find_and_load", "_find_and_load_unlocked", "_load_unlocked"):
+        node = b.stack(node, frame(name, boot))
+    b.sample(1, node, th, 1000, 1)  # time in the machinery itself
+    node = b.stack(node, frame("exec_module", "<frozen importlib._bootstrap_external>"))
+    mod = b.stack(node, frame("<module>", "/venv/lib/python3.11/site-packages/torch/__init__.py"))
+    b.sample(2, b.stack(mod, frame("load_libs", "/venv/lib/python3.11/site-packages/torch/__init__.py")),
+             th, 3000, 1)
+    p = Profile.from_bytes(b.encode("{}"))
+    rows = {r.name: r for r in p.functions()}
+    assert "_find_and_load" not in rows and "exec_module" not in rows
+    assert rows["import torch"].total_s == pytest.approx(4e-6)
+    assert rows["import torch"].self_s == pytest.approx(1e-6)
+    assert rows["load_libs"].total_s == pytest.approx(3e-6)
+    assert p.lines("import torch")[0].total_s == pytest.approx(4e-6)
+    p.fold_imports = False
+    rows = {r.name: r for r in p.functions()}
+    assert rows["_find_and_load"].total_s == pytest.approx(4e-6) and "import torch" not in rows
