@@ -28,10 +28,10 @@ _RUNTIME_HOOKS = ('<script>window.METAFLOW_RELOAD_TOKEN = "@TOKEN@";'
 
 
 def render_card(profile_bytes: bytes | None, title: str, token: str | None = None,
-                error: str | None = None) -> str:
+                error: str | None = None, level: int = 9) -> str:
     from metaflow_profiler.html import render_html
 
-    page = render_html(profile_bytes, title=title, error=error)
+    page = render_html(profile_bytes, title=title, error=error, level=level)
     hooks = _RUNTIME_HOOKS.replace("@TOKEN@", token or MetaflowCard.RELOAD_POLICY_TOKEN)
     head, sep, tail = page.rpartition("</body>")
     return head + hooks + sep + tail if sep else page + hooks
