@@ -319,6 +319,21 @@ function parseProfile(bytes) {
   P.memAlloc = s ? s.f64(nm, false) : new Float64Array(0);
   P.memCount = s ? s.f64(nm, false) : new Float64Array(0);
 
+  // HEAP_EVENTS: times in µs from the start; a free of Infinity = still live
+  s = sec(13);
+  var ne = s ? s.uv() : 0;
+  if (ne > bytes.length) throw new ProfileError("heap event count larger than the profile");
+  P.heapStack = s ? s.u32(ne, nst, "heap event stack") : new Uint32Array(0);
+  P.heapBytes = s ? s.f64(ne, false) : new Float64Array(0);
+  P.heapAlloc = s ? s.f64(ne, true) : new Float64Array(0);
+  P.heapFree = s ? s.f64(ne, false) : new Float64Array(0);
+  for (i = 0; i < ne; i++) P.heapFree[i] = P.heapFree[i] ? P.heapAlloc[i] + P.heapFree[i] - 1 : Infinity;
+  s = sec(14);
+  var nl = s ? s.uv() : 0;
+  if (nl > bytes.length) throw new ProfileError("leak count larger than the profile");
+  P.leakStack = s ? s.u32(nl, nst, "leak stack") : new Uint32Array(0);
+  P.leakLive = s ? s.f64(nl, false) : new Float64Array(0);
+
   // BASELINE (issue 15): the profile this one is compared with, TOTALS
   // only. A broken one costs the comparison, not the card.
   P.baseline = null;
