@@ -20,7 +20,13 @@ Accuracy: the `accuracy` workload (400 MB numpy held, 100 MB of lists held,
 1 GB churned) under our profiler, tracemalloc and memray: per-function live
 at peak and total allocated against the truth, and each tool's overall peak.
 
-    python bench/bench_memory.py [--repeat 5] [--rate 524288] [--only overhead|accuracy]
+Hook cost: in one process, rounds of bench_overhead.py's tight loop and
+allocation loop alternate unprofiled and under the memory profiler alone;
+the fastest round of each (the least disturbed on a shared machine) gives
+the cost per iteration, and the tight loop's 2 allocations + 2 frees per
+iteration (its ints) the cost per hook call.
+
+    python bench/bench_memory.py [--repeat 5] [--rate 524288] [--only overhead|accuracy|hookcost]
 
 Prints Markdown tables for bench/RESULTS.md.
 """
@@ -163,22 +169,64 @@ def accuracy(rate: int, runs: int) -> None:
           f"RSS at our peak {ours[0]['meta_memory']['rss_at_peak_bytes'] / mb:.0f} MB.")
 
 
+def hookcost(rate: int, rounds: int) -> None:
+    import time
+
+    from metaflow_profiler import _native
+
+    def loop(n):
+        s = 0
+        for i in range(n):
+            s += i & 7
+        return s
+
+    def alloc(n):
+        keep = []
+        for i in range(n):
+            keep.append({"i": i, "s": str(i), "l": [i, i + 1]})
+            if len(keep) > 10000:
+                keep.clear()
+
+    print(f"\n### Hook cost (Python {platform.python_version()}, rate {rate // 1024} KiB, "
+          f"fastest of {rounds} rounds each)\n")
+    print("| workload | unprofiled ns/iter | memory profiler ns/iter | overhead | "
+          "ns per hook call |")
+    print("|---|---:|---:|---:|---:|")
+    for name, fn, n, calls in (("tight loop", loop, 3_000_000, 4), ("allocations", alloc, 600_000, None)):
+        base, hooked = [], []
+        for _ in range(rounds):
+            t = time.process_time()
+            fn(n)
+            base.append(time.process_time() - t)
+            s = _native.Session(60_000_000_000, 0, 0, memory_rate=rate)  # sampler idle
+            s.start()
+            t = time.process_time()
+            fn(n)
+            hooked.append(time.process_time() - t)
+            s.stop()
+        b, h = min(base) / n * 1e9, min(hooked) / n * 1e9
+        per = f"{(h - b) / calls:.2f}" if calls else "–"
+        print(f"| {name} | {b:.1f} | {h:.1f} | {h / b:.3f}× | {per} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--rate", type=int, default=None)
     ap.add_argument("--runs", type=int, default=5, help="accuracy runs of ours")
-    ap.add_argument("--only", choices=("overhead", "accuracy"))
+    ap.add_argument("--only", choices=("overhead", "accuracy", "hookcost"))
     ap.add_argument("--tools", default=",".join(TOOLS))
     a = ap.parse_args()
     if a.rate is None:
         from metaflow_profiler.profiler import DEFAULT_MEMORY_RATE
 
         a.rate = DEFAULT_MEMORY_RATE
-    if a.only != "accuracy":
+    if a.only in (None, "overhead"):
         overhead(a.repeat, a.rate, tuple(a.tools.split(",")))
-    if a.only != "overhead":
+    if a.only in (None, "accuracy"):
         accuracy(a.rate, a.runs)
+    if a.only in (None, "hookcost"):
+        hookcost(a.rate, max(a.repeat, 5) * 2)
 
 
 if __name__ == "__main__":
