@@ -8,7 +8,7 @@ py="$(python_for "$v")"
 venv="$ROOT/.venv/asan$v"
 [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -U pip setuptools pytest psutil \
-    numpy metaflow pyinstrument >&2
+    numpy metaflow pyinstrument joblib >&2
 
 install_from_copy "$venv" MFP_SANITIZE=1
 so="$(ls "$venv"/lib/python*/site-packages/metaflow_profiler/_native*.so)"

@@ -118,7 +118,7 @@ int mfp_timeline_sockets_read(mfp_timeline_sockets *sk, int loopback, uint64_t *
         if (sk->now[i].rx > r0) sk->rx += sk->now[i].rx - r0;
         if (sk->now[i].tx > t0) sk->tx += sk->now[i].tx - t0;
     }
-    qsort(sk->now, n, sizeof *sk->now, by_inode);
+    if (n > 1) qsort(sk->now, n, sizeof *sk->now, by_inode); /* NULL when empty: UB for qsort */
     mfp_timeline_sock *swap = sk->known;
     size_t swap_cap = sk->known_cap;
     sk->known = sk->now;

@@ -29,10 +29,8 @@ from __future__ import annotations
 import atexit
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from typing import Any
@@ -76,12 +74,16 @@ def _mfp_start():
 
 def _mfp_chain():
     import sys
-    del sys.modules["sitecustomize"]
+    me = sys.modules.pop("sitecustomize")
     try:
         import sitecustomize  # noqa: F401  the one we shadow, if any
     except ModuleNotFoundError as exc:
+        sys.modules["sitecustomize"] = me  # the import system expects one
         if exc.name != "sitecustomize":
             raise
+    except BaseException:
+        sys.modules["sitecustomize"] = me
+        raise
 
 
 _mfp_start()
@@ -122,6 +124,8 @@ class Children:
     inherit, and the merge of what they wrote. One per running Profiler."""
 
     def __init__(self, interval_ns: int, memory_rate: int, max_samples: int) -> None:
+        import tempfile
+
         self.dir = tempfile.mkdtemp(prefix="mfp-children-")
         site = os.path.join(self.dir, _SITE)
         os.mkdir(site)
@@ -183,6 +187,8 @@ class Children:
                                           base_process=me, meta=meta_json(meta))
             return merged
         finally:
+            import shutil
+
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def _running(self) -> list[int]:

@@ -44,7 +44,7 @@ def test_pool_workers_on_the_card(flow_dir, method):
     status, run = run_flow(flow_dir, FLOW.replace("{method}", method))
     assert status == "successful"
     task = run["start"].task
-    html, profile = profile_card_of(task, "start")
+    _, profile = profile_card_of(task, "start")
     kids = [p for p in profile.processes() if not p["root"]]
     prefix = "ForkPoolWorker-" if method == "fork" else "SpawnPoolWorker-"
     workers = [p for p in kids if p["name"].startswith(prefix)]

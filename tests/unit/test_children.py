@@ -141,6 +141,7 @@ def test_python_subprocess_and_grandchild(tmp_path):
         from hotwork import hot
         mine = hot(0.3)
         r = subprocess.run([sys.executable, "grand.py"], capture_output=True, text=True)
+        assert r.stderr == "", r.stderr
         print(json.dumps({"child": mine, "grand": float(r.stdout)}))
         sys.exit(7)
     """))
@@ -149,7 +150,7 @@ def test_python_subprocess_and_grandchild(tmp_path):
         import json, subprocess, sys
         from hotwork import report
         r = subprocess.run([sys.executable, "child.py", "--flag"], capture_output=True, text=True)
-        assert r.returncode == 7, r  # exit status and stdout unchanged by profiling
+        assert r.returncode == 7 and r.stderr == "", r  # exit status and output are the child's
         out = json.loads(r.stdout)
         report("measured.json", out["child"] + out["grand"])
     """)

@@ -1,0 +1,132 @@
+"""The cost of following child processes (issue 14), side by side with
+py-spy --subprocesses.
+
+    python bench/bench_children.py [--repeat 3]
+
+Workloads, each run in a fresh interpreter per measurement:
+  pool      multiprocessing.Pool(2) ("fork"), 24 tasks of 50 ms of CPU:
+            wall time of the map, the pool's start and shutdown included
+  fork      100 sequential os.fork() children, each 2 ms of CPU, waited for:
+            wall time per child
+  python    30 sequential subprocess.run([sys.executable, "-c", "pass"]):
+            wall time per child (interpreter start-up included)
+Profilers: none; ours (Profiler(), subprocesses on: the time of the work,
+then the parent's stop with the merge of the children's profiles shown
+apart); py-spy record --subprocesses --rate 1000 (the clock starts after
+it attached). Prints a Markdown table: median of --repeat runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+
+def hot(seconds: float) -> float:
+    t = time.process_time()
+    x = 0
+    while time.process_time() - t < seconds:
+        x += 1
+    return time.process_time() - t
+
+
+def pool() -> int:
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(2) as p:
+        p.map(hot, [0.05] * 24)
+    return 1
+
+
+def fork() -> int:
+    n = 100
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            hot(0.002)
+            os._exit(0)
+        os.waitpid(pid, 0)
+    return n
+
+
+def python() -> int:
+    n = 30
+    for _ in range(n):
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return n
+
+
+WORKLOADS = {"pool": pool, "fork": fork, "python": python}
+
+
+def child(workload: str, profiler: str) -> None:
+    fn = WORKLOADS[workload]
+    p = None
+    if profiler == "ours":
+        from metaflow_profiler import Profiler
+
+        p = Profiler()
+        p.start()
+    elif profiler == "py-spy":
+        time.sleep(0.5)  # let py-spy attach before the clock starts
+    t0 = time.perf_counter()
+    n = fn()
+    elapsed = time.perf_counter() - t0
+    stop_s = 0.0
+    procs = 0
+    if p is not None:
+        t1 = time.perf_counter()
+        prof = p.stop()
+        stop_s = time.perf_counter() - t1
+        procs = len(prof.processes())
+    print(json.dumps({"elapsed": elapsed, "n": n, "stop_s": stop_s, "processes": procs}))
+
+
+def measure(workload: str, profiler: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", workload, profiler]
+    if profiler == "py-spy":
+        cmd = ["py-spy", "record", "--subprocesses", "--rate", "1000", "--nonblocking",
+               "--output", os.devnull, "--format", "raw", "--", *cmd]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads([x for x in out.splitlines() if x.startswith("{")][-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--child", nargs=2)
+    a = ap.parse_args()
+    if a.child:
+        child(*a.child)
+        return
+    profs = ["none", "ours"] + (["py-spy"] if shutil.which("py-spy") else [])
+    res: dict[tuple[str, str], list[dict]] = {}
+    for _ in range(a.repeat):
+        for w in WORKLOADS:
+            for p in profs:
+                res.setdefault((w, p), []).append(measure(w, p))
+    print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} at the end, median of {a.repeat}\n")
+    print("| workload | profiler | wall | per child | × none | parent's stop (merge) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for w in WORKLOADS:
+        base = statistics.median(r["elapsed"] for r in res[(w, "none")])
+        for p in profs:
+            rs = res[(w, p)]
+            e = statistics.median(r["elapsed"] for r in rs)
+            n = rs[0]["n"]
+            per = f"{e / n * 1000:.2f} ms (+{(e - base) / n * 1000:.2f})" if n > 1 else "—"
+            stop = f"{statistics.median(r['stop_s'] for r in rs) * 1000:.0f} ms" if p == "ours" \
+                else "—"
+            print(f"| {w} | {p} | {e:.3f} s | {per} | {e / base:.3f} | {stop} |")
+
+
+if __name__ == "__main__":
+    main()
