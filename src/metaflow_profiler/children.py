@@ -45,6 +45,8 @@ STOP_WAIT_S = 2.0
 # Periodic flushes: the first after 0.5 s, then twice as far apart, up to 8 s.
 FLUSH_FIRST_S, FLUSH_MAX_S = 0.5, 8.0
 _POLL_S = 0.05
+# How long a SIGTERM waits for the child's last profile before it kills.
+SIGTERM_FLUSH_S = 2.0
 _NAME_MAX = 160
 
 _SITECUSTOMIZE = '''\
@@ -436,7 +438,24 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         c.sigterm_pending = True  # interrupted our own flush: it dies when done
         return
     try:
-        _at_exit()
+        # On another thread, and waited for at most SIGTERM_FLUSH_S: the
+        # handler interrupted the program anywhere, maybe holding a lock the
+        # flush needs (threading's, to name threads). _thread, not threading:
+        # starting a threading.Thread takes such a lock too.
+        if c is not None and c.pid == os.getpid() and not c.done:
+            import _thread
+
+            done = _thread.allocate_lock()
+            done.acquire()
+
+            def run() -> None:
+                try:
+                    c.finish()
+                finally:
+                    done.release()
+
+            _thread.start_new_thread(run, ())
+            done.acquire(timeout=SIGTERM_FLUSH_S)
     finally:
         _die_of_sigterm()
 
