@@ -8,7 +8,7 @@
 // and all-threads: a baseline has no time order, and its threads are other
 // threads. No DOM here.
 
-import { SAMPLE_ON_CPU } from "./constants.js";
+import { aggregateCpu, buildModel } from "./model.js";
 
 function identity(P, f) {
   return P.strings[P.funcName[f]] + "\u0000" + P.strings[P.funcFile[f]];
@@ -19,42 +19,23 @@ function baseName(file) {
   return i < 0 ? file : file.slice(i + 1);
 }
 
-// Per function identity: self and inclusive µs (a function recursing on a
-// stack counts once), inclusive µs per caller→callee edge, and the whole.
-function identityTotals(P, cpuOnly, keyOf) {
-  var nst = P.stackParent.length;
-  var w = new Float64Array(nst), i;
-  var whole = 0;
-  for (i = 0; i < P.totStack.length; i++) {
-    if (cpuOnly && !(P.totFlags[i] & SAMPLE_ON_CPU)) continue;
-    w[P.totStack[i]] += P.totWeight[i];
-    whole += P.totWeight[i];
-  }
-  var self = new Map(), total = new Map(), edges = new Map();
-  var add = function (m, k, v) { m.set(k, (m.get(k) || 0) + v); };
-  for (i = 0; i < nst; i++) {
-    if (!w[i]) continue;
-    var seen = new Set(), seenEdge = new Set();
-    var node = i, child = null;
-    add(self, keyOf[P.frameFunc[P.stackFrame[i]]], w[i]);
-    while (node >= 0) {
-      var k = keyOf[P.frameFunc[P.stackFrame[node]]];
-      if (!seen.has(k)) {
-        seen.add(k);
-        add(total, k, w[i]);
-      }
-      if (child !== null) {
-        var e = k + "\u0001" + child;
-        if (!seenEdge.has(e)) {
-          seenEdge.add(e);
-          add(edges, e, w[i]);
-        }
-      }
-      child = k;
-      node = P.stackParent[node];
+// Per identity id: self and inclusive µs (a function recursing counts once:
+// only its outermost nodes add), inclusive µs per caller→callee edge (key
+// caller * nid + callee), and the whole. One pass over the model's nodes.
+function identityTotals(M, tree, ids, nid) {
+  var self = new Float64Array(nid), total = new Float64Array(nid), edges = new Map();
+  for (var fn = 1; fn < M.n; fn++) {
+    var id = ids[M.func[fn]];
+    self[id] += tree.self[fn];
+    if (!M.outer[fn]) continue;
+    total[id] += tree.total[fn];
+    var pf = M.parent[fn];
+    if (pf > 0) {
+      var key = ids[M.func[pf]] * nid + id;
+      edges.set(key, (edges.get(key) || 0) + tree.total[fn]);
     }
   }
-  return { self: self, total: total, edges: edges, whole: whole };
+  return { self: self, total: total, edges: edges, whole: tree.total[0] };
 }
 
 // Baseline identity → this run's identity (or itself when unmatched).
@@ -84,39 +65,57 @@ function matchIdentities(beforeKeys, afterKeys) {
   return map;
 }
 
-// opts: {cpuOnly}. Returns null without a baseline, else {before_us,
-// after_us (durations), rows (every function, biggest inclusive change
-// first), changes (the functions a change starts in: see below), map}.
-function compareRuns(P, B, opts) {
+function wholeRun(M, cpuOnly) {
+  return aggregateCpu(M, { mask: null, cpuOnly: cpuOnly, range: null });
+}
+
+// M: this run's model. opts: {cpuOnly}. Returns null without a baseline,
+// else {before_us, after_us (durations), rows (every function, biggest
+// inclusive change first), changes (the functions a change starts in: see
+// below), and what baselineAtNodes needs}.
+function compareRuns(P, M, B, opts) {
   if (!B) return null;
   var cpu = !!(opts && opts.cpuOnly);
-  var keysA = [], keysB = [], f;
+  var keyId = new Map(), keys = [], f;
+  var idOf = function (k) {
+    var id = keyId.get(k);
+    if (id === undefined) {
+      id = keys.length;
+      keyId.set(k, id);
+      keys.push(k);
+    }
+    return id;
+  };
+  var keysA = [], keysB = [];
   for (f = 0; f < P.funcName.length; f++) keysA.push(identity(P, f));
   for (f = 0; f < B.funcName.length; f++) keysB.push(identity(B, f));
   var map = matchIdentities(Array.from(new Set(keysB)), Array.from(new Set(keysA)));
-  var keysBmapped = keysB.map(function (k) { return map.get(k); });
-  var a = identityTotals(P, cpu, keysA), b = identityTotals(B, cpu, keysBmapped);
-  var names = new Set(a.total.keys());
-  b.total.forEach(function (_, k) { names.add(k); });
+  var idsA = Int32Array.from(keysA, idOf);
+  var idsB = Int32Array.from(keysB, function (k) { return idOf(map.get(k)); });
+  var nid = keys.length;
+  var MB = B.model || (B.model = buildModel(B));
+  var treeA = wholeRun(M, cpu), treeB = wholeRun(MB, cpu);
+  var a = identityTotals(M, treeA, idsA, nid), b = identityTotals(MB, treeB, idsB, nid);
   var rows = [];
-  names.forEach(function (k) {
-    var p = k.split("\u0000");
-    var before = b.total.get(k) || 0, after = a.total.get(k) || 0;
+  for (var id = 0; id < nid; id++) {
+    var before = b.total[id], after = a.total[id];
+    if (!before && !after) continue;
+    var p = keys[id].split("\u0000");
     rows.push({
-      key: k, name: p[0], file: p[1] || "",
+      id: id, key: keys[id], name: p[0], file: p[1] || "",
       before: before, after: after, delta: after - before,
       beforeShare: b.whole ? before / b.whole : 0, afterShare: a.whole ? after / a.whole : 0,
-      selfBefore: b.self.get(k) || 0, selfAfter: a.self.get(k) || 0,
+      selfBefore: b.self[id], selfAfter: a.self[id],
     });
-  });
+  }
   rows.sort(function (x, y) { return Math.abs(y.delta) - Math.abs(x.delta) || (x.name < y.name ? -1 : 1); });
   return {
     before_us: (B.meta.duration_ns || 0) / 1000,
     after_us: (P.meta.duration_ns || 0) / 1000,
     whole_before: b.whole, whole_after: a.whole,
     rows: rows,
-    changes: changeSources(rows, a.edges, b.edges),
-    map: map, keysA: keysA, keysB: keysBmapped,
+    changes: changeSources(rows, a.edges, b.edges, nid),
+    keysA: keysA, idsA: idsA, idsB: idsB, nid: nid, MB: MB, treeB: treeB,
   };
 }
 
@@ -126,83 +125,54 @@ function compareRuns(P, B, opts) {
 // direction — the change passes through it.
 var PASS_THROUGH = 0.8;
 
-function changeSources(rows, edgesA, edgesB) {
-  var byCaller = new Map();
-  var note = function (e) {
-    var cut = e.indexOf("\u0001"), caller = e.slice(0, cut);
-    var d = (edgesA.get(e) || 0) - (edgesB.get(e) || 0);
-    var list = byCaller.get(caller);
-    if (!list) byCaller.set(caller, (list = []));
-    list.push(d);
-  };
+function changeSources(rows, edgesA, edgesB, nid) {
+  var passes = new Uint8Array(nid), delta = new Float64Array(nid);
+  rows.forEach(function (r) { delta[r.id] = r.delta; });
   var all = new Set(edgesA.keys());
   edgesB.forEach(function (_, e) { all.add(e); });
-  all.forEach(note);
-  return rows.filter(function (r) {
-    if (!r.delta) return false;
-    var ds = byCaller.get(r.key) || [];
-    for (var i = 0; i < ds.length; i++) {
-      if (ds[i] / r.delta >= PASS_THROUGH) return false;
-    }
-    return true;
+  all.forEach(function (e) {
+    var caller = Math.floor(e / nid), d = (edgesA.get(e) || 0) - (edgesB.get(e) || 0);
+    if (delta[caller] && d / delta[caller] >= PASS_THROUGH) passes[caller] = 1;
   });
+  return rows.filter(function (r) { return r.delta && !passes[r.id]; });
 }
 
-// Inclusive baseline µs at each node of this run's function tree (model.js),
-// matching the path of identities from the root: what the differential
-// flame graph colours by.
-function baselineAtNodes(M, B, cmp, cpuOnly) {
+// Inclusive baseline µs at each node of this run's function tree, matching
+// the path of identities from the root: what the differential flame graph
+// colours by. cmp must be of the same wall/on-CPU choice.
+function baselineAtNodes(M, cmp) {
   var before = new Float64Array(M.n);
-  if (!B || !cmp) return before;
-  // the baseline's own tree of identity paths, inclusive weights
-  var nst = B.stackParent.length, trie = new Map(), node = new Int32Array(nst), i;
-  var weight = [0];
-  for (i = 0; i < nst; i++) {
-    var p = B.stackParent[i], pn = p < 0 ? 0 : node[p];
-    var key = pn + "\u0002" + cmp.keysB[B.frameFunc[B.stackFrame[i]]];
-    var id = trie.get(key);
-    if (id === undefined) {
-      id = weight.length;
-      trie.set(key, id);
-      weight.push(0);
-    }
-    node[i] = id;
-  }
-  var parentOf = new Int32Array(weight.length);
-  trie.forEach(function (id, key) { parentOf[id] = +key.slice(0, key.indexOf("\u0002")); });
-  for (i = 0; i < B.totStack.length; i++) {
-    if (cpuOnly && !(B.totFlags[i] & SAMPLE_ON_CPU)) continue;
-    weight[node[B.totStack[i]]] += B.totWeight[i];
-  }
-  // trie ids are made parents first, so one reverse pass sums subtrees
-  for (i = weight.length - 1; i > 0; i--) weight[parentOf[i]] += weight[i];
+  if (!cmp) return before;
+  var MB = cmp.MB, nid = cmp.nid, byPath = new Map(), fn;
+  for (fn = 1; fn < MB.n; fn++) byPath.set(MB.parent[fn] * nid + cmp.idsB[MB.func[fn]], fn);
   var at = new Int32Array(M.n);
-  before[0] = weight[0];
-  for (var fn = 1; fn < M.n; fn++) {
+  before[0] = cmp.treeB.total[0];
+  for (fn = 1; fn < M.n; fn++) {
     var up = at[M.parent[fn]];
-    var t = up < 0 ? undefined : trie.get(up + "\u0002" + cmp.keysA[M.func[fn]]);
+    var t = up < 0 ? undefined : byPath.get(up * nid + cmp.idsA[M.func[fn]]);
     at[fn] = t === undefined ? -1 : t;
-    before[fn] = t === undefined ? 0 : weight[t];
+    before[fn] = t === undefined ? 0 : cmp.treeB.total[t];
   }
   return before;
 }
 
 // One comparison per profile and wall/on-CPU choice, shared by the panels.
-function comparisonOf(P, cpuOnly) {
+function comparisonOf(M, cpuOnly) {
+  var P = M.P;
   if (!P.baseline) return null;
   var key = cpuOnly ? "cpu" : "wall";
   if (!P.compareCache) P.compareCache = {};
-  if (!P.compareCache[key]) P.compareCache[key] = compareRuns(P, P.baseline, { cpuOnly: cpuOnly });
+  if (!P.compareCache[key]) P.compareCache[key] = compareRuns(P, M, P.baseline, { cpuOnly: cpuOnly });
   return P.compareCache[key];
 }
 
 // Baseline inclusive µs per function index of this run (by identity).
 function beforeByFunc(cmp, P) {
   if (cmp.beforeFunc) return cmp.beforeFunc;
-  var byKey = new Map();
-  cmp.rows.forEach(function (r) { byKey.set(r.key, r.before); });
+  var byId = new Float64Array(cmp.nid);
+  cmp.rows.forEach(function (r) { byId[r.id] = r.before; });
   var out = new Float64Array(P.funcName.length);
-  for (var f = 0; f < out.length; f++) out[f] = byKey.get(cmp.keysA[f]) || 0;
+  for (var f = 0; f < out.length; f++) out[f] = byId[cmp.idsA[f]];
   cmp.beforeFunc = out;
   return out;
 }

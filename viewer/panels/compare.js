@@ -51,7 +51,9 @@ registerPanel({
     var box = el("section", "compare");
     box.id = "mfp-compare";
     box.setAttribute("aria-label", "Comparison with an earlier run");
-    var cmp = comparisonOf(P, false);
+    var t0 = performance.now();
+    var cmp = comparisonOf(ctx.M, false);
+    ctx.timings.compare = performance.now() - t0;
     if (!cmp) {
       box.classList.add("compare-none");
       var why = P.baselineError ? "the baseline in this card could not be read (" + P.baselineError + ")" : String(info.missing || "no baseline in this card");

@@ -68,7 +68,7 @@ registerPanel({
         if (state.cpuOnly === lastCpu) return;
         lastCpu = state.cpuOnly;
         var tree = aggregateCpu(M, { mask: null, cpuOnly: state.cpuOnly, range: null });
-        before = baselineAtNodes(M, P.baseline, comparisonOf(P, state.cpuOnly), state.cpuOnly);
+        before = baselineAtNodes(M, comparisonOf(M, state.cpuOnly));
         var first = !fg.tree;
         fg.setTree(tree, true, null);
         // opens on the step function, as the CPU flame graph does

@@ -116,7 +116,7 @@ registerPanel({
         title.appendChild(el("span", "det-name", info.name(f) || "<unknown>"));
         title.appendChild(el("span", "det-loc", info.location(f)));
         title.appendChild(el("span", "det-nums", "self " + fmtUs(ft.self[f]) + " (" + pct(ft.self[f] / root) + ") · total " + fmtUs(ft.total[f]) + " (" + pct(ft.total[f] / root) + ")"));
-        var cmp = !state.range && state.thread < 0 ? comparisonOf(ctx.P, state.cpuOnly) : null;
+        var cmp = !state.range && state.thread < 0 ? comparisonOf(ctx.M, state.cpuOnly) : null;
         var row = cmp ? cmp.rows.find(function (r) { return r.key === cmp.keysA[f]; }) : null;
         if (row) {
           // the baseline's whole run beside this run's (issue 15)

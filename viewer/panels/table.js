@@ -95,7 +95,7 @@ registerPanel({
       var fmt = mem ? fmtBytes : fmtUs;
       var ft = functionTotals(tree), fc = cpuTree ? functionTotals(cpuTree) : null;
       // the baseline is a whole run of every thread: compared only with the same
-      var cmp = !mem && !state.range && state.thread < 0 && (state.process < 0 || P.processes.length === 1) ? comparisonOf(P, state.cpuOnly) : null;
+      var cmp = !mem && !state.range && state.thread < 0 && (state.process < 0 || P.processes.length === 1) ? comparisonOf(M, state.cpuOnly) : null;
       var beforeF = cmp ? beforeByFunc(cmp, P) : null, deltaF = null;
       if (beforeF) {
         deltaF = new Float64Array(ft.total.length);
