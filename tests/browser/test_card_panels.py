@@ -298,3 +298,46 @@ def test_a_big_profile_opens_from_totals_and_a_bad_sample_is_a_warning(card):
     assert bad.box("work")["total"] == n * 10  # TOTALS are intact
     problem = page.locator("#mfp-problem").inner_text()
     assert "sample stack index 99 out of range" in problem and "whole-run views come from TOTALS" in problem
+
+
+def uv(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, v = v & 0x7F, v >> 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def test_processes_and_their_threads_are_one_selection(card):
+    """PROCESSES / PROCESS_MAP (tags 11, 12): the thread picker groups threads
+    by process, and picking a process shows all of its threads."""
+    b = load_builder()()
+    S = b.string
+    names = [S("python train.py"), S("ForkPoolWorker-1")]
+    th = [b.thread(1, S("MainThread"), 1), b.thread(2, S("feeder"), 0), b.thread(3, S("MainThread"), 1)]
+
+    def leaf(name):
+        return b.stack(-1, b.frame(b.func(S(name), S("/app/w.py"), 1, 0), 1))
+
+    stacks = [leaf("parent_main"), leaf("parent_feeder"), leaf("child_work")]
+    for i in range(300):
+        for k in range(3):
+            b.sample((i + 1) * 1_000_000, stacks[k], th[k], 1_000_000, 1)
+    data = b.encode(json.dumps({"duration_ns": 300_000_000}))
+    cols = [[100, 101], [1, 100], names, [1, 2], [0, 0], [0, 0], [0, 0], [0, 0], [0, 0]]
+    procs = uv(2) + b"".join(uv(v) for col in cols for v in col)
+    pmap = uv(3) + uv(0) + uv(0) + uv(1) + uv(0)
+    data += uv(11) + uv(len(procs)) + procs + uv(12) + uv(len(pmap)) + pmap
+    c = card(render_html(data, title="processes"))
+    page = c.page
+    groups = page.locator("#mfp-thread optgroup").evaluate_all("gs => gs.map(g => g.label)")
+    assert groups == ["python train.py (pid 100)", "ForkPoolWorker-1 (pid 101) · partial"]
+    page.locator("#mfp-thread").select_option(value="p0")
+    st = c.state()
+    assert st["process"] == 0 and st["thread"] == -1 and st["rootTotal"] == 2 * 300 * 1000
+    assert {b["name"] for b in c.boxes()} == {"", "parent_main", "parent_feeder"}
+    page.locator("#mfp-thread").select_option(value="p1")
+    assert {b["name"] for b in c.boxes()} == {"", "child_work"}
+    page.locator("#mfp-thread").select_option(value="1")
+    assert c.state()["process"] == -1 and {b["name"] for b in c.boxes()} == {"", "parent_feeder"}
