@@ -79,6 +79,7 @@ static int by_inode(const void *a, const void *b) {
 
 static const mfp_timeline_sock *find(const mfp_timeline_sockets *sk, uint64_t inode) {
     mfp_timeline_sock key = {inode, 0, 0};
+    if (!sk->nknown) return NULL;
     return bsearch(&key, sk->known, sk->nknown, sizeof key, by_inode);
 }
 
