@@ -6,6 +6,8 @@
 // tight. Any malformed input throws a ProfileError with a reason that the
 // error card shows; nothing here touches the DOM.
 
+import { PROCESS_ROOT, PROCESS_PARTIAL } from "./constants.js";
+
 function ProfileError(message) {
   this.name = "ProfileError";
   this.message = message;
@@ -350,6 +352,37 @@ function parseProfile(bytes) {
   if (nl > bytes.length) throw new ProfileError("leak count larger than the profile");
   P.leakStack = s ? s.u32(nl, nst, "leak stack") : new Uint32Array(0);
   P.leakLive = s ? s.f64(nl, false) : new Float64Array(0);
+
+  // PROCESSES and PROCESS_MAP (issue 14): a process tree's processes, and
+  // the process of each thread and memory row (rows not mapped: process 0).
+  P.memProcess = new Uint32Array(nm);
+  s = sec(11);
+  if (s) {
+    var npr = s.uv();
+    if (npr < 1 || npr > bytes.length) throw new ProfileError("process count out of range");
+    var pid = s.f64(npr, false), ppid = s.f64(npr, false);
+    var pname = s.u32(npr, nstr, "process name"), pflags = s.u32(npr, -1, "process flags");
+    var pstart = s.f64(npr, false), pdur = s.f64(npr, false), pcpu = s.f64(npr, false);
+    var prss = s.f64(npr, false), pheap = s.f64(npr, false);
+    P.processes = new Array(npr);
+    for (i = 0; i < npr; i++) {
+      var z = pstart[i];  // zigzag: µs from the profile start, may be negative
+      P.processes[i] = {
+        pid: pid[i], ppid: ppid[i], name: P.strings[pname[i]], root: !!(pflags[i] & PROCESS_ROOT),
+        partial: !!(pflags[i] & PROCESS_PARTIAL), startUs: z % 2 ? -(z + 1) / 2 : z / 2, durationUs: pdur[i],
+        cpuUs: pcpu[i], rssPeakBytes: prss[i], heapPeakBytes: pheap[i],
+      };
+    }
+    s = sec(12);
+    if (s) {
+      var ntm = s.uv();
+      if (ntm > nth) throw new ProfileError("process map longer than THREADS");
+      P.threadProcess.set(s.u32(ntm, npr, "thread process"));
+      var nmm = s.uv();
+      if (nmm > nm) throw new ProfileError("process map longer than MEMORY");
+      P.memProcess.set(s.u32(nmm, npr, "memory process"));
+    }
+  }
 
   // BASELINE (issue 15): the profile this one is compared with, TOTALS
   // only. A broken one costs the comparison, not the card.
