@@ -284,7 +284,12 @@ def test_live_card_on_each_retry_attempt(runs):
     run = runs[0]["retry"]
     assert run.wait() == 0, run.output()
     task = run.task()
-    found = sorted((read_card(c)[1] for c in cards(task)), key=lambda p: p.meta["attempt"])
+    # The card id holds the latest attempt's card; a retried attempt keeps
+    # its own under <id>_attempt<N> (issue 11).
+    from metaflow.cards import get_cards
+
+    retried = [read_card(c)[1] for c in get_cards(task, id=f"{CARD_ID}_attempt1")]
+    found = retried + [read_card(c)[1] for c in cards(task)]
     assert [p.meta["attempt"] for p in found] == [0, 1]
     assert found[0].meta["step_failed"] and not found[1].meta["step_failed"]
     for p in found:  # each attempt had its live card, then its final one

@@ -1,5 +1,5 @@
 """@profile_card beside Metaflow's own decorators, in one real run: @retry
-(each attempt's card says which it is, `card get --hash` gets one),
+(each attempt's card says which it is; the documented id gets the latest),
 @catch (the card says the exception was caught), @timeout (the card says it
 timed out, with the user's frames), @resources (requested beside used), and
 an artifact of the user's under the profile's name (never overwritten).
@@ -87,25 +87,24 @@ def around_run():
     return (d, *run_flow(d, FLOW))
 
 
-def test_each_retry_attempt_has_its_card_and_says_which(around_run):
+def test_retry_cards_name_their_attempt_and_the_id_gets_the_latest(around_run):
     d, status, run = around_run
     assert status == "successful"
     from metaflow.cards import get_cards
 
     task = run["flaky"].task
-    cards = sorted(((c, Profile.from_bytes(card_profile_bytes(c.get())))
-                    for c in get_cards(task, id="profile_card_flaky")),
-                   key=lambda cp: cp[1].meta["attempt"])
-    assert [p.meta["attempt"] for _, p in cards] == [0, 1]
-    first, latest = cards[0][1], cards[1][1]
-    assert first.meta["title"].endswith("(attempt 1 of 2)") and first.meta["step_failed"]
-    assert first.meta["step_error"]["message"] == "first attempt fails"
+    _, latest = profile_card_of(task, "flaky")  # exactly one card has the documented id
+    assert latest.meta["attempt"] == 1 and latest.meta["attempts"] == 2
     assert latest.meta["title"].endswith("(attempt 2 of 2)") and not latest.meta["step_failed"]
     assert "attempt 2 of 2 (@retry)" in latest.meta["notes"]
-    # The README's command for one attempt's card: card get --hash.
+    (first,) = get_cards(task, id="profile_card_flaky_attempt1")
+    first = Profile.from_bytes(card_profile_bytes(first.get()))
+    assert first.meta["attempt"] == 0 and first.meta["title"].endswith("(attempt 1 of 2)")
+    assert first.meta["step_failed"] and first.meta["step_error"]["message"] == "first attempt fails"
+    # The command the README documents writes the latest attempt's card.
     out = d / "flaky.html"
-    subprocess.run([sys.executable, "flow.py", "card", "get", f"{run.id}/flaky", "--hash",
-                    cards[1][0].hash, str(out)], cwd=d, check=True, capture_output=True)
+    subprocess.run([sys.executable, "flow.py", "card", "get", f"{run.id}/flaky", "--id",
+                    "profile_card_flaky", str(out)], cwd=d, check=True, capture_output=True)
     assert Profile.from_bytes(card_profile_bytes(out.read_text())).meta["attempt"] == 1
 
 

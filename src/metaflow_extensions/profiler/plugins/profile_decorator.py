@@ -183,6 +183,17 @@ class ProfileCardDecorator(StepDecorator):
         except Exception as exc:  # the final card still comes
             log(f"no live card: {type(exc).__name__}: {exc}")
 
+    def task_decorate(self, step_func, flow, graph, retry_count, max_user_code_retries,
+                      ubf_context):
+        # Runs after every task_pre_step, so the card decorator's uuid exists.
+        if max_user_code_retries > 0:
+            try:
+                _pin_card_uuid(_our_card(graph, self._step_name))
+            except Exception as exc:  # Metaflow's internals moved: one card per attempt, as before
+                self._logger(f"[@profile_card] each attempt keeps its own card file: {exc}",
+                             timestamp=False, bad=True)
+        return step_func
+
     def task_post_step(self, step_name, flow, graph, retry_count, max_user_code_retries):
         self._finish(flow, step_error=None)
 
@@ -287,13 +298,18 @@ class ProfileCardDecorator(StepDecorator):
             return
         # Metaflow renders cards of successful tasks only; render ours here,
         # then the final data update that tells card viewers to stop polling.
+        # An attempt @retry will follow also keeps a copy under
+        # <id>_attempt<N>: the next attempt's card replaces it under the id.
         deco = _our_card(graph, step_name)
         if deco is not None and deco.card_creator:
-            for mode in ("render", "refresh"):
+            ids = [deco._user_set_card_id]
+            if retry_count < max_user_code_retries and deco._user_set_card_id:
+                ids.append(f"{deco._user_set_card_id}_attempt{retry_count + 1}")
+            for card, mode in ((c, m) for c in ids for m in ("render", "refresh")):
                 try:
                     deco.card_creator.create(
                         mode=mode, final=True, card_uuid=deco._card_uuid,
-                        user_set_card_id=deco._user_set_card_id,
+                        user_set_card_id=card,
                         runtime_card=deco._is_runtime_card,
                         decorator_attributes=deco.attributes, card_options=deco.card_options,
                         logger=self._logger,
@@ -301,6 +317,39 @@ class ProfileCardDecorator(StepDecorator):
                 except Exception as exc:
                     self._logger(f"[@profile_card] could not {mode} the card of the failed "
                                  f"step: {exc}", timestamp=False, bad=True)
+
+
+def _pin_card_uuid(deco: Any) -> None:
+    """Give the card one uuid for every attempt of the task. Metaflow names
+    a card's file by a uuid drawn per attempt and keeps every file, so with
+    @retry `card get --id` found several cards and wrote none; with the
+    task's own uuid each attempt's card replaces the one before."""
+    import hashlib
+
+    from metaflow import current
+
+    if deco is None or not deco._card_uuid:
+        return
+    old = deco._card_uuid
+    new = hashlib.sha1(f"{current.pathspec}/{deco._user_set_card_id}".encode()).hexdigest()[:32]
+    cards = current.card
+    store, metas = cards._card_component_store, cards._cards_meta
+    if old not in store or old not in metas:
+        raise RuntimeError("the card is not where Metaflow keeps it")
+    store[new] = store.pop(old)
+    metas[new] = dict(metas.pop(old), uuid=new)
+    for card_id_, uuid_ in list(cards._card_id_map.items()):
+        if uuid_ == old:
+            cards._card_id_map[card_id_] = new
+    if cards._default_editable_card == old:
+        cards._default_editable_card = new
+    args = getattr(store[new], "_card_creator_args", {})
+    if args.get("card_uuid") == old:
+        args["card_uuid"] = new
+    info = type(deco)._GLOBAL_CARD_INFO
+    if old in info:
+        info[new] = dict(info.pop(old), card_uuid=new)
+    deco._card_uuid = new
 
 
 def _our_card(graph: Any, step_name: str) -> Any:
