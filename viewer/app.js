@@ -171,7 +171,10 @@ function makeContext(P, M, store) {
       f.cpuOnly = true;
       return aggregateCpu(M, f);
     }),
-    memTree: memo(["memWhich"], function (s) { return aggregateMemory(M, s.memWhich); }),
+    // Memory rows have a process, not a thread: a thread selects its process.
+    memTree: memo(["memWhich", "process", "thread"], function (s) {
+      return aggregateMemory(M, s.memWhich, s.thread >= 0 ? P.threadProcess[s.thread] : s.process);
+    }),
     // the step function's node in the whole-run tree (META "focus"), or -1
     focus: function () {
       if (focus === null) {

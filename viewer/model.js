@@ -121,11 +121,16 @@ function aggregateCpu(M, opts) {
   return tree;
 }
 
-function aggregateMemory(M, which) {
+// process >= 0: only that process's rows (each at its own heap peak).
+function aggregateMemory(M, which, process) {
   var P = M.P;
   var self = new Float64Array(M.n);
   var col = which === "alloc" ? P.memAlloc : P.memLive;
-  for (var i = 0; i < P.memStack.length; i++) self[M.stackFn[P.memStack[i]]] += col[i];
+  var only = process >= 0 && P.processes.length > 1;
+  for (var i = 0; i < P.memStack.length; i++) {
+    if (only && P.memProcess[i] !== process) continue;
+    self[M.stackFn[P.memStack[i]]] += col[i];
+  }
   return finishTree(M, self, P.memStack.length);
 }
 

@@ -23,6 +23,7 @@ def one_process(tid: int, leaf: str, n: int) -> bytes:
     th = b.thread(tid, s("MainThread"), 1)
     for i in range(n):
         b.sample(i * 1_000_000, stack, th, 1_000_000, 1)
+    b.memory(stack, n * 1000, n * 2000, n)  # its heap at peak: n kB
     return b.encode(json.dumps({"backend": "sample", "duration_ns": n * 1_000_000}))
 
 
@@ -49,6 +50,9 @@ def test_processes_in_the_selector_and_one_process_view(card, tree):
     page.locator("#mfp-thread").select_option(value="p1")  # ForkPoolWorker-1
     assert opened.state()["rootTotal"] == 200 * 1000
     assert "wait" not in {b["name"] for b in opened.boxes()}
+    page.locator("#mfp-tab-memory").click()
+    assert page.evaluate("window.__mfp.memoryTotal()") == 200 * 1000  # its own heap only
     page.locator("#mfp-thread").select_option(value="-1")
     assert opened.state()["rootTotal"] == whole == 600 * 1000
+    assert page.evaluate("window.__mfp.memoryTotal()") == 600 * 1000
     assert not opened.errors
