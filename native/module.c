@@ -545,8 +545,8 @@ static PyObject *Session_stats(Session *self, PyObject *Py_UNUSED(ignored)) {
     mfp_profile_counts c = {.decimation = 1};
     if (!running) mfp_profile_get_counts(self->profile, &c); /* the sampler's while running */
     uint64_t t1 = running ? mono_ns() : self->t1_ns;
-    return Py_BuildValue("{sKsKsNsKsKsssNsssIsKssss}", "passes", st.passes, "samples", st.samples,
-                         "dropped", dropped, "busy_ns", st.busy_ns, "duration_ns",
+    return Py_BuildValue("{sKsKsKsNsKsKsssNsssIsKssss}", "passes", st.passes, "samples", st.samples,
+                         "elided", st.elided, "dropped", dropped, "busy_ns", st.busy_ns, "duration_ns",
                          t1 - self->t0_ns, "mechanism", mfp_sampler_mode(self->sampler),
                          "timeline_info", info, "timeline_error", self->timeline_error,
                          "decimation", c.decimation, "start_ns", self->t0_ns, "heap_info",

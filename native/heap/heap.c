@@ -162,6 +162,7 @@ static struct {
     mfp_python_walker *walker;   /* (lock) the allocating thread's frames, read directly */
     mfp_python_decoder *decoder; /* (lock) (code, lasti) -> store frame */
     uint32_t leaf[SRC_KINDS];
+    uint32_t elided;     /* the frame between the halves of a deep stack */
     mfp_python_frame *scratch;
     uint32_t *ids;
 
@@ -453,18 +454,26 @@ static uint32_t thread_root(void) {
 /* The calling thread's Python stack as a store stack (leaf = allocator
  * kind for native allocations). Reads this thread's own frames directly:
  * with the GIL held nobody else changes them, and without it the thread is
- * inside malloc and is not changing them either. The leaf-most MAX_DEPTH
- * frames of a deeper stack are kept. */
+ * inside malloc and is not changing them either. A stack deeper than
+ * MAX_DEPTH keeps its leaf-most and root-most halves, with the marker frame
+ * between them. */
 static uint32_t capture_stack(int src) {
     int depth = 0, error;
+    size_t elided = 0;
     PyThreadState *ts = PyGILState_GetThisThreadState();
     if (ts) {
         mfp_python_thread t;
         mfp_python_thread_decode(ts, &t);
-        depth = mfp_python_walk(G.walker, &t, G.scratch, MAX_DEPTH, &error);
-        if (depth < 0) depth = error == MFP_PYTHON_TOO_DEEP ? MAX_DEPTH : 0;
+        depth = mfp_python_walk(G.walker, &t, G.scratch, MAX_DEPTH, &elided, &error);
+        if (depth < 0) depth = 0;
     }
     if (depth && mfp_python_decode(G.decoder, G.scratch, depth, G.ids, &error) != 0) return MFP_NONE;
+    if (elided) {
+        int lo = depth / 2;
+        memmove(G.ids + lo + 1, G.ids + lo, (size_t)(depth - lo) * sizeof *G.ids);
+        G.ids[lo] = G.elided;
+        depth++;
+    }
     uint32_t node = depth ? MFP_NONE : thread_root();
     if (!depth && node == MFP_NONE) return MFP_NONE;
     for (int i = depth - 1; i >= 0; i--) {
@@ -929,6 +938,13 @@ static int make_leaf(int src, const char *name) {
     return G.leaf[src] == MFP_NONE ? -1 : 0;
 }
 
+static int make_elided(void) {
+    static const char name[] = "[deep stack: frames elided]"; /* as the sampler's */
+    uint32_t f = intern_func(name, sizeof name - 1, "", 0, 0, MFP_FUNC_SYNTHETIC);
+    G.elided = f == MFP_NONE ? MFP_NONE : mfp_profile_frame(G.store, f, 0);
+    return G.elided == MFP_NONE ? -1 : 0;
+}
+
 mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
     static int atfork_done;
     char why[200];
@@ -986,9 +1002,9 @@ mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
     G.walker = mfp_python_walker_new(&mfp_python_direct);
     G.decoder = G.store ? mfp_python_decoder_new(G.store, &mfp_python_direct, MAX_DEPTH, FRAME_CACHE_BITS) : NULL;
     G.scratch = malloc(MAX_DEPTH * sizeof *G.scratch);
-    G.ids = malloc(MAX_DEPTH * sizeof *G.ids);
+    G.ids = malloc((MAX_DEPTH + 1) * sizeof *G.ids); /* + the elided marker */
     int ok = G.store && G.walker && G.decoder && G.scratch && G.ids && make_leaf(SRC_NATIVE, "[native malloc]") == 0 &&
-             make_leaf(SRC_MMAP, "[native mmap]") == 0;
+             make_leaf(SRC_MMAP, "[native mmap]") == 0 && make_elided() == 0;
     if (!ok) {
         mfp_profile_free(G.store);
         G.store = NULL;

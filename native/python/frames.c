@@ -15,7 +15,8 @@
 #include <string.h>
 
 #define CHUNK_COPY_MAX (4u << 20)
-#define MAX_CHUNKS 64
+#define MAX_CHUNKS 1024
+#define CHUNK_GUESS (16u << 10) /* CPython's DATA_STACK_CHUNK_SIZE */
 
 static int direct_read(void *dst, const void *src, size_t n) {
     memcpy(dst, src, n);
@@ -65,8 +66,9 @@ int mfp_python_thread_read(mfp_python_walker *w, const void *addr, const void *i
     return -1;
 }
 int mfp_python_walk(mfp_python_walker *w, const mfp_python_thread *t, mfp_python_frame *out,
-                    int max, int *error) {
+                    int max, size_t *elided, int *error) {
     (void)w; (void)t; (void)out; (void)max;
+    *elided = 0;
     *error = MFP_PYTHON_INVALID;
     return -1;
 }
@@ -201,29 +203,39 @@ int mfp_python_thread_read(mfp_python_walker *w, const void *addr, const void *i
 }
 
 /* Copy the used part of the thread's data-stack chunks (newest first) into
- * w->chunk, recording where each landed; 2 syscalls per older chunk beat
- * one per frame. Stops quietly at the first chunk it cannot copy. */
+ * w->chunk, recording where each landed. An older chunk is full up to its
+ * saved top, which only its header says: its first CHUNK_GUESS bytes (the
+ * size the interpreter gives a chunk unless one frame needs more) are
+ * copied with the header, so a chunk usually costs one syscall, not two.
+ * Stops quietly at the first chunk it cannot copy. */
 static void copy_chunks(mfp_python_walker *w, const mfp_python_thread *t) {
+    const size_t head = offsetof(_PyStackChunk, data);
     const char *remote = t->chunk;
     size_t used = remote && t->chunk_top ? (size_t)((uintptr_t)t->chunk_top - (uintptr_t)remote) : 0;
     size_t filled = 0;
     w->nregions = 0;
     w->last_region = 0;
-    while (remote && w->nregions < MAX_CHUNKS) {
-        if (used == 0 || used > CHUNK_COPY_MAX - filled ||
-            w->mem.read(w->chunk + filled, remote, used) != 0)
-            break;
-        w->regions[w->nregions++] = (copied_region){remote, used, w->chunk + filled};
+    for (int newest = 1; remote && w->nregions < MAX_CHUNKS; newest = 0) {
+        char *at = w->chunk + filled;
+        size_t room = CHUNK_COPY_MAX - filled;
+        if (newest) {
+            if (used == 0 || used > room || w->mem.read(at, remote, used) != 0) break;
+        } else {
+            size_t guess = CHUNK_GUESS < room ? CHUNK_GUESS : room;
+            if (guess < head || w->mem.read(at, remote, guess) != 0) break;
+            _PyStackChunk prev;
+            memcpy(&prev, at, head);
+            if (prev.top > prev.size / sizeof(PyObject *)) break;
+            used = head + prev.top * sizeof(PyObject *);
+            if (used > room || (used > guess && w->mem.read(at + guess, remote + guess, used - guess) != 0))
+                break;
+        }
+        w->regions[w->nregions++] = (copied_region){remote, used, at};
         _PyStackChunk hdr;
-        memcpy(&hdr, w->chunk + filled, sizeof hdr < used ? sizeof hdr : used);
+        memcpy(&hdr, at, sizeof hdr < used ? sizeof hdr : used);
         filled += used;
         if (used < sizeof hdr || !hdr.previous) break;
         remote = (const char *)hdr.previous;
-        /* An older chunk is full up to its saved top (counted in slots). */
-        _PyStackChunk prev;
-        if (w->mem.read(&prev, remote, offsetof(_PyStackChunk, data)) != 0) break;
-        if (prev.top > prev.size / sizeof(PyObject *)) break;
-        used = offsetof(_PyStackChunk, data) + prev.top * sizeof(PyObject *);
     }
 }
 
@@ -249,12 +261,23 @@ static const mfp_py_frame *frame_at(mfp_python_walker *w, const void *addr, mfp_
     return w->mem.read(tmp, addr, sizeof *tmp) == 0 ? tmp : NULL;
 }
 
+/* Put the ring of root-most frames in order: out[lo..max) holds them
+ * oldest first starting at out[lo + next - lo]. */
+static void unroll(mfp_python_frame *out, int lo, int max, int next) {
+    int n = max - lo, k = next - lo; /* rotate left by k */
+    for (int a = 0, b = k - 1; a < b; a++, b--) { mfp_python_frame x = out[lo + a]; out[lo + a] = out[lo + b]; out[lo + b] = x; }
+    for (int a = k, b = n - 1; a < b; a++, b--) { mfp_python_frame x = out[lo + a]; out[lo + a] = out[lo + b]; out[lo + b] = x; }
+    for (int a = 0, b = n - 1; a < b; a++, b--) { mfp_python_frame x = out[lo + a]; out[lo + a] = out[lo + b]; out[lo + b] = x; }
+}
+
 /* Inside one data-stack chunk a caller always sits below its callee, and
  * any other loop is caught by Brent's cycle check, so garbage costs a few
- * steps, not a full-depth walk. */
+ * steps, not a full-depth walk. Past max frames the root-most half of out
+ * is a ring: the frames that fall out of it are the elided middle. */
 int mfp_python_walk(mfp_python_walker *w, const mfp_python_thread *t, mfp_python_frame *out,
-                    int max, int *error) {
+                    int max, size_t *elided, int *error) {
     const void *top = NULL;
+    *elided = 0;
 #if MFP_TSTATE_HAS_CFRAME
     _PyCFrame cf;
     if (!t->frame) return 0;
@@ -269,7 +292,8 @@ int mfp_python_walk(mfp_python_walker *w, const mfp_python_thread *t, mfp_python
     if (!top) return 0; /* no Python code running in this thread */
     if (w->mem.direct) w->nregions = 0;
     else copy_chunks(w, t);
-    int depth = 0;
+    int depth = 0, lo = max / 2, next = 0; /* next: the ring's oldest slot once full */
+    size_t total = 0;
     mfp_py_frame tmp;
     const void *mark = top;    /* Brent: compared with every address ... */
     size_t steps = 0, lap = 1; /* ... and moved forward after lap steps, lap doubling */
@@ -291,12 +315,20 @@ int mfp_python_walk(mfp_python_walker *w, const mfp_python_thread *t, mfp_python
         int skip = MFP_FRAME_IS_SHIM(f) ||
                    (w->mem.direct && (!code || Py_TYPE((PyObject *)code) != &PyCode_Type));
         if (!skip) {
-            if (depth == max) { *error = MFP_PYTHON_TOO_DEEP; return -1; }
             if (!code) { *error = MFP_PYTHON_INVALID; return -1; }
+            if (++total > MFP_PYTHON_WALK_MAX) { *error = MFP_PYTHON_TOO_DEEP; return -1; }
             /* Unchecked values: integer arithmetic only. */
             uintptr_t off = (uintptr_t)MFP_FRAME_INSTR(f) - ((uintptr_t)code + MFP_CODE_HEADER_SIZE);
             int32_t lasti = off < (1u << 28) ? (int32_t)(off / sizeof(_Py_CODEUNIT)) : -1;
-            out[depth++] = (mfp_python_frame){code, lasti, 0};
+            mfp_python_frame fr = {addr, code, lasti, 0};
+            if (depth < max) {
+                out[depth++] = fr;
+                if (depth == max) next = lo;
+            } else { /* overwrite the oldest of the root-most frames */
+                out[next] = fr;
+                next = next + 1 == max ? lo : next + 1;
+                ++*elided;
+            }
         }
         addr = f->previous;
         if (addr == mark) { *error = MFP_PYTHON_INVALID; return -1; }
@@ -306,6 +338,7 @@ int mfp_python_walk(mfp_python_walker *w, const mfp_python_thread *t, mfp_python
             lap *= 2;
         }
     }
+    if (*elided) unroll(out, lo, max, next);
     return depth;
 }
 

@@ -113,11 +113,11 @@ const void *mfp_python_gil_holder(const void *gil, const mfp_python_mem *mem);
 
 /* ---- frame chains -------------------------------------------------------- */
 
-/* One Python frame as found on a stack: its code object (an address, not
- * yet validated) and the index of its instruction in code units (-1 when
- * unknown). hdr is the decoder's scratch. */
+/* One Python frame as found on a stack: where the frame is, its code
+ * object (an address, not yet validated) and the index of its instruction
+ * in code units (-1 when unknown). hdr is the decoder's scratch. */
 typedef struct {
-    const void *code;
+    const void *frame, *code;
     int32_t lasti;
     uint32_t hdr;
 } mfp_python_frame;
@@ -141,10 +141,14 @@ int mfp_python_thread_read(mfp_python_walker *w, const void *addr, const void *i
  * while a checked copy is made, so the chain may be torn: a walk that meets
  * a loop, or a caller above its callee inside one data-stack chunk, fails
  * as MFP_PYTHON_INVALID within a few frames (read again a moment later, it
- * is usually whole). Past max frames: -1 with MFP_PYTHON_TOO_DEEP, and
- * out[0..max) holds the leaf-most max frames. */
+ * is usually whole). A stack of more than max frames keeps its leaf-most
+ * max/2 frames in out[0..max/2) and its root-most ones in out[max/2..max),
+ * returns max and sets *elided to the number of frames left out between
+ * (else *elided is 0); past MFP_PYTHON_WALK_MAX frames: -1 with
+ * MFP_PYTHON_TOO_DEEP. */
+#define MFP_PYTHON_WALK_MAX (1 << 22)
 int mfp_python_walk(mfp_python_walker *w, const mfp_python_thread *t, mfp_python_frame *out,
-                    int max, int *error);
+                    int max, size_t *elided, int *error);
 
 /* ---- code objects -------------------------------------------------------- */
 

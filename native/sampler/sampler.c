@@ -49,9 +49,20 @@ _Static_assert(MFP_DROP_READ_FAULT == (int)MFP_PYTHON_READ_FAULT && MFP_DROP_INV
 #define THREAD_TABLE_BITS 13 /* twice MAX_THREADS: probes stay short */
 #define FRAME_CACHE_BITS 16
 #define MOMENT_NS 200000 /* a stack read longer than this was interrupted */
+#define STACK_MEMORIES 4   /* deep stacks remembered, for the threads that have them */
+#define MEMORY_MIN_DEPTH 64 /* shallower stacks are cheap to build */
 
 /* Reads for native/python/: checked copies. */
 static const mfp_python_mem checked_mem = {mfp_mem_read, mfp_mem_readv, 0};
+
+/* A deep stack of one thread as last built, root first: the frames and the
+ * stack node of each prefix. */
+typedef struct {
+    uint64_t tid; /* 0: empty */
+    int depth;
+    mfp_python_frame *raw;
+    uint32_t *node;
+} stack_memory;
 
 typedef struct {
     uint64_t tid;
@@ -95,6 +106,9 @@ struct mfp_sampler {
     mfp_python_frame *frames;
     struct iovec *local_iov, *remote_iov;
     uint32_t *frame_ids;
+    uint32_t elided_frame; /* the marker between the halves of a deep stack */
+    stack_memory memories[STACK_MEMORIES];
+    unsigned next_memory;
 
     /* The thread states of the last pass, in list order (when at most
      * BATCH_THREADS), and room for copies of them. */
@@ -229,7 +243,70 @@ static void add_sample(mfp_sampler *s, thread_entry *te, uint64_t tid, const voi
         s->stats.samples++;
 }
 
+/* A stack of more than MFP_SAMPLER_MAX_DEPTH frames keeps its leaf-most
+ * and root-most halves (frame_ids[0..depth), as native/python/ leaves
+ * them): put the marker frame between the two. Returns the new depth. */
+static int mark_elided(mfp_sampler *s, int depth) {
+    int lo = depth / 2;
+    memmove(s->frame_ids + lo + 1, s->frame_ids + lo, (size_t)(depth - lo) * sizeof *s->frame_ids);
+    s->frame_ids[lo] = s->elided_frame;
+    s->stats.elided++;
+    return depth + 1;
+}
+
 /* ---- the GIL-free reader (native/python/ knows the structures) -------- */
+
+/* The stack node of s->frames[0..depth) (leaf first, just walked). A deep
+ * stack mostly repeats the thread's last one from the root up (callers wait
+ * at the same call sites in the same frames): that part's nodes are taken
+ * from its memory and only the frames above it are decoded and added, so a
+ * pass over a 10,000-frame stack costs its copy, not 10,000 lookups. A
+ * remembered frame is the same frame when its address, code object and
+ * instruction are: it is still on the stack, so its code object is alive.
+ * MFP_NONE with *reason on failure. */
+static uint32_t build_stack(mfp_sampler *s, uint64_t tid, int depth, int *reason) {
+    stack_memory *m = NULL;
+    if (depth >= MEMORY_MIN_DEPTH) {
+        for (int i = 0; i < STACK_MEMORIES; i++)
+            if (s->memories[i].tid == tid) m = &s->memories[i];
+        if (!m) {
+            m = &s->memories[s->next_memory++ % STACK_MEMORIES];
+            m->tid = 0;
+        }
+    }
+    int same = 0;
+    if (m && m->tid == tid) {
+        int lim = depth < m->depth ? depth : m->depth;
+        while (same < lim) {
+            const mfp_python_frame *f = &s->frames[depth - 1 - same], *r = &m->raw[same];
+            if (f->frame != r->frame || f->code != r->code || f->lasti != r->lasti) break;
+            same++;
+        }
+    }
+    int fresh = depth - same;
+    if (fresh && mfp_python_decode(s->decoder, s->frames, fresh, s->frame_ids, reason) != 0) {
+        if (m) m->tid = 0;
+        return MFP_NONE;
+    }
+    uint32_t node = same ? m->node[same - 1] : MFP_NONE;
+    for (int i = fresh - 1; i >= 0; i--) {
+        node = mfp_profile_stack(s->profile, node, s->frame_ids[i]);
+        if (node == MFP_NONE) {
+            *reason = MFP_DROP_NO_MEMORY;
+            if (m) m->tid = 0;
+            return MFP_NONE;
+        }
+        if (m) {
+            m->raw[depth - 1 - i] = s->frames[i];
+            m->node[depth - 1 - i] = node;
+        }
+    }
+    if (m) {
+        m->tid = tid;
+        m->depth = depth;
+    }
+    return node;
+}
 
 static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thread *ts, uint64_t t,
                           uint64_t dt) {
@@ -256,15 +333,23 @@ static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thr
      * before counting a drop. */
     mfp_python_thread fresh;
     int reason = MFP_DROP_INVALID, depth = -1, ignored;
+    size_t elided = 0;
+    uint32_t node = MFP_NONE;
     for (int attempt = 0; attempt < 3; attempt++) {
         if (attempt > 0) {
             if (mfp_python_thread_read(s->walker, addr, s->interp, &fresh, &ignored) != 0) break;
             ts = &fresh;
         }
-        depth = mfp_python_walk(s->walker, ts, s->frames, MFP_SAMPLER_MAX_DEPTH, &reason);
+        depth = mfp_python_walk(s->walker, ts, s->frames, MFP_SAMPLER_MAX_DEPTH, &elided, &reason);
         if (depth == 0) return; /* no Python code running in this thread */
-        if (depth > 0 && mfp_python_decode(s->decoder, s->frames, depth, s->frame_ids, &reason) == 0)
-            break;
+        if (depth > 0 && !elided) {
+            node = build_stack(s, ts->tid, depth, &reason);
+            if (node != MFP_NONE) break;
+        } else if (depth > 0 && mfp_python_decode(s->decoder, s->frames, depth, s->frame_ids, &reason) == 0) {
+            node = stack_node(s, mark_elided(s, depth));
+            if (node != MFP_NONE) break;
+            reason = MFP_DROP_NO_MEMORY;
+        }
         depth = -1;
         if (reason == MFP_DROP_TOO_DEEP || reason == MFP_DROP_NO_MEMORY) break; /* no better later */
     }
@@ -282,7 +367,7 @@ static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thr
         int moved = thread_cpu_ns(ts->tid) > cpu && now_ns() - read_from < MOMENT_NS;
         seen = held || moved ? SEEN_RUNNING : SEEN_IDLE;
     }
-    add_sample(s, te, ts->tid, addr, stack_node(s, depth), cpu, seen, t, dt);
+    add_sample(s, te, ts->tid, addr, node, cpu, seen, t, dt);
 }
 
 /* One pass over every thread state of the interpreter, without the GIL:
@@ -367,22 +452,35 @@ static void sample_all_gil(mfp_sampler *s, uint64_t t, uint64_t dt) {
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(s->interp); ts; ts = PyThreadState_Next(ts)) {
         if ((uint64_t)ts->native_thread_id == atomic_load(&ignored_tid)) continue;
         PyFrameObject *f = PyThreadState_GetFrame(ts);
-        int depth = 0;
+        /* Past the maximum, the root-most half is a ring (as native/python/
+         * keeps a deep stack): the frames falling out are the middle. */
+        const int max = MFP_SAMPLER_MAX_DEPTH, lo = max / 2;
+        int depth = 0, next = lo;
+        size_t elided = 0;
         while (f) {
-            if (depth == MFP_SAMPLER_MAX_DEPTH) {
-                s->stats.dropped[MFP_DROP_TOO_DEEP]++;
-                depth = -1;
-                break;
-            }
             PyCodeObject *co = PyFrame_GetCode(f);
             uint32_t id = gil_frame(s, co, PyFrame_GetLineNumber(f));
             Py_DECREF(co);
-            if (id != MFP_NONE) s->frame_ids[depth++] = id;
+            if (id != MFP_NONE && depth < max) {
+                s->frame_ids[depth++] = id;
+            } else if (id != MFP_NONE) {
+                s->frame_ids[next] = id;
+                next = next + 1 == max ? lo : next + 1;
+                elided++;
+            }
             PyFrameObject *back = PyFrame_GetBack(f);
             Py_DECREF(f);
             f = back;
         }
-        Py_XDECREF(f);
+        if (elided) {
+            /* oldest first: rotate the ring left by next - lo */
+            uint32_t *r = s->frame_ids + lo;
+            int n = max - lo, k = next - lo;
+            for (int a = 0, b = k - 1; a < b; a++, b--) { uint32_t x = r[a]; r[a] = r[b]; r[b] = x; }
+            for (int a = k, b = n - 1; a < b; a++, b--) { uint32_t x = r[a]; r[a] = r[b]; r[b] = x; }
+            for (int a = 0, b = n - 1; a < b; a++, b--) { uint32_t x = r[a]; r[a] = r[b]; r[b] = x; }
+            depth = mark_elided(s, depth);
+        }
         if (depth > 0)
             add_sample(s, NULL, ts->native_thread_id, ts, stack_node(s, depth),
                        thread_cpu_ns(ts->native_thread_id), SEEN_UNKNOWN, t, dt);
@@ -473,6 +571,10 @@ static void *sampler_main(void *arg) {
 void mfp_sampler_free(mfp_sampler *s) {
     if (!s) return;
     mfp_sampler_stop(s);
+    for (int i = 0; i < STACK_MEMORIES; i++) {
+        free(s->memories[i].raw);
+        free(s->memories[i].node);
+    }
     mfp_python_walker_free(s->walker);
     mfp_python_decoder_free(s->decoder);
     free(s->threads);
@@ -541,10 +643,21 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     s->frames = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->frames);
     s->local_iov = malloc((BATCH_THREADS + 1) * sizeof *s->local_iov);
     s->remote_iov = malloc((BATCH_THREADS + 1) * sizeof *s->remote_iov);
-    s->frame_ids = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->frame_ids);
+    s->frame_ids = malloc((MFP_SAMPLER_MAX_DEPTH + 1) * sizeof *s->frame_ids); /* + a marker */
     if (!s->ts_copies || !s->ts_one || !s->ts_decoded || !s->threads || !s->thread_table ||
         !s->frames || !s->local_iov || !s->remote_iov || !s->frame_ids)
         goto oom;
+    for (int i = 0; i < STACK_MEMORIES; i++) {
+        s->memories[i].raw = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->memories[i].raw);
+        s->memories[i].node = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->memories[i].node);
+        if (!s->memories[i].raw || !s->memories[i].node) goto oom;
+    }
+    static const char elided_name[] = "[deep stack: frames elided]";
+    uint32_t en = mfp_profile_string(p, elided_name, sizeof elided_name - 1);
+    uint32_t ef = en == MFP_NONE ? MFP_NONE : mfp_profile_string(p, "", 0);
+    uint32_t efn = ef == MFP_NONE ? MFP_NONE : mfp_profile_func(p, en, ef, 0, MFP_FUNC_SYNTHETIC);
+    s->elided_frame = efn == MFP_NONE ? MFP_NONE : mfp_profile_frame(p, efn, 0);
+    if (s->elided_frame == MFP_NONE) goto oom;
     if (!s->gil_mode) {
         s->walker = mfp_python_walker_new(&checked_mem);
         s->decoder = mfp_python_decoder_new(p, &checked_mem, MFP_SAMPLER_MAX_DEPTH, FRAME_CACHE_BITS);

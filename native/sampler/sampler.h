@@ -37,12 +37,14 @@ typedef struct mfp_sampler mfp_sampler;
 enum mfp_drop_reason {
     MFP_DROP_READ_FAULT, /* an address could not be copied */
     MFP_DROP_INVALID,    /* what was copied did not validate */
-    MFP_DROP_TOO_DEEP,   /* stack deeper than MFP_SAMPLER_MAX_DEPTH */
+    MFP_DROP_TOO_DEEP,   /* stack deeper than MFP_PYTHON_WALK_MAX (4 Mi frames) */
     MFP_DROP_NO_MEMORY,  /* the store could not grow */
     MFP_DROP_REASONS
 };
 extern const char *const mfp_drop_reason_names[MFP_DROP_REASONS];
 
+/* A deeper stack keeps its leaf-most and root-most 8,192 frames with a
+ * "[deep stack: frames elided]" frame between them (stats: elided). */
 #define MFP_SAMPLER_MAX_DEPTH 16384
 
 typedef struct {
@@ -50,6 +52,7 @@ typedef struct {
     uint64_t samples;            /* thread stacks recorded */
     uint64_t dropped[MFP_DROP_REASONS];
     uint64_t busy_ns;            /* time the sampler spent sampling */
+    uint64_t elided;             /* samples whose middle frames were left out */
 } mfp_sampler_stats;
 
 /* Called on the sampler thread (no GIL; it must not block) the first time

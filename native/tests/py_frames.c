@@ -90,11 +90,12 @@ static void set_top(mfp_py_frame *f) {
 #endif
 }
 
-static int walk(const mfp_python_mem *mem, mfp_python_frame *out, int max, int *err) {
+static int walk(const mfp_python_mem *mem, mfp_python_frame *out, int max, size_t *elided,
+                int *err) {
     mfp_python_walker *w = mfp_python_walker_new(mem);
     mfp_python_thread t;
     mfp_python_thread_decode(&ts, &t);
-    int d = mfp_python_walk(w, &t, out, max, err);
+    int d = mfp_python_walk(w, &t, out, max, elided, err);
     mfp_python_walker_free(w);
     return d;
 }
@@ -135,12 +136,13 @@ int main(void) {
     mfp_python_frame out[16];
     uint32_t ids[16];
     int err = -1;
+    size_t elided = 0;
     PyObject *codes[3] = {outer, meth, leaf};
 
     /* A whole chain, both readers: leaf first, instruction indices kept. */
     for (int direct = 0; direct < 2; direct++) {
         build(codes, 3);
-        int d = walk(direct ? &mfp_python_direct : &checked, out, 16, &err);
+        int d = walk(direct ? &mfp_python_direct : &checked, out, 16, &elided, &err);
         CHECK(d == 3);
         CHECK(out[0].code == leaf && out[1].code == meth && out[2].code == outer);
         CHECK(out[0].lasti == 5 && out[1].lasti == 3 && out[2].lasti == 1);
@@ -150,7 +152,7 @@ int main(void) {
     mfp_profile *p = mfp_profile_new(0);
     mfp_python_decoder *dec = mfp_python_decoder_new(p, &checked, 16, 4);
     build(codes, 3);
-    int d = walk(&checked, out, 16, &err);
+    int d = walk(&checked, out, 16, &elided, &err);
     CHECK(mfp_python_decode(dec, out, d, ids, &err) == 0);
     for (int i = 0; i < 3; i++) {
         uint32_t first, line;
@@ -177,7 +179,7 @@ int main(void) {
      * header changed (here: a copy of leaf's header whose names move). */
     char *fake = aligned_alloc(64, (MFP_CODE_HEADER_SIZE + 63) / 64 * 64 + 64);
     memcpy(fake, leaf, MFP_CODE_HEADER_SIZE);
-    mfp_python_frame one = {fake, 0, 0};
+    mfp_python_frame one = {NULL, fake, 0, 0};
     uint32_t first, line, id;
     const char *file;
     CHECK(mfp_python_decode(dec, &one, 1, &id, &err) == 0);
@@ -198,18 +200,27 @@ int main(void) {
     bad_lo = bad_hi = NULL;
     free(fake);
 
-    /* Too deep: an error, and the leaf-most frames are kept. */
-    PyObject *six[N] = {outer, meth, leaf, outer, meth, leaf};
+    /* Too deep: the leaf-most and root-most halves are kept, in order,
+     * and the middle counted. */
+    PyObject *six[N] = {outer, meth, leaf, outer, meth, leaf}; /* six[0] the root */
+    elided = 99;
     build(six, N);
-    err = -1;
-    CHECK(walk(&checked, out, 4, &err) == -1 && err == MFP_PYTHON_TOO_DEEP);
-    CHECK(out[0].code == leaf && out[3].code == leaf);
+    CHECK(walk(&checked, out, 16, &elided, &err) == N && elided == 0);
+    for (int max = 2; max <= 5; max++) {
+        build(six, N);
+        for (int i = 0; i < N; i++) set_instr(&frames[i], six[i], i); /* lasti = depth from the root */
+        CHECK(walk(&checked, out, max, &elided, &err) == max && elided == (size_t)(N - max));
+        int lo = max / 2, ok = 1;
+        for (int i = 0; i < lo; i++) ok &= out[i].lasti == N - 1 - i;       /* leaf side */
+        for (int i = lo; i < max; i++) ok &= out[i].lasti == max - 1 - i;   /* root side */
+        CHECK(ok);
+    }
 
     /* Torn: inside a chunk a caller above its callee. */
     build(six, N);
     frames[2].previous = &frames[4];
     err = -1;
-    CHECK(walk(&checked, out, 16, &err) == -1 && err == MFP_PYTHON_INVALID);
+    CHECK(walk(&checked, out, 16, &elided, &err) == -1 && err == MFP_PYTHON_INVALID);
 
     /* A loop outside any chunk (generator frames are copied one by one). */
     static mfp_py_frame loose[5];
@@ -223,7 +234,7 @@ int main(void) {
     ts.datastack_chunk = NULL;
     set_top(&loose[0]);
     err = -1;
-    CHECK(walk(&checked, out, 16, &err) == -1 && err == MFP_PYTHON_INVALID);
+    CHECK(walk(&checked, out, 16, &elided, &err) == -1 && err == MFP_PYTHON_INVALID);
 
     /* An unreadable frame address. */
     build(codes, 3);
@@ -231,26 +242,26 @@ int main(void) {
     bad_lo = (const char *)&frames[1];
     bad_hi = bad_lo + 1;
     err = -1;
-    CHECK(walk(&checked, out, 16, &err) == -1 && err == MFP_PYTHON_READ_FAULT);
+    CHECK(walk(&checked, out, 16, &elided, &err) == -1 && err == MFP_PYTHON_READ_FAULT);
     bad_lo = bad_hi = NULL;
 
     /* A frame without code: torn for a checked copy, skipped directly. */
     build(codes, 3);
     set_code(&frames[1], NULL);
     err = -1;
-    CHECK(walk(&checked, out, 16, &err) == -1 && err == MFP_PYTHON_INVALID);
-    CHECK(walk(&mfp_python_direct, out, 16, &err) == 2 && out[1].code == outer);
+    CHECK(walk(&checked, out, 16, &elided, &err) == -1 && err == MFP_PYTHON_INVALID);
+    CHECK(walk(&mfp_python_direct, out, 16, &elided, &err) == 2 && out[1].code == outer);
 
 #if PY_VERSION_HEX >= 0x030E0000
     /* Entry frames belong to the interpreter, not to Python code. */
     build(codes, 3);
     frames[1].owner = FRAME_OWNED_BY_INTERPRETER;
-    CHECK(walk(&checked, out, 16, &err) == 2 && out[0].code == leaf && out[1].code == outer);
+    CHECK(walk(&checked, out, 16, &elided, &err) == 2 && out[0].code == leaf && out[1].code == outer);
 #elif PY_VERSION_HEX >= 0x030C0000
     /* Entry frames pushed by C code are not Python frames. */
     build(codes, 3);
     frames[1].owner = FRAME_OWNED_BY_CSTACK;
-    CHECK(walk(&checked, out, 16, &err) == 2 && out[0].code == leaf && out[1].code == outer);
+    CHECK(walk(&checked, out, 16, &elided, &err) == 2 && out[0].code == leaf && out[1].code == outer);
 #endif
 
     /* The running interpreter's account of its layout agrees with the
@@ -280,7 +291,7 @@ int main(void) {
     /* No Python code running. */
     build(codes, 3);
     set_top(NULL);
-    CHECK(walk(&checked, out, 16, &err) == 0);
+    CHECK(walk(&checked, out, 16, &elided, &err) == 0);
 
     /* Thread states: decoded fields, and a stale address caught. */
     build(codes, 3);

@@ -8,6 +8,8 @@ import sys
 import threading
 import time
 
+from support import spin
+
 from metaflow_profiler import Profiler
 
 FAST = dict(interval=0.0001, timeline_interval=0)
@@ -38,6 +40,46 @@ def test_recursion_5000_deep():
     stacks = prof._t["stacks"]
     depth = max_depth(stacks["parent"])
     assert depth > 5000
+
+
+MARKER = "[deep stack: frames elided]"
+
+
+def deep_root():
+    return deep_down(20000)
+
+
+def deep_down(n):
+    return deep_leaf() if n == 0 else deep_down(n - 1)
+
+
+def deep_leaf():
+    end = time.perf_counter() + 0.5
+    while time.perf_counter() < end:
+        pass
+    return 7
+
+
+def test_stack_deeper_than_the_maximum_keeps_both_ends():
+    """20,000 frames: each sample keeps 8,192 leaf-most and 8,192 root-most
+    frames with a marker between, and the card says so (it used to drop
+    every such sample)."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(25000)
+    try:
+        with Profiler(interval=0.001, timeline_interval=0) as p:
+            assert deep_root() == 7
+    finally:
+        sys.setrecursionlimit(old)
+    prof = p.profile
+    rows = {r.name.rsplit(".", 1)[-1]: r for r in prof.functions()}
+    leaf, marker, root = rows["deep_leaf"], rows[MARKER], rows["deep_root"]
+    assert leaf.samples >= 20, leaf
+    # Every sample in the leaf has the marker above it and the root below.
+    assert marker.samples >= leaf.samples and root.samples >= leaf.samples
+    assert max_depth(prof._t["stacks"]["parent"]) == 16384 + 1
+    assert any("deeper than 16,384 frames" in n for n in prof.meta["notes"]), prof.meta["notes"]
+    assert prof.meta["drop_reasons"].get("too_deep", 0) == 0
 
 
 def max_depth(parents):
@@ -129,7 +171,7 @@ def test_fork_while_profiling():
                 os._exit(0 if total == sum(range(200000)) else 3)
             except BaseException:
                 os._exit(4)
-        sum(range(100000))
+        spin(0.2)  # long enough for a sampler on a loaded machine to take samples
     _, status = os.waitpid(pid, 0)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert p.profile.stats()["samples"] > 0

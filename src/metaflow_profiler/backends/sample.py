@@ -56,6 +56,10 @@ class SampleRunner:
         if st["mechanism"].startswith("public C API"):
             meta["notes"].append(f"stacks sampled through the {st['mechanism']}: slower than "
                                  "the usual GIL-free sampler")
+        if st.get("elided"):
+            meta["notes"].append(f"{st['elided']} samples of stacks deeper than 16,384 frames keep "
+                                 "their 8,192 innermost and outermost frames; "
+                                 "\"[deep stack: frames elided]\" marks the frames left out")
         if self._memory:
             _memory_meta(meta, st)
         merge_timeline(meta, st)
