@@ -346,26 +346,28 @@ function lineTotals(M, f, opts) {
 }
 
 // Per thread, the time not under fnode `node` (the step function's node):
-// the work a view zoomed on it would leave out. Same filters as aggregateCpu.
+// the work a view zoomed on it would leave out; `inside` the time under it.
+// Same filters as aggregateCpu.
 function timeOutside(M, node, opts) {
   var P = M.P, under = new Uint8Array(M.n), fn;
   // a fnode's parent has a smaller index (it was made first)
   for (fn = 1; fn < M.n; fn++) under[fn] = fn === node || under[M.parent[fn]] ? 1 : 0;
-  var out = new Float64Array(P.threadTid.length), mask = opts.mask, cpu = opts.cpuOnly, k;
+  var nt = P.threadTid.length, out = new Float64Array(nt), inside = new Float64Array(nt);
+  var mask = opts.mask, cpu = opts.cpuOnly, k;
   if (!opts.range) {
     for (k = 0; k < P.totStack.length; k++) {
       if ((mask && !mask[P.totThread[k]]) || (cpu && !(P.totFlags[k] & SAMPLE_ON_CPU))) continue;
-      if (!under[M.stackFn[P.totStack[k]]]) out[P.totThread[k]] += P.totWeight[k];
+      (under[M.stackFn[P.totStack[k]]] ? inside : out)[P.totThread[k]] += P.totWeight[k];
     }
   } else {
     var T = P.sampleT, lo = lowerBound(T, opts.range[0]), hi = lowerBound(T, opts.range[1]);
     var ss = P.sampleStack, st = P.sampleThread, sf = P.sampleFlags, sw = P.sampleWeight;
     for (k = lo; k < hi; k++) {
       if ((mask && !mask[st[k]]) || (cpu && !(sf[k] & SAMPLE_ON_CPU))) continue;
-      if (!under[M.stackFn[ss[k]]]) out[st[k]] += sw[k];
+      (under[M.stackFn[ss[k]]] ? inside : out)[st[k]] += sw[k];
     }
   }
-  return out;
+  return { outside: out, inside: inside };
 }
 
 // Each thread's recorded time, and the part of it on CPU (from TOTALS).

@@ -112,8 +112,9 @@ registerPanel({
       var parts = [];
       if (fg.beside.length) {
         // name the threads that hold it, busiest first
-        var out = timeOutside(M, focus, ctx.filters(ctx.get())), ths = [];
-        for (var i = 0; i < out.length; i++) if (out[i] > root * 1e-3) ths.push(i);
+        // (the step's own thread's time outside it is the part left out, below)
+        var to = timeOutside(M, focus, ctx.filters(ctx.get())), out = to.outside, ths = [];
+        for (var i = 0; i < out.length; i++) if (out[i] > root * 1e-3 && !(to.inside[i] > 0)) ths.push(i);
         ths.sort(function (a, b) { return out[b] - out[a]; });
         var names = ths.slice(0, 4).map(function (i) { return (ctx.P.strings[ctx.P.threadName[i]] || "thread") + " " + pct(out[i] / root); });
         if (ths.length > 4) names.push("and " + (ths.length - 4) + " more");
