@@ -242,7 +242,10 @@ def test_forked_child_copy_of_the_profiler_stops_cleanly(tmp_path):
     r = subprocess.run([sys.executable, "job.py"], cwd=tmp_path, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
-    assert "multi-threaded" not in r.stderr
+    if sys.version_info[:2] != (3, 13):
+        # 3.13 counts the threads after the after-fork hooks, when ours are
+        # back (README, "Child processes"); 3.11 does not warn.
+        assert "multi-threaded" not in r.stderr
     assert r.stdout.strip() == "2"  # the parent and its forked child
 
 
