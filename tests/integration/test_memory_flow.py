@@ -1,6 +1,8 @@
 """A real Metaflow run with @profile_card(memory=True): the card read back
 with metaflow.cards.get_cards carries the memory table (live bytes at the
-heap peak by function) and the "live heap at its peak X ...; RSS at that moment Y" line."""
+heap peak by function), the "live heap at its peak X ...; RSS at that moment
+Y" line, when each sampled allocation was made and freed, and what the step
+still held when it ended."""
 
 import pytest
 from support import profile_card_of, run_flow
@@ -29,6 +31,13 @@ def churn():
         del b
 
 
+CACHE = []
+
+
+def leak():
+    CACHE.append(np.ones(50 * 1_000_000 // 8))  # 50 MB still held when the step ends
+
+
 class MemFlow(FlowSpec):
     @profile_card(memory=True)
     @step
@@ -36,6 +45,7 @@ class MemFlow(FlowSpec):
         arrays = hold_arrays()
         lists = hold_lists()
         churn()
+        leak()
         self.n = len(arrays) + len(lists)
         del arrays, lists
         self.next(self.end)
@@ -69,3 +79,31 @@ def test_memory_table_on_the_card(flow_dir):
     assert any(n.startswith("memory: live heap at its peak") and "RSS at that moment" in n
                for n in profile.meta["notes"])
     assert "memory" not in str(profile.meta.get("error") or "")
+
+
+def test_memory_over_time_and_live_at_the_end_on_the_card(flow_dir):
+    status, run = run_flow(flow_dir, FLOW, env={"OPENBLAS_NUM_THREADS": "1"})
+    assert status == "successful"
+    html, profile = profile_card_of(run["start"].task, "start")
+    t = profile._t
+
+    def names(stack):
+        out = set()
+        while stack != -1:
+            f = t["frames"]["func"][t["stacks"]["frame"][stack]]
+            out.add(t["strings"][t["funcs"]["name"][f]])
+            stack = t["stacks"]["parent"][stack]
+        return out
+
+    leaked = sum(b for s, b in zip(t["leaks"]["stack"], t["leaks"]["live_bytes"]) if "leak" in names(s))
+    held = sum(b for s, b in zip(t["leaks"]["stack"], t["leaks"]["live_bytes"])
+               if "hold_arrays" in names(s))
+    assert abs(leaked - 50 * MB) <= 5 * MB and held == 0, (leaked, held)
+    ev = t["heap_events"]
+    arrays = [(a, f) for s, a, f in zip(ev["stack"], ev["t_alloc_ns"], ev["t_free_ns"])
+              if "hold_arrays" in names(s) and f is not None]
+    leaks = [(a, f) for s, a, f in zip(ev["stack"], ev["t_alloc_ns"], ev["t_free_ns"]) if "leak" in names(s)]
+    assert len(arrays) == 2 and leaks and all(f is None for _, f in leaks)
+    # the arrays lived from before the leak's allocation until after it
+    assert all(a < leaks[0][0] < f for a, f in arrays)
+    assert 'id: "memtime"' in html and 'id: "leaks"' in html  # the card carries both views
