@@ -200,26 +200,6 @@ function defineSamples(P, s, n, nst, nth) {
   });
 }
 
-// PROCESSES (tag 11) and PROCESS_MAP (12): one process unless they say
-// otherwise; P.threadProcess maps each thread to an index of P.processes.
-// Threads past the map belong to process 0.
-function readProcesses(P, s, map, nth, nstr) {
-  P.processes = [{ pid: 0, ppid: 0, name: "", flags: 1 }];
-  P.threadProcess = new Uint32Array(nth);
-  if (!s) return;
-  var n = s.uv();
-  if (n > s.end - s.p) throw new ProfileError("process count larger than its section");
-  if (!n) return;
-  var pid = s.f64(n, false), ppid = s.f64(n, false), name = s.u32(n, nstr, "process name"), flags = s.u32(n, -1, "process flags");
-  P.processes = [];
-  for (var i = 0; i < n; i++) P.processes.push({ pid: pid[i], ppid: ppid[i], name: P.strings[name[i]], flags: flags[i] });
-  if (!map) return;
-  var nt = map.uv();
-  if (nt > nth) throw new ProfileError("PROCESS_MAP names more threads than THREADS has");
-  var tp = map.u32(nt, n, "thread process");
-  P.threadProcess.set(tp);
-}
-
 function parseProfile(bytes) {
   var magic = "MFPROF";
   if (bytes.length < 7) throw new ProfileError("profile too short (" + bytes.length + " bytes)");
@@ -294,7 +274,9 @@ function parseProfile(bytes) {
   P.threadTid = s ? s.f64(nth, false) : new Float64Array(0);
   P.threadName = s ? s.u32(nth, nstr, "thread name") : new Uint32Array(0);
   P.threadFlags = s ? s.u32(nth, -1, "thread flags") : new Uint32Array(0);
-  readProcesses(P, sec(11), sec(12), nth, nstr);
+  // one process unless PROCESSES (read below, with MEMORY) says otherwise
+  P.processes = [{ pid: 0, ppid: 0, name: "", root: true, partial: false }];
+  P.threadProcess = new Uint32Array(nth);
 
   s = sec(7);
   var nsm = s ? s.uv() : 0;

@@ -7,11 +7,10 @@ import { guard, pct, fmtUs } from "../util.js";
 import { el, seg } from "../dom.js";
 import { threadTimes, matchedWeight } from "../model.js";
 import { hasOnCpu, threadLabel } from "../summary.js";
-import { PROCESS_PARTIAL } from "../constants.js";
 
 function processLabel(P, j) {
   var p = P.processes[j];
-  return (p.name || "process") + (p.pid ? " (pid " + p.pid + ")" : "") + (p.flags & PROCESS_PARTIAL ? " · partial" : "");
+  return (p.name || "process") + (p.pid ? " (pid " + p.pid + ")" : "") + (p.partial ? " · partial" : "");
 }
 
 // <select> values: "-1" every thread, "<i>" thread i, "p<j>" process j.
