@@ -31,9 +31,21 @@
 #include <time.h>
 #include <unistd.h>
 
-static _Atomic uint64_t ignored_tid;
+/* The profiler's own Python threads (the live card's, the children's
+ * flusher): a few slots, the oldest replaced when full. */
+#define IGNORED_MAX 4
+static _Atomic uint64_t ignored_tids[IGNORED_MAX];
+static atomic_uint ignored_next;
 
-void mfp_sampler_ignore_thread(uint64_t tid) { atomic_store(&ignored_tid, tid); }
+void mfp_sampler_ignore_thread(uint64_t tid) {
+    atomic_store(&ignored_tids[atomic_fetch_add(&ignored_next, 1) % IGNORED_MAX], tid);
+}
+
+static int ignored(uint64_t tid) {
+    for (int i = 0; i < IGNORED_MAX; i++)
+        if (atomic_load_explicit(&ignored_tids[i], memory_order_relaxed) == tid) return 1;
+    return 0;
+}
 
 const char *const mfp_drop_reason_names[MFP_DROP_REASONS] = {
     "read_fault", "invalid", "too_deep", "no_memory"};
@@ -310,7 +322,7 @@ static uint32_t build_stack(mfp_sampler *s, uint64_t tid, int depth, int *reason
 
 static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thread *ts, uint64_t t,
                           uint64_t dt) {
-    if (ts->tid == atomic_load_explicit(&ignored_tid, memory_order_relaxed)) return;
+    if (ignored(ts->tid)) return;
     /* A thread that has not run since its last sample (waiting for the GIL,
      * a lock, I/O) cannot have changed its stack: reuse it, skipping every
      * read but the thread state's. Some kernels (these virtual machines)
@@ -450,7 +462,7 @@ static uint32_t gil_frame(mfp_sampler *s, PyCodeObject *co, int line) {
 
 static void sample_all_gil(mfp_sampler *s, uint64_t t, uint64_t dt) {
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(s->interp); ts; ts = PyThreadState_Next(ts)) {
-        if ((uint64_t)ts->native_thread_id == atomic_load(&ignored_tid)) continue;
+        if (ignored((uint64_t)ts->native_thread_id)) continue;
         PyFrameObject *f = PyThreadState_GetFrame(ts);
         /* Past the maximum, the root-most half is a ring (as native/python/
          * keeps a deep stack): the frames falling out are the middle. */

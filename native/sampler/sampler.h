@@ -98,8 +98,9 @@ void mfp_sampler_get_stats(const mfp_sampler *s, mfp_sampler_stats *out);
  * mfp_profile_sync's result. */
 int mfp_sampler_snapshot(mfp_sampler *s, mfp_profile *mirror, mfp_sampler_stats *stats);
 
-/* Never sample the thread with this OS tid (0 = none): the profiler's own
- * Python thread (the live card). Process-wide, one thread; any thread. */
+/* Never sample the thread with this OS tid: the profiler's own Python
+ * threads (the live card's, the children's flusher). Process-wide, up to
+ * four at once (a fifth replaces the oldest); any thread. */
 void mfp_sampler_ignore_thread(uint64_t tid);
 
 /* How stacks are read, in words for the card, e.g. "without the GIL,
