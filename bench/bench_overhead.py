@@ -112,10 +112,11 @@ def child(workload: str, profiler: str) -> None:
         import pyinstrument
     except ImportError:
         pass
-    if profiler in ("ours", "ours+memory"):
+    if profiler in ("ours", "ours+memory", "ours 10k"):
         from metaflow_profiler import Profiler
 
-        p = Profiler(interval=0.001, timeline_interval=0.5, memory=profiler == "ours+memory")
+        p = Profiler(interval=0.0001 if profiler == "ours 10k" else 0.001, timeline_interval=0.5,
+                     memory=profiler == "ours+memory")
         p.start()
         stop = p.stop
     elif profiler == "cProfile":
@@ -135,9 +136,16 @@ def child(workload: str, profiler: str) -> None:
     t0 = time.perf_counter()
     fn()
     elapsed = time.perf_counter() - t0
+    rate = None
     if stop:
         stop()
-    print(json.dumps({"elapsed": elapsed}))
+    if profiler.startswith("ours"):
+        m = p.profile.meta
+        rate = m["sampler_passes"] / (m["duration_ns"] / 1e9)  # passes a second achieved
+    print(json.dumps({"elapsed": elapsed, "rate": rate}))
+
+
+RATES: dict[tuple[str, str], list[float]] = {}  # achieved sampling rates, where known
 
 
 def measure(workload: str, profiler: str) -> float:
@@ -145,9 +153,23 @@ def measure(workload: str, profiler: str) -> float:
     if profiler == "py-spy":
         cmd = ["py-spy", "record", "--rate", "1000", "--nonblocking", "--output", os.devnull,
                "--format", "raw", "--", *cmd]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    if profiler.startswith("tachyon"):
+        # CPython 3.15's own sampler (remote reads, another process), all threads.
+        rate = "10khz" if profiler.endswith("10k") else "1khz"
+        cmd = [sys.executable, "-m", "profiling.sampling", "run", "-r", rate, "-a",
+               "--collapsed", "-o", os.devnull, __file__, "--child", workload, "none"]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    out = done.stdout
     line = [x for x in out.splitlines() if x.startswith("{")][-1]
-    return json.loads(line)["elapsed"]
+    got = json.loads(line)
+    if got.get("rate"):
+        RATES.setdefault((workload, profiler), []).append(got["rate"])
+    if profiler.startswith("tachyon"):
+        import re
+        m = re.search(r"([\d,.]+)\s*(?:samples/s|samples/sec|Hz)", done.stdout + done.stderr)
+        if m:
+            RATES.setdefault((workload, profiler), []).append(float(m.group(1).replace(",", "")))
+    return got["elapsed"]
 
 
 def available() -> list[str]:
@@ -158,6 +180,8 @@ def available() -> list[str]:
         names.append("pyinstrument")
     except ImportError:
         pass
+    if sys.version_info >= (3, 15):
+        names += ["ours 10k", "tachyon", "tachyon 10k"]
     if shutil.which("py-spy"):
         try:
             measure("tight loop", "py-spy")
@@ -180,6 +204,14 @@ def overhead_table(repeat: int) -> str:
         base = statistics.median(times[(w, "none")])
         cells = [f"{statistics.median(times[(w, p)]) / base:.3f}×" for p in profs if p != "none"]
         rows.append(f"| {w} | {base:.3f} | " + " | ".join(cells) + " |")
+    if RATES:
+        rows += ["", "Achieved sampling rate (median, per second):", "",
+                 "| workload | " + " | ".join(p for p in profs if any(k[1] == p for k in RATES)) + " |",
+                 "|---|" + "---:|" * len({k[1] for k in RATES})]
+        for w in WORKLOADS:
+            cells = [f"{statistics.median(RATES[(w, p)]):.0f}" if (w, p) in RATES else "–"
+                     for p in profs if any(k[1] == p for k in RATES)]
+            rows.append(f"| {w} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
