@@ -164,7 +164,11 @@ def test_on_cpu_time_of_compute_and_sleep_is_the_threads_cpu_time(threads, sleep
     got = cpu["compute"].total_s / loop.total_s
     assert truth > 0.9  # compute really is most of the CPU time
     assert loop.samples >= 10, loop
-    assert abs(got - truth) <= margin(truth, loop.samples, 0.02), (got, truth, loop.samples)
+    # The sleep call's own CPU (its system call, with the GIL released) is
+    # never found running, so what it used shows in compute's share: ours
+    # may be above the truth by that much (1 - truth at most), never below.
+    m = margin(truth, loop.samples, 0.02)
+    assert truth - m <= got <= truth + m + (1 - truth), (got, truth, loop.samples)
     # never more on CPU than the CPU used, but for the last mark, which pays
     # a whole sample's weight (large when the sampler was starved itself);
     # a starved sampler may see less
