@@ -577,7 +577,9 @@ class Profile:
         stacks, weights, _ = self._rows(on_cpu=any(f & SAMPLE_ON_CPU for f in tot["flags"]))
         self_w, _ = self._by_function(stacks, weights)
         # thread roots and <GC>-like frames are not "a function" to blame
-        funcs = [fn for fn in self_w if kind[fn] not in (FUNC_THREAD, FUNC_SYNTHETIC)]
+        # (a folded import, numbered past the table, is a function of ours)
+        funcs = [fn for fn in self_w
+                 if fn >= len(kind) or kind[fn] not in (FUNC_THREAD, FUNC_SYNTHETIC)]
         top = max(funcs, key=lambda fn: self_w[fn], default=None)
         row: dict[str, Any] = {
             "label": label,

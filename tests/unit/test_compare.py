@@ -168,3 +168,13 @@ def test_cli_says_what_is_wrong(tmp_path):
     assert r.returncode == 2 and "No such file" in r.stderr
     r = cli("merge", "not a/path spec", cwd=tmp_path)
     assert r.returncode == 2 and "not a pathspec" in r.stderr
+
+
+def test_merge_of_tasks_that_spent_their_time_importing():
+    # A folded "import <module>" frame is numbered past the function table:
+    # a task whose top function is one must still get its row.
+    boot = "<frozen importlib._bootstrap>"
+    stack = [STEP, ("_find_and_load", boot, 1), ("_load_unlocked", boot, 1)]
+    tasks = [build([(stack, 20)], meta={"duration_ns": 20 * MS}) for _ in range(2)]
+    merged = Profile.merge(tasks, ["1", "2"]).meta["merged"]
+    assert [r["top"]["name"] for r in merged] == ["import (finding and loading)"] * 2
