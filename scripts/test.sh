@@ -41,14 +41,14 @@ for v in 3.11 3.12 3.13; do
 done
 # CPython 3.14 and 3.15: Debian sid's, in a chroot built once per machine
 # (scripts/sid.sh); C tests of native/python/ against their headers, then
-# the same pytest run.
+# the same pytest run but the browser tests (no Playwright in the chroot).
 source scripts/sid.sh
 if sid_ensure; then
     for v in 3.14 3.15; do
         echo "== CPython $v (sid chroot)"
         sid_run make -s -C native test-python PYTHON="python$v" || status=1
         sid_run bash -c 'source scripts/env.sh && PY="$(venv_for "$1" test)" && cd tests &&
-            "$PY" -m pytest -q -p no:cacheprovider -m "not browser and not packaging" .' sid "$v" || status=1
+            "$PY" -m pytest -q -p no:cacheprovider -m "not browser and not packaging" unit integration structural' sid "$v" || status=1
     done
 else
     echo "test.sh: no sid chroot for CPython 3.14 and 3.15" >&2
