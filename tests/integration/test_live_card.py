@@ -162,6 +162,10 @@ def memory_cgroup():
         else:
             continue
         d = os.path.join(base, f"mfp-live-{os.getpid()}")
+        # Only where that is the kernel's cgroup tree: in a chroot without
+        # /sys, makedirs would make plain folders and nothing would stop the hog.
+        if not os.path.exists(os.path.join(base, "cgroup.procs")):
+            return None, f"{base} is not a mounted cgroup (no cgroup.procs)"
         try:
             os.makedirs(d, exist_ok=True)
             with open(os.path.join(d, limit_file), "w") as f:
