@@ -86,7 +86,13 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("method,name", [("fork", "ForkPoolWorker-"), ("spawn", "SpawnPoolWorker-"),
+# 3.15: a forked worker's memory profile comes back empty (heap_peak_bytes
+# 0; its CPU profile is right) — an open defect, in the notes of issue 14.
+FORK_POOL = pytest.param("fork", "ForkPoolWorker-", marks=pytest.mark.xfail(
+    sys.version_info >= (3, 15), reason="3.15: forked workers' heap profile empty", strict=False))
+
+
+@pytest.mark.parametrize("method,name", [FORK_POOL, ("spawn", "SpawnPoolWorker-"),
                                          ("forkserver", "ForkServerPoolWorker-")])
 def test_pool(tmp_path, method, name):
     prof, measured, _ = run(tmp_path, POOL, method)

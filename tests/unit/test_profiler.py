@@ -292,7 +292,7 @@ def test_every_truncation_is_rejected_or_decoded():
 
 def test_exports(tmp_path):
     with Profiler(interval=0.001, timeline_interval=0) as p:
-        alternate(10)
+        spent = sum(alternate(10))
     p.profile.export(tmp_path / "c.txt", format="collapsed")
     lines = (tmp_path / "c.txt").read_text().splitlines()
     assert any(";alternate;part_a;work " in line for line in lines)
@@ -300,7 +300,7 @@ def test_exports(tmp_path):
     doc = json.loads((tmp_path / "s.json").read_text())
     names = {f["name"] for f in doc["shared"]["frames"]}
     assert {"part_a", "part_b"} <= names
-    assert sum(doc["profiles"][0]["weights"]) > 50  # ms
+    assert sum(doc["profiles"][0]["weights"]) > 0.5 * spent * 1000  # ms
     with pytest.raises(ValueError, match="unknown export format"):
         p.profile.export(tmp_path / "x", format="pprof")
 
