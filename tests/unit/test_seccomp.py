@@ -39,8 +39,12 @@ CHILD = textwrap.dedent("""
         in_main()
         t.join()
     rows = {r.name: r.total_s for r in p.profile.functions()}
+    # The longest time between two passes: a thread that ends between
+    # passes loses the time since the last (no pass sees it again).
+    passes = sorted({0, p.profile.meta["duration_ns"], *p.profile._t["samples"]["t_ns"]})
+    gap = max(b - a for a, b in zip(passes, passes[1:])) / 1e9
     print(json.dumps({"mode": p.profile.meta["sampler_mode"], "notes": p.profile.meta["notes"],
-                      "rows": rows, "dropped": p.profile.meta["samples_dropped"]}))
+                      "rows": rows, "dropped": p.profile.meta["samples_dropped"], "max_gap_s": gap}))
 """)
 
 
@@ -60,8 +64,11 @@ def syscalls():
 
 
 def check_profile(r):
+    # Each ran 0.4 s. The GIL-taking sampler waits for the GIL between
+    # passes, up to 100 ms on a busy machine or under a sanitizer (seen):
+    # the worker may lose its last gap.
     for fn in ("in_worker", "in_main"):
-        assert r["rows"][fn] > 0.3, r  # each ran 0.4 s
+        assert r["rows"][fn] > min(0.3, 0.35 - r["max_gap_s"]), r
     # The sampler's last wait is not time spent stopping the profile.
     assert r["rows"].get("SampleRunner.stop", 0) < 0.02, r
 
