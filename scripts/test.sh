@@ -18,13 +18,14 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-make -s -C native test
-make -s -C native test-asan
-for v in 3.11 3.12 3.13; do make -s -C native test-python PYTHON="$(python_for "$v")"; done
-for v in 3.11 3.12 3.13; do bash scripts/asan.sh "$v"; done
-bash scripts/portable.sh 3.13
-
+# Every stage runs even when one before it failed, so one run shows them all.
 status=0
+make -s -C native test || status=1
+make -s -C native test-asan || status=1
+for v in 3.11 3.12 3.13; do make -s -C native test-python PYTHON="$(python_for "$v")" || status=1; done
+for v in 3.11 3.12 3.13; do bash scripts/asan.sh "$v" || status=1; done
+bash scripts/portable.sh 3.13 || status=1
+
 for v in 3.11 3.12 3.13; do
     echo "== CPython $v"
     PY="$(venv_for "$v" test,browser)"
