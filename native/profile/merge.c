@@ -6,10 +6,12 @@
  * the same operation. A source is mapped into the destination one table at
  * a time, each in one linear pass (strings, then functions, frames, and
  * stacks, which are stored parents first, so a node's parent is always
- * mapped before the node). SAMPLES of every input are appended and put in
- * time order by one stable merge sort at the end, so merging a thousand
- * children costs one sort, not a thousand.
+ * mapped before the node). SAMPLES and HEAP_EVENTS of every input are
+ * appended and put in time order by one stable merge sort each at the end,
+ * so merging a thousand children costs one sort, not a thousand.
  */
+#include <stddef.h>
+
 #include "store.h"
 
 #define ROOM(n) ((n) < (size_t)MFP_NONE)
@@ -122,8 +124,17 @@ static int map_processes(mfp_profile *dst, const mfp_merge_input *in, maps *m) {
         if ((m->proc[i] = mfp_profile_process(dst, &pr)) == MFP_NONE)
             return -1;
     }
-    if (src->nprocs)
+    if (src->nprocs) {
+        /* A merge of whole runs (Profile.merge) names each run's process 0,
+         * the profiled one, by the label `as` gives it. */
+        if (in->as && in->as->name) {
+            uint32_t name = mfp_profile_string(dst, in->as->name, strlen(in->as->name));
+            if (name == MFP_NONE)
+                return -1;
+            dst->procs[m->proc[0]].name = name;
+        }
         return 0;
+    }
     mfp_process_info none = {0};
     const mfp_process_info *as = in->as ? in->as : &none;
     const char *name = as->name ? as->name : "";
@@ -134,6 +145,24 @@ static int map_processes(mfp_profile *dst, const mfp_merge_input *in, maps *m) {
         return -1;
     m->proc[0] = mfp_profile_process(dst, &pr);
     return m->proc[0] == MFP_NONE ? -1 : 0;
+}
+
+/* Memory over time and what was still live at the end; events unsorted. */
+static int map_heap(mfp_profile *dst, const mfp_merge_input *in, const maps *m) {
+    const mfp_profile *src = in->src;
+    for (size_t i = 0; i < src->nhevents; i++) {
+        mfp_heap_event e = src->hevents[i];
+        e.stack = m->stack[e.stack];
+        e.t_alloc_ns = (uint64_t)shifted(e.t_alloc_ns, in->offset_ns);
+        if (e.t_free_ns != MFP_STILL_LIVE)
+            e.t_free_ns = (uint64_t)shifted(e.t_free_ns, in->offset_ns);
+        if (mfp_profile_push_heap_event(dst, e) == MFP_NONE)
+            return -1;
+    }
+    for (size_t i = 0; i < src->nleaks; i++)
+        if (mfp_profile_leak(dst, m->stack[src->leaks[i].stack], src->leaks[i].live_bytes))
+            return -1;
+    return 0;
 }
 
 /* Threads, totals, memory rows, and samples appended unsorted. */
@@ -187,17 +216,25 @@ static int merge_one(mfp_profile *dst, const mfp_merge_input *in) {
               new_map(src->nstacks), new_map(src->nprocs)};
     int rc = -1;
     if (m.str && m.func && m.frame && m.stack && m.proc && map_code(dst, src, &m) == 0 &&
-        map_processes(dst, in, &m) == 0)
-        rc = map_rows(dst, in, &m);
+        map_processes(dst, in, &m) == 0 && map_rows(dst, in, &m) == 0)
+        rc = map_heap(dst, in, &m);
     maps_free(&m);
     return rc;
 }
 
-/* Stable merge sort of SAMPLES by time, in place with one buffer. */
-static int sort_samples(mfp_sample *a, size_t n) {
+static uint64_t time_at(const unsigned char *row, size_t key) {
+    uint64_t t;
+    memcpy(&t, row + key, sizeof t);
+    return t;
+}
+
+/* Stable merge sort of n rows of `size` bytes by the uint64_t time at byte
+ * `key` of each, in place with one buffer (SAMPLES by t_ns, HEAP_EVENTS by
+ * t_alloc_ns: readers rely on both being in time order). */
+static int sort_by_time(void *rows, size_t n, size_t size, size_t key) {
     if (n < 2)
         return 0;
-    mfp_sample *tmp = st_malloc(n * sizeof *tmp);
+    unsigned char *a = rows, *tmp = st_malloc(n * size);
     if (!tmp)
         return -1;
     for (size_t width = 1; width < n; width *= 2) {
@@ -205,14 +242,15 @@ static int sort_samples(mfp_sample *a, size_t n) {
             size_t mid = lo + width < n ? lo + width : n;
             size_t hi = lo + 2 * width < n ? lo + 2 * width : n;
             size_t i = lo, j = mid, k = lo;
-            while (i < mid && j < hi)
-                tmp[k++] = a[j].t_ns < a[i].t_ns ? a[j++] : a[i++];
-            while (i < mid)
-                tmp[k++] = a[i++];
-            while (j < hi)
-                tmp[k++] = a[j++];
+            while (i < mid && j < hi) {
+                int right = time_at(a + j * size, key) < time_at(a + i * size, key);
+                memcpy(tmp + k++ * size, a + (right ? j++ : i++) * size, size);
+            }
+            memcpy(tmp + k * size, a + i * size, (mid - i) * size);
+            k += mid - i;
+            memcpy(tmp + k * size, a + j * size, (hi - j) * size);
         }
-        memcpy(a, tmp, n * sizeof *a);
+        memcpy(a, tmp, n * size);
         if (width > SIZE_MAX / 4)
             break;
     }
@@ -239,18 +277,27 @@ static void reindex_samples(mfp_profile *p) {
 int mfp_profile_merge(mfp_profile *dst, const mfp_merge_input *in, size_t n) {
     if (!dst || (n && !in))
         return -1;
-    if (dst->nprocs == 0) {
+    /* An empty dst (a merge of whole runs) gets no process of its own. */
+    if (dst->nprocs == 0 && (dst->nthreads || dst->nmems || dst->nhevents)) {
         mfp_process self = {0};
         self.flags = MFP_PROCESS_ROOT;
         if (mfp_profile_process(dst, &self) == MFP_NONE)
             return -1;
     }
-    size_t before = dst->nsamples;
+    size_t before = dst->nsamples, events_before = dst->nhevents;
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = merge_one(dst, &in[i]);
-    if (dst->nsamples != before && sort_samples(dst->samples, dst->nsamples) != 0) {
-        dst->nsamples = before; /* unsorted samples would break the store: drop them */
+    /* unsorted rows would break the store: drop what was added */
+    if (dst->nsamples != before && sort_by_time(dst->samples, dst->nsamples, sizeof *dst->samples,
+                                                offsetof(mfp_sample, t_ns)) != 0) {
+        dst->nsamples = before;
+        rc = -1;
+    }
+    if (dst->nhevents != events_before &&
+        sort_by_time(dst->hevents, dst->nhevents, sizeof *dst->hevents,
+                     offsetof(mfp_heap_event, t_alloc_ns)) != 0) {
+        dst->nhevents = events_before;
         rc = -1;
     }
     reindex_samples(dst);

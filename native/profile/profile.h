@@ -139,19 +139,26 @@ uint32_t mfp_profile_memory_process(const mfp_profile *p, uint32_t row);
  *  - every thread of src becomes a new thread of dst (tids may repeat
  *    across processes and runs), in the process it belonged to in src;
  *  - src's processes become new processes of dst, their start moved by
- *    offset_ns; a src without processes becomes one process described by
- *    `as` (NULL: pid 0, no name), starting at offset_ns;
+ *    offset_ns (`as->name`, when given, renames src's process 0: a merge
+ *    of whole runs names each by its label); a src without processes
+ *    becomes one process described by `as` (NULL: pid 0, no name),
+ *    starting at offset_ns;
  *  - SAMPLES of all inputs are shifted by offset_ns (clamped at 0) and
  *    merged into dst's in time order, then halved per thread (as the cap
  *    does) until they fit dst's cap; TOTALS and MEMORY rows are appended
  *    (a MEMORY row keeps its process);
+ *  - HEAP_EVENTS are shifted the same way and merged into dst's in
+ *    allocation order (they carry no process); LEAKS are added up per
+ *    stack;
  *  - src's META and TIMELINE are not merged: dst's stay (the caller knows
  *    what a merged META should say; a parent's timeline already covers its
  *    children).
- * When dst has no process yet, its own data becomes process 0 first (pid 0,
- * no name: call mfp_profile_process on dst before merging to name it).
+ * When dst has no process yet but holds threads or memory, its own data
+ * becomes process 0 first (pid 0, no name: call mfp_profile_process on dst
+ * before merging to name it); an empty dst gets no process of its own.
  * Returns 0, or -1 when out of memory or an input is NULL; then dst holds
- * part of the inputs and stays consistent (samples in time order). */
+ * part of the inputs and stays consistent (samples and heap events in time
+ * order). */
 typedef struct {
     uint64_t pid, ppid;
     const char *name; /* NULL = "" */

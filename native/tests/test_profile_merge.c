@@ -1,6 +1,6 @@
 /* test_profile_merge.c — processes and mfp_profile_merge: identity kept
- * per thread and memory row, tables interned, samples in time order and
- * shifted, totals and weights preserved, the cap respected, the round trip
+ * per thread and memory row, tables interned, samples and heap events in
+ * time order and shifted, leaks added up, totals and weights preserved, the cap respected, the round trip
  * through the codec (tags 11 and 12), corrupt process maps refused, and
  * out-of-memory at every allocation leaving a consistent store. */
 #include <stdlib.h>
@@ -18,7 +18,9 @@ static int str_is(const mfp_profile *p, uint32_t i, const char *want) {
 }
 
 /* A one-process profile: thread tid, `n` samples every 1 ms from t0 of
- * stack main -> <leaf>, and one memory row under main. */
+ * stack main -> <leaf>, one memory row under main, two heap events of
+ * main (one live at the end, at t0 + 1 ms; one freed, at t0 + 2 ms to
+ * t0 + 3 ms) and a leak of 1000 bytes under main. */
 static mfp_profile *one(const char *leaf, uint64_t tid, int n, uint64_t t0_ns) {
     mfp_profile *p = mfp_profile_new(0);
     uint32_t file = str(p, "w.py");
@@ -30,7 +32,19 @@ static mfp_profile *one(const char *leaf, uint64_t tid, int n, uint64_t t0_ns) {
     for (int i = 0; i < n; i++)
         mfp_profile_sample(p, t0_ns + (uint64_t)i * 1000000, s, th, 1000000, MFP_SAMPLE_ON_CPU);
     mfp_profile_memory(p, root, 4096, 8192, 2);
+    mfp_profile_heap_event(p, root, 1000, t0_ns + 1000000, MFP_STILL_LIVE);
+    mfp_profile_heap_event(p, root, 3000, t0_ns + 2000000, t0_ns + 3000000);
+    mfp_profile_leak(p, root, 1000);
     return p;
+}
+
+static int heap_in_time_order(const mfp_profile *p) {
+    size_t n;
+    const mfp_heap_event *e = mfp_profile_heap_events(p, &n);
+    for (size_t i = 1; i < n; i++)
+        if (e[i].t_alloc_ns < e[i - 1].t_alloc_ns)
+            return 0;
+    return 1;
 }
 
 static uint64_t weight_of(const mfp_profile *p, uint32_t proc, int totals) {
@@ -98,6 +112,18 @@ static void test_merge_children(void) {
     CHECK(first_a == 10000000 && first_b == 3000000);
     CHECK(mfp_profile_memory_process(parent, 0) == 0 && mfp_profile_memory_process(parent, 1) == 1 &&
           mfp_profile_memory_process(parent, 2) == 2);
+    /* Heap events come along in allocation order, shifted like SAMPLES (a
+     * free too; "still live" stays); LEAKS are one row per stack. */
+    const mfp_heap_event *ev = mfp_profile_heap_events(parent, &n);
+    CHECK(n == 6 && heap_in_time_order(parent));
+    int live = 0, a_freed = 0;
+    for (size_t i = 0; i < n; i++) {
+        live += ev[i].t_free_ns == MFP_STILL_LIVE;
+        a_freed += ev[i].t_alloc_ns == 12000000 && ev[i].t_free_ns == 13000000;
+    }
+    CHECK(live == 3 && a_freed == 1 && ev[0].t_alloc_ns == 1000000);
+    const mfp_leak *lk = mfp_profile_leaks(parent, &n);
+    CHECK(n == 1 && lk[0].live_bytes == 3000);
 
     /* Round trip through the codec, then merging the merged profile into
      * an empty one keeps its three processes. */
@@ -111,12 +137,20 @@ static void test_merge_children(void) {
           mfp_profile_memory_process(q, 1) == 1);
     pr = mfp_profile_processes(q, &n);
     CHECK(pr[1].start_ns == 10000000 && pr[1].cpu_ns == 29000000 && pr[1].heap_peak_bytes == 4096);
+    CHECK(mfp_profile_heap_events(q, &n) && n == 6 && mfp_profile_leaks(q, &n) && n == 1);
+    /* Merged into an empty profile (a merge of whole runs), it keeps its
+     * three processes and no fourth appears; `as` names its process 0. */
     mfp_profile *e = mfp_profile_new(0);
-    mfp_merge_input all = {q, 0, NULL};
+    mfp_process_info label = {0, 0, "task 7", 0, 0, 0, 0, 0};
+    mfp_merge_input all = {q, 0, &label};
     CHECK(mfp_profile_merge(e, &all, 1) == 0);
     mfp_profile_get_counts(e, &c);
-    CHECK(c.processes == 4 && c.threads == 3 && mfp_profile_thread_process(e, 0) == 1 &&
-          mfp_profile_thread_process(e, 2) == 3 && c.samples == 100);
+    CHECK(c.processes == 3 && c.threads == 3 && mfp_profile_thread_process(e, 0) == 0 &&
+          mfp_profile_thread_process(e, 2) == 2 && c.samples == 100);
+    pr = mfp_profile_processes(e, &n);
+    CHECK(str_is(e, pr[0].name, "task 7") && pr[0].pid == 100 && pr[0].flags == MFP_PROCESS_ROOT &&
+          str_is(e, pr[1].name, "ForkPoolWorker-1"));
+    CHECK(mfp_profile_heap_events(e, &n) && n == 6 && heap_in_time_order(e));
     CHECK(mfp_profile_merge(e, &all, 0) == 0 && mfp_profile_merge(q, &all, 1) == -1); /* src == dst */
     free(bytes);
     mfp_profile_free(e);
@@ -156,7 +190,7 @@ static void test_merge_cap(void) {
     mfp_profile_get_counts(dst, &c);
     CHECK(c.samples <= 64 && c.decimation > 1 && in_time_order(dst));
     uint64_t ws = 0, wt = 0;
-    for (uint32_t p = 1; p <= 10; p++) {
+    for (uint32_t p = 0; p < 10; p++) { /* an empty dst: the kids are processes 0-9 */
         ws += weight_of(dst, p, 0);
         wt += weight_of(dst, p, 1);
     }
@@ -224,7 +258,7 @@ static void test_out_of_memory(void) {
         mfp_profile_fail_countdown = 0;
         failed += rc != 0;
         consistent &= hit || rc == 0;
-        consistent &= in_time_order(dst);
+        consistent &= in_time_order(dst) && heap_in_time_order(dst);
         size_t len;
         uint8_t *b = mfp_profile_encode(dst, &len);
         mfp_profile *q = b ? mfp_profile_decode(b, len, NULL) : NULL;

@@ -500,29 +500,36 @@ class Profile:
 
     @classmethod
     def merge(cls, profiles: Sequence[Profile], labels: Sequence[str] | None = None) -> Profile:
-        """One profile of several (the tasks of a foreach, say): TOTALS and
-        MEMORY added up, each input's threads kept apart and named
-        "<label> <thread>", META `merged` a row per input (label, duration,
-        peak RSS, top function). SAMPLES and TIMELINE are left out: the
-        inputs share no clock worth merging on."""
-        from .native import Builder
+        """One profile of several (the tasks of a foreach, say), made by the
+        engine's merge (native/profile/merge.c, the one that brings child
+        processes back): each input is a process of its own named by its
+        label (an input that followed child processes keeps them), on one
+        clock from the inputs' start times, so TOTALS, MEMORY, SAMPLES,
+        HEAP_EVENTS and LEAKS all come along; META `merged` is a row per
+        input (label, duration, peak RSS, top function). TIMELINE is left
+        out: each task polled its own machine."""
+        from .native import HOW_TO_GET, MISSING, engine
 
         if not profiles:
             raise ValueError("nothing to merge")
-        labels = list(labels) if labels is not None else [f"#{i + 1}" for i in range(len(profiles))]
+        labels = [str(x) for x in labels] if labels is not None else [
+            f"#{i + 1}" for i in range(len(profiles))]
         if len(labels) != len(profiles):
             raise ValueError("one label per profile")
         for key, default in (("counts", "samples"), ("weights", "wall_time")):
             kinds = {p.meta.get(key, default) for p in profiles}
             if len(kinds) > 1:
                 raise ValueError(f"cannot merge profiles whose {key} differ: {sorted(kinds)}")
-        b = Builder()
-        tids: set[int] = set()
-        for i, (p, label) in enumerate(zip(profiles, labels)):
-            p._copy_into(b, label, tids, i + 1)
-        starts = [p.meta["start_unix_ns"] for p in profiles if "start_unix_ns" in p.meta]
-        ends = [p.meta["start_unix_ns"] + p.meta.get("duration_ns", 0)
-                for p in profiles if "start_unix_ns" in p.meta]
+        if engine is None:
+            raise RuntimeError(f"merging profiles needs the compiled engine: {MISSING}; "
+                               f"to get it, {HOW_TO_GET}")
+        starts = [int(p.meta["start_unix_ns"]) if "start_unix_ns" in p.meta else None
+                  for p in profiles]
+        t0 = min((s for s in starts if s is not None), default=None)
+        inputs = [(p._bytes, s - t0 if s is not None and t0 is not None else 0, p._as_process(label))
+                  for p, s, label in zip(profiles, starts, labels)]
+        ends = [s + int(p.meta.get("duration_ns", 0))
+                for p, s in zip(profiles, starts) if s is not None]
         first = profiles[0].meta
         meta: dict[str, Any] = {
             k: first[k] for k in ("backend", "python", "counts", "weights", "focus", "interval_ns")
@@ -530,44 +537,36 @@ class Profile:
         }
         meta.update(
             title=f"{len(profiles)} profiles merged",
-            duration_ns=(max(ends) - min(starts)) if starts
+            duration_ns=(max(ends) - t0) if t0 is not None
             else max(p.meta.get("duration_ns", 0) for p in profiles),
             samples_taken=sum(p.meta.get("samples_taken", 0) for p in profiles),
             samples_dropped=sum(p.meta.get("samples_dropped", 0) for p in profiles),
             step_failed=any(p.meta.get("step_failed") for p in profiles),
             merged=[p._merge_row(label) for p, label in zip(profiles, labels)],
-            notes=[f"Merged from {len(profiles)} profiles: whole-run totals only "
-                   "(no time order, no resource timeline)."],
+            notes=[f"Merged from {len(profiles)} profiles, each a process of its own on one "
+                   "clock from their start times; no resource timeline."],
         )
-        if starts:
-            meta["start_unix_ns"] = min(starts)
-        return cls.from_bytes(b.encode(json.dumps(meta)))
+        if t0 is not None:
+            meta["start_unix_ns"] = t0
+        decimation = max(p.meta.get("samples_decimation", 1) for p in profiles)
+        if decimation > 1:
+            meta["samples_decimation"] = decimation
+        events = sum(len(p._t["heap_events"]["stack"]) for p in profiles)
+        if events:
+            # the loosest input's rule holds for all: shorter-lived ones may be missing
+            meta["memory"] = {"events": events, "events_min_life_us": max(
+                (p.meta.get("memory") or {}).get("events_min_life_us", 0) for p in profiles)}
+        merged, bad = engine.merge(engine.Builder().encode("{}"), inputs, meta=json.dumps(meta))
+        if bad:  # each input decoded once already; never expected
+            raise ValueError(f"not a valid profile: input {bad[0] + 1} did not decode")
+        return cls.from_bytes(merged)
 
-    def _copy_into(self, b: Any, label: str, tids: set[int], nth: int) -> None:
-        t, s = self._t, self._t["strings"]
-        sid = [b.string(x) for x in s]
-        f = t["funcs"]
-        fid = [b.func(sid[n], sid[fl], ln, k)
-               for n, fl, ln, k in zip(f["name"], f["file"], f["line"], f["kind"])]
-        frid = [b.frame(fid[fn], ln) for fn, ln in zip(t["frames"]["func"], t["frames"]["line"])]
-        stid: list[int] = []
-        for parent, frame in zip(t["stacks"]["parent"], t["stacks"]["frame"]):
-            stid.append(b.stack(stid[parent] if parent != -1 else -1, frid[frame]))
-        th = t["threads"]
-        # The builder keys threads by tid; inputs from other processes or
-        # machines may reuse one, so a taken tid moves up by nth << 32.
-        mine = [x if x not in tids else x + (nth << 32) for x in th["tid"]]
-        tids.update(mine)
-        tid = [b.thread(x, b.string(f"{label} {s[n]}"), fl)
-               for x, n, fl in zip(mine, th["name"], th["flags"])]
-        tot = t["totals"]
-        for st, thr, fl, n, w in zip(tot["stack"], tot["thread"], tot["flags"], tot["count"],
-                                     tot["weight_ns"]):
-            b.total(stid[st], tid[thr], fl, n, w)
-        mem = t["memory"]
-        for st, live, alloc, n in zip(mem["stack"], mem["live_bytes"], mem["alloc_bytes"],
-                                      mem["alloc_count"]):
-            b.memory(stid[st], live, alloc, n)
+    def _as_process(self, label: str) -> tuple[int, int, str, int, int, int, int, int]:
+        """This profile as one process of a merged one (module.c's process tuple)."""
+        cpu_s = ((self.meta.get("timeline") or {}).get("totals") or {}).get("cpu_s", 0)
+        heap = (self.meta.get("memory") or {}).get("peak_bytes", 0)
+        return (0, 0, label, PROCESS_ROOT, int(self.meta.get("duration_ns", 0)), int(cpu_s * 1e9),
+                self._peak_rss_bytes() or 0, int(heap) if isinstance(heap, (int, float)) else 0)
 
     def _merge_row(self, label: str) -> dict[str, Any]:
         """This profile's line in a merged profile's table of inputs."""
@@ -697,9 +696,11 @@ class Profile:
             out[f"total_{name}"] = value
         for key, value in (m.get("limits") or {}).items():
             out[f"limit_{key}"] = value
-        kids = [p for p in self.processes() if not p["root"]]
+        procs = self.processes()
+        kids = [p for p in procs if not p["root"]]
+        if len(procs) > 1:  # a merged profile has a root per input
+            out["processes"] = len(procs)
         if kids:
-            out["processes"] = len(kids) + 1
             out["children_processes"] = len(kids)
             out["children_cpu_s"] = sum(p["cpu_s"] for p in kids)
             out["children_peak_rss_mb"] = max(p["rss_peak_bytes"] for p in kids) / 2**20

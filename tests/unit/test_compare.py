@@ -9,9 +9,10 @@ import pytest
 from metaflow_profiler._native import Builder
 from support import card_profile_bytes
 
-from metaflow_profiler import Profile
+from metaflow_profiler import Profile, _native, pyformat
 
 MS = 1_000_000
+T0 = 1_700_000_000 * 10**9
 
 
 def build(stacks, *, tid=7, meta=None, per_sample=True):
@@ -30,7 +31,7 @@ def build(stacks, *, tid=7, meta=None, per_sample=True):
                 b.sample(t, node, th, MS, 1)
         else:
             b.total(node, th, 1, n, n * MS)
-    m = {"backend": "sample", "duration_ns": t or 1, "start_unix_ns": 1_700_000_000 * 10**9}
+    m = {"backend": "sample", "duration_ns": t or 1, "start_unix_ns": T0}
     m.update(meta or {})
     return Profile.from_bytes(b.encode(json.dumps(m)))
 
@@ -108,14 +109,22 @@ def test_no_baseline_is_said_in_meta_only():
 
 
 def test_merge_adds_totals_and_keeps_tasks_apart():
-    tasks = [build([([STEP, ("work", "/w/flow.py", 5)], n)], meta={"duration_ns": n * MS})
-             for n in (30, 90, 40)]
+    tasks = [build([([STEP, ("work", "/w/flow.py", 5)], n)],
+                   meta={"duration_ns": n * MS, "start_unix_ns": T0 + i * 10**9})
+             for i, n in enumerate((30, 90, 40))]
     m = Profile.merge(tasks, ["3", "4", "5"])
     rows = {r.name: r for r in m.functions()}
     assert rows["work"].samples == 160 and rows["work"].total_s == pytest.approx(0.160)
-    # same tid in every input: still three threads
-    assert [t["name"] for t in m.threads()] == ["3 MainThread", "4 MainThread", "5 MainThread"]
-    assert len({t["tid"] for t in m.threads()}) == 3
+    # same tid in every input: still three threads, each in its task's process
+    assert [p["name"] for p in m.processes()] == ["3", "4", "5"]
+    assert all(p["root"] for p in m.processes()) and m.stats()["processes"] == 3
+    assert [m._t["thread_process"][i] for i in range(3)] == [0, 1, 2]
+    assert [p["start_s"] for p in m.processes()] == [0, 1, 2]
+    # SAMPLES come along on one clock: task "4" started 1 s after "3"
+    t, th = m._t["samples"]["t_ns"], m._t["samples"]["thread"]
+    assert len(t) == 160 and t == sorted(t)
+    assert min(x for x, i in zip(t, th) if i == 1) == 10**9 + MS
+    assert m.meta["start_unix_ns"] == T0 and m.meta["duration_ns"] == 2 * 10**9 + 40 * MS
     merged = m.meta["merged"]
     assert [r["label"] for r in merged] == ["3", "4", "5"]
     assert max(merged, key=lambda r: r["duration_ns"])["label"] == "4"
@@ -128,6 +137,78 @@ def test_merge_adds_totals_and_keeps_tasks_apart():
         Profile.merge([tasks[0], calls[0]])
     with pytest.raises(ValueError, match="nothing to merge"):
         Profile.merge([])
+
+
+def task_with_children(task_tid, start_s):
+    """A task's profile that followed two child processes (as children.py
+    merges them), with memory over time and leaks in the task and a child."""
+    def one(tid, leaf, n, heap=False):
+        b = Builder()
+        s = b.string
+        main = b.stack(-1, b.frame(b.func(s("main"), s("/w/flow.py"), 1, 0), 2))
+        leaf_stack = b.stack(main, b.frame(b.func(s(leaf), s("/w/flow.py"), 10, 0), 11))
+        th = b.thread(tid, s("MainThread"), 1)
+        for i in range(n):
+            b.sample((i + 1) * MS, leaf_stack, th, MS, 1)
+        if heap:
+            b.memory(leaf_stack, 4096, 8192, 2)
+            b.heap_event(leaf_stack, 4096, 2 * MS, None)  # live at the end
+            b.heap_event(leaf_stack, 1024, 3 * MS, 5 * MS)
+            b.leak(leaf_stack, 4096)
+        return b.encode(json.dumps({"backend": "sample", "duration_ns": n * MS}))
+
+    kids = [(one(task_tid + 1, "hot", 40, heap=True), 2 * MS,
+             (task_tid + 1, task_tid, "ForkPoolWorker-1", 0, 40 * MS, 40 * MS, 1 << 24, 4096)),
+            (one(task_tid + 2, "hot", 20), 3 * MS,
+             (task_tid + 2, task_tid, "ForkPoolWorker-2", 0, 20 * MS, 20 * MS, 1 << 23, 0))]
+    data, bad = _native.merge(one(task_tid, "wait", 50, heap=True), kids,
+                              base_process=(task_tid, 1, "python flow.py", 1, 50 * MS, MS,
+                                            1 << 25, 4096),
+                              meta=json.dumps({"backend": "sample", "duration_ns": 50 * MS,
+                                               "start_unix_ns": T0 + int(start_s * 1e9)}))
+    assert bad == []
+    return Profile.from_bytes(data)
+
+
+def test_merge_keeps_each_tasks_processes_and_memory_over_time():
+    tasks = [task_with_children(100, 0), task_with_children(200, 0.5)]
+    assert len(tasks[0].processes()) == 3 and len(tasks[0]._t["heap_events"]["stack"]) == 4
+    m = Profile.merge(tasks, ["t1", "t2"])
+    procs = m.processes()
+    # each task's own process is named by its label; its children keep their names
+    assert [(p["pid"], p["name"], p["root"]) for p in procs] == [
+        (100, "t1", True), (101, "ForkPoolWorker-1", False), (102, "ForkPoolWorker-2", False),
+        (200, "t2", True), (201, "ForkPoolWorker-1", False), (202, "ForkPoolWorker-2", False)]
+    assert procs[4]["start_s"] == pytest.approx(0.502)
+    assert m.stats()["children_processes"] == 4 and m.stats()["processes"] == 6
+    # each sample keeps its process and thread
+    for task, pid in ((tasks[0], 101), (tasks[1], 202)):
+        assert m.functions(pid=pid) == task.functions(pid=pid)
+    assert {t["pid"] for t in m.threads()} == {100, 101, 102, 200, 201, 202}
+    assert sum(m._t["samples"]["weight_ns"]) == sum(sum(t._t["samples"]["weight_ns"]) for t in tasks)
+    # memory at peak keeps its process too
+    assert [m._t["memory_process"][i] for i in range(len(m._t["memory"]["stack"]))] == [0, 1, 3, 4]
+    # memory over time: every event, in allocation order, task 2's 0.5 s later
+    ev = m._t["heap_events"]
+    assert len(ev["stack"]) == 8 and ev["t_alloc_ns"] == sorted(ev["t_alloc_ns"])
+    assert ev["t_alloc_ns"][-1] == 5 * 10**8 + 5 * MS and ev["t_free_ns"].count(None) == 4
+    assert m.meta["memory"]["events"] == 8
+    # leaks: one stack per leaf function, added up over tasks and processes
+    s = m._t["strings"]
+    leaks = {s[m._t["funcs"]["name"][m._t["frames"]["func"][m._t["stacks"]["frame"][st]]]]: b
+             for st, b in zip(m._t["leaks"]["stack"], m._t["leaks"]["live_bytes"])}
+    assert leaks == {"wait": 2 * 4096, "hot": 2 * 4096}
+    # the pure-Python reader (no compiled engine) reads the merged profile the same
+    assert pyformat.decode(m.to_bytes()) == _native.decode(m.to_bytes())
+
+
+def test_merge_without_the_engine_says_what_is_missing(monkeypatch):
+    from metaflow_profiler import native
+
+    monkeypatch.setattr(native, "engine", None)
+    monkeypatch.setattr(native, "MISSING", "no compiled engine is installed")
+    with pytest.raises(RuntimeError, match="merging profiles needs the compiled engine: no comp"):
+        Profile.merge([build([([STEP], 3)])])
 
 
 def cli(*args, cwd):
