@@ -200,7 +200,20 @@ function defineSamples(P, s, n, nst, nth) {
   });
 }
 
-function parseProfile(bytes) {
+// a followed by b, of b's type (the rows of a baseline's tables after the
+// outer profile's)
+function cat(a, b) {
+  if (!a) return b;
+  var out = new b.constructor(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+// outer: the profile a BASELINE is in. A baseline whose META says tables
+// "appended" holds only the table rows the outer lacks; its indices count
+// from the outer's first row.
+function parseProfile(bytes, outer) {
   var magic = "MFPROF";
   if (bytes.length < 7) throw new ProfileError("profile too short (" + bytes.length + " bytes)");
   for (var i = 0; i < 6; i++) {
@@ -235,6 +248,7 @@ function parseProfile(bytes) {
     }
     if (!P.meta || typeof P.meta !== "object" || Array.isArray(P.meta)) P.meta = {};
   }
+  var O = outer && P.meta.tables === "appended" ? outer : null;
   s = sec(2);
   if (s) {
     var ns = s.uv();
@@ -243,31 +257,36 @@ function parseProfile(bytes) {
     for (i = 0; i < ns; i++) P.strings[i] = s.str(dec);
     if (!ns) P.strings = [""];
   }
+  if (O) P.strings = s ? O.strings.concat(P.strings.slice(0, ns)) : O.strings;
   var nstr = P.strings.length;
 
   s = sec(3);
-  var nf = s ? s.uv() : 0;
-  P.funcName = s ? s.u32(nf, nstr, "function name") : new Uint32Array(0);
-  P.funcFile = s ? s.u32(nf, nstr, "function file") : new Uint32Array(0);
-  P.funcLine = s ? s.u32(nf, -1, "function line") : new Uint32Array(0);
-  P.funcKind = s ? s.u8(nf) : new Uint8Array(0);
+  var nf = (s ? s.uv() : 0) + (O ? O.funcName.length : 0);
+  var nfOwn = nf - (O ? O.funcName.length : 0);
+  P.funcName = cat(O && O.funcName, s ? s.u32(nfOwn, nstr, "function name") : new Uint32Array(0));
+  P.funcFile = cat(O && O.funcFile, s ? s.u32(nfOwn, nstr, "function file") : new Uint32Array(0));
+  P.funcLine = cat(O && O.funcLine, s ? s.u32(nfOwn, -1, "function line") : new Uint32Array(0));
+  P.funcKind = cat(O && O.funcKind, s ? s.u8(nfOwn) : new Uint8Array(0));
 
   s = sec(4);
-  var nfr = s ? s.uv() : 0;
-  P.frameFunc = s ? s.u32(nfr, nf, "frame function") : new Uint32Array(0);
-  P.frameLine = s ? s.u32(nfr, -1, "frame line") : new Uint32Array(0);
+  var nfr0 = O ? O.frameFunc.length : 0;
+  var nfrOwn = s ? s.uv() : 0, nfr = nfr0 + nfrOwn;
+  P.frameFunc = cat(O && O.frameFunc, s ? s.u32(nfrOwn, nf, "frame function") : new Uint32Array(0));
+  P.frameLine = cat(O && O.frameLine, s ? s.u32(nfrOwn, -1, "frame line") : new Uint32Array(0));
 
   s = sec(5);
-  var nst = s ? s.uv() : 0;
-  if (nst > bytes.length) throw new ProfileError("stack count larger than the profile");
-  var pd = s ? s.u32(nst, -1, "parent delta") : new Uint32Array(0);
+  var nst0 = O ? O.stackParent.length : 0;
+  var nstOwn = s ? s.uv() : 0, nst = nst0 + nstOwn;
+  if (nstOwn > bytes.length) throw new ProfileError("stack count larger than the profile");
+  var pd = s ? s.u32(nstOwn, -1, "parent delta") : new Uint32Array(0);
   P.stackParent = new Int32Array(nst);
-  for (i = 0; i < nst; i++) {
-    var d = pd[i];
+  if (O) P.stackParent.set(O.stackParent);
+  for (i = nst0; i < nst; i++) {
+    var d = pd[i - nst0];
     if (d > i) throw new ProfileError("stack node " + i + " has a parent after it");
     P.stackParent[i] = d === 0 ? -1 : i - d;
   }
-  P.stackFrame = s ? s.u32(nst, nfr, "stack frame") : new Uint32Array(0);
+  P.stackFrame = cat(O && O.stackFrame, s ? s.u32(nstOwn, nfr, "stack frame") : new Uint32Array(0));
 
   s = sec(6);
   var nth = s ? s.uv() : 0;
@@ -372,7 +391,7 @@ function parseProfile(bytes) {
   var bs = sections[15];
   if (bs) {
     try {
-      P.baseline = parseProfile(bytes.subarray(bs[0], bs[1]));
+      P.baseline = parseProfile(bytes.subarray(bs[0], bs[1]), P);
     } catch (e) {
       P.baselineError = e && e.message ? e.message : String(e);
     }

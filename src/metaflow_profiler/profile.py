@@ -134,7 +134,10 @@ def _check_meta(meta: dict[str, Any]) -> None:
 # Section tags (docs/FORMAT.md) this module handles itself: a baseline is
 # attached and read by moving whole sections, without decoding them.
 _META, _SAMPLES, _TIMELINE, _MEMORY, BASELINE = 1, 7, 9, 10, 15
-_TOTALS_ONLY = (1, 2, 3, 4, 5, 6, 8)  # what a baseline keeps: the tables and TOTALS
+# What a comparison reads of the baseline's META: the card its duration and
+# date, the Python readers what its counts and weights are and where its
+# program starts.
+_BASELINE_META = ("duration_ns", "start_unix_ns", "counts", "weights", "entry")
 
 
 def _read_uv(data: bytes, pos: int) -> tuple[int, int]:
@@ -178,6 +181,44 @@ def _sections(data: bytes) -> list[tuple[int, bytes]]:
 def _join(sections: Sequence[tuple[int, bytes]]) -> bytes:
     body = b"".join(_uv(tag) + _uv(len(p)) + p for tag, p in sections)
     return b"MFPROF" + _uv(1) + body
+
+
+def _table(rows: Sequence[Sequence[int]], ncols: int | None = None) -> bytes:
+    """A section of columns: the row count, then each column in turn."""
+    ncols = len(rows[0]) if rows else (ncols or 0)
+    return _uv(len(rows)) + b"".join(_uv(r[c]) for c in range(ncols) for r in rows)
+
+
+def _row_tuples(columns: dict[str, list[int]]) -> list[tuple[int, ...]]:
+    return list(zip(*columns.values()))
+
+
+def _appended(have: Any, rows: Any) -> tuple[list[int], list[Any]]:
+    """Index in `have` (an iterable of keys), extended, of each of rows, and
+    the rows `have` lacks, in the order they were first needed."""
+    index: dict[Any, int] = {}
+    n = 0
+    for n, k in enumerate(have, 1):
+        index.setdefault(k, n - 1)
+    extra: list[Any] = []
+    out = []
+    for k in rows:
+        if k not in index:
+            index[k] = n + len(extra)
+            extra.append(k)
+        out.append(index[k])
+    return out, extra
+
+
+def _table_sections(strings: list[str], funcs: list, frames: list, stacks: list,
+                    first_stack: int) -> list[tuple[int, bytes]]:
+    """STRINGS, FUNCS, FRAMES, STACKS of these rows; stack parents are
+    indices counted from first_stack (the rows appended after that many)."""
+    text = [x.encode("utf-8", "surrogatepass") for x in strings]
+    return [(2, _uv(len(text)) + b"".join(_uv(len(x)) + x for x in text)),
+            (3, _table(funcs, 4)), (4, _table(frames, 2)),
+            (5, _table([(first_stack + i - p if p >= 0 else 0, fr)
+                        for i, (p, fr) in enumerate(stacks)], 2))]
 
 
 def _meta_section(meta: dict[str, Any]) -> bytes:
@@ -476,14 +517,47 @@ class Profile:
     def with_baseline(self, baseline: Profile | None, compare: dict[str, Any]) -> Profile:
         """This profile carrying what it is compared with: META `compare`
         (describes the baseline, or says why there is none) and section
-        BASELINE (the baseline's tables and TOTALS only, so the card grows
-        by its TOTALS, not its SAMPLES). Replaces an earlier baseline."""
+        BASELINE: the baseline's TOTALS, its threads, the META keys a
+        comparison reads, and only those rows of its tables this profile
+        lacks (the code only the baseline ran), so the card grows by its
+        TOTALS, not its SAMPLES nor its tables. Replaces an earlier baseline."""
         body = [(t, p) for t, p in _sections(self._bytes) if t not in (_META, BASELINE)]
         secs = [(_META, _meta_section(dict(self.meta, compare=compare))), *body]
         if baseline is not None:
-            kept = [(t, p) for t, p in _sections(baseline._bytes) if t in _TOTALS_ONLY]
-            secs.append((BASELINE, _join(kept)))
+            secs.append((BASELINE, self._baseline_section(baseline)))
         return Profile.from_bytes(_join(secs))
+
+    def _baseline_section(self, base: Profile) -> bytes:
+        t, b = self._t, base._t
+        smap, strings = _appended(t["strings"], b["strings"])
+        f, bf = t["funcs"], b["funcs"]
+        fmap, funcs = _appended(zip(f["name"], f["file"], f["line"], f["kind"]),
+                                ((smap[n], smap[fl], ln, k) for n, fl, ln, k in
+                                 zip(bf["name"], bf["file"], bf["line"], bf["kind"])))
+        fr, bfr = t["frames"], b["frames"]
+        frmap, frames = _appended(zip(fr["func"], fr["line"]),
+                                  ((fmap[fn], ln) for fn, ln in zip(bfr["func"], bfr["line"])))
+        st, bst = t["stacks"], b["stacks"]
+        known: dict[tuple[int, int], int] = {}
+        for i, k in enumerate(zip(st["parent"], st["frame"])):
+            known.setdefault(k, i)
+        stmap: list[int] = []
+        stacks: list[tuple[int, int]] = []
+        for parent, frame in zip(bst["parent"], bst["frame"]):  # parents come first
+            k = (stmap[parent] if parent >= 0 else -1, frmap[frame])
+            if k not in known:
+                known[k] = len(st["parent"]) + len(stacks)
+                stacks.append(k)
+            stmap.append(known[k])
+        th, tot = b["threads"], b["totals"]
+        meta = {k: base.meta[k] for k in _BASELINE_META if k in base.meta}
+        return _join([
+            (_META, _meta_section(dict(meta, tables="appended"))),
+            *_table_sections(strings, funcs, frames, stacks, len(st["parent"])),
+            (6, _table(list(zip(th["tid"], [smap[n] for n in th["name"]], th["flags"])))),
+            (8, _table(list(zip([stmap[x] for x in tot["stack"]], tot["thread"], tot["flags"],
+                                tot["count"], [w // 1000 for w in tot["weight_ns"]])))),
+        ])
 
     def with_meta(self, changes: dict[str, Any]) -> Profile:
         """This profile with META updated by `changes` (facts known only after
@@ -495,8 +569,63 @@ class Profile:
         """The profile attached by with_baseline (TOTALS only), or None."""
         for tag, payload in _sections(self._bytes):
             if tag == BASELINE:
-                return Profile.from_bytes(payload)
+                return self._read_baseline(payload)
         return None
+
+    def _read_baseline(self, payload: bytes) -> Profile:
+        """BASELINE as a profile of its own: its appended table rows after
+        this profile's (a BASELINE without META tables="appended", from
+        before, is one already)."""
+        from .pyformat import _Reader
+
+        secs = dict(_sections(payload))
+        meta = Profile.from_bytes(_join([(_META, secs.get(_META, b"\0"))])).meta
+        if meta.pop("tables", None) != "appended":
+            return Profile.from_bytes(payload)
+        from .native import Builder
+
+        t = self._t
+        try:
+            r = _Reader(secs.get(2, b"\0"))
+            strings = t["strings"] + [r.raw(r.uv()).decode("utf-8", "replace")
+                                      for _ in range(r.count(1))]
+            f, fr, st = t["funcs"], t["frames"], t["stacks"]
+            funcs = list(zip(f["name"], f["file"], f["line"], f["kind"]))
+            funcs += _row_tuples(_Reader(secs.get(3, b"\0")).columns(("name", "file", "line", "kind"), {}))
+            frames = list(zip(fr["func"], fr["line"]))
+            frames += _row_tuples(_Reader(secs.get(4, b"\0")).columns(("func", "line"), {}))
+            parent, frame_of = list(st["parent"]), list(st["frame"])
+            more = _Reader(secs.get(5, b"\0")).columns(("delta", "frame"), {})
+            for d, fr_ in zip(more["delta"], more["frame"]):
+                if d > len(parent):
+                    raise ValueError("stack parent out of range")
+                parent.append(len(parent) - d if d else -1)
+                frame_of.append(fr_)
+            th = _Reader(secs.get(6, b"\0")).columns(("tid", "name", "flags"), {})
+            tot = _Reader(secs.get(8, b"\0")).columns(
+                ("stack", "thread", "flags", "count", "weight_us"), {})
+            # only the stacks its TOTALS reach, and what they name (the
+            # outer's other rows are not the baseline's)
+            need = set()
+            for x in tot["stack"]:
+                while x >= 0 and x not in need:
+                    need.add(x)
+                    x = parent[x]
+            b = Builder()
+            new: dict[int, int] = {}
+            for i in sorted(need):
+                fn, line = frames[frame_of[i]]
+                name, file, fline, kind = funcs[fn]
+                node = b.frame(b.func(b.string(strings[name]), b.string(strings[file]), fline, kind),
+                               line)
+                new[i] = b.stack(new[parent[i]] if parent[i] >= 0 else -1, node)
+            tids = [b.thread(tid, b.string(strings[n]), fl)
+                    for tid, n, fl in zip(th["tid"], th["name"], th["flags"])]
+            for row in zip(*tot.values()):
+                b.total(new[row[0]], tids[row[1]], row[2], row[3], row[4] * 1000)
+        except (ValueError, IndexError, KeyError) as exc:
+            raise ValueError(f"not a valid profile: BASELINE: {exc}") from None
+        return Profile.from_bytes(b.encode(json.dumps(meta)))
 
     @classmethod
     def merge(cls, profiles: Sequence[Profile], labels: Sequence[str] | None = None) -> Profile:

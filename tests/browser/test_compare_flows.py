@@ -133,6 +133,28 @@ def test_the_card_names_the_previous_run_and_the_slower_function(runs, card):
         "No comparison: No earlier run of CompareFlow")
 
 
+def test_the_baseline_costs_the_card_its_totals(runs):
+    from metaflow import Task
+
+    from metaflow_profiler.html import render_html
+    from metaflow_profiler.profile import BASELINE, _sections
+
+    _, prof = card_of(runs["slow"])
+    first = Task(f"CompareFlow/{runs['first']}/start/1")["profile_card_data"].data["profile"]
+    totals = dict(_sections(first))[8]
+    # what the card carries of the baseline beyond its TOTALS: names and
+    # stacks only the first run's process sampled (the runs' imports differ
+    # in which of their stacks a sample caught)
+    only_first = sum(len(p) for t, p in _sections(dict(_sections(prof.to_bytes()))[BASELINE])
+                     if t in (2, 3, 4, 5))
+    bare = prof.with_baseline(None, prof.meta["compare"])
+    growth = len(render_html(prof.to_bytes(), title="t")) - len(render_html(bare.to_bytes(), title="t"))
+    print(f"card growth {growth} B; baseline TOTALS {len(totals)} B, its own tables "
+          f"{only_first} B, whole baseline profile {len(first)} B")
+    assert growth <= len(totals) + only_first + 256, (growth, len(totals), only_first)
+    assert growth < len(first) / 4
+
+
 def test_a_failed_run_compares_with_the_previous_success_too(runs):
     _, prof = card_of(runs["failed"])
     assert prof.meta["compare"]["baseline"] == runs["first"]

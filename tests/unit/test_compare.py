@@ -101,6 +101,82 @@ def test_a_baseline_costs_its_totals_not_its_samples():
     assert new.baseline() is None
 
 
+def program(extra=None, samples_per_stack=3, seed=0):
+    """A profile of a realistic shape: 3 threads, 240 distinct stacks 8 deep
+    (the same code whatever the seed: a seed only changes how the samples
+    fall), plus `extra` (a function only this run ran)."""
+    import random
+
+    rnd = random.Random(seed)
+    b = Builder()
+    s = b.string
+    threads = [b.thread(100 + i, s(f"Worker-{i}"), 1 if i == 0 else 0) for i in range(3)]
+    leaves = []
+    for i in range(240):
+        node = -1
+        for depth in range(8):
+            k = (i >> depth) % 4 if depth < 5 else i
+            name = f"pkg.mod{depth}.Class{k}.method_{depth}_{k}"
+            f = b.func(s(name), s(f"/opt/venv/lib/python3.11/site-packages/pkg/mod{depth}.py"),
+                       10 * depth + 1, 0)
+            node = b.stack(node, b.frame(f, 10 * depth + 2 + k % 3))
+        leaves.append(node)
+    if extra:
+        f = b.func(s(extra), s("/w/flow.py"), 30, 0)
+        leaves.append(b.stack(leaves[0], b.frame(f, 31)))
+    t = 0
+    for _ in range(samples_per_stack):
+        for leaf in leaves:
+            t += MS
+            b.sample(t, leaf, threads[rnd.randrange(3)], MS, 1)
+    return Profile.from_bytes(b.encode(json.dumps({
+        "backend": "sample", "duration_ns": t, "start_unix_ns": T0, "python": "3.11.7",
+        "title": "Flow.train", "notes": ["a note the comparison does not need " * 4]})))
+
+
+def card_growth(new, base):
+    """Bytes the baseline adds to the card (the same META compare on both)."""
+    from metaflow_profiler.html import render_html
+
+    info = {"baseline": "1234", "how": "previous", "pathspec": "Flow/1234/train/7"}
+    return (len(render_html(new.with_baseline(base, info).to_bytes(), title="t"))
+            - len(render_html(new.with_baseline(None, info).to_bytes(), title="t")))
+
+
+def test_the_card_grows_by_the_baselines_totals():
+    from metaflow_profiler.profile import _sections
+
+    new = program(seed=1)
+    for n in (3, 30):  # ten times the samples: the same growth
+        base = program(samples_per_stack=n, seed=2)
+        totals = dict(_sections(base.to_bytes()))[8]
+        growth = card_growth(new, base)
+        # the tables are this run's already; 256 bytes: the baseline's
+        # duration and date, section headers, its three thread names
+        assert growth <= len(totals) + 256, (growth, len(totals))
+        assert len(base.to_bytes()) > 4 * len(totals) > 4 * 1000
+        assert new.with_baseline(base, {}).baseline().functions() == base.functions()
+    # code only the baseline ran travels too: its names, not the shared ones
+    base = program(extra="Flow.slow_extra", seed=2)
+    bl = dict(_sections(new.with_baseline(base, {}).to_bytes()))[15]
+    strings = dict(_sections(bl))[2]
+    assert b"Flow.slow_extra" in strings and b"/w/flow.py" in strings and b"pkg" not in strings
+    assert new.with_baseline(base, {}).baseline().functions() == base.functions()
+    totals = dict(_sections(base.to_bytes()))[8]
+    assert card_growth(new, base) <= len(totals) + len(strings) + 256
+
+
+def test_a_baseline_written_whole_still_reads():
+    # cards made before the baseline shared this profile's tables
+    from metaflow_profiler.profile import BASELINE, _join, _sections
+
+    base, new = before_after()
+    kept = [(t, p) for t, p in _sections(base.to_bytes()) if t in (1, 2, 3, 4, 5, 6, 8)]
+    old = Profile.from_bytes(_join([*_sections(new.to_bytes()), (BASELINE, _join(kept))]))
+    assert old.baseline().functions() == base.functions()
+    assert old.diff(old.baseline())[0].name == "slow"
+
+
 def test_no_baseline_is_said_in_meta_only():
     _, new = before_after()
     out = new.with_baseline(None, {"missing": "no earlier run"})
