@@ -31,10 +31,11 @@ def flow_dir(request) -> Path:
 
 # Metaflow 2.19's Runner API (metaflow.runner -> its vendored typeguard ->
 # typing_extensions) reads typing.no_type_check_decorator, which Python 3.15
-# removed: every test that drives a flow through Runner fails there before
-# our code runs (`python flow.py run` itself works). Such a failure, and only
-# that one, is reported as an expected failure naming the cause, so it shows
-# in every run and turns into a pass once Metaflow is fixed.
+# removed. The flows here run as users run them (`python flow.py run`,
+# support.run_flow); the one test of Runner itself (decospecs) fails there
+# before our code runs. That failure, and only that one, is reported as an
+# expected failure naming the cause, and turns into a pass once Metaflow is
+# fixed.
 _RUNNER_ON_315 = "has no attribute 'no_type_check_decorator'"
 
 

@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import pytest
-from support import card_profile_bytes, new_flow_dir
+from support import card_profile_bytes, new_flow_dir, run_flow
 
 pytestmark = pytest.mark.integration
 
@@ -59,11 +59,8 @@ def write_flow(name, option, preamble=""):
 
 
 def run(name, option, fail=False, preamble=""):
-    from metaflow import Runner
-
     d, path = write_flow(name, option, preamble)
-    with Runner(str(path), show_output=False, cwd=str(d)).run(fail=fail) as running:
-        return running.status, running.run
+    return run_flow(d, path, fail=fail)
 
 
 def calls_of(profile, name):

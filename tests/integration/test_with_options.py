@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from support import profile_card_of, run_flow
+from support import profile_card_of
 
 pytestmark = pytest.mark.integration
 
@@ -86,9 +86,14 @@ def test_metaflow_decospecs_env_with_trace(flow_dir):
 
 
 def test_runner_decospecs(flow_dir):
-    status, run = run_flow(flow_dir, PLAIN_FLOW,
-                           decospecs=["profile_card:memory=True,create_card=True"])
-    assert status == "successful"
+    from metaflow import Runner
+
+    flow = flow_dir / "plain_flow.py"
+    flow.write_text(PLAIN_FLOW)
+    with Runner(str(flow), show_output=False, cwd=str(flow_dir)).run(
+            decospecs=["profile_card:memory=True,create_card=True"]) as running:
+        assert running.status == "successful"
+        run = running.run
     _, profile = profile_card_of(run["start"].task, "start")
     assert "memory" in profile.meta
     assert profile.meta["focus"] == "PlainFlow.start"
