@@ -208,11 +208,13 @@ class FanoutFlow(FlowSpec):
         self.items = list(range(8))
         self.next(self.work, foreach="items")
 
-    @profile_card(sample_interval=0.002, timeline_interval=0.05, memory=False)
+    @profile_card(sample_interval=0.002, timeline_interval=0.05)
     @step
     def work(self):
         self.item = self.input
+        scratch = [bytearray(100_000) for _ in range(100)]  # memory over time to merge
         crunch(0.6 if self.item == 5 else 0.1)
+        del scratch
         self.next(self.join)
 
     @step
@@ -263,6 +265,17 @@ def test_merge_a_foreach_names_the_slowest_task(fanout, tmp_path, card):
     def crunch(prof):
         return next(f for f in prof.functions() if f.name == "crunch")
 
-    own = [crunch(Profile.from_bytes(t["profile_card_data"].data["profile"])) for t in tasks]
+    profiles = [Profile.from_bytes(t["profile_card_data"].data["profile"]) for t in tasks]
+    own = [crunch(p) for p in profiles]
     assert crunch(merged).samples == sum(f.samples for f in own)
     assert crunch(merged).total_s == pytest.approx(sum(f.total_s for f in own))
+    # each task is a process of the merged profile, named by its task id,
+    # its samples and its memory over time kept
+    assert [p["name"] for p in merged.processes()] == [r["label"] for r in rows]
+    per_process = [0] * len(rows)
+    for thread, n in zip(merged._t["totals"]["thread"], merged._t["totals"]["count"]):
+        per_process[merged._t["thread_process"][thread]] += n
+    assert per_process == [r["samples"] for r in rows]
+    assert len(merged._t["samples"]["t_ns"]) == sum(len(p._t["samples"]["t_ns"]) for p in profiles)
+    events = sum(len(p._t["heap_events"]["stack"]) for p in profiles)
+    assert events > 0 and len(merged._t["heap_events"]["stack"]) == events
