@@ -7,9 +7,12 @@ drift hits all alike. Measured inside the step: the work's wall time
 (ratio vs live off, median over rounds) and the processes the step started
 and waited for (RUSAGE_CHILDREN CPU: the live card starts none); from the
 final card's META: the number of live updates and the CPU seconds the live
-thread spent on them (`live_cpu_s`, its own thread CPU clock).
+thread spent on them (`live_cpu_s`, its own thread CPU clock: the cost that
+does not depend on the machine's load). The load average is sampled every
+5 s during each run: on a shared machine the wall ratio means little when
+it moves.
 
-    python bench/bench_live.py [--seconds 60] [--rounds 2]
+    python bench/bench_live.py [--seconds 300] [--rounds 1]
 
 Prints a Markdown table.
 """
@@ -24,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 
 FLOW = """
@@ -73,7 +77,31 @@ def calibrate(seconds: float) -> int:
         n *= 2
 
 
+def loadavg() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
 def run_once(root: str, live: float, n: int) -> dict:
+    loads: list[float] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(5):
+            loads.append(loadavg())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        r = _run_once(root, live, n)
+    finally:
+        done.set()
+        sampler.join()
+    r["load"] = loads or [loadavg()]
+    return r
+
+
+def _run_once(root: str, live: float, n: int) -> dict:
     d = tempfile.mkdtemp(dir=root)
     flow = os.path.join(d, "flow.py")
     with open(flow, "w") as f:
@@ -99,13 +127,14 @@ def run_once(root: str, live: float, n: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=60)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--seconds", type=float, default=300)
+    ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
     root = tempfile.mkdtemp(prefix="bench-live-")
     os.makedirs(os.path.join(root, ".metaflow"))
     os.environ.update(METAFLOW_DEFAULT_DATASTORE="local", METAFLOW_DEFAULT_METADATA="local",
                       USERNAME=os.environ.get("USERNAME", "bench"))
+    started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     n = calibrate(args.seconds)
     configs = [("off (0)", 0), ("default (10 s)", 10), ("5 s", 5)]
     results: dict[str, list[dict]] = {name: [] for name, _ in configs}
@@ -113,20 +142,22 @@ def main() -> None:
         for name, live in configs:
             results[name].append(run_once(root, live, n))
     base = statistics.median(r["wall"] for r in results["off (0)"])
-    print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
-          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, work ≈ {base:.0f} s, "
-          f"{args.rounds} rounds\n")
+    print(f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"{started} – {time.strftime('%H:%M UTC', time.gmtime())}, work ≈ {base:.0f} s, "
+          f"{args.rounds} round(s)\n")
     print("| live_interval | work wall (median) | ratio vs off | updates | live thread CPU | "
-          "its share of the step | CPU of processes started in the step |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "its share of the step | CPU of processes started in the step | load avg (min–max) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, _ in configs:
         rs = results[name]
         wall = statistics.median(r["wall"] for r in rs)
         cpu = statistics.median(r["live_cpu"] for r in rs)
         upd = statistics.median(r["updates"] for r in rs)
         kids = max(r["children_cpu"] for r in rs)
+        loads = [x for r in rs for x in r["load"]]
         print(f"| {name} | {wall:.2f} s | {wall / base:.3f} | {upd:.0f} | {cpu:.3f} s | "
-              f"{100 * cpu / wall:.2f} % | {kids:.2f} s |")
+              f"{100 * cpu / wall:.2f} % | {kids:.2f} s | {min(loads):.1f}–{max(loads):.1f} |",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,24 @@
 """The live card, in real Metaflow runs with the default options: read from
 this process while the step runs, after the step was SIGKILLed, after the
 kernel's OOM killer struck inside a memory cgroup, and across @retry
-attempts. The runs start together (module fixture) so the module costs about
-one 40 s step; every bound comes from the profile's own sample weights (wall
-time), not from how fast the machine is."""
+attempts, through `card server`'s HTTP endpoints while it follows the run,
+and the memory-first update under an @resources limit. The runs start
+together (module fixture) so the module costs about one 40 s step; every
+bound comes from the profile's own sample weights (wall time) or from the
+order of events, not from how fast the machine is."""
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 from support import card_profile_bytes, new_flow_dir
@@ -20,10 +26,23 @@ from support import card_profile_bytes, new_flow_dir
 pytestmark = pytest.mark.integration
 
 FLOW = """
-import os, time
-from metaflow import FlowSpec, Parameter, current, profile_card, retry, step
+import os, subprocess, sys, time
+from metaflow import FlowSpec, Parameter, current, profile_card, resources, retry, step
 
 RETRY = retry(times=1, minutes_between_retries=0) if os.environ.get("LIVE_RETRY") else (lambda f: f)
+# Memory first: a limit known only from @resources, and an interval no
+# update of the step would reach, so any update after the first is memory's.
+MEMFIRST = bool(os.environ.get("LIVE_MEMFIRST"))
+RESOURCES = resources(memory=MEMFIRST_MB) if MEMFIRST else (lambda f: f)
+PROFILE = profile_card(live_interval=600) if MEMFIRST else profile_card
+# A worker the OOM killer takes first (it volunteers: oom_score_adj 1000),
+# as a data loader's would be; the step goes on.
+WORKER = '''
+open("/proc/self/oom_score_adj", "w").write("1000")
+held = []
+while True:
+    held.append(bytearray(8 << 20))
+'''
 
 
 def hot(seconds):
@@ -41,14 +60,24 @@ def hog(step_bytes, pause):
         time.sleep(pause)
 
 
+def grow(total, chunk=8 << 20):
+    held = []
+    for _ in range(total // chunk):
+        held.append(bytearray(chunk))
+    return held
+
+
 class LiveFlow(FlowSpec):
     seconds = Parameter("seconds", default=40)
     pidfile = Parameter("pidfile", default="")
     cgroup = Parameter("cgroup", default="")
     fail_first = Parameter("fail_first", default=False)
+    grow_at = Parameter("grow_at", default=0)
+    until = Parameter("until", default="")
 
     @RETRY
-    @profile_card
+    @RESOURCES
+    @PROFILE
     @step
     def start(self):
         if self.pidfile:
@@ -57,8 +86,17 @@ class LiveFlow(FlowSpec):
         if self.cgroup:
             with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
+            subprocess.run([sys.executable, "-c", WORKER])
             hog(8 << 20, 0.5)
-        hot(self.seconds)
+        if self.grow_at:
+            hot(self.grow_at)
+            held = grow(GROW_BYTES)  # noqa: F841 (held until the step ends)
+        end = time.time() + self.seconds
+        # Run on until the test has seen what it waits for (at most `seconds`).
+        while time.time() < end:
+            hot(0.5)
+            if self.until and os.path.exists(self.until):
+                break
         if self.fail_first and current.retry_count == 0:
             raise RuntimeError("first attempt fails")
         self.next(self.end)
@@ -74,6 +112,8 @@ if __name__ == "__main__":
 
 CARD_ID = "profile_card_start"
 OOM_LIMIT = 200 << 20
+MEMFIRST_LIMIT = 400 << 20
+GROW_BYTES = 360 << 20  # past 80 % of MEMFIRST_LIMIT by itself
 
 
 class Running:
@@ -81,7 +121,10 @@ class Running:
 
     def __init__(self, name, **params):
         self.dir = new_flow_dir(name)
-        (self.dir / "flow.py").write_text(textwrap.dedent(FLOW))
+        (self.dir / "flow.py").write_text(
+            textwrap.dedent(FLOW).replace("MEMFIRST_MB", str(MEMFIRST_LIMIT >> 20))
+            .replace("GROW_BYTES", str(GROW_BYTES)))
+        self.params = params
         self.rid = self.dir / "run_id"
         self.pidfile = self.dir / "task.pid"
         args = [sys.executable, "flow.py", "run", "--run-id-file", str(self.rid),
@@ -89,7 +132,8 @@ class Running:
         for k, v in params.items():
             args += [f"--{k}", str(v)]
         self.log = open(self.dir / "run.log", "w")
-        env = dict(os.environ, LIVE_RETRY="1" if params.get("fail_first") else "")
+        env = dict(os.environ, LIVE_RETRY="1" if params.get("fail_first") else "",
+                   LIVE_MEMFIRST="1" if params.get("grow_at") else "")
         self.proc = subprocess.Popen(args, cwd=self.dir, env=env, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         self.killed_at = None
@@ -191,6 +235,85 @@ def kill_at(run, seconds):
         run.kill_error = exc
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(url):
+    """(status, body) of a GET on the card server."""
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError as e:  # not listening yet
+        return None, str(e)
+
+
+def watch_card_server(run, timeout=240):
+    """Follow the run with `flow.py card server` as its viewer does: poll
+    /data/<card> (the runtime update, whose reload token says whether to
+    reload) and fetch /card/<card> whenever the token changes. Records
+    (token, is_complete, page html) in run.served until the final card."""
+    run.served, run.serve_error = [], None
+    server = None
+    try:
+        rid = run.task().parent.parent.id
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "flow.py", "card", "server", "--run-id", rid, "--port", str(port),
+             "--poll-interval", "1"], cwd=run.dir, stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        end = time.time() + timeout
+        card = None
+        while card is None and time.time() < end:
+            code, body = http(base + "/runinfo")
+            if code == 200:
+                card = next((c["card"] for c in json.loads(body)["cards"]
+                             if c["card_object"]["id"] == CARD_ID), None)
+            time.sleep(0.5)
+        last = None
+        while card and time.time() < end:
+            code, body = http(f"{base}/data/{card}")
+            if code == 200:
+                resp = json.loads(body)
+                token = resp["payload"]["reload_token"]
+                if token != last or (token == "final" and not run.served[-1][1]):
+                    _, html = http(f"{base}/card/{card}")
+                    run.served.append((token, resp["is_complete"], resp["payload"], html))
+                    last = token
+                    if token == "final" and resp["is_complete"]:
+                        return
+            time.sleep(0.5)
+        run.serve_error = f"no final card served; saw {[t for t, *_ in run.served]}"
+    except Exception as exc:  # the test says what went wrong
+        run.serve_error = exc
+    finally:
+        if server:
+            server.kill()
+            server.wait()
+
+
+def watch_memory_update(run, timeout=240):
+    """Keep the first live card an update for memory made (run.memory_card),
+    then let the step end (its `until` file)."""
+    run.memory_card = None
+    try:
+        task = run.task()
+        end = time.time() + timeout
+        while run.memory_card is None and time.time() < end and run.proc.poll() is None:
+            for c in cards(task):
+                _, profile = read_card(c)
+                if (profile.meta.get("live") or {}).get("reason") == "memory":
+                    run.memory_card = profile
+            time.sleep(0.3)
+    finally:
+        open(run.params["until"], "w").close()
+
+
 @pytest.fixture(scope="module")
 def runs():
     cg, why = memory_cgroup()
@@ -198,13 +321,23 @@ def runs():
         "long": Running("live-long", seconds=40),
         "killed": Running("live-killed", seconds=40),
         "retry": Running("live-retry", seconds=5, fail_first=True),
+        "served": Running("live-served", seconds=40),
     }
+    memfirst = started["memfirst"] = Running("live-memfirst", seconds=120, grow_at=8,
+                                             until=new_flow_dir("seen") / "seen")
     if cg:
         started["oom"] = Running("live-oom", seconds=0, cgroup=cg)
     killer = threading.Thread(target=kill_at, args=(started["killed"], 20), daemon=True)
     killer.start()
+    viewer = started["served"].viewer = threading.Thread(
+        target=watch_card_server, args=(started["served"],), daemon=True)
+    viewer.start()
+    memfirst.watcher = threading.Thread(target=watch_memory_update, args=(memfirst,), daemon=True)
+    memfirst.watcher.start()
     yield started, why
     killer.join()
+    viewer.join()
+    memfirst.watcher.join()
     for r in started.values():
         if r.proc.poll() is None:
             r.proc.kill()
@@ -273,10 +406,18 @@ def test_oom_killed_step_names_the_allocating_function(runs):
     (card,) = cards(task)
     _, profile = read_card(card)
     live = profile.meta["live"]
-    assert live["reason"] == "memory", live
     mem = live["memory"]
-    assert mem["limit_bytes"] == OOM_LIMIT and mem["used_bytes"] >= 0.8 * OOM_LIMIT, mem
+    # Past 80 % an update is made at once (test_memory_first_update_...);
+    # on a loaded machine an interval update still being written as the
+    # hog nears the limit can be the last one, from a little earlier.
+    assert live["reason"] in ("memory", "interval"), live
+    floor = 0.8 if live["reason"] == "memory" else 0.5
+    assert mem["limit_bytes"] == OOM_LIMIT and mem["used_bytes"] >= floor * OOM_LIMIT, live
     assert any(n.startswith("Live card: memory was at") and "MiB (cgroup" in n
+               for n in profile.meta["notes"]), profile.meta["notes"]
+    # The worker's OOM kill came before the last update: the counter rose.
+    assert mem["oom_kills"] - (live["oom_kills_at_start"] or 0) == 1, live
+    assert any("the cgroup's OOM killer had struck 1 time(s) during the step" in n
                for n in profile.meta["notes"]), profile.meta["notes"]
     rows = {r.name: r for r in profile.memory_functions()}
     # At least half the limit was live in hog() at the last update (its
@@ -299,3 +440,67 @@ def test_live_card_on_each_retry_attempt(runs):
     for p in found:  # each attempt had its live card, then its final one
         assert "live" not in p.meta and p.meta["live_updates"] >= 1, p.meta
         assert seconds_of(p, "hot") >= 4
+
+
+def test_card_server_shows_the_live_card_updating(runs):
+    run = runs[0]["served"]
+    assert run.wait() == 0, run.output()
+    run.viewer.join()  # it ends at the final card or at its timeout
+    assert not run.serve_error, run.serve_error
+    live = [(token, payload, html) for token, done, payload, html in run.served
+            if token.startswith("live-")]
+    # At least two live versions were served while the step ran, each a page
+    # whose own reload token and profile are those of an update; the viewer
+    # reloads the page when /data/'s token differs from the page's.
+    assert len(live) >= 2, [t for t, *_ in run.served]
+    seqs, hot_s = [], []
+    for token, payload, html in live:
+        assert payload["data"]["live"]["state"] == "running", payload  # the viewer needs data
+        assert "window.metaflow_card_update" in html
+        page_token = re.search(r'METAFLOW_RELOAD_TOKEN = "([^"]+)"', html).group(1)
+        profile = profile_of(html)
+        assert page_token == f"live-{profile.meta['live']['seq']}", (page_token, token)
+        seqs.append(profile.meta["live"]["seq"])
+        hot_s.append(seconds_of(profile, "hot"))
+    assert seqs == sorted(set(seqs)), seqs
+    assert hot_s[-1] > hot_s[0], hot_s  # the content changed: the profile grew
+    # Then the final card replaced it, at the same card address.
+    token, done, payload, html = run.served[-1]
+    assert token == "final" and done
+    assert 'METAFLOW_RELOAD_TOKEN = "final"' in html
+    final = profile_of(html)
+    assert "live" not in final.meta and final.meta["live_updates"] >= len(live)
+    assert seconds_of(final, "hot") >= 30
+
+
+def profile_of(html):
+    from metaflow_profiler import Profile
+
+    return Profile.from_bytes(card_profile_bytes(html))
+
+
+def test_memory_first_update_before_the_interval(runs):
+    """Past 80 % of the @resources limit an update is made at once: with an
+    interval of 600 s, the only update after the first (3 s in) that the step
+    can get is one that memory made (the step runs on until one is seen)."""
+    run = runs[0]["memfirst"]
+    run.watcher.join()
+    found = run.memory_card
+    assert found is not None, run.output()
+    live = found.meta["live"]
+    mem = live["memory"]
+    assert mem["source"] == "@resources" and mem["limit_bytes"] == MEMFIRST_LIMIT, mem
+    assert mem["used_bytes"] >= 0.8 * MEMFIRST_LIMIT, mem
+    assert live["elapsed_s"] < 600 and live["interval_s"] == 600, live
+    assert any(re.match(r"Live card: memory was at \d+ of 400 MiB \(@resources limit\)", n)
+               for n in found.meta["notes"]), found.meta["notes"]
+    # The snapshot was taken while grow() was still allocating, and holds
+    # what it had: its buffers brought RSS past 80 % (large buffers are
+    # sampled exactly, at their size).
+    rows = {r.name: r for r in found.memory_functions()}
+    assert rows["grow"].total_bytes >= 0.5 * MEMFIRST_LIMIT, rows.get("grow")
+    assert run.wait() == 0, run.output()
+    (card,) = cards(run.task())
+    _, final = read_card(card)
+    assert "live" not in final.meta and final.meta["live_updates"] >= 1
+    assert final.meta["duration_ns"] < 120e9  # it ended on the update, not on its cap
