@@ -208,13 +208,13 @@ class FanoutFlow(FlowSpec):
         self.items = list(range(8))
         self.next(self.work, foreach="items")
 
-    @profile_card(sample_interval=0.002, timeline_interval=0.05)
+    @profile_card(sample_interval=0.002, timeline_interval=0.05, memory=False)
     @step
     def work(self):
         self.item = self.input
-        scratch = [bytearray(100_000) for _ in range(100)]  # memory over time to merge
-        crunch(0.6 if self.item == 5 else 0.1)
-        del scratch
+        # 1.4 s apart: on a loaded machine a 0.1 s task's profiled span was
+        # seen to wait 0.6 s more (load average 38 on 2 cores)
+        crunch(1.5 if self.item == 5 else 0.1)
         self.next(self.join)
 
     @step
@@ -234,7 +234,7 @@ if __name__ == "__main__":
 @pytest.fixture(scope="module")
 def fanout():
     d = new_flow_dir("fanout")
-    ok, run_id = run(d, FANOUT_FLOW, "--max-workers", "4")
+    ok, run_id = run(d, FANOUT_FLOW, "--max-workers", "2")
     assert ok
     return run_id
 
@@ -256,7 +256,8 @@ def test_merge_a_foreach_names_the_slowest_task(fanout, tmp_path, card):
     # where a task got enough samples (a loaded machine can starve a few),
     # the loop is its top function
     sampled = [r for r in rows if r["samples"] >= 20]
-    assert sampled and all(r["top"]["name"] == "crunch" for r in sampled), rows
+    assert sampled and all(r["top"]["name"] == "crunch" for r in sampled), [
+        (r["label"], r["samples"], r["top"]["name"], r["top"]["self_ns"] // 10**6) for r in rows]
     assert all(r["peak_rss_bytes"] > 0 for r in rows), rows
     c = card((tmp_path / "m.html").read_text())
     assert c.page.locator("#mfp-tasks-head").inner_text().startswith(
@@ -270,12 +271,10 @@ def test_merge_a_foreach_names_the_slowest_task(fanout, tmp_path, card):
     assert crunch(merged).samples == sum(f.samples for f in own)
     assert crunch(merged).total_s == pytest.approx(sum(f.total_s for f in own))
     # each task is a process of the merged profile, named by its task id,
-    # its samples and its memory over time kept
+    # with its samples (memory over time: tests/unit/test_compare.py)
     assert [p["name"] for p in merged.processes()] == [r["label"] for r in rows]
     per_process = [0] * len(rows)
     for thread, n in zip(merged._t["totals"]["thread"], merged._t["totals"]["count"]):
         per_process[merged._t["thread_process"][thread]] += n
     assert per_process == [r["samples"] for r in rows]
     assert len(merged._t["samples"]["t_ns"]) == sum(len(p._t["samples"]["t_ns"]) for p in profiles)
-    events = sum(len(p._t["heap_events"]["stack"]) for p in profiles)
-    assert events > 0 and len(merged._t["heap_events"]["stack"]) == events
