@@ -166,6 +166,18 @@ def test_the_card_grows_by_the_baselines_totals():
     assert card_growth(new, base) <= len(totals) + len(strings) + 256
 
 
+def test_a_baseline_reads_without_the_engine(monkeypatch):
+    # a worker whose .so does not load renders the card with pyformat
+    from metaflow_profiler import native
+    from metaflow_profiler import profile as profile_module
+
+    base, new = program(extra="Flow.slow_extra", seed=2), program(seed=1)
+    card = new.with_baseline(base, {"baseline": "1"})
+    monkeypatch.setattr(native, "Builder", pyformat.Builder)
+    monkeypatch.setattr(profile_module, "decode", pyformat.decode)
+    assert Profile.from_bytes(card.to_bytes()).baseline().functions() == base.functions()
+
+
 def test_a_baseline_written_whole_still_reads():
     # cards made before the baseline shared this profile's tables
     from metaflow_profiler.profile import BASELINE, _join, _sections
