@@ -22,6 +22,15 @@ def spin(seconds):
     return n
 
 
+def overloaded() -> bool:
+    """Under a sanitizer (scripts/asan.sh preloads libasan: every read the
+    sampler makes is several times slower) or on a machine with more
+    runnable work than cores: timing-derived bounds that need the sampler to
+    find threads running hold only loosely then."""
+    return "asan" in os.environ.get("LD_PRELOAD", "") or \
+        os.getloadavg()[0] >= (os.cpu_count() or 1)
+
+
 def new_flow_dir(name: str) -> Path:
     """A fresh working directory for a flow, inside the shared datastore root."""
     return Path(tempfile.mkdtemp(prefix=re.sub(r"\W", "_", name)[:40] + "-", dir=_ROOT))
