@@ -104,8 +104,29 @@ static PyObject *name_thread_in(mfp_profile *p, PyObject *args) {
 static PyObject *thread_names; /* dict: native tid -> name; GIL-protected */
 
 static void record_thread_names(void) {
+    /* Copies of threading._active and _limbo, what enumerate() returns,
+     * without its lock: the main thread may hold that lock where a SIGTERM
+     * handler interrupted it, and the handler waits for a child's last flush,
+     * which names its threads (children.py). */
     PyObject *threading = PyImport_ImportModule("threading");
-    PyObject *threads = threading ? PyObject_CallMethod(threading, "enumerate", NULL) : NULL;
+    PyObject *threads = NULL;
+    if (threading) {
+        PyObject *active = PyObject_GetAttrString(threading, "_active");
+        PyObject *limbo = PyObject_GetAttrString(threading, "_limbo");
+        if (active && limbo && PyDict_Check(active) && PyDict_Check(limbo)) {
+            threads = PyDict_Values(active);
+            PyObject *more = PyDict_Values(limbo);
+            if (threads && (!more || PyList_SetSlice(threads, PY_SSIZE_T_MAX, PY_SSIZE_T_MAX, more)))
+                Py_CLEAR(threads);
+            Py_XDECREF(more);
+        }
+        Py_XDECREF(active);
+        Py_XDECREF(limbo);
+        if (!threads) {
+            PyErr_Clear();
+            threads = PyObject_CallMethod(threading, "enumerate", NULL);
+        }
+    }
     PyObject *it = threads ? PyObject_GetIter(threads) : NULL, *t;
     while (it && (t = PyIter_Next(it))) {
         PyObject *tid = PyObject_GetAttrString(t, "native_id");

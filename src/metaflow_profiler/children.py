@@ -26,9 +26,11 @@ hook swallows its own errors, and a child whose profiler fails runs on.
 
 from __future__ import annotations
 
+import _thread
 import atexit
 import json
 import os
+import resource
 import signal
 import sys
 import threading
@@ -45,8 +47,11 @@ STOP_WAIT_S = 2.0
 # Periodic flushes: the first after 0.5 s, then twice as far apart, up to 8 s.
 FLUSH_FIRST_S, FLUSH_MAX_S = 0.5, 8.0
 _POLL_S = 0.05
-# How long a SIGTERM waits for the child's last profile before it kills.
-SIGTERM_FLUSH_S = 2.0
+# How long a SIGTERM waits at most for the child's last profile before it
+# kills: a bound for a flush stuck on something we did not foresee, not a
+# budget (it takes ~10 ms; up to 0.5 s seen under ASan on a loaded machine,
+# and a 2 s bound here lost a worker's profile now and then).
+SIGTERM_FLUSH_S = 10.0
 _NAME_MAX = 160
 
 _SITECUSTOMIZE = '''\
@@ -113,8 +118,6 @@ def _cpu_ns() -> int:
 
 
 def _rss_peak_bytes() -> int:
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
@@ -272,6 +275,7 @@ class _Child:
         self.lock = threading.Lock()
         self.owner = 0  # the thread writing, so a SIGTERM handler on it does not wait for itself
         self.sigterm_pending = False
+        self.terminating = False  # a SIGTERM handler is at work
         self.done = False
         self.memory = config["memory_rate"] > 0
         self.session = _native.Session(config["interval_ns"], 0, config["max_samples"],
@@ -308,7 +312,9 @@ class _Child:
         return {"backend": "sample", "python": sys.version.split()[0], "notes": []}
 
     def flush(self, final: bool) -> None:
-        """Write this process's profile so far (final: stop profiling first)."""
+        """Write this process's profile so far (final: stop profiling first).
+        Waits for a flush in progress on another thread, so a final one that
+        returns has landed (unless it failed)."""
         with self.lock:
             self.owner = threading.get_ident()
             try:
@@ -322,19 +328,15 @@ class _Child:
         if self.done or os.getpid() != self.pid:
             return
         s = self.session
+        # Nothing here may import: a SIGTERM handler may have interrupted the
+        # main thread inside an import, holding its module's lock.
         if final:
             self.done = True
             s.stop()
-            from .backends.sample import _memory_meta
-
             self._name_threads()
-            st = s.stats()
-            meta = self._meta()
-            heap = 0
-            if self.memory:
-                _memory_meta(meta, st)
-                heap = (meta.get("memory") or {}).get("peak_bytes", 0)
-            data = s.encode(json.dumps(meta, default=str))
+            info = s.stats().get("heap_info") if self.memory else None
+            heap = json.loads(info).get("peak_bytes", 0) if info else 0
+            data = s.encode(json.dumps(self._meta()))
         else:
             heap = 0
             s.snapshot([(tid, name, tid == self.main_tid) for tid, name in self._names()])
@@ -434,28 +436,33 @@ def _exit_wrapper(code: int) -> None:
 def _on_sigterm(signum: int, frame: Any) -> None:
     """Write the profile, then die of SIGTERM as the default would have."""
     c = _child
-    if c is not None and c.owner == threading.get_ident():
+    if c is None or c.pid != os.getpid():
+        _die_of_sigterm()
+        return
+    if c.owner == threading.get_ident():
         c.sigterm_pending = True  # interrupted our own flush: it dies when done
         return
+    if c.terminating:
+        return  # a second SIGTERM, while the first waits for the flush: that one dies
+    c.terminating = True
     try:
         # On another thread, and waited for at most SIGTERM_FLUSH_S: the
         # handler interrupted the program anywhere, maybe holding a lock the
-        # flush needs (threading's, to name threads). _thread, not threading:
-        # starting a threading.Thread takes such a lock too.
-        if c is not None and c.pid == os.getpid() and not c.done:
-            import _thread
+        # flush would need. _thread, not threading: starting a
+        # threading.Thread takes threading's own lock. finish() also when
+        # done: a final flush may be under way on another thread (the
+        # parent's stop), and dying now would cut it short.
+        done = _thread.allocate_lock()
+        done.acquire()
 
-            done = _thread.allocate_lock()
-            done.acquire()
+        def run() -> None:
+            try:
+                c.finish()
+            finally:
+                done.release()
 
-            def run() -> None:
-                try:
-                    c.finish()
-                finally:
-                    done.release()
-
-            _thread.start_new_thread(run, ())
-            done.acquire(timeout=SIGTERM_FLUSH_S)
+        _thread.start_new_thread(run, ())
+        done.acquire(timeout=SIGTERM_FLUSH_S)
     finally:
         _die_of_sigterm()
 

@@ -207,6 +207,35 @@ def test_sigkilled_child_keeps_what_it_had(tmp_path):
     assert not os.path.exists((tmp_path / "dir.txt").read_text())  # cleaned up
 
 
+def test_sigterms_while_writing_keep_the_last_profile(tmp_path):
+    """SIGTERM makes a child write its last profile, then die of it. More
+    SIGTERMs while it writes (a supervisor repeating itself) wait for that
+    write instead of cutting it short (they used to kill it mid-write, leaving
+    the last periodic flush: partial, no memory profile)."""
+    prof, measured, _ = run(tmp_path, """
+        import os, signal, subprocess, sys, time
+        from hotwork import report
+        child = subprocess.Popen([sys.executable, "-c",
+            "import sys, time; sys.path.insert(0, '.'); from hotwork import hot; "
+            "x = [bytearray(1000) for _ in range(20000)]; "
+            "print(hot(0.3), flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+        measured = float(child.stdout.readline())
+        for _ in range(20):
+            child.send_signal(signal.SIGTERM)
+            time.sleep(0.001)
+        assert child.wait() == -signal.SIGTERM
+        report("measured.json", measured)
+    """)
+    # What this checks is which flush landed: the last one is whole and has
+    # the memory profile, a periodic one is "partial" and has none. (The
+    # on-CPU attribution is the other tests' business: under load the
+    # sampler misses the CPU used just before the child went to sleep.)
+    (child,) = kids(prof)
+    assert not child["partial"] and child["heap_peak_bytes"] > 0, child
+    assert any(f.name == "hot" for f in prof.functions(pid=child["pid"]))
+    assert child["cpu_s"] >= measured  # its CPU time until the end, hot's included
+
+
 def test_a_thousand_short_lived_children(tmp_path):
     prof, measured, _ = run(tmp_path, """
         import os, json, glob
