@@ -78,7 +78,8 @@ def run(flow_dir, source, *args):
 @pytest.fixture(scope="module")
 def runs():
     """first (no predecessor), failed (slow, fails in the step), slow (the
-    previous successful run is first), chosen (slow, compare= first's id)."""
+    previous successful run is first), chosen (slow, compare= first's id), off
+    (compare=False), by_path (slow, compare= first's task pathspec)."""
     d = new_flow_dir("compare")
     out = {}
     ok, out["first"] = run(d, COMPARE_FLOW.format(option=""))
@@ -91,6 +92,9 @@ def runs():
                             "--slow", "True")
     assert ok
     ok, out["off"] = run(d, COMPARE_FLOW.format(option=", compare=False"))
+    assert ok
+    path = f"CompareFlow/{out['first']}/start/1"
+    ok, out["by_path"] = run(d, COMPARE_FLOW.format(option=f", compare={path!r}"), "--slow", "True")
     assert ok
     return out
 
@@ -165,6 +169,13 @@ def test_compare_names_the_run(runs):
     # the slow run is the closest earlier success; the option overrides it
     assert prof.meta["compare"]["baseline"] == runs["first"]
     assert prof.meta["compare"]["how"] == "chosen"
+
+
+def test_compare_names_a_task_by_pathspec(runs):
+    _, prof = card_of(runs["by_path"])
+    path = f"CompareFlow/{runs['first']}/start/1"
+    assert prof.meta["compare"] == {"baseline": runs["first"], "pathspec": path, "how": "chosen"}
+    assert prof.diff(prof.baseline(), by="self")[0].name == "slow_extra"
 
 
 def test_compare_false_leaves_the_card_alone(runs):
