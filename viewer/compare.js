@@ -1,7 +1,8 @@
 // compare.js — this run against its baseline (issue 15), from TOTALS only.
 //
-// The baseline travels as section BASELINE (docs/FORMAT.md): its tables and
-// TOTALS, decoded like any profile. Functions are matched by identity, name
+// The baseline travels as section BASELINE (docs/FORMAT.md): its TOTALS and
+// the table rows this profile lacks, decoded (decode.js) into a profile of
+// its own whose tables are this one's followed by those rows. Functions are matched by identity, name
 // and file, never by line, as Profile.diff does in Python: exact identity
 // first, then name and file name when exactly one such function is left on
 // each side (the same code unpacked elsewhere). Everything here is whole-run
