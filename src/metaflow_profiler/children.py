@@ -12,7 +12,10 @@ How a child gets a profiler of its own:
   sitecustomize it shadows, if any. PYTHONPATH, not a .pth file: a .pth
   works only from site-packages, and on a remote Metaflow worker this
   package travels in the code package.
-Grandchildren inherit both. The configuration travels in MFP_CHILDREN.
+Grandchildren inherit both. The configuration travels in MFP_CHILDREN:
+"interval_ns memory_rate max_samples dir", not JSON, for the start-up's sake
+(a child's own import of json and re costs ~6 ms; this module is imported
+by every child at start, so it imports neither json nor typing at the top).
 
 Each child writes its profile into the private directory: at exit (atexit,
 os._exit, SIGTERM while its disposition is the default), when the parent
@@ -26,18 +29,20 @@ hook swallows its own errors, and a child whose profiler fails runs on.
 
 from __future__ import annotations
 
+import _signal  # not signal: that one imports enum, ~3.5 ms of a child's start-up
 import _thread
 import atexit
-import json
 import os
 import resource
-import signal
 import sys
 import threading
 import time
-from typing import Any
 
 from . import _native
+
+TYPE_CHECKING = False  # not typing's: importing typing costs a child's start-up ~2.5 ms
+if TYPE_CHECKING:
+    from typing import Any
 
 ENV = "MFP_CHILDREN"
 _SITE = "site"
@@ -138,8 +143,7 @@ class Children:
         with open(os.path.join(site, "sitecustomize.py"), "w", encoding="utf-8") as f:
             f.write(_SITECUSTOMIZE.format(here=site, pkg=pkg, version=tuple(sys.version_info[:2])))
         self._site = site
-        self._config = json.dumps({"dir": self.dir, "interval_ns": interval_ns,
-                                   "memory_rate": memory_rate, "max_samples": max_samples})
+        self._config = f"{int(interval_ns)} {int(memory_rate)} {int(max_samples)} {self.dir}"
         self._saved: dict[str, str | None] = {}
         self.pid = os.getpid()
 
@@ -211,6 +215,7 @@ class Children:
             time.sleep(0.01)
 
     def _collect(self, t0_ns: int) -> tuple[list[tuple[bytes, int, tuple]], dict[str, Any]]:
+        import json
         inputs = []
         cpu = rss = 0
         partial = 0
@@ -308,8 +313,9 @@ class _Child:
                 period = min(period * 2, FLUSH_MAX_S)
                 next_flush = time.monotonic() + period
 
-    def _meta(self) -> dict[str, Any]:
-        return {"backend": "sample", "python": sys.version.split()[0], "notes": []}
+    def _meta(self) -> str:
+        # The parent keeps its own META; a child's is read by nobody.
+        return f'{{"backend": "sample", "python": {_json_str(sys.version.split()[0])}, "notes": []}}'
 
     def flush(self, final: bool) -> None:
         """Write this process's profile so far (final: stop profiling first).
@@ -335,19 +341,19 @@ class _Child:
             s.stop()
             self._name_threads()
             info = s.stats().get("heap_info") if self.memory else None
-            heap = json.loads(info).get("peak_bytes", 0) if info else 0
-            data = s.encode(json.dumps(self._meta()))
+            heap = _json_int(info, "peak_bytes") if info else 0
+            data = s.encode(self._meta())
         else:
             heap = 0
             s.snapshot([(tid, name, tid == self.main_tid) for tid, name in self._names()])
-            data = s.encode_snapshot(json.dumps(self._meta()))
+            data = s.encode_snapshot(self._meta())
         info = {"pid": self.pid, "ppid": self.ppid, "name": process_name(),
                 "start_mono_ns": self.session_start_ns,
                 "duration_ns": _mono_ns() - self.session_start_ns,
                 "cpu_ns": _cpu_ns() - self.cpu0, "rss_peak_bytes": _rss_peak_bytes(),
                 "heap_peak_bytes": heap, "final": final}
         _write(self.base + ".mfprof", data)
-        _write(self.base + ".json", json.dumps(info).encode())
+        _write(self.base + ".json", _json_object(info).encode())
         if final:
             try:
                 os.unlink(os.path.join(self.dir, f"{self.pid}.live"))
@@ -371,6 +377,40 @@ class _Child:
         except Exception:
             pass
         self.wake.set()
+
+
+def _json_str(s: str) -> str:
+    """s as a JSON string, in ASCII: the name may hold anything a command line
+    can, lone surrogates (surrogateescape) included."""
+    out = []
+    for c in s:
+        o = ord(c)
+        if 0x20 <= o < 0x7F and c not in '"\\':
+            out.append(c)
+        elif o < 0x10000:
+            out.append(f"\\u{o:04x}")
+        else:  # beyond the BMP: a surrogate pair
+            o -= 0x10000
+            out.append(f"\\u{0xD800 + (o >> 10):04x}\\u{0xDC00 + (o & 0x3FF):04x}")
+    return '"' + "".join(out) + '"'
+
+
+def _json_object(d: dict[str, Any]) -> str:
+    """A flat dict of str, bool and int as JSON."""
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        return str(v) if isinstance(v, int) else _json_str(str(v))
+    return "{" + ", ".join(f"{_json_str(k)}: {value(v)}" for k, v in d.items()) + "}"
+
+
+def _json_int(text: str, key: str) -> int:
+    """The integer at "key": in the engine's flat JSON (heap_info), else 0."""
+    at = text.find(f'"{key}":')
+    if at < 0:
+        return 0
+    rest = text[at + len(key) + 3:]
+    return int(rest[:len(rest) - len(rest.lstrip("0123456789"))] or 0)
 
 
 def _write(path: str, data: bytes) -> None:
@@ -397,16 +437,18 @@ def start_child() -> None:
         raw = os.environ.get(ENV)
         if not raw or _child is not None:
             return
-        config = json.loads(raw)
-        if not os.path.isdir(config["dir"]) or os.path.exists(os.path.join(config["dir"], _STOP)):
+        interval_ns, memory_rate, max_samples, dir_ = raw.split(" ", 3)
+        config = {"dir": dir_, "interval_ns": int(interval_ns), "memory_rate": int(memory_rate),
+                  "max_samples": int(max_samples)}
+        if not os.path.isdir(dir_) or os.path.exists(os.path.join(dir_, _STOP)):
             return
         _child = _Child(config)
         _install_fork_hooks()
         atexit.register(_at_exit)
         os._exit = _exit_wrapper
         if threading.current_thread() is threading.main_thread() and \
-                signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _on_sigterm)
+                _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
+            _signal.signal(_signal.SIGTERM, _on_sigterm)
     except Exception:
         _child = None
 
@@ -468,8 +510,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def _die_of_sigterm() -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
+    os.kill(os.getpid(), _signal.SIGTERM)
 
 
 # ---- fork ----------------------------------------------------------------
