@@ -68,16 +68,24 @@ static PyObject *encode_store(mfp_profile *p, PyObject *meta) {
 }
 
 /* The poller's info JSON as a str ("" without a poller), sized by asking
- * first: many GPUs make it long. */
+ * first: many GPUs make it long. A running poller may change it between
+ * the two calls: what was written is kept only when it fit, at its own
+ * length, else asked again. */
 static PyObject *timeline_info(const mfp_timeline *t) {
     if (!t) return PyUnicode_FromString("");
     size_t n = mfp_timeline_info_json(t, NULL, 0);
-    char *buf = malloc(n + 1);
-    if (!buf) return PyErr_NoMemory();
-    mfp_timeline_info_json(t, buf, n + 1);
-    PyObject *out = PyUnicode_FromStringAndSize(buf, (Py_ssize_t)n);
-    free(buf);
-    return out;
+    for (;;) {
+        char *buf = malloc(n + 1);
+        if (!buf) return PyErr_NoMemory();
+        size_t len = mfp_timeline_info_json(t, buf, n + 1);
+        if (len <= n) {
+            PyObject *out = PyUnicode_FromStringAndSize(buf, (Py_ssize_t)len);
+            free(buf);
+            return out;
+        }
+        free(buf);
+        n = len;
+    }
 }
 
 /* name_thread(tid, name, is_main) on a stopped run's store. */

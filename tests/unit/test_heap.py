@@ -353,7 +353,10 @@ def test_allocations_over_time_and_what_is_live_at_the_end():
     for stack, live in zip(prof._t["leaks"]["stack"], prof._t["leaks"]["live_bytes"]):
         for name in function_names(prof, stack):
             leaks[name] += live
-    assert within(leaks["late"], 5 * MB, 0.01) and leaks["early"] == 0 and leaks["temp"] == 0
+    # late's buffers, and maybe a small allocation of its sampled (counted
+    # as the rate: 64 KiB more seen)
+    assert 0.99 * 5 * MB <= leaks["late"] <= 1.01 * 5 * MB + 2 * 64 * 1024, leaks["late"]
+    assert leaks["early"] == 0 and leaks["temp"] == 0
     m = prof.meta["memory"]
     assert m["events"] == len(ev["stack"]) and m["events_min_life_us"] == 0
     del b

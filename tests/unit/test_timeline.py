@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from support import spin
+from support import overloaded, spin
 
 from metaflow_profiler import Profiler
 
@@ -198,14 +198,16 @@ def test_loopback_excluded_by_default(monkeypatch: pytest.MonkeyPatch):
 
 def test_interval_is_honoured():
     p, _ = profiled(0.05)
-    time.sleep(0.6)
+    time.sleep(1.0)
     prof = p.stop()
     t, _ = prof.series()["rss_bytes"]
-    assert 5 <= len(t) <= 15, t  # 13 expected; a loaded machine may delay some
-    # a late poll (a loaded machine) is followed by an early one: the median
-    # gap is the interval
-    gaps = sorted(b - a for a, b in itertools.pairwise(t[:-1]))
-    assert 0.04 < gaps[len(gaps) // 2] < 0.06, gaps
+    assert 3 <= len(t) <= 23, t  # 21 expected; a loaded machine delays some
+    # never faster than asked, on average
+    assert (t[-2] - t[0]) / (len(t) - 2) >= 0.04, t
+    if not overloaded():
+        # a late poll is followed by an early one: the median gap is the interval
+        gaps = sorted(b - a for a, b in itertools.pairwise(t[:-1]))
+        assert 0.04 < gaps[len(gaps) // 2] < 0.06, gaps
     off = Profiler(timeline_interval=0)
     off.start()
     assert off.stop().series() == {}
