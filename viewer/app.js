@@ -7,7 +7,7 @@
 
 import { guard, setProblemHook } from "./util.js";
 import { el, copyText } from "./dom.js";
-import { ProfileError, base64ToBytes, inflate, parseProfile } from "./decode.js";
+import { ProfileError, base64ToBytes, inflatePayload, parseProfile } from "./decode.js";
 import { buildModel, aggregateCpu, aggregateMemory, focusNode } from "./model.js";
 import { FuncInfo } from "./funcinfo.js";
 import { createStore, memo } from "./store.js";
@@ -224,6 +224,10 @@ function renderAll(state) {
 }
 
 function onState(state, changed) {
+  if (changed.foldImports) {
+    rebuild(state);
+    return;
+  }
   if (changed.query || changed.regex) {
     app.searcher.run(state.query, state.regex);
     // the old result no longer belongs to the query: the next round draws
@@ -281,25 +285,33 @@ function onKey(e) {
   }
 }
 
-function renderCard(P, M, title, extraError) {
+var INITIAL = {
+  thread: -1,
+  process: -1,
+  cpuOnly: false,
+  range: null,
+  query: "",
+  regex: false,
+  match: null,
+  searchError: null,
+  selFunc: -1,
+  tab: "flame",
+  tableSource: "cpu",
+  memWhich: "live",
+  foldImports: true,
+};
+
+// card: what stays when the card is drawn again (P, payload, the models
+// built so far by fold setting, title, extraError, painted)
+function renderCard(card, state) {
+  var P = card.P;
+  var M = card.models[state.foldImports] || (card.models[state.foldImports] = buildModel(P, state.foldImports));
+  var title = card.title, extraError = card.extraError;
   var root = document.getElementById("mfp-root");
   root.textContent = "";
-  var store = createStore({
-    thread: -1,
-    process: -1,
-    cpuOnly: false,
-    range: null,
-    query: "",
-    regex: false,
-    match: null,
-    searchError: null,
-    selFunc: -1,
-    tab: "flame",
-    tableSource: "cpu",
-    memWhich: "live",
-  });
+  var store = createStore(state);
   var ctx = makeContext(P, M, store);
-  app = { ctx: ctx, store: store, entries: [], tabs: {}, tabButtons: {} };
+  app = { card: card, ctx: ctx, store: store, payload: card.payload, entries: [], tabs: {}, tabButtons: {} };
   app.searcher = new Searcher(ctx.info, P.funcName.length, function (match, error) {
     store.set({ match: match, searchError: error });
   });
@@ -329,10 +341,18 @@ function renderCard(P, M, title, extraError) {
   root.appendChild(main);
   root.appendChild(el("footer", "card-foot", "Keys: / search · Esc clear · + zoom in · − zoom out · c copy name · drag on a chart to select a range"));
   var t2 = performance.now();
-  app.entries.forEach(function (e) { if (e.view.start) e.view.start(store.get()); });
+  app.entries.forEach(function (e) {
+    if (!e.view.start) return;
+    var t1 = performance.now();
+    e.view.start(store.get());
+    timings["start_" + e.spec.id] = performance.now() - t1;
+  });
   timings.start_panels = performance.now() - t2;
-  store.subscribe(onState);
+  // a store left behind by a redraw (a search still running) changes nothing
+  store.subscribe(function (s, changed) { if (app.store === store) onState(s, changed); });
   renderAll(store.get());
+  if (card.listening) return;
+  card.listening = true;
   document.addEventListener("keydown", guard(onKey));
   if (window.matchMedia) {
     var mq = window.matchMedia("(prefers-color-scheme: dark)");
@@ -341,7 +361,16 @@ function renderCard(P, M, title, extraError) {
     });
     if (mq.addEventListener) mq.addEventListener("change", redraw);
   }
-  ready(false);
+}
+
+// Import machinery folded or frame by frame: another model, so the card is
+// drawn again from it, in the state it was in.
+function rebuild(state) {
+  var old = app;
+  old.searcher.run("", false); // a search in flight reports to nobody
+  renderCard(old.card, state);
+  if (state.query && !state.match && !state.searchError) app.searcher.run(state.query, state.regex, true);
+  if (old.card.painted) afterPaintPanels();
 }
 
 // Metaflow's UI sizes a cross-origin card iframe from this message.
@@ -376,20 +405,35 @@ function ready(error) {
   });
 }
 
-function afterPaint() {
+async function afterPaint() {
   try {
-    var err = app.ctx.P.loadSamples();
+    var P = app.ctx.P, columns = null, err = null;
+    if (app.payload.cut) {
+      try {
+        columns = await app.payload.rest();
+      } catch (e) {
+        if (!(e instanceof ProfileError)) throw e;
+        err = e;
+      }
+      timings.inflatedRest = performance.now();
+    }
+    err = P.loadSamples(columns, err);
     if (err) {
       showProblem({ message: "The time-ordered samples could not be read (" + err.message + "): time ranges, the stack chart and activity over time are not available; the whole-run views come from TOTALS." });
     }
-    app.entries.forEach(function (e) {
-      if (e.view.afterPaint) guard(e.view.afterPaint)(app.store.get());
-    });
+    app.card.painted = true;
+    afterPaintPanels();
   } catch (e) {
     showProblem(e);
   } finally {
     complete();
   }
+}
+
+function afterPaintPanels() {
+  app.entries.forEach(function (e) {
+    if (e.view.afterPaint) guard(e.view.afterPaint)(app.store.get());
+  });
 }
 
 function complete() {
@@ -410,7 +454,7 @@ function installHooks() {
       var s = app.store.get();
       var out = {
         thread: s.thread, process: s.process, cpuOnly: s.cpuOnly, range: s.range, query: s.query, regex: s.regex,
-        tab: s.tab, selFunc: s.selFunc, searching: app.searcher.busy,
+        tab: s.tab, selFunc: s.selFunc, searching: app.searcher.busy, foldImports: s.foldImports,
         rootTotal: app.ctx.cpuTree(s).total[0],
       };
       stateExtras.forEach(function (fn) { fn(out); });
@@ -454,7 +498,7 @@ async function start() {
     showErrorCard(title, extraError || "This card has no profile data.", null, null);
     return;
   }
-  var P, M;
+  var P, payload, card;
   try {
     var bytes;
     try {
@@ -462,26 +506,37 @@ async function start() {
     } catch (e) {
       throw new ProfileError("the embedded data is not valid base64");
     }
-    var raw = await inflate(bytes);
+    timings.base64 = performance.now();
+    payload = await inflatePayload(bytes, readJson("mfp-parts"));
     timings.inflated = performance.now();
-    P = parseProfile(raw);
+    P = parseProfile(payload.head, payload.cut);
     timings.parsed = performance.now();
-    M = buildModel(P);
+    // the Python readers' default: import machinery folded (a toggle unfolds it)
+    card = { P: P, payload: payload, title: title, extraError: extraError, models: {} };
+    card.models[INITIAL.foldImports] = buildModel(P, INITIAL.foldImports);
     timings.model = performance.now();
   } catch (e) {
     showErrorCard(title, "The profile in this card could not be read: " + (e && e.message ? e.message : String(e)), null, extraError);
     return;
   }
   try {
-    renderCard(P, M, title, extraError);
+    renderCard(card, Object.assign({}, INITIAL));
     timings.rendered = performance.now();
+    ready(false);
   } catch (e) {
     showErrorCard(title, "The card could not be drawn: " + (e && e.message ? e.message : String(e)), null, extraError);
   }
 }
 
+// The script comes before the data in the page, so that it is compiled
+// while the data still loads; it starts once the data is there.
 function boot() {
   installHooks();
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", run);
+  else run();
+}
+
+function run() {
   start().catch(function (e) {
     try {
       showErrorCard("", "The card failed to start: " + (e && e.message ? e.message : String(e)), null, null);

@@ -87,6 +87,9 @@ function compareRuns(P, M, B, opts) {
     }
     return id;
   };
+  // folded the same way as this run (which appends the folded frames to B's FUNCS)
+  if (!B.models) B.models = {};
+  var MB = B.models[M.folded] || (B.models[M.folded] = buildModel(B, M.folded));
   var keysA = [], keysB = [];
   for (f = 0; f < P.funcName.length; f++) keysA.push(identity(P, f));
   for (f = 0; f < B.funcName.length; f++) keysB.push(identity(B, f));
@@ -94,7 +97,6 @@ function compareRuns(P, M, B, opts) {
   var idsA = Int32Array.from(keysA, idOf);
   var idsB = Int32Array.from(keysB, function (k) { return idOf(map.get(k)); });
   var nid = keys.length;
-  var MB = B.model || (B.model = buildModel(B));
   var treeA = wholeRun(M, cpu), treeB = wholeRun(MB, cpu);
   var a = identityTotals(M, treeA, idsA, nid), b = identityTotals(MB, treeB, idsB, nid);
   var rows = [];
@@ -161,7 +163,7 @@ function baselineAtNodes(M, cmp) {
 function comparisonOf(M, cpuOnly) {
   var P = M.P;
   if (!P.baseline) return null;
-  var key = cpuOnly ? "cpu" : "wall";
+  var key = (cpuOnly ? "cpu" : "wall") + (M.folded ? " folded" : "");
   if (!P.compareCache) P.compareCache = {};
   if (!P.compareCache[key]) P.compareCache[key] = compareRuns(P, M, P.baseline, { cpuOnly: cpuOnly });
   return P.compareCache[key];

@@ -15,28 +15,163 @@ function ProfileError(message) {
 ProfileError.prototype = Object.create(Error.prototype);
 
 function base64ToBytes(text) {
-  var clean = text.replace(/[^A-Za-z0-9+/=]/g, "");
   if (typeof Uint8Array.fromBase64 === "function") {
-    return Uint8Array.fromBase64(clean);
+    return Uint8Array.fromBase64(text); // skips whitespace; anything else not base64 throws
   }
-  var bin = atob(clean);
+  var bin = atob(text.replace(/[^A-Za-z0-9+/=]/g, ""));
   var out = new Uint8Array(bin.length);
   for (var i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
   return out;
 }
 
-async function inflate(bytes) {
+// Compressed bytes per write into an inflater: once its reader stops
+// asking, inflating stops within one of them (the stream's backpressure).
+var SLICE = 1 << 16;
+
+function deflateError(e) {
+  return new ProfileError("the embedded profile is not valid deflate data (" + (e && e.message ? e.message : e) + ")");
+}
+
+// One DecompressionStream over `bytes`, read only as far as asked. `open`:
+// the bytes end at a flush point inside the stream, not at its end, so
+// they are not closed (that would be "truncated") and the reader stops
+// by count, then cancel()s.
+function Inflater(bytes, format, open) {
   if (typeof DecompressionStream !== "function") {
     throw new ProfileError("this browser has no DecompressionStream; open the card in a recent Chrome, Firefox or Safari");
   }
-  var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
-  var buf;
-  try {
-    buf = await new Response(stream).arrayBuffer();
-  } catch (e) {
-    throw new ProfileError("the embedded profile is not valid deflate data (" + (e && e.message ? e.message : e) + ")");
+  var ds = new DecompressionStream(format);
+  var writer = ds.writable.getWriter();
+  var noop = function () {};
+  this.reader = ds.readable.getReader();
+  this.chunks = [];
+  this.size = 0;
+  this.done = false;
+  // a corrupt or cancelled stream rejects these too; the reader reports it
+  (async function () {
+    for (var off = 0; off < bytes.length; off += SLICE) {
+      await writer.ready;
+      writer.write(bytes.subarray(off, off + SLICE)).catch(noop);
+    }
+    if (open) return;
+    await writer.ready;
+    writer.close().catch(noop);
+  })().catch(noop);
+}
+
+// Reads output chunks while more() says so, or to the end.
+Inflater.prototype.readWhile = async function (more) {
+  while (!this.done && more()) {
+    var r;
+    try {
+      r = await this.reader.read();
+    } catch (e) {
+      throw deflateError(e);
+    }
+    if (r.done) this.done = true;
+    else {
+      this.chunks.push(r.value);
+      this.size += r.value.length;
+    }
   }
-  return new Uint8Array(buf);
+  return this;
+};
+
+Inflater.prototype.readAll = function () {
+  return this.readWhile(function () { return true; });
+};
+
+// `n` bytes of an open stream: all of them must come (the flush point).
+Inflater.prototype.readExactly = async function (n) {
+  var self = this;
+  await this.readWhile(function () { return self.size < n; });
+  this.reader.cancel().catch(function () {});
+  if (this.size !== n) throw new ProfileError("the embedded profile ends early (" + this.size + " of " + n + " bytes)");
+  return this;
+};
+
+// Everything read so far as one array.
+Inflater.prototype.bytes = function () {
+  if (this.chunks.length !== 1) {
+    var out = new Uint8Array(this.size), at = 0;
+    this.chunks.forEach(function (c) { out.set(c, at); at += c.length; });
+    this.chunks = [out];
+  }
+  return this.chunks[0];
+};
+
+// The varint at `pos` of what is read so far: [value, next], or null when
+// it is not all there yet (or is not a varint: the parser says why).
+Inflater.prototype.uvAt = function (pos) {
+  var ci = 0, base = 0, chunks = this.chunks, v = 0, mul = 1;
+  for (var i = 0; i < 10; i++, pos++) {
+    while (ci < chunks.length && pos >= base + chunks[ci].length) base += chunks[ci++].length;
+    if (ci >= chunks.length) return null;
+    var x = chunks[ci][pos - base];
+    v += (x & 0x7f) * mul;
+    if (x < 0x80) return [v, pos + 1];
+    mul *= 128;
+  }
+  return null;
+};
+
+function concat(arrays) {
+  var n = 0, at = 0;
+  arrays.forEach(function (a) { n += a.length; });
+  var out = new Uint8Array(n);
+  arrays.forEach(function (a) { out.set(a, at); at += a.length; });
+  return out;
+}
+
+// The card's base64(zlib(profile)). html.py flushes the stream (Z_FULL_FLUSH)
+// right after SAMPLES' count and at its end, and says where in #mfp-parts
+// ({"samples": [start, end]}, compressed offsets): so the sections before
+// SAMPLES, its count and the sections after it inflate apart from its
+// columns — most of a big profile's bytes — which the first view does not
+// need. Past LAZY_SAMPLES the columns wait: `cut` says where they are
+// missing from `head` ({at, len}) and `rest()` inflates them. Otherwise,
+// and without parts, `head` is the whole profile.
+async function inflatePayload(compressed, parts) {
+  var cuts = parts && Array.isArray(parts.samples) ? parts.samples : null;
+  if (!cuts || !(cuts[0] > 0 && cuts[1] >= cuts[0] && cuts[1] + 4 <= compressed.length)) {
+    return { head: (await new Inflater(compressed, "deflate").readAll()).bytes(), cut: null };
+  }
+  // up to and with SAMPLES' count (the first flush point)
+  var a = new Inflater(compressed.subarray(0, cuts[0]), "deflate", true), pos = -1, count = null, colLen = 0;
+  await a.readWhile(function () {
+    for (;;) {
+      if (pos < 0) {
+        var ver = a.size > 6 ? a.uvAt(6) : null;
+        if (!ver) return true;
+        pos = ver[1];
+      }
+      var tag = a.uvAt(pos), len = tag && a.uvAt(tag[1]);
+      if (!len) return true;
+      if (tag[0] === 7) {
+        count = a.uvAt(len[1]);
+        if (!count) return true;
+        colLen = len[0] - (count[1] - len[1]);
+        return false;
+      }
+      pos = len[1] + len[0];
+    }
+  });
+  a.reader.cancel().catch(function () {});
+  if (!count || a.size !== count[1]) throw new ProfileError("the card's data does not split at SAMPLES where it says");
+  // the sections after SAMPLES: a raw deflate stream from the second flush
+  // point to the end, without zlib's 4-byte checksum
+  var tailP = new Inflater(compressed.subarray(cuts[1], compressed.length - 4), "deflate-raw").readAll();
+  var cols = null;
+  var rest = function () {
+    if (!cols) {
+      cols = new Inflater(compressed.subarray(cuts[0], cuts[1]), "deflate-raw", true).readExactly(colLen)
+        .then(function (inf) { return inf.bytes(); });
+    }
+    return cols;
+  };
+  var tail = (await tailP).bytes();
+  if (count[0] <= LAZY_SAMPLES) return { head: concat([a.bytes(), await rest(), tail]), cut: null };
+  return { head: concat([a.bytes(), tail]), cut: { at: a.size, len: colLen }, rest: rest };
 }
 
 function Reader(bytes, pos, end) {
@@ -153,51 +288,57 @@ Reader.prototype.str = function (decoder) {
 
 // SAMPLES is most of a big profile's bytes and only time-ordered views
 // need it (a range, the stack chart, activity over time); the first view
-// is drawn from TOTALS. So past LAZY_SAMPLES its columns are decoded on
-// first use — the card asks right after its first frame. A fault found
-// then cannot turn the drawn card into an error card: the columns read as
-// empty and P.sampleError says why (the card shows it).
+// is drawn from TOTALS. So past LAZY_SAMPLES its columns are inflated and
+// decoded after the first frame: P.loadSamples(columns) (the card calls it
+// then), or P.loadSamples(null, error) when they could not be inflated. A
+// fault found then cannot turn the drawn card into an error card: the
+// columns read as empty and P.sampleError says why (the card shows it).
 var LAZY_SAMPLES = 200000;
 var SAMPLE_COLUMNS = ["sampleT", "sampleStack", "sampleThread", "sampleWeight", "sampleFlags"];
 
+// s: a Reader at SAMPLES' columns, or a function giving one later.
 function defineSamples(P, s, n, nst, nth) {
   var cols = null;
   var empty = function () {
     return { sampleT: new Float64Array(0), sampleStack: new Uint32Array(0), sampleThread: new Uint32Array(0), sampleWeight: new Float64Array(0), sampleFlags: new Uint8Array(0) };
   };
-  var decode = function () {
-    if (!s) return empty();
+  var decode = function (r) {
+    if (!r) return empty();
     return {
-      sampleT: s.f64(n, true), // µs since start, cumulative
-      sampleStack: s.u32(n, nst, "sample stack"),
-      sampleThread: s.u32(n, nth, "sample thread"),
-      sampleWeight: s.f64(n, false),
-      sampleFlags: s.u8(n),
+      sampleT: r.f64(n, true), // µs since start, cumulative
+      sampleStack: r.u32(n, nst, "sample stack"),
+      sampleThread: r.u32(n, nth, "sample thread"),
+      sampleWeight: r.f64(n, false),
+      sampleFlags: r.u8(n),
     };
   };
-  var load = function () {
-    if (cols) return cols;
+  var set = function () { SAMPLE_COLUMNS.forEach(function (k) { P[k] = cols[k]; }); };
+  P.sampleCount = n;
+  P.sampleError = null;
+  P.loadSamples = function () { return P.sampleError; };
+  if (typeof s !== "function") {
+    cols = decode(s); // decoded now, and a fault is the whole profile's
+    set();
+    return;
+  }
+  cols = empty(); // until loadSamples
+  set();
+  var loaded = false;
+  P.loadSamples = function (columns, error) {
+    if (loaded) return P.sampleError;
+    loaded = true;
     try {
-      cols = decode();
+      if (error) throw error;
+      cols = decode(s(columns));
     } catch (e) {
       if (!(e instanceof ProfileError)) throw e;
       P.sampleError = e;
       P.sampleCount = 0;
       cols = empty();
     }
-    return cols;
+    set();
+    return P.sampleError;
   };
-  P.sampleCount = n;
-  P.sampleError = null;
-  P.loadSamples = function () { load(); return P.sampleError; };
-  if (n <= LAZY_SAMPLES) {
-    cols = decode(); // small: decoded now, and a fault is the whole profile's
-    SAMPLE_COLUMNS.forEach(function (k) { P[k] = cols[k]; });
-    return;
-  }
-  SAMPLE_COLUMNS.forEach(function (k) {
-    Object.defineProperty(P, k, { get: function () { return load()[k]; }, enumerable: true });
-  });
 }
 
 // a followed by b, of b's type (the rows of a baseline's tables after the
@@ -210,10 +351,12 @@ function cat(a, b) {
   return out;
 }
 
+// cut: null, or where SAMPLES' columns are missing from `bytes` ({at,
+// len}, inflatePayload's head): they come with P.loadSamples.
 // outer: the profile a BASELINE is in. A baseline whose META says tables
 // "appended" holds only the table rows the outer lacks; its indices count
 // from the outer's first row.
-function parseProfile(bytes, outer) {
+function parseProfile(bytes, cut, outer) {
   var magic = "MFPROF";
   if (bytes.length < 7) throw new ProfileError("profile too short (" + bytes.length + " bytes)");
   for (var i = 0; i < 6; i++) {
@@ -227,8 +370,13 @@ function parseProfile(bytes, outer) {
   while (r.p < bytes.length) {
     var tag = r.uv();
     var len = r.uv();
-    if (r.p + len > bytes.length) throw new ProfileError("section " + tag + " runs past the end of the profile");
     if (sections[tag]) throw new ProfileError("section " + tag + " appears twice");
+    if (tag === 7 && cut && cut.at > r.p && cut.at <= r.p + len && r.p + len - cut.at === cut.len) {
+      sections[tag] = [r.p, cut.at]; // its count; the columns come later
+      r.p = cut.at;
+      continue;
+    }
+    if (r.p + len > bytes.length) throw new ProfileError("section " + tag + " runs past the end of the profile");
     sections[tag] = [r.p, r.p + len];
     r.p += len;
   }
@@ -299,8 +447,11 @@ function parseProfile(bytes, outer) {
 
   s = sec(7);
   var nsm = s ? s.uv() : 0;
-  if (nsm > bytes.length) throw new ProfileError("sample count larger than the profile");
-  defineSamples(P, s, nsm, nst, nth);
+  if (nsm > bytes.length + (cut ? cut.len : 0)) throw new ProfileError("sample count larger than the profile");
+  if (s && cut) {
+    var later = function (columns) { return new Reader(columns, 0, columns.length); };
+    defineSamples(P, later, nsm, nst, nth);
+  } else defineSamples(P, s, nsm, nst, nth);
 
   s = sec(8);
   var nto = s ? s.uv() : 0;
@@ -391,7 +542,7 @@ function parseProfile(bytes, outer) {
   var bs = sections[15];
   if (bs) {
     try {
-      P.baseline = parseProfile(bytes.subarray(bs[0], bs[1]), P);
+      P.baseline = parseProfile(bytes.subarray(bs[0], bs[1]), null, P);
     } catch (e) {
       P.baselineError = e && e.message ? e.message : String(e);
     }
@@ -399,4 +550,4 @@ function parseProfile(bytes, outer) {
   return P;
 }
 
-export { ProfileError, base64ToBytes, inflate, parseProfile };
+export { ProfileError, base64ToBytes, inflatePayload, parseProfile };

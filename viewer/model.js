@@ -10,18 +10,100 @@
 // samples.
 
 import { lowerBound } from "./util.js";
-import { SAMPLE_ON_CPU } from "./constants.js";
+import { SAMPLE_ON_CPU, FUNC_SYNTHETIC } from "./constants.js";
 
-function buildModel(P) {
+// The module a file holds, as `import` names it: the part after
+// site-packages (or the standard library's folder), a package's __init__
+// being the package (profile.py's _module_of).
+function moduleOf(path) {
+  var p = path.replace(/\\/g, "/");
+  var m = /.*\/(?:site|dist)-packages\//.exec(p) || /.*\/lib\/python\d+\.\d+\//.exec(p);
+  p = m ? p.slice(m[0].length) : p.slice(p.lastIndexOf("/") + 1);
+  var parts = p.split("/");
+  parts[parts.length - 1] = parts[parts.length - 1].split(".")[0];
+  if (parts[parts.length - 1] === "__init__" && parts.length > 1) parts.pop();
+  return parts.filter(function (x) { return x; }).join(".") || path;
+}
+
+// Import machinery folded as the Python readers fold it (Profile.fold_imports):
+// a chain of <frozen importlib._bootstrap…> frames is one frame "import
+// <module>", named by the files the chain runs. Per stack node: the chain's
+// first node (-1: not machinery) and the folded function. The folded
+// functions are appended to P's FUNCS columns (kind synthetic, no file),
+// once, before anything sizes a table by them (buildModel runs first).
+function importChains(P) {
+  if (P.imports) return P.imports;
+  var nst = P.stackParent.length, nf = P.funcName.length, f, i;
+  var boot = new Uint8Array(nf), any = false;
+  for (f = 0; f < nf; f++) {
+    if (P.strings[P.funcFile[f]].lastIndexOf("<frozen importlib._bootstrap", 0) === 0) boot[f] = any = 1;
+  }
+  var head = new Int32Array(nst).fill(-1), func = new Int32Array(nst).fill(-1);
+  P.imports = { head: head, func: func, any: false };
+  if (!any) return P.imports;
+  var modules = new Map();
+  for (i = 0; i < nst; i++) {
+    var p = P.stackParent[i];
+    f = P.frameFunc[P.stackFrame[i]];
+    if (boot[f]) {
+      head[i] = p >= 0 && head[p] >= 0 ? head[p] : i;
+    } else if (p >= 0 && head[p] >= 0) {
+      var set = modules.get(head[p]);
+      if (!set) modules.set(head[p], (set = new Set()));
+      set.add(moduleOf(P.strings[P.funcFile[f]]));
+    }
+  }
+  var byName = new Map(), names = [];
+  for (i = 0; i < nst; i++) {
+    if (head[i] !== i) continue;
+    var mods = modules.get(i);
+    var name = "import " + (mods ? Array.from(mods).sort().join(", ") : "(finding and loading)");
+    var g = byName.get(name);
+    if (g === undefined) {
+      g = nf + names.length;
+      byName.set(name, g);
+      names.push(name);
+    }
+    func[i] = g;
+  }
+  for (i = 0; i < nst; i++) if (head[i] >= 0) func[i] = func[head[i]];
+  var grow = function (a) {
+    var out = new a.constructor(nf + names.length);
+    out.set(a);
+    return out;
+  };
+  P.funcName = grow(P.funcName);
+  P.funcFile = grow(P.funcFile);
+  P.funcLine = grow(P.funcLine);
+  P.funcKind = grow(P.funcKind);
+  names.forEach(function (name, k) {
+    P.funcName[nf + k] = P.strings.length;
+    P.funcKind[nf + k] = FUNC_SYNTHETIC;
+    P.strings.push(name);
+  });
+  P.imports.any = true;
+  return P.imports;
+}
+
+// fold: import machinery as one frame per import (importChains), the
+// Python readers' default; the card can show it frame by frame.
+function buildModel(P, fold) {
+  var chains = importChains(P);
+  fold = !!fold && chains.any;
   var nst = P.stackParent.length;
   var nfuncs = P.funcName.length;
   var fnParent = [-1], fnFunc = [-1], fnDepth = [0];
   var index = new Map();
   var stackFn = new Int32Array(nst);
   for (var i = 0; i < nst; i++) {
+    var h = fold ? chains.head[i] : -1;
+    if (h >= 0 && h !== i) {
+      stackFn[i] = stackFn[h]; // the rest of a chain is its first frame
+      continue;
+    }
     var p = P.stackParent[i];
     var pf = p < 0 ? 0 : stackFn[p];
-    var f = P.frameFunc[P.stackFrame[i]];
+    var f = h >= 0 ? chains.func[i] : P.frameFunc[P.stackFrame[i]];
     var key = pf * (nfuncs + 1) + f;
     var fn = index.get(key);
     if (fn === undefined) {
@@ -47,6 +129,7 @@ function buildModel(P) {
     kids: kids,
     stackFn: stackFn,
     outer: new Uint8Array(n),
+    folded: fold,
     // deterministic backends count calls of each exact stack, samplers samples
     calls: !!(P.meta && P.meta.counts === "calls"),
   };
@@ -278,11 +361,10 @@ function spread(v, bw, a, b) {
 // as % of one core, from SAMPLES with the current thread / on-CPU filter.
 function functionActivity(M, f, opts, duration, buckets) {
   var P = M.P, nst = P.stackParent.length;
-  var has = new Uint8Array(nst);
-  for (var i = 0; i < nst; i++) {
-    var p = P.stackParent[i];
-    has[i] = (p >= 0 && has[p]) || P.frameFunc[P.stackFrame[i]] === f ? 1 : 0;
-  }
+  var under = new Uint8Array(M.n), has = new Uint8Array(nst), i;
+  // a fnode's parent has a smaller index (it was made first)
+  for (i = 1; i < M.n; i++) under[i] = M.func[i] === f || under[M.parent[i]] ? 1 : 0;
+  for (i = 0; i < nst; i++) has[i] = under[M.stackFn[i]];
   var B = buckets, w = duration / B;
   var v = new Float64Array(B), t = new Float64Array(B);
   var T = P.sampleT, ss = P.sampleStack, st = P.sampleThread, sf = P.sampleFlags, sw = P.sampleWeight;
@@ -411,6 +493,6 @@ function focusNode(M, tree, name) {
 }
 
 export {
-  focusNode, buildModel, aggregateCpu, aggregateMemory, functionTotals, matchedWeight, calleesTree, callersTree,
+  focusNode, buildModel, importChains, aggregateCpu, aggregateMemory, functionTotals, matchedWeight, calleesTree, callersTree,
   spread, functionActivity, lineTotals, threadTimes, timeOutside,
 };

@@ -179,7 +179,7 @@ Timeline.prototype.overlays = function () {
   var D = this.duration, sel = this.sel, t = this.hoverT;
   var self = this;
   this.charts.forEach(function (c) {
-    var W = c.canvas.clientWidth || 1;
+    var W = self.width || c.canvas.clientWidth || 1;
     if (sel) {
       var a = (sel[0] / D) * W, b = (sel[1] / D) * W;
       c.shadeL.hidden = c.shadeR.hidden = false;
@@ -230,6 +230,7 @@ function valueAt(s, t) {
 
 Timeline.prototype.render = function () {
   var W = this.host.clientWidth || 800;
+  this.width = W; // every chart's: overlays() reads no layout
   var dpr = window.devicePixelRatio || 1;
   var dark = isDark();
   var self = this;

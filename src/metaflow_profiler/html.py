@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-_PLACEHOLDER = re.compile(r"\{\{(TITLE|TITLE_JSON|ERROR_JSON|DATA|CSS|JS)\}\}")
+_PLACEHOLDER = re.compile(r"\{\{(TITLE|TITLE_JSON|ERROR_JSON|PARTS_JSON|DATA|CSS|JS)\}\}")
 _IMPORT = re.compile(r'^import\s*\{([^}]*)\}\s*from\s*"([^"]+)";[ \t]*$', re.M)
 _EXPORT = re.compile(r"^export\s*\{([^}]*)\};[ \t]*$", re.M)
 _OTHER_MODULE_SYNTAX = re.compile(r"^(import|export)\b", re.M)
@@ -179,9 +179,61 @@ def _json_for_script(value: object) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def encode_payload(profile_bytes: bytes, level: int = 9) -> str:
-    """base64(zlib(bytes, level)): the form the viewer reads from #mfp-data."""
-    return base64.b64encode(zlib.compress(profile_bytes, level)).decode("ascii")
+def _uv(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    for _ in range(10):
+        b = data[pos]  # IndexError past the end
+        pos += 1
+        value |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return value, pos
+    raise ValueError("varint longer than 10 bytes")
+
+
+_SAMPLES = 7
+
+
+def _samples_columns(data: bytes) -> tuple[int, int] | None:
+    """Where SAMPLES' columns are in the profile: (just after its count, its
+    end), or None (no SAMPLES, or bytes that are not a section table: the
+    viewer's error card says what is wrong with them)."""
+    if not data.startswith(b"MFPROF"):
+        return None
+    try:
+        _, pos = _uv(data, 6)
+        while pos < len(data):
+            tag, pos = _uv(data, pos)
+            length, pos = _uv(data, pos)
+            if pos + length > len(data):
+                return None
+            if tag == _SAMPLES:
+                _, start = _uv(data, pos)
+                return (start, pos + length) if start <= pos + length else None
+            pos += length
+    except (IndexError, ValueError):
+        return None
+    return None
+
+
+def encode_payload(profile_bytes: bytes, level: int = 9) -> tuple[str, dict | None]:
+    """base64(zlib(bytes, level)), the form the viewer reads from #mfp-data,
+    and where in it SAMPLES' columns are ({"samples": [start, end]},
+    compressed offsets, for #mfp-parts). The stream is flushed (Z_FULL_FLUSH)
+    at both ends of the columns, so the viewer inflates the rest apart —
+    what its first view needs, a tenth of a big profile's bytes — and the
+    columns after its first frame. It is still one zlib stream of the
+    profile, byte for byte."""
+    cols = _samples_columns(profile_bytes)
+    if cols is None:
+        return base64.b64encode(zlib.compress(profile_bytes, level)).decode("ascii"), None
+    z = zlib.compressobj(level)
+    parts = [z.compress(profile_bytes[: cols[0]]) + z.flush(zlib.Z_FULL_FLUSH)]
+    parts.append(z.compress(profile_bytes[cols[0] : cols[1]]) + z.flush(zlib.Z_FULL_FLUSH))
+    parts.append(z.compress(profile_bytes[cols[1] :]) + z.flush())
+    start = len(parts[0])
+    where = {"samples": [start, start + len(parts[1])]}
+    return base64.b64encode(b"".join(parts)).decode("ascii"), where
 
 
 def render_html(profile_bytes: bytes | None, *, title: str = "", error: str | None = None,
@@ -195,11 +247,13 @@ def render_html(profile_bytes: bytes | None, *, title: str = "", error: str | No
     profile of 30 s, bench/RESULTS.md).
     """
     assets = _assets()
+    data, parts = encode_payload(profile_bytes, level) if profile_bytes is not None else ("", None)
     values = {
         "TITLE": html.escape(title or "Profile"),
         "TITLE_JSON": _json_for_script(title or ""),
         "ERROR_JSON": _json_for_script(error),
-        "DATA": encode_payload(profile_bytes, level) if profile_bytes is not None else "",
+        "DATA": data,
+        "PARTS_JSON": _json_for_script(parts),
         "CSS": assets["CSS"],
         "JS": assets["JS"],
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import zlib
 from pathlib import Path
@@ -27,12 +28,44 @@ def test_payload_round_trips_as_base64_zlib():
     assert zlib.decompress(base64.b64decode(data_of(page))) == raw
 
 
+def parts_of(page: str):
+    m = re.search(r'<script type="application/json" id="mfp-parts">([^<]*)</script>', page)
+    assert m, "no parts element"
+    return json.loads(m.group(1))
+
+
+def test_the_samples_columns_inflate_apart_from_the_rest():
+    """The card's data is one zlib stream of the profile, byte for byte,
+    flushed at both ends of SAMPLES' columns where #mfp-parts says: the
+    viewer inflates the rest for its first view and the columns after it."""
+    from card_fixtures import sample_profile
+
+    from metaflow_profiler.html import _samples_columns
+
+    data, _ = sample_profile()
+    page = render_html(data)
+    z = base64.b64decode(data_of(page))
+    assert zlib.decompress(z) == data
+    c0, c1 = _samples_columns(data)
+    assert c1 < len(data)  # sections follow SAMPLES: the tail is not empty
+    start, end = parts_of(page)["samples"]
+    head = zlib.decompressobj()
+    assert head.decompress(z[:start]) == data[:c0]  # everything up to the count comes out
+    assert zlib.decompressobj(-15).decompress(z[start:end]) == data[c0:c1]
+    tail = zlib.decompressobj(-15)
+    assert tail.decompress(z[end:-4]) == data[c1:] and tail.eof
+    # bytes that are not a section table travel whole, with no parts
+    for junk in (b"MFPROF\x01\x07\xff", b"not a profile", b"MFPROF\x01\x01\x05ab"):
+        page = render_html(junk)
+        assert zlib.decompress(base64.b64decode(data_of(page))) == junk and parts_of(page) is None
+
+
 def test_title_and_error_cannot_break_out_of_their_elements():
     page = render_html(None, title=EVIL, error=EVIL)
     assert EVIL not in page
     assert "<script>alert(1)" not in page
     # the template's scripts and nothing else
-    assert page.count("<script") == 4 and page.count("</script>") == 4
+    assert page.count("<script") == 5 and page.count("</script>") == 5
     assert data_of(page) == ""
     assert "<title>&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;!--</title>" in page
 
@@ -50,7 +83,7 @@ def test_viewer_is_inlined_whole():
     assert not re.search(r"^\s*(import|export)\b", page, re.M)
     for marker in ("function parseProfile", "function FlameGraph", "function Timeline", "--bg:"):
         assert marker in page
-    assert not re.search(r"\{\{(TITLE|TITLE_JSON|ERROR_JSON|DATA|CSS|JS)\}\}", page)
+    assert not re.search(r"\{\{(TITLE|TITLE_JSON|ERROR_JSON|PARTS_JSON|DATA|CSS|JS)\}\}", page)
 
 
 # --- the viewer's modules, linked by html.py ---------------------------------

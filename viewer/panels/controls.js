@@ -80,6 +80,20 @@ registerPanel({
     // a tracer does not know whether a thread ran: "On CPU" would be empty
     if (hasOnCpu(P) || !(P.meta.counts === "calls" || P.meta.weights === "self_time")) bar.appendChild(mode);
 
+    // only when the profile has import machinery to fold
+    if (P.imports && P.imports.any) {
+      var fold = el("label", "ctl fold-toggle");
+      fold.title = "On: each chain of import machinery (<frozen importlib._bootstrap> frames) is one frame \"import <module>\", as the Python readers show it (Profile.fold_imports). Off: every frame.";
+      var box = el("input");
+      box.type = "checkbox";
+      box.id = "mfp-fold-imports";
+      box.checked = !!ctx.get().foldImports;
+      box.addEventListener("change", guard(function () { ctx.set({ foldImports: box.checked }); }));
+      fold.appendChild(box);
+      fold.appendChild(el("span", "ctl-label", "Fold imports"));
+      bar.appendChild(fold);
+    }
+
     var search = el("div", "search");
     var input = el("input", "search-input");
     input.id = "mfp-search";

@@ -96,11 +96,12 @@ registerPanel({
     // What the step view shows beside the step and what it leaves out.
     // The note reads the records again (per thread): after the redraw, so a
     // range drag stays one pass over the samples.
-    var noteTimer = null;
+    // Not before the first frame: a timer set then would run before it.
+    var noteTimer = null, painted = false;
     function describe() {
       clearTimeout(noteTimer);
-      note.hidden = !(stepView && fg.tree && focus > 0);
-      if (!note.hidden) noteTimer = setTimeout(guard(describeNow), 0);
+      if (!(stepView && fg.tree && focus > 0)) note.hidden = true;
+      else if (painted) noteTimer = setTimeout(guard(describeNow), 0);
     }
     function describeNow() {
       note.textContent = "";
@@ -176,6 +177,10 @@ registerPanel({
           lastMatch = state.match;
           fg.setMatch(state.match);
         }
+      },
+      afterPaint: function () {
+        painted = true;
+        describe();
       },
       redraw: function () { fg.draw(); },
       zoomable: fg,

@@ -137,7 +137,7 @@ registerPanel({
     add({ title: "Threads", series: [series("threads", "threads", "#64748b")], format: function (v) { return fmtNum(v, 0); }, skipZero: true });
     if (!count) return null;
 
-    var activityKey = null, lastRange;
+    var activityKey = null, lastRange = null; // the Timeline starts with no range
     // The selected function's time on the stack, drawn on the CPU chart.
     function activity(state) {
       if (!cpuChart || !P.sampleCount) return;
