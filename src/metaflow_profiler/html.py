@@ -192,12 +192,17 @@ def _uv(data: bytes, pos: int) -> tuple[int, int]:
 
 
 _SAMPLES = 7
+# viewer/decode.js's LAZY_SAMPLES: past this many samples the card draws its
+# first view before it decodes SAMPLES. Below it the viewer needs them all
+# at once, and the stream is not split (a flush costs deflate its window).
+LAZY_SAMPLES = 200_000
 
 
 def _samples_columns(data: bytes) -> tuple[int, int] | None:
     """Where SAMPLES' columns are in the profile: (just after its count, its
-    end), or None (no SAMPLES, or bytes that are not a section table: the
-    viewer's error card says what is wrong with them)."""
+    end), or None (no more than LAZY_SAMPLES samples, no SAMPLES, or bytes
+    that are not a section table: the viewer's error card says what is
+    wrong with them)."""
     if not data.startswith(b"MFPROF"):
         return None
     try:
@@ -208,8 +213,8 @@ def _samples_columns(data: bytes) -> tuple[int, int] | None:
             if pos + length > len(data):
                 return None
             if tag == _SAMPLES:
-                _, start = _uv(data, pos)
-                return (start, pos + length) if start <= pos + length else None
+                count, start = _uv(data, pos)
+                return (start, pos + length) if count > LAZY_SAMPLES and start <= pos + length else None
             pos += length
     except (IndexError, ValueError):
         return None

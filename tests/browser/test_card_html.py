@@ -38,11 +38,17 @@ def test_the_samples_columns_inflate_apart_from_the_rest():
     """The card's data is one zlib stream of the profile, byte for byte,
     flushed at both ends of SAMPLES' columns where #mfp-parts says: the
     viewer inflates the rest for its first view and the columns after it."""
-    from card_fixtures import sample_profile
+    from card_fixtures import load_builder, sample_profile
 
-    from metaflow_profiler.html import _samples_columns
+    from metaflow_profiler.html import LAZY_SAMPLES, _samples_columns
 
-    data, _ = sample_profile()
+    b = load_builder()()
+    th = b.thread(1, b.string("MainThread"), 1)
+    work = b.stack(-1, b.frame(b.func(b.string("work"), b.string("w.py"), 1, 0), 1))
+    n = LAZY_SAMPLES + 1
+    for i in range(n):
+        b.sample((i + 1) * 10_000, work, th, 10_000, 1)
+    data = b.encode(json.dumps({"duration_ns": n * 10_000}))
     page = render_html(data)
     z = base64.b64decode(data_of(page))
     assert zlib.decompress(z) == data
@@ -54,8 +60,9 @@ def test_the_samples_columns_inflate_apart_from_the_rest():
     assert zlib.decompressobj(-15).decompress(z[start:end]) == data[c0:c1]
     tail = zlib.decompressobj(-15)
     assert tail.decompress(z[end:-4]) == data[c1:] and tail.eof
-    # bytes that are not a section table travel whole, with no parts
-    for junk in (b"MFPROF\x01\x07\xff", b"not a profile", b"MFPROF\x01\x01\x05ab"):
+    # a smaller profile (decoded whole before the first frame), and bytes
+    # that are not a section table, travel as one plain stream, with no parts
+    for junk in (sample_profile()[0], b"MFPROF\x01\x07\xff", b"not a profile", b"MFPROF\x01\x01\x05ab"):
         page = render_html(junk)
         assert zlib.decompress(base64.b64decode(data_of(page))) == junk and parts_of(page) is None
 

@@ -3,6 +3,8 @@ readers fold it (Profile.fold_imports, on by default), with a toggle."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from card_fixtures import load_builder, render_html
 
@@ -38,7 +40,7 @@ def import_profile() -> bytes:
         for _ in range(ms):
             t += 1_000_000
             b.sample(t, stack, th, 1_000_000, 1)
-    return b.encode('{"duration_ns": %d, "interval_ns": 1000000}' % t)
+    return b.encode(json.dumps({"duration_ns": t, "interval_ns": 1_000_000}))
 
 
 def card_totals(c) -> dict[str, float]:
