@@ -8,7 +8,7 @@
 import { guard, setProblemHook } from "./util.js";
 import { el, copyText } from "./dom.js";
 import { ProfileError, base64ToBytes, inflatePayload, parseProfile } from "./decode.js";
-import { buildModel, aggregateCpu, aggregateMemory, focusNode } from "./model.js";
+import { buildModel, aggregateCpu, aggregateMemory, focusNode, wholeRunTree } from "./model.js";
 import { FuncInfo } from "./funcinfo.js";
 import { createStore, memo } from "./store.js";
 import { Searcher, compileQuery } from "./search.js";
@@ -161,15 +161,14 @@ function makeContext(P, M, store) {
     threadMask: threadMask,
     filters: filters,
     cpuTree: memo(["thread", "process", "cpuOnly", "range"], function (s) {
-      var t0 = performance.now();
-      var tree = aggregateCpu(M, filters(s));
+      var t0 = performance.now(), f = filters(s);
+      var tree = !f.mask && !f.range ? wholeRunTree(M, f.cpuOnly) : aggregateCpu(M, f);
       timings.aggregate = performance.now() - t0;
       return tree;
     }),
     cpuTreeOnCpu: memo(["thread", "process", "range"], function (s) {
       var f = filters(s);
-      f.cpuOnly = true;
-      return aggregateCpu(M, f);
+      return !f.mask && !f.range ? wholeRunTree(M, true) : aggregateCpu(M, { mask: f.mask, cpuOnly: true, range: f.range });
     }),
     // Memory rows have a process, not a thread: a thread selects its process.
     memTree: memo(["memWhich", "process", "thread"], function (s) {
@@ -181,8 +180,7 @@ function makeContext(P, M, store) {
         // a Metaflow step's function, or the script `python -m metaflow_profiler run` ran;
         // the whole run's tree is the first view's, so usually already there
         var want = typeof P.meta.focus === "string" && P.meta.focus ? P.meta.focus : P.meta.entry;
-        var s = store.get(), whole = s.thread < 0 && s.process < 0 && !s.cpuOnly && !s.range;
-        focus = focusNode(M, whole ? ctx.cpuTree(s) : aggregateCpu(M, { mask: null, cpuOnly: false, range: null }), want);
+        focus = focusNode(M, wholeRunTree(M, false), want);
       }
       return focus;
     },

@@ -9,7 +9,7 @@
 // and all-threads: a baseline has no time order, and its threads are other
 // threads. No DOM here.
 
-import { aggregateCpu, buildModel } from "./model.js";
+import { buildModel, wholeRunTree } from "./model.js";
 
 function identity(P, f) {
   return P.strings[P.funcName[f]] + "\u0000" + P.strings[P.funcFile[f]];
@@ -66,10 +66,6 @@ function matchIdentities(beforeKeys, afterKeys) {
   return map;
 }
 
-function wholeRun(M, cpuOnly) {
-  return aggregateCpu(M, { mask: null, cpuOnly: cpuOnly, range: null });
-}
-
 // M: this run's model. opts: {cpuOnly}. Returns null without a baseline,
 // else {before_us, after_us (durations), rows (every function, biggest
 // inclusive change first), changes (the functions a change starts in: see
@@ -97,7 +93,7 @@ function compareRuns(P, M, B, opts) {
   var idsA = Int32Array.from(keysA, idOf);
   var idsB = Int32Array.from(keysB, function (k) { return idOf(map.get(k)); });
   var nid = keys.length;
-  var treeA = wholeRun(M, cpu), treeB = wholeRun(MB, cpu);
+  var treeA = wholeRunTree(M, cpu), treeB = wholeRunTree(MB, cpu);
   var a = identityTotals(M, treeA, idsA, nid), b = identityTotals(MB, treeB, idsB, nid);
   var rows = [];
   for (var id = 0; id < nid; id++) {

@@ -204,6 +204,14 @@ function aggregateCpu(M, opts) {
   return tree;
 }
 
+// The whole run of every thread (wall or on-CPU), computed once per model:
+// the first view, the step's focus and the comparison all read it.
+function wholeRunTree(M, cpuOnly) {
+  var k = cpuOnly ? "cpu" : "wall";
+  if (!M.whole) M.whole = {};
+  return M.whole[k] || (M.whole[k] = aggregateCpu(M, { mask: null, cpuOnly: !!cpuOnly, range: null }));
+}
+
 // process >= 0: only that process's rows (each at its own heap peak).
 function aggregateMemory(M, which, process) {
   var P = M.P;
@@ -493,6 +501,6 @@ function focusNode(M, tree, name) {
 }
 
 export {
-  focusNode, buildModel, importChains, aggregateCpu, aggregateMemory, functionTotals, matchedWeight, calleesTree, callersTree,
+  focusNode, buildModel, importChains, aggregateCpu, wholeRunTree, aggregateMemory, functionTotals, matchedWeight, calleesTree, callersTree,
   spread, functionActivity, lineTotals, threadTimes, timeOutside,
 };
