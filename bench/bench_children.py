@@ -10,10 +10,15 @@ Workloads, each run in a fresh interpreter per measurement:
             wall time per child
   python    30 sequential subprocess.run([sys.executable, "-c", "pass"]):
             wall time per child (interpreter start-up included)
+  python0   the same with no child: the fixed costs, for the CPU column
 Profilers: none; ours (Profiler(), subprocesses on: the time of the work,
 then the parent's stop with the merge of the children's profiles shown
 apart); py-spy record --subprocesses --rate 1000 (the clock starts after
-it attached). Prints a Markdown table: median of --repeat runs.
+it attached). Prints a Markdown table: median of --repeat runs. The "CPU
+added per child" column is for a loaded machine, where wall times say
+little: the CPU time of the whole run (every process of it, py-spy's own
+included, from RUSAGE_CHILDREN) with 30 `python` children minus the same run
+without any, per child, minus that of the unprofiled runs.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -56,14 +62,18 @@ def fork() -> int:
     return n
 
 
-def python() -> int:
-    n = 30
+def python(n: int = 30) -> int:
     for _ in range(n):
         subprocess.run([sys.executable, "-c", "pass"], check=True)
     return n
 
 
-WORKLOADS = {"pool": pool, "fork": fork, "python": python}
+def python0() -> int:
+    python(0)
+    return 1
+
+
+WORKLOADS = {"pool": pool, "fork": fork, "python": python, "python0": python0}
 
 
 def child(workload: str, profiler: str) -> None:
@@ -94,8 +104,12 @@ def measure(workload: str, profiler: str) -> dict:
     if profiler == "py-spy":
         cmd = ["py-spy", "record", "--subprocesses", "--rate", "1000", "--nonblocking",
                "--output", os.devnull, "--format", "raw", "--", *cmd]
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads([x for x in out.splitlines() if x.startswith("{")][-1])
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    res = json.loads([x for x in out.splitlines() if x.startswith("{")][-1])
+    res["cpu"] = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+    return res
 
 
 def main() -> None:
@@ -116,7 +130,7 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f} at the end, median of {a.repeat}\n")
     print("| workload | profiler | wall | per child | × none | parent's stop (merge) |")
     print("|---|---|---:|---:|---:|---:|")
-    for w in WORKLOADS:
+    for w in [w for w in WORKLOADS if w != "python0"]:
         base = statistics.median(r["elapsed"] for r in res[(w, "none")])
         for p in profs:
             rs = res[(w, p)]
@@ -126,6 +140,16 @@ def main() -> None:
             stop = f"{statistics.median(r['stop_s'] for r in rs) * 1000:.0f} ms" if p == "ours" \
                 else "—"
             print(f"| {w} | {p} | {e:.3f} s | {per} | {e / base:.3f} | {stop} |")
+    n = res[("python", "none")][0]["n"]
+
+    def cpu(w: str, p: str) -> float:
+        return statistics.median(r["cpu"] for r in res[(w, p)])
+
+    print("\n| profiler | CPU per `python -c pass` child | CPU added per child |")
+    print("|---|---:|---:|")
+    per = {p: (cpu("python", p) - cpu("python0", p)) / n * 1000 for p in profs}
+    for p in profs:
+        print(f"| {p} | {per[p]:.1f} ms | {per[p] - per['none']:+.1f} ms |")
 
 
 if __name__ == "__main__":
