@@ -24,7 +24,8 @@ function Timeline(host, duration, opts) {
   this.onUp = guard(function (e) { self.endDrag(e); });
   window.addEventListener("mouseup", this.onUp);
   if (window.ResizeObserver) {
-    new ResizeObserver(guard(function () { self.render(); })).observe(host);
+    // its first call comes with the first frame: nothing to redo at the same width
+    new ResizeObserver(guard(function () { if (host.clientWidth !== self.width) self.render(); })).observe(host);
   }
 }
 
