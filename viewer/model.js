@@ -85,7 +85,7 @@ function importChains(P) {
   return P.imports;
 }
 
-// fold: import machinery as one frame per import (importChains), the
+// fold: the machinery of each import as one frame (importChains), the
 // Python readers' default; the card can show it frame by frame.
 function buildModel(P, fold) {
   var chains = importChains(P);
