@@ -319,7 +319,7 @@ def runs():
     cg, why = memory_cgroup()
     started = {
         "long": Running("live-long", seconds=40),
-        "killed": Running("live-killed", seconds=40),
+        "killed": Running("live-killed", seconds=120),  # SIGKILLed at 20 s: a cap
         "retry": Running("live-retry", seconds=5, fail_first=True),
         "served": Running("live-served", seconds=40),
     }
@@ -382,7 +382,7 @@ def test_live_card_while_running_then_final(runs):
 
 def test_killed_step_keeps_its_last_snapshot(runs):
     run = runs[0]["killed"]
-    assert run.wait() != 0
+    assert run.wait() != 0, run.output()
     assert run.killed_at, getattr(run, "kill_error", None)
     task = run.task()
     (card,) = cards(task)
@@ -400,7 +400,7 @@ def test_oom_killed_step_names_the_allocating_function(runs):
     if "oom" not in started:
         pytest.skip(why)
     run = started["oom"]
-    assert run.wait() != 0
+    assert run.wait() != 0, run.output()
     assert "Task failed" in run.output() or "killed" in run.output().lower(), run.output()
     task = run.task()
     (card,) = cards(task)

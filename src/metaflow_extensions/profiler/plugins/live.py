@@ -182,6 +182,48 @@ def live_notes(info: dict[str, Any]) -> list[str]:
 # ---- where the card goes ----------------------------------------------------
 
 
+def kill_safe_storage(storage: type) -> type:
+    """`storage`, or for the local datastore one whose writes leave nothing in
+    the card folders when the task is killed mid-write. Metaflow's local
+    storage writes a temporary file beside the card, and its card listing
+    raises on any name that is not a card's: an OOM kill during a live
+    update (when one is most likely) left `get_cards`, `card get` and `card
+    server` unable to list the task's cards. The temporary file goes one
+    folder up (the task's folder, which no card listing reads)."""
+    import tempfile
+
+    from metaflow.plugins.datastores.local_storage import LocalStorage
+
+    if not issubclass(storage, LocalStorage):
+        return storage
+
+    class KillSafeLocalStorage(storage):  # type: ignore[misc, valid-type]
+        def save_bytes(self, path_and_bytes_iter: Any, overwrite: bool = False,
+                       len_hint: int = 0) -> None:
+            for path, obj in path_and_bytes_iter:
+                full = self.full_uri(path)
+                if isinstance(obj, tuple) or (not overwrite and os.path.exists(full)):
+                    super().save_bytes([(path, obj)], overwrite=overwrite)
+                    continue
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                data = obj.read()
+                fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.dirname(full)),
+                                           prefix=".mfp-live-")
+                try:
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                    os.replace(tmp, full)
+                except BaseException:
+                    try:
+                        os.unlink(tmp)
+                    except OSError:
+                        pass
+                    raise
+
+    return KillSafeLocalStorage
+
+
+
 class CardTarget:
     """The final card's own location in the card datastore, found once the
     card decorator has given the card its uuid (its task_pre_step runs right
@@ -208,7 +250,8 @@ class CardTarget:
         # As `card create` does: the card root of this datastore type.
         root = CardDatastore.get_storage_root(fds.TYPE) or fds.datastore_root
         cards = FlowDataStore(fds.flow_name, environment=None,
-                              storage_impl=type(fds._storage_impl), ds_root=root)
+                              storage_impl=kill_safe_storage(type(fds._storage_impl)),
+                              ds_root=root)
         self._ds = CardDatastore(cards, pathspec=self._pathspec)
         self._uuid, self._id = deco._card_uuid, deco._user_set_card_id
         return True
