@@ -263,8 +263,10 @@ def test_lines_and_files_are_recorded():
 
 
 def test_bytes_round_trip_and_files(tmp_path):
+    t0 = time.perf_counter()
     with Profiler(interval=0.001, timeline_interval=0.05) as p:
         spin(0.2)
+    wall = time.perf_counter() - t0
     prof = p.profile
     again = Profile.from_bytes(prof.to_bytes())
     assert again.functions() == prof.functions()
@@ -272,7 +274,7 @@ def test_bytes_round_trip_and_files(tmp_path):
     prof.save(tmp_path / "x.mfprof")
     assert Profile.load(tmp_path / "x.mfprof").to_bytes() == prof.to_bytes()
     stats = prof.stats()
-    assert 0.15 < stats["duration_s"] < 1.0
+    assert 0.15 < stats["duration_s"] <= wall, (stats["duration_s"], wall)
     assert stats["samples"] > 20  # ~200 at 1 kHz; far fewer under ASan on a busy machine
     assert stats["peak_cpu_pct"] > 0
 
