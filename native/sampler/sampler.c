@@ -56,9 +56,10 @@ _Static_assert(MFP_DROP_READ_FAULT == (int)MFP_PYTHON_READ_FAULT && MFP_DROP_INV
                    MFP_DROP_NO_MEMORY == (int)MFP_PYTHON_NO_MEMORY,
                "drop reasons follow mfp_python_error");
 
-#define MAX_THREADS 4096
-#define BATCH_THREADS 256 /* thread states copied in one syscall per pass */
-#define THREAD_TABLE_BITS 13 /* twice MAX_THREADS: probes stay short */
+#define MAX_THREADS 65536 /* threads remembered (thread_for) */
+#define FIRST_THREADS 256   /* room for threads at start, doubled as needed */
+#define BATCH_THREADS 256   /* thread states copied in one syscall per pass */
+#define CLOCK_BUDGET 256    /* thread CPU clocks read per pass (sample_all_direct) */
 #define FRAME_CACHE_BITS 16
 #define MOMENT_NS 200000 /* a stack read longer than this was interrupted */
 #define STACK_MEMORIES 4   /* deep stacks remembered, for the threads that have them */
@@ -83,6 +84,7 @@ typedef struct {
     uint32_t index;      /* thread index in the profile */
     uint32_t last_node;  /* its stack at its last sample */
     int64_t cpu_debt;    /* CPU time used but not yet reported (see add_sample) */
+    int hot;             /* its CPU clock moved at its last sample, or it is new */
 } thread_entry;
 
 struct mfp_sampler {
@@ -109,8 +111,9 @@ struct mfp_sampler {
     pthread_mutex_t store_lock;
 
     thread_entry *threads;
-    size_t nthreads;
+    size_t nthreads, threads_cap;
     uint32_t *thread_table;
+    unsigned table_bits; /* the table has 2^table_bits slots, twice threads_cap */
 
     /* Readers and scratch space reused by every pass (sampler thread only). */
     mfp_python_walker *walker;
@@ -122,13 +125,18 @@ struct mfp_sampler {
     stack_memory memories[STACK_MEMORIES];
     unsigned next_memory;
 
-    /* The thread states of the last pass, in list order (when at most
-     * BATCH_THREADS), and room for copies of them. */
-    const void *known_ts[BATCH_THREADS];
-    size_t nknown;
+    /* The interpreter's threads as last seen (roster_check) and room for
+     * copies of BATCH_THREADS thread states. */
+    const void **roster, **walk; /* walk: the next roster, while it is read */
+    mfp_python_thread *roster_ts, *walk_ts;
+    size_t nroster, roster_cap, walk_cap;
+    int roster_ok;
+    size_t window;             /* where the next check of links starts */
+    size_t fresh_from, fresh_to; /* the entries copied this pass */
+    size_t new_from;           /* the first entry new this pass (SIZE_MAX: none) */
+    size_t clock_window;       /* where this pass's window of clock reads starts */
     size_t tstate_size;
-    char *ts_copies, *ts_one;
-    mfp_python_thread *ts_decoded;
+    char *ts_copies;
 
     mfp_sampler_stats stats;
 };
@@ -151,36 +159,59 @@ static uint64_t thread_cpu_ns(uint64_t tid) {
 /* ---- threads ----------------------------------------------------------- */
 
 /* Threads by OS tid: an open-addressing table of indices into s->threads
- * (0 = empty, else index + 1), so a pass costs O(threads) however many
- * threads came and went. */
-static size_t tid_slot(uint64_t tid) {
-    return (size_t)((tid * 0x9E3779B97F4A7C15ull) >> (64 - THREAD_TABLE_BITS));
+ * (0 = empty, else index + 1), twice as many slots as entries so probes
+ * stay short, so a pass costs O(threads) however many threads came and
+ * went. Both grow with the threads seen, up to MAX_THREADS entries; then
+ * every entry is forgotten (most are of dead threads) and the live ones
+ * come back as they are sampled. */
+static size_t tid_slot(uint64_t tid, unsigned bits) {
+    return (size_t)((tid * 0x9E3779B97F4A7C15ull) >> (64 - bits));
 }
 
 static thread_entry *thread_find(mfp_sampler *s, uint64_t tid) {
-    const size_t mask = ((size_t)1 << THREAD_TABLE_BITS) - 1;
-    for (size_t i = tid_slot(tid);; i = (i + 1) & mask) {
+    const size_t mask = ((size_t)1 << s->table_bits) - 1;
+    for (size_t i = tid_slot(tid, s->table_bits);; i = (i + 1) & mask) {
         uint32_t k = s->thread_table[i];
         if (!k) return NULL;
         if (s->threads[k - 1].tid == tid) return &s->threads[k - 1];
     }
 }
 
+static void table_insert(mfp_sampler *s, size_t index) {
+    const size_t mask = ((size_t)1 << s->table_bits) - 1;
+    size_t i = tid_slot(s->threads[index].tid, s->table_bits);
+    while (s->thread_table[i]) i = (i + 1) & mask;
+    s->thread_table[i] = (uint32_t)index + 1;
+}
+
+/* Room for twice the entries (0), or -1 with the old table kept. */
+static int threads_grow(mfp_sampler *s) {
+    size_t cap = s->threads_cap * 2;
+    thread_entry *t = realloc(s->threads, cap * sizeof *t);
+    if (!t) return -1;
+    s->threads = t;
+    uint32_t *table = calloc((size_t)2 << s->table_bits, sizeof *table);
+    if (!table) return -1;
+    free(s->thread_table);
+    s->thread_table = table;
+    s->threads_cap = cap;
+    s->table_bits++;
+    for (size_t i = 0; i < s->nthreads; i++) table_insert(s, i);
+    return 0;
+}
+
 static thread_entry *thread_for(mfp_sampler *s, uint64_t tid) {
     thread_entry *t = thread_find(s, tid);
     if (t) return t;
-    if (s->nthreads == MAX_THREADS) { /* forget old, mostly dead ones */
-        s->nthreads = 0;
-        memset(s->thread_table, 0, sizeof(uint32_t) << THREAD_TABLE_BITS);
+    if (s->nthreads == s->threads_cap && (s->threads_cap == MAX_THREADS || threads_grow(s) != 0)) {
+        s->nthreads = 0; /* forget old, mostly dead ones */
+        memset(s->thread_table, 0, sizeof(uint32_t) << s->table_bits);
     }
     uint32_t idx = mfp_profile_thread(s->profile, tid, 0, 0);
     if (idx == MFP_NONE) return NULL;
-    t = &s->threads[s->nthreads++];
-    *t = (thread_entry){tid, UINT64_MAX, NULL, idx, MFP_NONE, 0};
-    const size_t mask = ((size_t)1 << THREAD_TABLE_BITS) - 1;
-    size_t i = tid_slot(tid);
-    while (s->thread_table[i]) i = (i + 1) & mask;
-    s->thread_table[i] = (uint32_t)s->nthreads; /* index + 1 */
+    t = &s->threads[s->nthreads];
+    *t = (thread_entry){tid, UINT64_MAX, NULL, idx, MFP_NONE, 0, 1};
+    table_insert(s, s->nthreads++);
     if (s->on_new_thread) s->on_new_thread();
     return t;
 }
@@ -240,6 +271,7 @@ static void add_sample(mfp_sampler *s, thread_entry *te, uint64_t tid, const voi
     }
     uint64_t used = te->cpu_ns == UINT64_MAX || cpu < te->cpu_ns ? cpu : cpu - te->cpu_ns;
     if (te->cpu_ns == cpu && te->tstate == tstate) dt = s->gap_ns; /* did not run: all of it */
+    te->hot = te->cpu_ns != cpu;
     te->cpu_ns = cpu;
     te->tstate = tstate;
     te->last_node = node;
@@ -320,8 +352,11 @@ static uint32_t build_stack(mfp_sampler *s, uint64_t tid, int depth, int *reason
     return node;
 }
 
-static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thread *ts, uint64_t t,
-                          uint64_t dt) {
+/* Sample the thread whose state at addr said ts: fresh, a copy made this
+ * pass, or else one from an earlier pass (its tid and state address still
+ * hold; its frames are read anew if it ran). */
+static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thread *ts, int fresh,
+                          uint64_t t, uint64_t dt) {
     if (ignored(ts->tid)) return;
     /* A thread that has not run since its last sample (waiting for the GIL,
      * a lock, I/O) cannot have changed its stack: reuse it, skipping every
@@ -336,6 +371,15 @@ static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thr
         add_sample(s, te, ts->tid, addr, te->last_node, cpu, SEEN_IDLE, t, dt);
         return;
     }
+    mfp_python_thread now;
+    int ignored;
+    if (!fresh) {
+        if (mfp_python_thread_read(s->walker, addr, s->interp, &now, &ignored) != 0 || now.tid != ts->tid) {
+            s->roster_ok = 0; /* it ended: walk the list again next pass */
+            return;
+        }
+        ts = &now;
+    }
     /* Whether the stack read next is the one running (add_sample). */
     uint64_t read_from = now_ns();
     const void *holder = s->gil ? mfp_python_gil_holder(s->gil, &checked_mem) : NULL;
@@ -343,14 +387,14 @@ static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thr
      * frame torn by a call or return; a moment later the stack is whole
      * again. Retry from a fresh copy of the thread state a couple of times
      * before counting a drop. */
-    mfp_python_thread fresh;
-    int reason = MFP_DROP_INVALID, depth = -1, ignored;
+    mfp_python_thread again;
+    int reason = MFP_DROP_INVALID, depth = -1;
     size_t elided = 0;
     uint32_t node = MFP_NONE;
     for (int attempt = 0; attempt < 3; attempt++) {
         if (attempt > 0) {
-            if (mfp_python_thread_read(s->walker, addr, s->interp, &fresh, &ignored) != 0) break;
-            ts = &fresh;
+            if (mfp_python_thread_read(s->walker, addr, s->interp, &again, &ignored) != 0) break;
+            ts = &again;
         }
         depth = mfp_python_walk(s->walker, ts, s->frames, MFP_SAMPLER_MAX_DEPTH, &elided, &reason);
         if (depth == 0) return; /* no Python code running in this thread */
@@ -382,62 +426,211 @@ static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thr
     add_sample(s, te, ts->tid, addr, node, cpu, seen, t, dt);
 }
 
+/* ---- the roster: the interpreter's list of threads, as last seen -------- */
+
+/* The roster holds the thread states of the interpreter's list, oldest
+ * first (roster[n - 1] is the list's head: CPython puts a new thread state
+ * at the head), with what each said when last copied. A pass checks it
+ * for a bounded cost however many threads there are: it copies the list
+ * head and a window of at most BATCH_THREADS states (in one syscall),
+ * checks their links, and moves the window on; a new head is followed
+ * back to the old one (the threads started since). Any link that does not
+ * hold (a thread ended) has the list walked anew, one state at a time. */
+
+/* Room for n entries in the roster (walk = 0) or in the one a walk builds
+ * (walk = 1): 0, or -1. */
+static int roster_reserve(mfp_sampler *s, int walk, size_t n) {
+    size_t *capp = walk ? &s->walk_cap : &s->roster_cap;
+    const void ***ap = walk ? &s->walk : &s->roster;
+    mfp_python_thread **dp = walk ? &s->walk_ts : &s->roster_ts;
+    if (n <= *capp) return 0;
+    size_t cap = *capp ? *capp : FIRST_THREADS;
+    while (cap < n) cap *= 2;
+    const void **a = realloc(*ap, cap * sizeof *a);
+    if (a) *ap = a;
+    mfp_python_thread *d = a ? realloc(*dp, cap * sizeof *d) : NULL;
+    if (d) *dp = d;
+    if (!d) return -1;
+    *capp = cap;
+    return 0;
+}
+
+/* The whole list, one state at a time (its links are known only as it is
+ * read), into the roster. 0, or -1 with the drop counted and the old
+ * roster kept (its threads are sampled as known so far). */
+static int roster_walk(mfp_sampler *s) {
+    const void *addr;
+    s->roster_ok = 0;
+    s->fresh_from = s->fresh_to = 0;
+    if (mfp_mem_read(&addr, s->threads_head, sizeof addr) != 0) {
+        s->stats.dropped[MFP_DROP_READ_FAULT]++;
+        return -1;
+    }
+    size_t n = 0;
+    for (; addr && n < MAX_THREADS; n++) {
+        if (roster_reserve(s, 1, n + 1) != 0) {
+            s->stats.dropped[MFP_DROP_NO_MEMORY]++;
+            return -1;
+        }
+        if (mfp_mem_read(s->ts_copies, addr, s->tstate_size) != 0) {
+            s->stats.dropped[MFP_DROP_READ_FAULT]++;
+            return -1;
+        }
+        mfp_python_thread_decode(s->ts_copies, &s->walk_ts[n]);
+        if (s->walk_ts[n].interp != (const void *)s->interp) { /* freed under us: the list moved */
+            s->stats.dropped[MFP_DROP_INVALID]++;
+            return -1;
+        }
+        s->walk[n] = addr;
+        addr = s->walk_ts[n].next;
+    }
+    for (size_t i = 0, j = n ? n - 1 : 0; i < j; i++, j--) { /* oldest first */
+        const void *a = s->walk[i];
+        mfp_python_thread d = s->walk_ts[i];
+        s->walk[i] = s->walk[j];
+        s->walk_ts[i] = s->walk_ts[j];
+        s->walk[j] = a;
+        s->walk_ts[j] = d;
+    }
+    const void **a = s->roster;
+    mfp_python_thread *d = s->roster_ts;
+    size_t cap = s->roster_cap;
+    s->roster = s->walk;
+    s->roster_ts = s->walk_ts;
+    s->roster_cap = s->walk_cap;
+    s->walk = a;
+    s->walk_ts = d;
+    s->walk_cap = cap;
+    s->nroster = n;
+    s->window = 0;
+    s->roster_ok = !addr; /* else more than MAX_THREADS, or a loop: walk again next pass */
+    s->fresh_to = n;
+    return 0;
+}
+
+/* Check the roster against the list (see above), marking fresh the window
+ * of entries copied this pass: 0 when it holds, else -1. */
+static int roster_check(mfp_sampler *s) {
+    size_t n = s->nroster, tsz = s->tstate_size;
+    if (!s->roster_ok || n == 0) return -1;
+    size_t w0 = s->window < n ? s->window : 0, w1 = w0 + BATCH_THREADS < n ? w0 + BATCH_THREADS : n;
+    const void *head;
+    s->local_iov[0] = (struct iovec){&head, sizeof head};
+    s->remote_iov[0] = (struct iovec){(void *)s->threads_head, sizeof head};
+    for (size_t i = w0; i < w1; i++) {
+        s->local_iov[i - w0 + 1] = (struct iovec){s->ts_copies + (i - w0) * tsz, tsz};
+        s->remote_iov[i - w0 + 1] = (struct iovec){(void *)s->roster[i], tsz};
+    }
+    size_t cnt = w1 - w0 + 1;
+    if (mfp_mem_readv(s->local_iov, s->remote_iov, cnt) != cnt) return -1;
+    /* A thread that ended is unlinked: the next thread's link skips it.
+     * Those are crossed out (NULL), and so is a state freed or reused by
+     * another thread (that one is found at the head, below). */
+    size_t dead = 0;
+    for (size_t i = w0; i < w1; i++) {
+        mfp_python_thread d;
+        mfp_python_thread_decode(s->ts_copies + (i - w0) * tsz, &d);
+        if (d.interp != (const void *)s->interp || d.tid != s->roster_ts[i].tid) {
+            s->roster[i] = NULL;
+            dead++;
+            continue;
+        }
+        size_t j = i; /* roster[j - 1] is the state d links to */
+        if (d.next == NULL)
+            j = 0;
+        else
+            while (j > 0 && i - j < BATCH_THREADS && s->roster[j - 1] != d.next) j--;
+        if (d.next != NULL && (j == 0 || s->roster[j - 1] != d.next)) return -1; /* not one we know */
+        for (size_t k = j; k < i; k++)
+            if (s->roster[k]) {
+                s->roster[k] = NULL;
+                dead++;
+            }
+        s->roster_ts[i] = d;
+    }
+    if (dead) {
+        size_t m = 0, m0 = 0, m1 = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (i == w0) m0 = m;
+            if (i == w1) m1 = m;
+            if (s->roster[i]) {
+                s->roster[m] = s->roster[i];
+                s->roster_ts[m++] = s->roster_ts[i];
+            }
+        }
+        if (w1 == n) m1 = m;
+        s->nroster = n = m;
+        w0 = m0;
+        w1 = m1;
+        if (n == 0) return -1;
+    }
+    s->fresh_from = w0;
+    s->fresh_to = w1;
+    s->window = w1;
+    /* Threads started since: from the new head back to the old one. */
+    const void *old = s->roster[n - 1], *addr = head;
+    size_t added = 0;
+    while (addr != old) {
+        if (!addr || added == BATCH_THREADS || roster_reserve(s, 0, n + added + 1) != 0 ||
+            mfp_mem_read(s->ts_copies, addr, tsz) != 0)
+            return -1;
+        mfp_python_thread d;
+        mfp_python_thread_decode(s->ts_copies, &d);
+        if (d.interp != (const void *)s->interp) return -1;
+        s->roster[n + added] = addr;
+        s->roster_ts[n + added] = d;
+        added++;
+        addr = d.next;
+    }
+    /* Found newest first: make them oldest first after the old head. */
+    for (size_t i = n, j = n + added - 1; added && i < j; i++, j--) {
+        const void *a = s->roster[i];
+        mfp_python_thread d = s->roster_ts[i];
+        s->roster[i] = s->roster[j];
+        s->roster_ts[i] = s->roster_ts[j];
+        s->roster[j] = a;
+        s->roster_ts[j] = d;
+    }
+    s->nroster = n + added;
+    s->new_from = n;
+    return 0;
+}
+
 /* One pass over every thread state of the interpreter, without the GIL:
  * touches only interpreter memory through memread, and the sampler's own
- * state and store. */
+ * state and store.
+ *
+ * A thread's CPU clock costs a syscall to read, so with many threads a
+ * pass reads at most CLOCK_BUDGET of them: those of the threads that ran
+ * at their last sample (hot) or are new, the GIL's holder's, and a window
+ * that moves on each pass; every other thread repeats its last stack as
+ * one that did not run. A thread that starts running C code without the
+ * GIL is so found within threads / CLOCK_BUDGET passes, and the CPU it
+ * used meanwhile is counted then (add_sample's debt). */
 static void sample_all_direct(mfp_sampler *s, uint64_t t, uint64_t dt) {
-    const void *head;
     s->pass_holder = s->gil ? mfp_python_gil_holder(s->gil, &checked_mem) : NULL;
-    const size_t tsz = s->tstate_size;
-    char *copies = s->ts_copies;
-    mfp_python_thread *th = s->ts_decoded;
-    size_t n = s->nknown;
-    /* Usually the threads are those of the last pass: copy their states
-     * and the list head in one syscall, and check the links. */
-    if (n > 0) {
-        s->local_iov[0] = (struct iovec){&head, sizeof head};
-        s->remote_iov[0] = (struct iovec){(void *)s->threads_head, sizeof head};
-        for (size_t i = 0; i < n; i++) {
-            s->local_iov[i + 1] = (struct iovec){copies + i * tsz, tsz};
-            s->remote_iov[i + 1] = (struct iovec){(void *)s->known_ts[i], tsz};
+    s->new_from = SIZE_MAX;
+    if (roster_check(s) != 0) roster_walk(s);
+    size_t n = s->nroster, spare = n > CLOCK_BUDGET ? CLOCK_BUDGET : n;
+    size_t r0 = s->clock_window < n ? s->clock_window : 0;
+    for (size_t k = n; k-- > 0;) { /* the list's order: newest first */
+        const void *addr = s->roster[k];
+        const mfp_python_thread *ts = &s->roster_ts[k];
+        int fresh = (k >= s->fresh_from && k < s->fresh_to) || k >= s->new_from;
+        if (n > CLOCK_BUDGET && k < s->new_from && addr != s->pass_holder) {
+            thread_entry *te = thread_find(s, ts->tid);
+            int in_window = (k + n - r0) % n < CLOCK_BUDGET / 2;
+            if (te && te->last_node != MFP_NONE && te->tstate == addr && !in_window &&
+                !(te->hot && spare > 0)) {
+                if (!ignored(ts->tid))
+                    add_sample(s, te, ts->tid, addr, te->last_node, te->cpu_ns, SEEN_IDLE, t, dt);
+                continue;
+            }
+            if (te && te->hot && !in_window) spare--;
         }
-        int same = mfp_mem_readv(s->local_iov, s->remote_iov, n + 1) == n + 1 &&
-                   head == s->known_ts[0];
-        for (size_t i = 0; same && i < n; i++) {
-            mfp_python_thread_decode(copies + i * tsz, &th[i]);
-            same = th[i].interp == (const void *)s->interp &&
-                   th[i].next == (i + 1 < n ? s->known_ts[i + 1] : NULL);
-        }
-        if (same) {
-            for (size_t i = 0; i < n; i++) sample_thread(s, s->known_ts[i], &th[i], t, dt);
-            return;
-        }
+        sample_thread(s, addr, ts, fresh, t, dt);
     }
-    /* A thread came or went: walk the list one state at a time. */
-    s->nknown = 0;
-    if (mfp_mem_read(&head, s->threads_head, sizeof head) != 0) {
-        s->stats.dropped[MFP_DROP_READ_FAULT]++;
-        return;
-    }
-    mfp_python_thread one;
-    const void *addr = head;
-    for (n = 0; addr && n < MAX_THREADS; n++) {
-        char *copy = n < BATCH_THREADS ? copies + n * tsz : s->ts_one;
-        mfp_python_thread *ts = n < BATCH_THREADS ? &th[n] : &one;
-        if (mfp_mem_read(copy, addr, tsz) != 0) {
-            s->stats.dropped[MFP_DROP_READ_FAULT]++;
-            return;
-        }
-        mfp_python_thread_decode(copy, ts);
-        if (ts->interp != (const void *)s->interp) { /* freed under us: the list moved */
-            s->stats.dropped[MFP_DROP_INVALID]++;
-            return;
-        }
-        if (n < BATCH_THREADS) s->known_ts[n] = addr;
-        sample_thread(s, addr, ts, t, dt);
-        addr = ts->next;
-    }
-    if (!addr && n <= BATCH_THREADS) s->nknown = n;
+    s->clock_window = (r0 + CLOCK_BUDGET / 2) % (n ? n : 1);
 }
 
 /* The slower sampler on the public C API, for where interpreter memory
@@ -595,8 +788,10 @@ void mfp_sampler_free(mfp_sampler *s) {
     mfp_python_decoder_free(s->decoder);
     free(s->threads);
     free(s->ts_copies);
-    free(s->ts_one);
-    free(s->ts_decoded);
+    free(s->roster);
+    free(s->roster_ts);
+    free(s->walk);
+    free(s->walk_ts);
     free(s->thread_table);
     free(s->frames);
     free(s->local_iov);
@@ -651,16 +846,16 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     pthread_condattr_destroy(&ca);
     s->threads_head = mfp_python_threads_head(s->interp);
     s->tstate_size = mfp_python_tstate_size();
-    s->threads = calloc(MAX_THREADS, sizeof *s->threads);
+    s->threads_cap = FIRST_THREADS;
+    s->table_bits = 9;
+    s->threads = calloc(FIRST_THREADS, sizeof *s->threads);
     s->ts_copies = malloc(BATCH_THREADS * s->tstate_size);
-    s->ts_one = malloc(s->tstate_size);
-    s->ts_decoded = malloc(BATCH_THREADS * sizeof *s->ts_decoded);
-    s->thread_table = calloc((size_t)1 << THREAD_TABLE_BITS, sizeof *s->thread_table);
+    s->thread_table = calloc((size_t)1 << s->table_bits, sizeof *s->thread_table);
     s->frames = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->frames);
     s->local_iov = malloc((BATCH_THREADS + 1) * sizeof *s->local_iov);
     s->remote_iov = malloc((BATCH_THREADS + 1) * sizeof *s->remote_iov);
     s->frame_ids = malloc((MFP_SAMPLER_MAX_DEPTH + 1) * sizeof *s->frame_ids); /* + a marker */
-    if (!s->ts_copies || !s->ts_one || !s->ts_decoded || !s->threads || !s->thread_table ||
+    if (!s->ts_copies || !s->threads || !s->thread_table ||
         !s->frames || !s->local_iov || !s->remote_iov || !s->frame_ids)
         goto oom;
     for (int i = 0; i < STACK_MEMORIES; i++) {

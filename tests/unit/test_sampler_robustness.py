@@ -231,3 +231,91 @@ def test_threads_changing_stacks_fast():
     # 3.15 measured 0.37 % (torn reads found invalid), 3.11-3.13 under 0.3 %
     bound = 0.01 if sys.version_info >= (3, 14) else 0.003
     assert meta["samples_dropped"] <= bound * meta["samples_taken"], meta["drop_reasons"]
+
+
+def stay_waiting(ev):
+    ev.wait()
+
+
+def leave_waiting(ev):
+    ev.wait()
+
+
+def hash_without_gil(go, stop):
+    go.wait()
+    hashing(stop)
+
+
+def hashing(stop):
+    import hashlib
+
+    block = b"x" * (1 << 20)
+    while not stop.is_set():
+        hashlib.sha256(block).digest()  # releases the GIL for blocks this big
+
+
+def test_600_idle_threads_cost_a_bounded_pass():
+    """More threads than a pass reads CPU clocks or thread states of (256
+    each): the idle ones repeat their stacks in every pass, those that end
+    stop being sampled, and one that wakes to run C code without the GIL
+    has its stack read anew within a few passes."""
+    stay_ev, leave_ev, go, stop = (threading.Event() for _ in range(4))
+    stayers = [threading.Thread(target=stay_waiting, args=(stay_ev,)) for _ in range(300)]
+    leavers = [threading.Thread(target=leave_waiting, args=(leave_ev,)) for _ in range(300)]
+    hasher = threading.Thread(target=hash_without_gil, args=(go, stop))
+    for t in stayers + leavers + [hasher]:
+        t.start()
+    try:
+        with Profiler(interval=0.001, timeline_interval=0, memory=False) as p:
+            t0 = time.perf_counter()  # the profile's clock started before
+            time.sleep(0.3)
+            go.set()
+            t_go = time.perf_counter()
+            time.sleep(0.3)
+            t_leave = time.perf_counter()
+            leave_ev.set()
+            for t in leavers:
+                t.join()
+            t_left = time.perf_counter()
+            time.sleep(0.3)
+            stop.set()
+            hasher.join()
+    finally:
+        go.set()
+        leave_ev.set()
+        stay_ev.set()
+        stop.set()
+    for t in stayers:
+        t.join()
+    prof = p.profile
+    t = prof._t
+    assert prof.meta["samples_decimation"] == 1
+    passes = sorted(set(t["samples"]["t_ns"]))  # every pass samples the stayers
+    assert len(passes) >= 50, len(passes)
+    wall = {r.name.rsplit(".", 1)[-1]: r for r in prof.functions()}
+    cpu = {r.name.rsplit(".", 1)[-1]: r for r in prof.functions(on_cpu=True)}
+    # Every waiting thread is in every pass, standing for all the time since
+    # the previous one (it did not run); the leavers in those before they
+    # were let go, and in none after they ended, give or take a pass.
+    stay, leave = wall["stay_waiting"], wall["leave_waiting"]
+    assert stay.samples >= 300 * (len(passes) - 1), (stay, len(passes))
+    assert stay.total_s >= 0.98 * 300 * (passes[-1] - passes[0]) / 1e9, (stay, passes[0], passes[-1])
+    alive = sum(x < (t_leave - t0) * 1e9 for x in passes)
+    ended = sum(x < (t_left - t0) * 1e9 + 0.05e9 for x in passes)
+    assert 300 * (alive - 1) <= leave.samples <= 300 * (ended + 3), (leave, alive, ended)
+    assert cpu.get("stay_waiting") is None or cpu["stay_waiting"].total_s < 0.01 * stay.total_s
+    # The hasher's samples from a few passes after it began to hash show it
+    # hashing, not left in its wait (it is not found holding the GIL).
+    tid = next(i for i, x in enumerate(t["threads"]["tid"]) if x == hasher.native_id)
+    stacks = t["stacks"]
+    funcs = [t["strings"][t["funcs"]["name"][t["frames"]["func"][f]]] for f in stacks["frame"]]
+    in_hashing = set()
+    for node in range(len(funcs)):  # parents come before their children
+        parent = stacks["parent"][node]
+        if funcs[node] == "hashing" or (parent >= 0 and parent in in_hashing):
+            in_hashing.add(node)
+    since = (t_go - t0) * 1e9 + 0.1e9
+    later = [st for ts, st, th in zip(t["samples"]["t_ns"], t["samples"]["stack"], t["samples"]["thread"])
+             if th == tid and ts > since]
+    assert len(later) >= 10, later
+    assert sum(st in in_hashing for st in later) >= 0.9 * len(later), (later, funcs)
