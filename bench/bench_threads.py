@@ -6,8 +6,8 @@ Each run, in a fresh process: start N threads that each block on one
 event, wait until all have started, release them and join them. The time
 is wall time from the first start to the last join, without the profiler
 and under the default sampler (1 ms, memory off, no timeline), runs
-interleaved, median of --repeat. Also the sampler's own time per pass and
-its passes, from the profile's META. Prints a Markdown table for
+interleaved; of --repeat runs, the one with the median total time. Also
+the sampler's own time per pass and its passes, from the profile's META. Prints a Markdown table for
 bench/RESULTS.md.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import subprocess
 import sys
 
@@ -75,7 +74,8 @@ def main() -> None:
             ours.append(run(n, True))
         b = sorted(base, key=lambda r: r["wall"])[len(base) // 2]
         o = sorted(ours, key=lambda r: r["wall"])[len(ours) // 2]
-        print(f"| {n} | {b['started']:.2f} | {o['started']:.2f} | {b['wall']:.2f} | {o['wall']:.2f} | {o['busy']:.2f} "
+        print(f"| {n} | {b['started']:.2f} | {o['started']:.2f} | {b['wall']:.2f} | {o['wall']:.2f} "
+              f"| {o['busy']:.2f} "
               f"({o['duration']:.2f}) | {o['passes']} | {o['busy'] / max(1, o['passes']) * 1e6:.0f} |")
 
 

@@ -168,18 +168,22 @@ static void *namer_main(void *arg) {
         namer.pending = 0;
         pthread_mutex_unlock(&namer.lock);
         PyGILState_STATE g = PyGILState_Ensure();
-        uint64_t took = mono_ns();
+        struct timespec c0, c1;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
         record_thread_names();
-        took = mono_ns() - took;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
         PyGILState_Release(g);
         pthread_mutex_lock(&namer.lock);
         /* Thousands of threads starting would have the namer enumerate them
-         * all, with the GIL, for each new one: it rests nine times as long
-         * as a round took, so names cost the program at most a tenth of its
-         * time (a thread that lives shorter than that may have no name). */
+         * all, with the GIL, for each new one: it rests nine times the CPU
+         * time a round took (at most 20 ms), so names cost the program about
+         * a tenth of its time; a thread that lives shorter than the rest may
+         * have no name. */
+        uint64_t took = (uint64_t)((c1.tv_sec - c0.tv_sec) * 1000000000 + (c1.tv_nsec - c0.tv_nsec));
+        uint64_t rest = 9 * took < 20000000u ? 9 * took : 20000000u;
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        uint64_t end = (uint64_t)until.tv_sec * 1000000000u + (uint64_t)until.tv_nsec + 9 * took;
+        uint64_t end = (uint64_t)until.tv_sec * 1000000000u + (uint64_t)until.tv_nsec + rest;
         until = (struct timespec){(time_t)(end / 1000000000u), (long)(end % 1000000000u)};
         while (!namer.quit && pthread_cond_timedwait(&namer.wake, &namer.lock, &until) == 0) {
         }

@@ -2,13 +2,17 @@
  *
  * Why it is built this way. Every read of interpreter memory is a syscall
  * (memread.h) costing microseconds, so a pass is organised to make few:
- *  - one vectored copy of all the thread states, while the list of
- *    threads is the one of the last pass;
+ *  - one vectored copy of the list head and of at most BATCH_THREADS
+ *    thread states (all of them when there are no more), checked against
+ *    the roster of the last pass (roster_check);
+ *  - at most about CLOCK_BUDGET per-thread CPU clock reads (each a syscall);
  *  - per thread whose CPU clock moved, a walk of its frames and a decode
  *    of its code objects by native/python/ (bulk copies of the data stack,
  *    one vectored copy of the code headers, names and line tables only for
  *    a new (code, instruction) pair);
  *  - a thread that did not run keeps its last stack without any read.
+ * So a pass over thousands of waiting threads costs a sample each and a
+ * bounded number of syscalls (bench/bench_threads.py).
  * Everything read is validated and a failure drops the sample, never the
  * process.
  */
@@ -352,12 +356,17 @@ static uint32_t build_stack(mfp_sampler *s, uint64_t tid, int depth, int *reason
     return node;
 }
 
+/* Whether a thread state that said tid was and now says now is still the
+ * same thread: a thread's state is made before the thread runs, and says
+ * its tid only once the thread does (0 until then). */
+static int same_thread(uint64_t was, uint64_t now) { return was == now || was == 0; }
+
 /* Sample the thread whose state at addr said ts: fresh, a copy made this
  * pass, or else one from an earlier pass (its tid and state address still
  * hold; its frames are read anew if it ran). */
 static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thread *ts, int fresh,
                           uint64_t t, uint64_t dt) {
-    if (ignored(ts->tid)) return;
+    if (ts->tid == 0 || ignored(ts->tid)) return; /* 0: not running yet */
     /* A thread that has not run since its last sample (waiting for the GIL,
      * a lock, I/O) cannot have changed its stack: reuse it, skipping every
      * read but the thread state's. Some kernels (these virtual machines)
@@ -374,7 +383,8 @@ static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thr
     mfp_python_thread now;
     int ignored;
     if (!fresh) {
-        if (mfp_python_thread_read(s->walker, addr, s->interp, &now, &ignored) != 0 || now.tid != ts->tid) {
+        if (mfp_python_thread_read(s->walker, addr, s->interp, &now, &ignored) != 0 ||
+            !same_thread(ts->tid, now.tid)) {
             s->roster_ok = 0; /* it ended: walk the list again next pass */
             return;
         }
@@ -530,7 +540,7 @@ static int roster_check(mfp_sampler *s) {
     for (size_t i = w0; i < w1; i++) {
         mfp_python_thread d;
         mfp_python_thread_decode(s->ts_copies + (i - w0) * tsz, &d);
-        if (d.interp != (const void *)s->interp || d.tid != s->roster_ts[i].tid) {
+        if (d.interp != (const void *)s->interp || !same_thread(s->roster_ts[i].tid, d.tid)) {
             s->roster[i] = NULL;
             dead++;
             continue;

@@ -13,6 +13,15 @@
  * the interpreter's frame layout), it falls back to walking frames through
  * the public C API while holding the GIL.
  *
+ * Cost: a pass makes a bounded number of reads however many threads wait:
+ * it checks the thread list a window at a time and reads the CPU clocks of
+ * the threads that ran at their last sample, of new ones, of the GIL's
+ * holder and of a window that moves each pass (all of them up to 256
+ * threads); the others repeat their last stack as threads that did not
+ * run. So with more than 256 threads one that starts running C code
+ * without the GIL is found within threads / 128 passes (its CPU time then
+ * counted in full), and one that ended is sampled for as long.
+ *
  * Memory: the sampler owns its caches; it writes samples into the profile
  * store passed to mfp_sampler_start, which the caller owns and must not
  * touch until mfp_sampler_stop returns.
