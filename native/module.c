@@ -33,6 +33,7 @@
 #include <Python.h>
 
 #include <pthread.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -212,7 +213,11 @@ static void namer_acquire(void) {
     if (namer.users++ > 0) return;
     namer.quit = namer.pending = 0;
     namer.pid = getpid();
+    sigset_t all, old; /* no signal for the namer: they belong to the program's threads */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     if (pthread_create(&namer.thread, NULL, namer_main, NULL) != 0) namer.users = 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 /* GIL held; released while joining, since the namer may be waiting for it. */

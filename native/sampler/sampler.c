@@ -28,6 +28,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -817,6 +818,19 @@ void mfp_sampler_free(mfp_sampler *s) {
     free(s);
 }
 
+/* The thread takes no signal: they belong to the program's threads. One
+ * that reached it would leave a main thread blocked in a system call
+ * unaware of it, and a Python handler (a profiled child's SIGTERM,
+ * children.py) waiting forever. */
+static int create_thread(mfp_sampler *s) {
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&s->thread, NULL, sampler_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
 mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0_ns,
                                mfp_new_thread_hook on_new_thread, char *err, size_t errlen) {
     mfp_sampler *s = calloc(1, sizeof *s);
@@ -884,7 +898,7 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
         s->decoder = mfp_python_decoder_new(p, &checked_mem, MFP_SAMPLER_MAX_DEPTH, FRAME_CACHE_BITS);
         if (!s->walker || !s->decoder) goto oom;
     }
-    int rc = pthread_create(&s->thread, NULL, sampler_main, s);
+    int rc = create_thread(s);
     if (rc != 0) {
         snprintf(err, errlen, "cannot start the sampler thread: %s", strerror(rc));
         mfp_sampler_free(s);
@@ -917,7 +931,7 @@ int mfp_sampler_resume(mfp_sampler *s) {
     if (!s || s->running || getpid() != s->pid) return -1;
     atomic_store(&s->stop, 0);
     s->last_ns = now_ns(); /* the pause is nobody's time */
-    if (pthread_create(&s->thread, NULL, sampler_main, s) != 0) return -1;
+    if (create_thread(s) != 0) return -1;
     s->running = 1;
     return 0;
 }

@@ -298,6 +298,10 @@ class _Child:
 
     def _flusher(self) -> None:
         _native.ignore_this_thread()  # neither sampled nor in the memory profile
+        # No SIGTERM for this thread: one delivered here would not wake a main
+        # thread blocked in a system call (an idle Pool worker's), so the
+        # handler would not run and the child would never die.
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGTERM})
         period = FLUSH_FIRST_S
         next_flush = time.monotonic() + period
         stop = os.path.join(self.dir, _STOP)

@@ -239,6 +239,39 @@ def test_sigterms_while_writing_keep_the_last_profile(tmp_path):
     assert child["cpu_s"] >= measured  # its CPU time until the end, hot's included
 
 
+PROBE = """
+import glob, json, os, threading, time
+time.sleep(0.3)  # the flusher and the namer are up
+out = {}
+for d in glob.glob("/proc/self/task/*"):
+    blk = next(x for x in open(d + "/status") if x.startswith("SigBlk:"))
+    out[int(os.path.basename(d))] = bool(int(blk.split()[1], 16) >> 14 & 1)
+print(json.dumps({"main": threading.get_native_id(), "blocks": out}))
+"""
+
+
+def test_a_childs_sigterm_reaches_its_main_thread(tmp_path):
+    """Our threads in a child (sampler, namer, flusher) block SIGTERM, so the
+    kernel hands it to one of the program's threads: one that reached ours
+    left an idle Pool worker's main thread asleep in sem_wait, the Python
+    handler never ran, and Pool.terminate() waited forever (seen under ASan)."""
+    (tmp_path / "probe.py").write_text(PROBE)
+    (tmp_path / "job.py").write_text(textwrap.dedent("""
+        import subprocess, sys
+        from metaflow_profiler import Profiler
+        with Profiler():
+            r = subprocess.run([sys.executable, "probe.py"], capture_output=True, text=True)
+        print(r.stdout.strip())
+    """))
+    r = subprocess.run([sys.executable, "job.py"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    blocks = {int(k): v for k, v in out["blocks"].items()}
+    assert blocks.pop(out["main"]) is False
+    assert len(blocks) >= 3 and all(blocks.values()), blocks  # sampler, namer, flusher
+
+
 def test_a_thousand_short_lived_children(tmp_path):
     prof, measured, _ = run(tmp_path, """
         import os, json, glob
