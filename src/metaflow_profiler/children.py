@@ -278,7 +278,9 @@ class _Child:
         self.ppid = os.getppid()
         self.main_tid = threading.get_native_id()  # we start on the main thread
         self.lock = threading.Lock()
-        self.owner = 0  # the thread writing, so a SIGTERM handler on it does not wait for itself
+        # Threads in flush(), entered before they take the lock: a SIGTERM
+        # handler on one of them must not wait for (or redo) its own flush.
+        self.flushing: set[int] = set()
         self.sigterm_pending = False
         self.terminating = False  # a SIGTERM handler is at work
         self.done = False
@@ -325,12 +327,13 @@ class _Child:
         """Write this process's profile so far (final: stop profiling first).
         Waits for a flush in progress on another thread, so a final one that
         returns has landed (unless it failed)."""
-        with self.lock:
-            self.owner = threading.get_ident()
-            try:
+        me = threading.get_ident()
+        self.flushing.add(me)
+        try:
+            with self.lock:
                 self._flush(final)
-            finally:
-                self.owner = 0
+        finally:
+            self.flushing.discard(me)
         if self.sigterm_pending:  # arrived while we were writing: die of it now
             _die_of_sigterm()
 
@@ -485,7 +488,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     if c is None or c.pid != os.getpid():
         _die_of_sigterm()
         return
-    if c.owner == threading.get_ident():
+    if threading.get_ident() in c.flushing:
         c.sigterm_pending = True  # interrupted our own flush: it dies when done
         return
     if c.terminating:
@@ -507,7 +510,13 @@ def _on_sigterm(signum: int, frame: Any) -> None:
             finally:
                 done.release()
 
-        _thread.start_new_thread(run, ())
+        try:
+            _thread.start_new_thread(run, ())
+        except RuntimeError:
+            # 3.12+: no new thread once the interpreter shuts down (a pool
+            # worker leaving on its sentinel as the parent terminates it):
+            # flush here, where nothing but the shutdown was interrupted.
+            run()
         done.acquire(timeout=SIGTERM_FLUSH_S)
     finally:
         _die_of_sigterm()
