@@ -105,16 +105,7 @@ if __name__ == "__main__":
 """
 
 
-# Under the sanitizer build on a busy machine, about 1 run in 17 (68 runs
-# with both cores taken) loses a spawned worker's last profile: its SIGTERM
-# flush does not finish within SIGTERM_FLUSH_S and the parent merges its
-# last periodic one (partial, no heap). Not seen without the sanitizer; an
-# open defect, in the notes of issue 14.
-SPAWN_POOL = pytest.param("spawn", "SpawnPoolWorker-", marks=pytest.mark.xfail(
-    SANITIZED, reason="ASan: a spawned worker's SIGTERM flush sometimes stalls", strict=False))
-
-
-@pytest.mark.parametrize("method,name", [("fork", "ForkPoolWorker-"), SPAWN_POOL,
+@pytest.mark.parametrize("method,name", [("fork", "ForkPoolWorker-"), ("spawn", "SpawnPoolWorker-"),
                                          ("forkserver", "ForkServerPoolWorker-")])
 def test_pool(tmp_path, method, name):
     prof, measured, _ = run(tmp_path, POOL, method)
