@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 CHILD = """
 import sys
@@ -24,7 +23,7 @@ ds.save_card("u1", "profile_card", "first", card_id="profile_card_start")
 # and before they replace the old one (the moment a real kill leaves a
 # temporary file behind).
 import os, signal
-os.replace = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+os.replace = os.rename = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
 ds.save_card("u1", "profile_card", "second", card_id="profile_card_start")
 """
 
