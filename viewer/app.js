@@ -492,6 +492,8 @@ async function start() {
   setupHeight();
   var title = readJson("mfp-title") || "";
   var extraError = readJson("mfp-error");
+  // where the page's writer left the toggles (Profile.fold_imports)
+  var initial = Object.assign({}, INITIAL, { foldImports: (readJson("mfp-options") || {}).fold_imports !== false });
   var dataNode = document.getElementById("mfp-data");
   var payload = dataNode ? dataNode.textContent.trim() : "";
   if (!payload) {
@@ -513,14 +515,14 @@ async function start() {
     timings.parsed = performance.now();
     // the Python readers' default: import machinery folded (a toggle unfolds it)
     card = { P: P, payload: payload, title: title, extraError: extraError, models: {} };
-    card.models[INITIAL.foldImports] = buildModel(P, INITIAL.foldImports);
+    card.models[initial.foldImports] = buildModel(P, initial.foldImports);
     timings.model = performance.now();
   } catch (e) {
     showErrorCard(title, "The profile in this card could not be read: " + (e && e.message ? e.message : String(e)), null, extraError);
     return;
   }
   try {
-    renderCard(card, Object.assign({}, INITIAL));
+    renderCard(card, initial);
     timings.rendered = performance.now();
     ready(false);
   } catch (e) {

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
-_PLACEHOLDER = re.compile(r"\{\{(TITLE|TITLE_JSON|ERROR_JSON|PARTS_JSON|DATA|CSS|JS)\}\}")
+_PLACEHOLDER = re.compile(r"\{\{(TITLE|TITLE_JSON|ERROR_JSON|OPTIONS_JSON|PARTS_JSON|DATA|CSS|JS)\}\}")
 _IMPORT = re.compile(r'^import\s*\{([^}]*)\}\s*from\s*"([^"]+)";[ \t]*$', re.M)
 _EXPORT = re.compile(r"^export\s*\{([^}]*)\};[ \t]*$", re.M)
 _OTHER_MODULE_SYNTAX = re.compile(r"^(import|export)\b", re.M)
@@ -242,14 +242,15 @@ def encode_payload(profile_bytes: bytes, level: int = 9) -> tuple[str, dict | No
 
 
 def render_html(profile_bytes: bytes | None, *, title: str = "", error: str | None = None,
-                level: int = 9) -> str:
+                level: int = 9, fold_imports: bool = True) -> str:
     """Return the card as one HTML document.
 
     ``profile_bytes`` is a profile in the format of docs/FORMAT.md. With
     ``None`` (or bytes the viewer cannot decode) the page shows an error
     card that says why, including ``error`` when given. ``level`` is zlib's:
     the live card uses 6 (level 9 took 15x the CPU for 1 % less on a
-    profile of 30 s, bench/RESULTS.md).
+    profile of 30 s, bench/RESULTS.md). ``fold_imports`` is where the
+    card's "Fold imports" toggle starts (Profile.fold_imports).
     """
     assets = _assets()
     data, parts = encode_payload(profile_bytes, level) if profile_bytes is not None else ("", None)
@@ -257,6 +258,7 @@ def render_html(profile_bytes: bytes | None, *, title: str = "", error: str | No
         "TITLE": html.escape(title or "Profile"),
         "TITLE_JSON": _json_for_script(title or ""),
         "ERROR_JSON": _json_for_script(error),
+        "OPTIONS_JSON": _json_for_script({"fold_imports": bool(fold_imports)}),
         "DATA": data,
         "PARTS_JSON": _json_for_script(parts),
         "CSS": assets["CSS"],

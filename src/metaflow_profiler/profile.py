@@ -844,7 +844,8 @@ class Profile:
         """The self-contained card Metaflow shows; also written to path when given."""
         from .html import render_html
 
-        page = render_html(self._bytes, title=title or self.meta.get("title", ""))
+        page = render_html(self._bytes, title=title or self.meta.get("title", ""),
+                           fold_imports=self._fold)
         if path is not None:
             with open(path, "w", encoding="utf-8") as f:
                 f.write(page)

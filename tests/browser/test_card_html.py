@@ -72,7 +72,7 @@ def test_title_and_error_cannot_break_out_of_their_elements():
     assert EVIL not in page
     assert "<script>alert(1)" not in page
     # the template's scripts and nothing else
-    assert page.count("<script") == 5 and page.count("</script>") == 5
+    assert page.count("<script") == 6 and page.count("</script>") == 6
     assert data_of(page) == ""
     assert "<title>&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;&lt;!--</title>" in page
 
@@ -90,7 +90,7 @@ def test_viewer_is_inlined_whole():
     assert not re.search(r"^\s*(import|export)\b", page, re.M)
     for marker in ("function parseProfile", "function FlameGraph", "function Timeline", "--bg:"):
         assert marker in page
-    assert not re.search(r"\{\{(TITLE|TITLE_JSON|ERROR_JSON|PARTS_JSON|DATA|CSS|JS)\}\}", page)
+    assert not re.search(r"\{\{(TITLE|TITLE_JSON|ERROR_JSON|OPTIONS_JSON|PARTS_JSON|DATA|CSS|JS)\}\}", page)
 
 
 # --- the viewer's modules, linked by html.py ---------------------------------

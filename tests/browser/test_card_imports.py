@@ -98,3 +98,16 @@ def test_no_toggle_without_import_machinery(card):
     c = card(render_html(b.encode('{"duration_ns": 10000000}'), title="plain"))
     assert c.page.locator("#mfp-fold-imports").count() == 0
     assert c.box("work")["total"] == 10_000
+
+
+def test_profile_to_html_opens_as_the_profile_folds(card):
+    """Profile.to_html writes the card as the Python readers of that profile
+    show it: unfolded when fold_imports was turned off, folded by default."""
+    data = import_profile()
+    p = Profile.from_bytes(data)
+    assert card(p.to_html(title="folded")).state()["foldImports"] is True
+    p.fold_imports = False
+    c = card(p.to_html(title="unfolded"))
+    assert c.state()["foldImports"] is False
+    assert not c.page.locator("#mfp-fold-imports").is_checked()
+    assert card_totals(c)["_find_and_load"] == pytest.approx(0.4)
