@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: C unit tests (plain and ASan/UBSan; native/python/
-# against each interpreter's headers), the unit tests
-# against a sanitizer build, the fallback build for unknown interpreters,
+# against each interpreter's headers), the unit tests against a sanitizer
+# build (on all five interpreters), the fallback build for unknown interpreters,
 # then pytest on CPython 3.11, 3.12 and 3.13, and on 3.14 and 3.15 in a
 # Debian sid chroot (scripts/sid.sh, built once per machine at
 # /var/cache/mfp/sid); ruff and the browser tests run once, on 3.11, the
@@ -41,13 +41,15 @@ for v in 3.11 3.12 3.13; do
     fi
 done
 # CPython 3.14 and 3.15: Debian sid's, in a chroot built once per machine
-# (scripts/sid.sh); C tests of native/python/ against their headers, then
-# the same pytest run but the browser tests (no Playwright in the chroot).
+# (scripts/sid.sh); C tests of native/python/ against their headers, the
+# unit tests against a sanitizer build (Debian's gcc and libasan there),
+# then the same pytest run but the browser tests (no Playwright in the chroot).
 source scripts/sid.sh
 if sid_ensure; then
     for v in 3.14 3.15; do
         echo "== CPython $v (sid chroot)"
         sid_run make -s -C native test-python PYTHON="python$v" || status=1
+        sid_run bash scripts/asan.sh "$v" || status=1
         sid_run bash -c 'source scripts/env.sh && PY="$(venv_for "$1" test)" && cd tests &&
             "$PY" -m pytest -q -p no:cacheprovider -m "not browser and not packaging" unit integration structural' sid "$v" || status=1
     done
