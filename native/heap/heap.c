@@ -464,7 +464,7 @@ static uint32_t capture_stack(int src) {
     if (ts) {
         mfp_python_thread t;
         mfp_python_thread_decode(ts, &t);
-        depth = mfp_python_walk(G.walker, &t, G.scratch, MAX_DEPTH, &elided, &error);
+        depth = mfp_python_walk(G.walker, ts, &t, G.scratch, MAX_DEPTH, &elided, &error);
         if (depth < 0) depth = 0;
     }
     if (depth && mfp_python_decode(G.decoder, G.scratch, depth, G.ids, &error) != 0) return MFP_NONE;

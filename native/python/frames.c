@@ -4,7 +4,12 @@
  * costing microseconds, so a walk makes few: one bulk copy of the used part
  * of each of the thread's data-stack chunks, where the interpreter keeps
  * the frames of running functions, so following the chain is local work
- * (generator frames live elsewhere and are copied one by one).
+ * (generator frames live elsewhere and are copied one by one). The thread
+ * state is copied in the same vectored read as the newest chunk: the
+ * kernel copies one right after the other, so the current frame it names
+ * is rarely one the thread has returned from and overwritten since, as
+ * it often is for a state copied at the start of a pass (tens of µs
+ * before, with other threads read in between).
  */
 #include "python.h"
 
@@ -17,6 +22,7 @@
 #define CHUNK_COPY_MAX (4u << 20)
 #define MAX_CHUNKS 1024
 #define CHUNK_GUESS (16u << 10) /* CPython's DATA_STACK_CHUNK_SIZE */
+#define CHUNK_SLACK 2048        /* frames pushed since the thread state was last copied */
 
 static int direct_read(void *dst, const void *src, size_t n) {
     memcpy(dst, src, n);
@@ -59,15 +65,9 @@ void mfp_python_thread_decode(const void *copy, mfp_python_thread *out) {
 }
 mfp_python_walker *mfp_python_walker_new(const mfp_python_mem *mem) { (void)mem; return NULL; }
 void mfp_python_walker_free(mfp_python_walker *w) { (void)w; }
-int mfp_python_thread_read(mfp_python_walker *w, const void *addr, const void *interp,
-                           mfp_python_thread *out, int *error) {
-    (void)w; (void)addr; (void)interp; (void)out;
-    *error = MFP_PYTHON_INVALID;
-    return -1;
-}
-int mfp_python_walk(mfp_python_walker *w, const mfp_python_thread *t, mfp_python_frame *out,
-                    int max, size_t *elided, int *error) {
-    (void)w; (void)t; (void)out; (void)max;
+int mfp_python_walk(mfp_python_walker *w, const void *addr, mfp_python_thread *t,
+                    mfp_python_frame *out, int max, size_t *elided, int *error) {
+    (void)w; (void)addr; (void)t; (void)out; (void)max;
     *elided = 0;
     *error = MFP_PYTHON_INVALID;
     return -1;
@@ -153,6 +153,7 @@ void mfp_python_thread_decode(const void *copy, mfp_python_thread *out) {
 #endif
     out->chunk = ts->datastack_chunk;
     out->chunk_top = ts->datastack_top;
+    out->chunk_limit = ts->datastack_limit;
 }
 
 /* ---- the walker ---------------------------------------------------------- */
@@ -188,27 +189,39 @@ void mfp_python_walker_free(mfp_python_walker *w) {
     free(w);
 }
 
-int mfp_python_thread_read(mfp_python_walker *w, const void *addr, const void *interp,
-                           mfp_python_thread *out, int *error) {
-    if (w->mem.read(&w->fresh, addr, sizeof w->fresh) != 0) {
-        *error = MFP_PYTHON_READ_FAULT;
+/* Copy the thread state at addr afresh into *t, in one vectored read with
+ * the newest chunk the old *t names, into w->chunk: its used part and
+ * CHUNK_SLACK more (frames pushed since), within the chunk. Returns how
+ * many bytes of the fresh state's newest chunk that copied (0: not it, or
+ * not all of it), or -1 when the state could not be copied. */
+static long copy_state(mfp_python_walker *w, const void *addr, mfp_python_thread *t) {
+    uintptr_t c = (uintptr_t)t->chunk, top = (uintptr_t)t->chunk_top, end = (uintptr_t)t->chunk_limit;
+    size_t len = 0;
+    if (c && top >= c && end > top) {
+        len = top - c + CHUNK_SLACK;
+        if (len > end - c) len = end - c;
+        if (len > CHUNK_COPY_MAX) len = CHUNK_COPY_MAX;
+    }
+    struct iovec local[2] = {{&w->fresh, sizeof w->fresh}, {w->chunk, len}};
+    struct iovec remote[2] = {{(void *)addr, sizeof w->fresh}, {(void *)c, len}};
+    size_t got = w->mem.readv(local, remote, len ? 2 : 1);
+    if (got == 0) {
+        t->interp = NULL;
         return -1;
     }
-    if ((const void *)w->fresh.interp != interp) {
-        *error = MFP_PYTHON_INVALID;
-        return -1;
-    }
-    mfp_python_thread_decode(&w->fresh, out);
-    return 0;
+    mfp_python_thread_decode(&w->fresh, t);
+    uintptr_t fc = (uintptr_t)t->chunk, ftop = (uintptr_t)t->chunk_top;
+    return got == 2 && fc == c && ftop >= fc && ftop - fc <= len ? (long)(ftop - fc) : 0;
 }
 
 /* Copy the used part of the thread's data-stack chunks (newest first) into
- * w->chunk, recording where each landed. An older chunk is full up to its
+ * w->chunk, recording where each landed; the first have bytes of the
+ * newest are there already (copy_state). An older chunk is full up to its
  * saved top, which only its header says: its first CHUNK_GUESS bytes (the
  * size the interpreter gives a chunk unless one frame needs more) are
  * copied with the header, so a chunk usually costs one syscall, not two.
  * Stops quietly at the first chunk it cannot copy. */
-static void copy_chunks(mfp_python_walker *w, const mfp_python_thread *t) {
+static void copy_chunks(mfp_python_walker *w, const mfp_python_thread *t, size_t have) {
     const size_t head = offsetof(_PyStackChunk, data);
     const char *remote = t->chunk;
     size_t used = remote && t->chunk_top ? (size_t)((uintptr_t)t->chunk_top - (uintptr_t)remote) : 0;
@@ -219,7 +232,7 @@ static void copy_chunks(mfp_python_walker *w, const mfp_python_thread *t) {
         char *at = w->chunk + filled;
         size_t room = CHUNK_COPY_MAX - filled;
         if (newest) {
-            if (used == 0 || used > room || w->mem.read(at, remote, used) != 0) break;
+            if (used == 0 || used > room || (used != have && w->mem.read(at, remote, used) != 0)) break;
         } else {
             size_t guess = CHUNK_GUESS < room ? CHUNK_GUESS : room;
             if (guess < head || w->mem.read(at, remote, guess) != 0) break;
@@ -274,10 +287,20 @@ static void unroll(mfp_python_frame *out, int lo, int max, int next) {
  * any other loop is caught by Brent's cycle check, so garbage costs a few
  * steps, not a full-depth walk. Past max frames the root-most half of out
  * is a ring: the frames that fall out of it are the elided middle. */
-int mfp_python_walk(mfp_python_walker *w, const mfp_python_thread *t, mfp_python_frame *out,
-                    int max, size_t *elided, int *error) {
+int mfp_python_walk(mfp_python_walker *w, const void *addr, mfp_python_thread *t,
+                    mfp_python_frame *out, int max, size_t *elided, int *error) {
     const void *top = NULL;
+    size_t have = 0;
     *elided = 0;
+    if (!w->mem.direct) {
+        const void *interp = t->interp;
+        long got = copy_state(w, addr, t);
+        if (got < 0 || t->interp != interp) {
+            *error = got < 0 ? MFP_PYTHON_READ_FAULT : MFP_PYTHON_INVALID;
+            return -1;
+        }
+        have = (size_t)got;
+    }
 #if MFP_TSTATE_HAS_CFRAME
     _PyCFrame cf;
     if (!t->frame) return 0;
@@ -291,7 +314,7 @@ int mfp_python_walk(mfp_python_walker *w, const mfp_python_thread *t, mfp_python
 #endif
     if (!top) return 0; /* no Python code running in this thread */
     if (w->mem.direct) w->nregions = 0;
-    else copy_chunks(w, t);
+    else copy_chunks(w, t, have);
     int depth = 0, lo = max / 2, next = 0; /* next: the ring's oldest slot once full */
     size_t total = 0;
     mfp_py_frame tmp;
@@ -311,9 +334,13 @@ int mfp_python_walk(mfp_python_walker *w, const mfp_python_thread *t, mfp_python
         prev_addr = (uintptr_t)addr;
         const void *code = MFP_FRAME_CODE(f);
         /* Direct reads see the thread's own, whole stack: a frame without a
-         * code object is not Python code, not a torn read. */
+         * code object is not Python code, not a torn read. A copied leaf
+         * without one is, where the interpreter clears a returning frame's
+         * code after the thread state names its caller, the frame being
+         * popped: the caller's stack is the one running. */
         int skip = MFP_FRAME_IS_SHIM(f) ||
-                   (w->mem.direct && (!code || Py_TYPE((PyObject *)code) != &PyCode_Type));
+                   (w->mem.direct && (!code || Py_TYPE((PyObject *)code) != &PyCode_Type)) ||
+                   (MFP_POP_CLEARS_CODE && !code && addr == top);
         if (!skip) {
             if (!code) { *error = MFP_PYTHON_INVALID; return -1; }
             if (++total > MFP_PYTHON_WALK_MAX) { *error = MFP_PYTHON_TOO_DEEP; return -1; }

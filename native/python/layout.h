@@ -56,6 +56,12 @@ typedef _PyInterpreterFrame mfp_py_frame;
 #define MFP_FRAME_CODE(f) ((const void *)((f)->f_executable.bits & ~(uintptr_t)Py_TAG_BITS))
 #define MFP_FRAME_INSTR(f) ((const void *)(f)->instr_ptr)
 #define MFP_FRAME_IS_SHIM(f) ((f)->owner >= FRAME_OWNED_BY_INTERPRETER)
+/* A returning frame's code reference is cleared (PyStackRef_CLEAR) right
+ * after tstate->current_frame moves to its caller and before the frame is
+ * popped: a state copied just before that move names a frame without code
+ * (2.4 % of first reads of a call-heavy thread on 3.15, all of them that
+ * still failed once state and chunk were copied together). */
+#define MFP_POP_CLEARS_CODE 1
 #elif PY_VERSION_HEX >= 0x030D0000 /* 3.13 */
 /* The current frame hangs off the thread state; the instruction pointer
  * names the instruction being executed. */
@@ -63,6 +69,7 @@ typedef _PyInterpreterFrame mfp_py_frame;
 #define MFP_FRAME_CODE(f) ((const void *)(f)->f_executable)
 #define MFP_FRAME_INSTR(f) ((const void *)(f)->instr_ptr)
 #define MFP_FRAME_IS_SHIM(f) ((f)->owner == FRAME_OWNED_BY_CSTACK)
+#define MFP_POP_CLEARS_CODE 0 /* the pointer stays (no leaf without code in the same runs) */
 #elif PY_VERSION_HEX >= 0x030C0000 /* 3.12 */
 /* Reached through tstate->cframe; prev_instr is the code unit before the
  * next instruction; entry frames pushed by C code are owned by the C stack. */
@@ -70,11 +77,13 @@ typedef _PyInterpreterFrame mfp_py_frame;
 #define MFP_FRAME_CODE(f) ((const void *)(f)->f_code)
 #define MFP_FRAME_INSTR(f) ((const void *)(f)->prev_instr)
 #define MFP_FRAME_IS_SHIM(f) ((f)->owner == FRAME_OWNED_BY_CSTACK)
+#define MFP_POP_CLEARS_CODE 0
 #else /* 3.11: like 3.12 but no shim frames. */
 #define MFP_TSTATE_HAS_CFRAME 1
 #define MFP_FRAME_CODE(f) ((const void *)(f)->f_code)
 #define MFP_FRAME_INSTR(f) ((const void *)(f)->prev_instr)
 #define MFP_FRAME_IS_SHIM(f) 0
+#define MFP_POP_CLEARS_CODE 0
 #endif
 
 /* Bytes of a code object that are copied: everything before the

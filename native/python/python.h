@@ -85,7 +85,9 @@ typedef struct {
     const void *interp;  /* its interpreter */
     uint64_t tid;        /* native (kernel) thread id */
     const void *frame;   /* where its current frame is found (NULL: no Python code) */
-    const void *chunk, *chunk_top; /* its data stack (frames of running functions) */
+    /* its data stack (frames of running functions): the newest chunk, its
+     * top and its end */
+    const void *chunk, *chunk_top, *chunk_limit;
 } mfp_python_thread;
 
 /* Bytes of a thread state to copy for mfp_python_thread_decode (1 when the
@@ -130,25 +132,32 @@ typedef struct mfp_python_walker mfp_python_walker;
 mfp_python_walker *mfp_python_walker_new(const mfp_python_mem *mem);
 void mfp_python_walker_free(mfp_python_walker *w);
 
-/* Copy and decode the thread state at addr into *out, checking it belongs
- * to interp (a stale address holds something else). 0, or -1 with
- * *error. */
-int mfp_python_thread_read(mfp_python_walker *w, const void *addr, const void *interp,
-                           mfp_python_thread *out, int *error);
-
-/* The Python frames of thread t, leaf first, into out[0..max). Returns the
- * depth (0: no Python code running), or -1 with *error. The thread runs on
- * while a checked copy is made, so the chain may be torn: a walk that meets
- * a loop, or a caller above its callee inside one data-stack chunk, fails
- * as MFP_PYTHON_INVALID within a few frames (read again a moment later, it
- * is usually whole). A stack of more than max frames keeps its leaf-most
- * max/2 frames in out[0..max/2) and its root-most ones in out[max/2..max),
- * returns max and sets *elided to the number of frames left out between
- * (else *elided is 0); past MFP_PYTHON_WALK_MAX frames: -1 with
- * MFP_PYTHON_TOO_DEEP. */
+/* The Python frames of the thread whose state *t was decoded from, leaf
+ * first, into out[0..max). Returns the depth (0: no Python code running),
+ * or -1 with *error.
+ *
+ * addr is where that thread state lives. With a checked copy the walk
+ * copies it afresh, in one vectored read with the newest data-stack chunk
+ * (where *t says it is), and *t becomes that copy: a state copied earlier,
+ * even a few tens of µs, points into frames a call or return has rewritten
+ * since. When it cannot be copied (t->interp is then NULL: -1,
+ * MFP_PYTHON_READ_FAULT) or is no longer a thread state of *t's
+ * interpreter (-1, MFP_PYTHON_INVALID), the caller compares *t with what
+ * it knew to tell an ended thread from a torn stack. Reading directly,
+ * addr is not used and *t is what the walk follows.
+ *
+ * The thread runs on while a checked copy is made, so the chain may still
+ * be torn: a walk that meets a loop, or a caller above its callee inside
+ * one data-stack chunk, fails as MFP_PYTHON_INVALID within a few frames
+ * (read again a moment later, it is usually whole).
+ *
+ * A stack of more than max frames keeps its leaf-most max/2 frames in
+ * out[0..max/2) and its root-most ones in out[max/2..max), returns max and
+ * sets *elided to the number of frames left out between (else *elided is
+ * 0); past MFP_PYTHON_WALK_MAX frames: -1 with MFP_PYTHON_TOO_DEEP. */
 #define MFP_PYTHON_WALK_MAX (1 << 22)
-int mfp_python_walk(mfp_python_walker *w, const mfp_python_thread *t, mfp_python_frame *out,
-                    int max, size_t *elided, int *error);
+int mfp_python_walk(mfp_python_walker *w, const void *addr, mfp_python_thread *t,
+                    mfp_python_frame *out, int max, size_t *elided, int *error);
 
 /* ---- code objects -------------------------------------------------------- */
 

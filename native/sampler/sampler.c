@@ -7,9 +7,10 @@
  *    the roster of the last pass (roster_check);
  *  - at most about CLOCK_BUDGET per-thread CPU clock reads (each a syscall);
  *  - per thread whose CPU clock moved, a walk of its frames and a decode
- *    of its code objects by native/python/ (bulk copies of the data stack,
- *    one vectored copy of the code headers, names and line tables only for
- *    a new (code, instruction) pair);
+ *    of its code objects by native/python/ (its thread state copied afresh
+ *    with its newest data-stack chunk in one syscall, bulk copies of older
+ *    chunks, one vectored copy of the code headers, names and line tables
+ *    only for a new (code, instruction) pair);
  *  - a thread that did not run keeps its last stack without any read.
  * So a pass over thousands of waiting threads costs a sample each and a
  * bounded number of syscalls (bench/bench_threads.py).
@@ -137,7 +138,6 @@ struct mfp_sampler {
     size_t nroster, roster_cap, walk_cap;
     int roster_ok;
     size_t window;             /* where the next check of links starts */
-    size_t fresh_from, fresh_to; /* the entries copied this pass */
     size_t new_from;           /* the first entry new this pass (SIZE_MAX: none) */
     size_t clock_window;       /* where this pass's window of clock reads starts */
     size_t tstate_size;
@@ -362,11 +362,11 @@ static uint32_t build_stack(mfp_sampler *s, uint64_t tid, int depth, int *reason
  * its tid only once the thread does (0 until then). */
 static int same_thread(uint64_t was, uint64_t now) { return was == now || was == 0; }
 
-/* Sample the thread whose state at addr said ts: fresh, a copy made this
- * pass, or else one from an earlier pass (its tid and state address still
- * hold; its frames are read anew if it ran). */
-static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thread *ts, int fresh,
-                          uint64_t t, uint64_t dt) {
+/* Sample the thread whose state at addr said ts, in a copy made this pass
+ * or an earlier one (its tid and state address still hold; the walk reads
+ * the state anew with its frames if it ran). */
+static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thread *ts, uint64_t t,
+                          uint64_t dt) {
     if (ts->tid == 0 || ignored(ts->tid)) return; /* 0: not running yet */
     /* A thread that has not run since its last sample (waiting for the GIL,
      * a lock, I/O) cannot have changed its stack: reuse it, skipping every
@@ -381,33 +381,24 @@ static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thr
         add_sample(s, te, ts->tid, addr, te->last_node, cpu, SEEN_IDLE, t, dt);
         return;
     }
-    mfp_python_thread now;
-    int ignored;
-    if (!fresh) {
-        if (mfp_python_thread_read(s->walker, addr, s->interp, &now, &ignored) != 0 ||
-            !same_thread(ts->tid, now.tid)) {
-            s->roster_ok = 0; /* it ended: walk the list again next pass */
-            return;
-        }
-        ts = &now;
-    }
     /* Whether the stack read next is the one running (add_sample). */
     uint64_t read_from = now_ns();
     const void *holder = s->gil ? mfp_python_gil_holder(s->gil, &checked_mem) : NULL;
     /* The thread runs on while its frames are copied, so a walk can meet a
      * frame torn by a call or return; a moment later the stack is whole
-     * again. Retry from a fresh copy of the thread state a couple of times
-     * before counting a drop. */
-    mfp_python_thread again;
+     * again. Walk again (each walk copies the thread state afresh with its
+     * frames) a couple of times before counting a drop. */
+    mfp_python_thread now = *ts;
     int reason = MFP_DROP_INVALID, depth = -1;
     size_t elided = 0;
     uint32_t node = MFP_NONE;
     for (int attempt = 0; attempt < 3; attempt++) {
-        if (attempt > 0) {
-            if (mfp_python_thread_read(s->walker, addr, s->interp, &again, &ignored) != 0) break;
-            ts = &again;
+        depth = mfp_python_walk(s->walker, addr, &now, s->frames, MFP_SAMPLER_MAX_DEPTH, &elided,
+                                &reason);
+        if (now.interp != (const void *)s->interp || !same_thread(ts->tid, now.tid)) {
+            s->roster_ok = 0; /* it ended: walk the list again next pass */
+            return;
         }
-        depth = mfp_python_walk(s->walker, ts, s->frames, MFP_SAMPLER_MAX_DEPTH, &elided, &reason);
         if (depth == 0) return; /* no Python code running in this thread */
         if (depth > 0 && !elided) {
             node = build_stack(s, ts->tid, depth, &reason);
@@ -472,7 +463,6 @@ static int roster_reserve(mfp_sampler *s, int walk, size_t n) {
 static int roster_walk(mfp_sampler *s) {
     const void *addr;
     s->roster_ok = 0;
-    s->fresh_from = s->fresh_to = 0;
     if (mfp_mem_read(&addr, s->threads_head, sizeof addr) != 0) {
         s->stats.dropped[MFP_DROP_READ_FAULT]++;
         return -1;
@@ -515,12 +505,11 @@ static int roster_walk(mfp_sampler *s) {
     s->nroster = n;
     s->window = 0;
     s->roster_ok = !addr; /* else more than MAX_THREADS, or a loop: walk again next pass */
-    s->fresh_to = n;
     return 0;
 }
 
-/* Check the roster against the list (see above), marking fresh the window
- * of entries copied this pass: 0 when it holds, else -1. */
+/* Check the roster against the list (see above), updating the window of
+ * entries copied this pass: 0 when it holds, else -1. */
 static int roster_check(mfp_sampler *s) {
     size_t n = s->nroster, tsz = s->tstate_size;
     if (!s->roster_ok || n == 0) return -1;
@@ -575,8 +564,6 @@ static int roster_check(mfp_sampler *s) {
         w1 = m1;
         if (n == 0) return -1;
     }
-    s->fresh_from = w0;
-    s->fresh_to = w1;
     s->window = w1;
     /* Threads started since: from the new head back to the old one. */
     const void *old = s->roster[n - 1], *addr = head;
@@ -627,7 +614,6 @@ static void sample_all_direct(mfp_sampler *s, uint64_t t, uint64_t dt) {
     for (size_t k = n; k-- > 0;) { /* the list's order: newest first */
         const void *addr = s->roster[k];
         const mfp_python_thread *ts = &s->roster_ts[k];
-        int fresh = (k >= s->fresh_from && k < s->fresh_to) || k >= s->new_from;
         if (n > CLOCK_BUDGET && k < s->new_from && addr != s->pass_holder) {
             thread_entry *te = thread_find(s, ts->tid);
             int in_window = (k + n - r0) % n < CLOCK_BUDGET / 2;
@@ -639,7 +625,7 @@ static void sample_all_direct(mfp_sampler *s, uint64_t t, uint64_t dt) {
             }
             if (te && te->hot && !in_window) spare--;
         }
-        sample_thread(s, addr, ts, fresh, t, dt);
+        sample_thread(s, addr, ts, t, dt);
     }
     s->clock_window = (r0 + CLOCK_BUDGET / 2) % (n ? n : 1);
 }

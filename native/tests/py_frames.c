@@ -73,6 +73,7 @@ static void build(PyObject *const *codes, int n) {
     ts.native_thread_id = 4242;
     ts.datastack_chunk = &chunk.c;
     ts.datastack_top = (PyObject **)&frames[n];
+    ts.datastack_limit = (PyObject **)(chunk.bytes + sizeof chunk);
 #if MFP_TSTATE_HAS_CFRAME
     memset(&cframe, 0, sizeof cframe);
     cframe.current_frame = &frames[n - 1];
@@ -95,7 +96,7 @@ static int walk(const mfp_python_mem *mem, mfp_python_frame *out, int max, size_
     mfp_python_walker *w = mfp_python_walker_new(mem);
     mfp_python_thread t;
     mfp_python_thread_decode(&ts, &t);
-    int d = mfp_python_walk(w, &t, out, max, elided, err);
+    int d = mfp_python_walk(w, &ts, &t, out, max, elided, err);
     mfp_python_walker_free(w);
     return d;
 }
@@ -251,6 +252,14 @@ int main(void) {
     err = -1;
     CHECK(walk(&checked, out, 16, &elided, &err) == -1 && err == MFP_PYTHON_INVALID);
     CHECK(walk(&mfp_python_direct, out, 16, &elided, &err) == 2 && out[1].code == outer);
+    /* ... but a leaf without code, where the interpreter clears a returning
+     * frame's code after the thread state names its caller, is that frame
+     * being popped. */
+    build(codes, 3);
+    set_code(&frames[2], NULL);
+    err = -1;
+    d = walk(&checked, out, 16, &elided, &err);
+    CHECK(MFP_POP_CLEARS_CODE ? d == 2 && out[0].code == meth : d == -1 && err == MFP_PYTHON_INVALID);
 
 #if PY_VERSION_HEX >= 0x030E0000
     /* Entry frames belong to the interpreter, not to Python code. */
@@ -293,15 +302,44 @@ int main(void) {
     set_top(NULL);
     CHECK(walk(&checked, out, 16, &elided, &err) == 0);
 
-    /* Thread states: decoded fields, and a stale address caught. */
+    /* Thread states: decoded fields; a checked walk follows the state as it
+     * is now, not the older copy it is given, and says when the address no
+     * longer holds a thread state of that interpreter. */
     build(codes, 3);
     mfp_python_thread t;
+    mfp_python_thread_decode(&ts, &t);
+    CHECK(t.tid == 4242 && t.interp == ts.interp && t.chunk == &chunk.c && t.chunk_limit == ts.datastack_limit);
     mfp_python_walker *w = mfp_python_walker_new(&checked);
-    CHECK(mfp_python_thread_read(w, &ts, ts.interp, &t, &err) == 0);
-    CHECK(t.tid == 4242 && t.interp == ts.interp && t.chunk == &chunk.c);
-    ts.interp = (PyInterpreterState *)&chunk;
-    CHECK(mfp_python_thread_read(w, &ts, PyInterpreterState_Get(), &t, &err) == -1 &&
-          err == MFP_PYTHON_INVALID);
+    set_top(&frames[1]); /* returned from leaf since t was copied */
+    ts.datastack_top = (PyObject **)&frames[2];
+    CHECK(mfp_python_walk(w, &ts, &t, out, 16, &elided, &err) == 2 && out[0].code == meth);
+    CHECK(t.chunk_top == ts.datastack_top);
+    build(codes, 3); /* called leaf since a copy made before its chunk existed */
+    mfp_python_thread_decode(&ts, &t);
+    t.chunk = t.chunk_top = t.chunk_limit = NULL;
+    CHECK(mfp_python_walk(w, &ts, &t, out, 16, &elided, &err) == 3 && out[0].code == leaf);
+    build(codes, 3); /* a new chunk since: the copy from the old one is not used */
+    mfp_python_thread_decode(&ts, &t);
+    static union { _PyStackChunk c; char bytes[sizeof(_PyStackChunk) + 64]; } old;
+    memset(&old, 0, sizeof old);
+    t.chunk = &old.c;
+    t.chunk_top = old.bytes + offsetof(_PyStackChunk, data);
+    t.chunk_limit = old.bytes + sizeof old;
+    CHECK(mfp_python_walk(w, &ts, &t, out, 16, &elided, &err) == 3 && out[0].code == leaf);
+    ts.interp = (PyInterpreterState *)&chunk; /* reused by something else */
+    mfp_python_thread_decode(&ts, &t);
+    t.interp = PyInterpreterState_Get();
+    err = -1;
+    CHECK(mfp_python_walk(w, &ts, &t, out, 16, &elided, &err) == -1 && err == MFP_PYTHON_INVALID &&
+          t.interp != PyInterpreterState_Get());
+    build(codes, 3); /* unreadable */
+    mfp_python_thread_decode(&ts, &t);
+    bad_lo = (const char *)&ts;
+    bad_hi = bad_lo + 1;
+    err = -1;
+    CHECK(mfp_python_walk(w, &ts, &t, out, 16, &elided, &err) == -1 && err == MFP_PYTHON_READ_FAULT &&
+          t.interp == NULL);
+    bad_lo = bad_hi = NULL;
     mfp_python_walker_free(w);
     /* The interpreter's own list holds this (main) thread. */
     const PyThreadState *head;

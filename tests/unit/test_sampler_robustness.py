@@ -208,7 +208,8 @@ def test_threads_changing_stacks_fast():
     while they are being rewritten (torn reads). A garbage frame pointer once
     overflowed a bounds check and crashed the process; a torn chain once
     cost a 16,384-frame walk and a dropped sample (2 % of them on 3.13).
-    Now a torn stack is read again a moment later."""
+    Now a stack is copied in one read with its thread state, and one torn
+    all the same is read again a moment later."""
     import json
 
     def churn(out):
@@ -228,9 +229,11 @@ def test_threads_changing_stacks_fast():
     assert out == [6000 * 30] * 8
     assert "churn" in names(p.profile)
     meta = p.profile.meta
-    # 3.15 measured 0.37 % (torn reads found invalid), 3.11-3.13 under 0.3 %
-    bound = 0.01 if sys.version_info >= (3, 14) else 0.003
-    assert meta["samples_dropped"] <= bound * meta["samples_taken"], meta["drop_reasons"]
+    # Copied with its thread state, a stack reads torn on 0-0.3 % of first
+    # tries and is whole when read again: no drops in 15 runs on 3.13-3.15.
+    # A state copied apart from its frames lost 0-0.33 % of samples on 3.14
+    # and 3.15, where a frame being popped has its code cleared.
+    assert meta["samples_dropped"] <= 0.001 * meta["samples_taken"], meta["drop_reasons"]
 
 
 def stay_waiting(ev):
