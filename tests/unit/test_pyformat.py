@@ -82,17 +82,26 @@ def test_python_decoder_rejects_what_the_c_decoder_rejects():
 MAGIC_AND_VERSION = b"MFPROF\x01"
 
 
-def hot_in_python_sampler():
-    return spin(0.4)
+def spin_sampled(r, seconds, passes):
+    """Python code for `seconds` and until r has made `passes` more passes:
+    on a loaded machine under ASan the sampler thread got 2 passes in 0.58 s
+    (3.14, load 12), so a fixed time does not make a count of samples."""
+    start, end = r._passes, time.perf_counter() + seconds
+    while time.perf_counter() < end or r._passes < start + passes:
+        pass
+
+
+def hot_in_python_sampler(r):
+    spin_sampled(r, 0.4, 5)
 
 
 def test_python_sampler_profiles_every_thread():
     r = PySampleRunner(2_000_000, 0, 0)
     r.start()
-    t = threading.Thread(target=spin, args=(0.3,), name="helper")
+    t = threading.Thread(target=spin_sampled, args=(r, 0.3, 2), name="helper")
     t.start()
     t0 = time.perf_counter()
-    hot_in_python_sampler()
+    hot_in_python_sampler(r)
     spent = time.perf_counter() - t0
     t.join()
     meta = {"backend": "sample", "notes": []}
