@@ -1,7 +1,13 @@
 """Overhead and accuracy of the native sampler, side by side with cProfile,
 pyinstrument and py-spy, on the same workloads, in one run.
 
-    python bench/bench_overhead.py [--repeat 5] [--quick]
+    python bench/bench_overhead.py [--repeat 5] [--only overhead|cost|accuracy]
+        [--tools none,ours,ours+memory] [--alt LABEL=PYTHON ...]
+
+--alt runs "ours+memory" under another interpreter (a venv with another
+build of the package) as one more column, in the same interleaved runs: a
+change and what it replaces, side by side. The `numpy` workload (bench/
+memory_workloads.py) runs where numpy is installed.
 
 Overhead = wall time of the workload with a profiler ÷ without, each run in a
 fresh process, runs interleaved (none, ours, cProfile, ... none, ours, ...),
@@ -87,6 +93,13 @@ def w_mixed_small():
     return out
 
 
+def w_numpy():
+    sys.path.insert(0, HERE)
+    import memory_workloads
+
+    return memory_workloads.numpy_work(60)
+
+
 WORKLOADS = {
     "recursion": w_recursion,
     "json+regex+sort": w_mixed,
@@ -94,6 +107,12 @@ WORKLOADS = {
     "allocations": w_alloc,
     "8 threads": w_threads,
 }
+try:
+    import numpy  # noqa: F401
+
+    WORKLOADS["numpy"] = w_numpy
+except ImportError:
+    pass
 
 
 # ---- one measurement, in a child process ----
@@ -112,6 +131,9 @@ def child(workload: str, profiler: str) -> None:
         import pyinstrument
     except ImportError:
         pass
+    if workload == "numpy":
+        sys.path.insert(0, HERE)
+        import memory_workloads  # noqa: F401  (numpy imported before the clock starts)
     if profiler in ("ours", "ours+memory", "ours 10k"):
         from metaflow_profiler import Profiler
 
@@ -133,23 +155,29 @@ def child(workload: str, profiler: str) -> None:
         stop = p.stop
     elif profiler == "py-spy":
         time.sleep(0.3)  # let py-spy attach before the clock starts
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     rate = None
     if stop:
         stop()
     if profiler.startswith("ours"):
         m = p.profile.meta
         rate = m["sampler_passes"] / (m["duration_ns"] / 1e9)  # passes a second achieved
-    print(json.dumps({"elapsed": elapsed, "rate": rate}))
+    print(json.dumps({"elapsed": elapsed, "cpu": cpu, "rate": rate}))
 
 
 RATES: dict[tuple[str, str], list[float]] = {}  # achieved sampling rates, where known
+CPU: dict[tuple[str, str], list[float]] = {}  # process CPU time of the workload (all threads)
+
+
+ALTS: dict[str, str] = {}  # --alt label -> interpreter running "ours+memory"
 
 
 def measure(workload: str, profiler: str) -> float:
     cmd = [sys.executable, __file__, "--child", workload, profiler]
+    if profiler in ALTS:
+        cmd = [ALTS[profiler], __file__, "--child", workload, "ours+memory"]
     if profiler == "py-spy":
         cmd = ["py-spy", "record", "--rate", "1000", "--nonblocking", "--output", os.devnull,
                "--format", "raw", "--", *cmd]
@@ -158,11 +186,14 @@ def measure(workload: str, profiler: str) -> float:
         rate = "10khz" if profiler.endswith("10k") else "1khz"
         cmd = [sys.executable, "-m", "profiling.sampling", "run", "-r", rate, "-a",
                "--collapsed", "-o", os.devnull, __file__, "--child", workload, "none"]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     out = done.stdout
     line = [x for x in out.splitlines() if x.startswith("{")][-1]
     got = json.loads(line)
-    if got.get("rate"):
+    if profiler != "py-spy" and not profiler.startswith("tachyon"):
+        CPU.setdefault((workload, profiler), []).append(got["cpu"])
+    if got.get("rate") and profiler not in ALTS:
         RATES.setdefault((workload, profiler), []).append(got["rate"])
     if profiler.startswith("tachyon"):
         import re
@@ -191,8 +222,8 @@ def available() -> list[str]:
     return names
 
 
-def overhead_table(repeat: int) -> str:
-    profs = available()
+def overhead_table(repeat: int, tools: list[str] | None) -> str:
+    profs = (tools or available()) + list(ALTS)
     times: dict[tuple[str, str], list[float]] = {}
     for _ in range(repeat):
         for w in WORKLOADS:
@@ -204,6 +235,17 @@ def overhead_table(repeat: int) -> str:
         base = statistics.median(times[(w, "none")])
         cells = [f"{statistics.median(times[(w, p)]) / base:.3f}×" for p in profs if p != "none"]
         rows.append(f"| {w} | {base:.3f} | " + " | ".join(cells) + " |")
+    inproc = [p for p in profs if p != "none" and all((w, p) in CPU for w in WORKLOADS)]
+    if inproc:
+        # Less moved by other work on the machine than wall time; counts the
+        # profiler's own threads too.
+        rows += ["", "Process CPU time of the workload (all threads) ÷ unprofiled, median:", "",
+                 "| workload | none (s) | " + " | ".join(inproc) + " |",
+                 "|---|---:|" + "---:|" * len(inproc)]
+        for w in WORKLOADS:
+            base = statistics.median(CPU[(w, "none")])
+            cells = [f"{statistics.median(CPU[(w, p)]) / base:.3f}×" for p in inproc]
+            rows.append(f"| {w} | {base:.3f} | " + " | ".join(cells) + " |")
     if RATES:
         rows += ["", "Achieved sampling rate (median, per second):", "",
                  "| workload | " + " | ".join(p for p in profs if any(k[1] == p for k in RATES)) + " |",
@@ -337,15 +379,25 @@ def main() -> None:
     ap.add_argument("--child", nargs=2)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--only", choices=["overhead", "cost", "accuracy"])
+    ap.add_argument("--tools", help="comma-separated, from: none, ours, ours+memory, cProfile, "
+                    "pyinstrument, py-spy, ... (default: all available)")
+    ap.add_argument("--alt", action="append", default=[], metavar="LABEL=PYTHON",
+                    help="one more column: ours+memory under another interpreter")
     a = ap.parse_args()
     if a.child:
         child(*a.child)
         return
+    for alt in a.alt:
+        label, _, py = alt.partition("=")
+        ALTS[label] = py
+    tools = a.tools.split(",") if a.tools else None
+    if tools and "none" not in tools:
+        tools.insert(0, "none")
     print(f"Python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} CPUs, "
           f"{time.strftime('%Y-%m-%d')}\n")
     if a.only in (None, "overhead"):
         print("Overhead at 1 kHz (wall time ÷ unprofiled, median of "
-              f"{a.repeat} interleaved runs):\n\n{overhead_table(a.repeat)}\n")
+              f"{a.repeat} interleaved runs):\n\n{overhead_table(a.repeat, tools)}\n")
     if a.only in (None, "cost"):
         print(f"Sampler cost per pass:\n\n{cost_table()}\n")
     if a.only in (None, "accuracy"):

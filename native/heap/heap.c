@@ -4,14 +4,23 @@
  *  - Cost: every allocation and free of the process passes through a hook,
  *    so the common case must be a few instructions. The hottest callers
  *    are pymalloc's (the mem and obj domains, 1..512 bytes, with the GIL):
- *    their hooks touch no TLS and set no flag, only a countdown shared
- *    under the GIL, and tail-call pymalloc (PY_FAST_HOOKS; mfp_heap_start
- *    probes that the domain really is pymalloc). Elsewhere an allocation
- *    that is not sampled costs a thread-local countdown decrement (the TLS
- *    uses the initial-exec model: no call, no allocation). A free costs a
- *    load from a 64 KiB counting filter (one counter per 64-byte block),
- *    and a lock-free probe of the live table only when the filter says a
- *    sampled block may be there. Measured: bench/RESULTS.md, issues #7, #16.
+ *    their malloc and calloc touch no TLS and set no flag, only a countdown
+ *    shared under the GIL, before a tail call to pymalloc (PY_FAST_HOOKS);
+ *    their free is pymalloc's own, not hooked. That works because a
+ *    sampled small block is placed outside pymalloc's arenas (gil_malloc),
+ *    and pymalloc passes the free and realloc of such a pointer to the raw
+ *    domain, whose hooks see it; mfp_heap_start probes all of that before
+ *    trusting it. PyMem_SetAllocator interposition itself costs about
+ *    0.5 ns a call (one more indirect call), so the frees, as many as the
+ *    allocations, are not interposed at all. realloc (rarer) is hooked
+ *    with the busy flag, as the raw domain resizes blocks outside the
+ *    arenas and would count them again.
+ *    Elsewhere an allocation that is not sampled costs a thread-local
+ *    countdown decrement (the TLS uses the initial-exec model: no call, no
+ *    allocation), and a free a load from a 64 KiB counting filter (one
+ *    counter per 64-byte block) and a lock-free probe of the live table
+ *    only when the filter says a sampled block may be there. Measured:
+ *    bench/RESULTS.md, issues #7, #16.
  *  - Unbiased estimates: sampling is a Poisson process over allocated
  *    bytes with mean interval `rate`. The countdown to the next sample point
  *    is exponential, so an allocation of n bytes is sampled with
@@ -112,7 +121,9 @@ typedef struct {
     uint32_t gen;      /* session the countdown belongs to */
     int busy;          /* inside a hook's call down, or our own slow path */
     int probing;       /* mfp_heap_start is asking what the PyMem domains call */
-    int probe_hits;
+    int probe_hits;    /* allocations that reached a hook below the domain probed */
+    int probe_frees;   /* frees and reallocs of probe_ptr that reached the raw hooks */
+    void *probe_ptr;
 } tls_state;
 
 static __thread tls_state tls __attribute__((tls_model("initial-exec")));
@@ -550,19 +561,49 @@ __attribute__((noinline)) static void sample_alloc(void *p, size_t n, int src) {
     tls.busy = 0;
 }
 
-/* The GIL countdown reached 0 in a fast PyMem domain hook: allocate, then
- * record. With the GIL held; the lock still guards G against the other
- * hooks, which run without it. */
-__attribute__((noinline)) static void *sample_gil(int domain, void *ctx, size_t n) {
-    void *p = py_orig[domain].malloc(ctx, n);
-    int b = tls.busy;
+/* The fast domains' sampled path (the GIL countdown reached 0), with the
+ * GIL held. A sampled block is not taken from pymalloc's arenas: asked for
+ * more than pymalloc serves, pymalloc takes it from the raw domain (and
+ * counts it as its own there, so sys.getallocatedblocks stays right).
+ * pymalloc's free and realloc hand every pointer outside its arenas to the
+ * raw domain, so a sampled block's free and realloc reach the raw hooks and
+ * the fast domains need no free hook at all. busy is set across the call so
+ * the raw hook does not count the block a second time. */
+#define OUTSIDE_ARENAS (SMALL_MAX + 1)
+
+static int gil_begin(int *busy) {
+    *busy = tls.busy;
     tls.busy = 1;
+    return !*busy && atomic_load(&G.active);
+}
+
+static void *gil_end(void *p, size_t n, int busy, int rec) {
     pthread_mutex_lock(&G.lock);
     atomic_store_explicit(&gil_countdown, draw_interval(&gil_rng), memory_order_relaxed);
-    if (p && !b && atomic_load(&G.active)) record_alloc(p, n, weight_of(n), SRC_PYTHON);
+    if (p && rec && atomic_load(&G.active)) record_alloc(p, n, weight_of(n), SRC_PYTHON);
     pthread_mutex_unlock(&G.lock);
-    tls.busy = b;
+    tls.busy = busy;
     return p;
+}
+
+__attribute__((noinline)) static void *gil_malloc(int d, void *ctx, size_t n) {
+    int b, rec = gil_begin(&b);
+    return gil_end(py_orig[d].malloc(ctx, rec ? OUTSIDE_ARENAS : n), n, b, rec);
+}
+
+__attribute__((noinline)) static void *gil_calloc(int d, void *ctx, size_t k, size_t size, size_t n) {
+    int b, rec = gil_begin(&b);
+    return gil_end(rec ? py_orig[d].calloc(ctx, 1, OUTSIDE_ARENAS) : py_orig[d].calloc(ctx, k, size),
+                   n, b, rec);
+}
+
+/* realloc, with the sampled-path caller's busy flag b: a sampled result
+ * of 1..512 bytes is moved outside the arenas (larger ones are there
+ * already). The old block was screened by the caller. */
+__attribute__((noinline)) static void *gil_realloc(int d, void *ctx, void *old, size_t n, int b) {
+    int rec = !b && atomic_load(&G.active);
+    size_t ask = rec && n - 1 < SMALL_MAX ? OUTSIDE_ARENAS : n;
+    return gil_end(py_orig[d].realloc(ctx, old, ask), n ? n : 1, b, rec);
 }
 
 static inline void on_alloc(void *p, size_t n, int src) {
@@ -596,15 +637,6 @@ static inline void on_free(void *p) {
         return;
     if (!__atomic_load_n(filter_at((uintptr_t)p), __ATOMIC_RELAXED)) return;
     if (table_has(atomic_load_explicit(&G.table, memory_order_acquire), (uintptr_t)p)) sample_free(p);
-}
-
-/* A fast domain's free whose filter counter is set: the rest of on_free,
- * then the free (so the hook's common path needs no stack frame). */
-__attribute__((noinline)) static void screen_free(int domain, void *ctx, void *p) {
-    if (p && atomic_load_explicit(&G.active, memory_order_relaxed) && !tls.busy &&
-        table_has(atomic_load_explicit(&G.table, memory_order_acquire), (uintptr_t)p))
-        sample_free(p);
-    py_orig[domain].free(ctx, p);
 }
 
 /* ---- native hooks (any thread, GIL or not) ------------------------------- */
@@ -701,6 +733,12 @@ static long patch_loaded(int nonblocking) {
 
 /* ---- Python allocator domains -------------------------------------------- */
 
+/* mfp_heap_start's probe: a free or realloc of the block it watches got
+ * to the raw domain. */
+static void probe_free(void *p) {
+    if (p && p == tls.probe_ptr) tls.probe_frees++;
+}
+
 /* Our ctx is the wrapped allocator's ctx, so a thread that reads the
  * domain while it is being swapped (the raw domain is used without the
  * GIL) gets a working (ctx, function) pair either way. */
@@ -722,6 +760,7 @@ static long patch_loaded(int nonblocking) {
         return p;                                                                     \
     }                                                                                 \
     static void *name##_realloc(void *ctx, void *old, size_t n) {                    \
+        if (D == PYMEM_DOMAIN_RAW && tls.probing) probe_free(old);                   \
         on_free(old);                                                                \
         int b = tls.busy;                                                            \
         tls.busy = 1;                                                                \
@@ -731,6 +770,7 @@ static long patch_loaded(int nonblocking) {
         return p;                                                                     \
     }                                                                                 \
     static void name##_free(void *ctx, void *p) {                                    \
+        if (D == PYMEM_DOMAIN_RAW && tls.probing) probe_free(p);                     \
         on_free(p); /* nested frees need no guard: p is gone from the table */      \
         py_orig[D].free(ctx, p);                                                     \
     }
@@ -739,28 +779,43 @@ PY_HOOKS(PYMEM_DOMAIN_RAW, raw)
 PY_HOOKS(PYMEM_DOMAIN_MEM, mem)
 PY_HOOKS(PYMEM_DOMAIN_OBJ, obj)
 
-/* The hot pair, used for the mem and obj domains when they are pymalloc
- * (probed by mfp_heap_start): pymalloc serves 1..512 bytes from its pools
- * without calling any other hooked function (its arenas come through
- * arena_alloc, which sets busy), and hands larger requests to the raw
- * domain, whose hook counts them. So a malloc costs a range check and a
- * decrement of the GIL countdown, a free one load from the filter, and
- * both end in a tail call to pymalloc. */
+/* The hooks of the mem and obj domains when they are pymalloc (probed by
+ * mfp_heap_start). pymalloc serves 1..512 bytes from its pools without
+ * calling any other hooked function (its arenas come through arena_alloc,
+ * which sets busy) and hands larger requests to the raw domain, whose hook
+ * counts them. So malloc and calloc of 1..512 bytes cost a range check and
+ * a decrement of the GIL countdown before a tail call to pymalloc; free is
+ * pymalloc's own, not hooked: sampled blocks live outside the arenas
+ * (gil_malloc), where pymalloc's free and realloc pass them on to the raw
+ * domain's hooks. realloc is rarer and cannot be a tail call: a block
+ * outside the arenas (sampled, or over 512 bytes) is resized by the raw
+ * domain, whose hook would count it a second time, so this hook screens
+ * the old block and counts every size itself, with busy set. */
+static inline int gil_count(size_t n) {
+    int64_t c = atomic_load_explicit(&gil_countdown, memory_order_relaxed) - (int64_t)n;
+    atomic_store_explicit(&gil_countdown, c, memory_order_relaxed);
+    return c <= 0;
+}
+
 #define PY_FAST_HOOKS(D, name)                                                       \
     static void *name##_malloc_fast(void *ctx, size_t n) {                           \
-        if (n - 1 < SMALL_MAX) {                                                     \
-            int64_t c = atomic_load_explicit(&gil_countdown, memory_order_relaxed) -  \
-                        (int64_t)n;                                                  \
-            atomic_store_explicit(&gil_countdown, c, memory_order_relaxed);          \
-            if (c <= 0) return sample_gil(D, ctx, n);                                 \
-        }                                                                             \
+        if (n - 1 < SMALL_MAX && gil_count(n)) return gil_malloc(D, ctx, n);          \
         return py_orig[D].malloc(ctx, n);                                             \
     }                                                                                 \
-    static void name##_free_fast(void *ctx, void *p) {                               \
-        if (__atomic_load_n(filter_at((uintptr_t)p), __ATOMIC_RELAXED))              \
-            screen_free(D, ctx, p);                                                  \
-        else                                                                          \
-            py_orig[D].free(ctx, p);                                                 \
+    static void *name##_calloc_fast(void *ctx, size_t k, size_t size) {              \
+        size_t n;                                                                     \
+        if (!__builtin_mul_overflow(k, size, &n) && n - 1 < SMALL_MAX && gil_count(n)) \
+            return gil_calloc(D, ctx, k, size, n);                                    \
+        return py_orig[D].calloc(ctx, k, size);                                       \
+    }                                                                                 \
+    static void *name##_realloc_fast(void *ctx, void *old, size_t n) {               \
+        on_free(old);                                                                \
+        int b = tls.busy;                                                            \
+        tls.busy = 1;                                                                \
+        if (gil_count(n ? n : 1)) return gil_realloc(D, ctx, old, n, b);              \
+        void *p = py_orig[D].realloc(ctx, old, n);                                   \
+        tls.busy = b;                                                                \
+        return p;                                                                     \
     }
 
 PY_FAST_HOOKS(PYMEM_DOMAIN_MEM, mem)
@@ -789,13 +844,15 @@ static void arena_free(void *ctx, void *p, size_t n) {
 }
 
 /* Whether pymalloc serves domain d: 1 and 512 bytes reach no hook below
- * it, 513 bytes reach the raw domain's. Otherwise (PYTHONMALLOC=malloc,
- * debug hooks, another tool's wrapper) the careful hooks are used. Runs
- * with the raw domain and the GOT hooked and the GIL held. */
+ * it, 513 bytes reach the raw domain's, and that block's realloc and free
+ * reach the raw domain's too (what the fast hooks' sampled blocks rely
+ * on). Otherwise (PYTHONMALLOC=malloc, debug hooks, another tool's
+ * wrapper) the careful hooks are used. Runs with the raw domain and the
+ * GOT hooked and the GIL held. */
 static int domain_is_pymalloc(int d) {
     PyMemAllocatorEx *a = &py_orig[d];
     tls.probing = 1;
-    tls.probe_hits = 0;
+    tls.probe_hits = tls.probe_frees = 0;
     int64_t saved = tls.countdown;
     tls.countdown = 1;
     void *p1 = a->malloc(a->ctx, 1), *p2 = a->malloc(a->ctx, SMALL_MAX);
@@ -803,12 +860,19 @@ static int domain_is_pymalloc(int d) {
     if (p2) a->free(a->ctx, p2);
     int small_hits = tls.probe_hits;
     tls.countdown = 1;
-    void *p3 = a->malloc(a->ctx, SMALL_MAX + 1);
-    if (p3) a->free(a->ctx, p3);
+    void *p3 = a->malloc(a->ctx, OUTSIDE_ARENAS), *p4 = NULL;
     int big_hits = tls.probe_hits - small_hits;
+    if (p3) {
+        tls.probe_ptr = p3;
+        p4 = a->realloc(a->ctx, p3, 16);
+        tls.probe_ptr = p4 ? p4 : p3;
+        a->free(a->ctx, tls.probe_ptr);
+    }
+    int frees = tls.probe_frees;
     tls.probing = 0;
+    tls.probe_ptr = NULL;
     tls.countdown = saved;
-    return p1 && p2 && p3 && small_hits == 0 && big_hits == 1;
+    return p1 && p2 && p3 && p4 && small_hits == 0 && big_hits == 1 && frees == 2;
 }
 
 static int is_ours(void *f) {
@@ -841,13 +905,13 @@ static void py_install(void) {
         {py_orig[2].ctx, obj_malloc, obj_calloc, obj_realloc, obj_free},
     };
     if (domain_is_pymalloc(PYMEM_DOMAIN_MEM)) {
-        a[0].malloc = mem_malloc_fast;
-        a[0].free = mem_free_fast;
+        a[0] = (PyMemAllocatorEx){py_orig[1].ctx, mem_malloc_fast, mem_calloc_fast, mem_realloc_fast,
+                                  py_orig[1].free};
         G.fast_domains |= 1;
     }
     if (domain_is_pymalloc(PYMEM_DOMAIN_OBJ)) {
-        a[1].malloc = obj_malloc_fast;
-        a[1].free = obj_free_fast;
+        a[1] = (PyMemAllocatorEx){py_orig[2].ctx, obj_malloc_fast, obj_calloc_fast, obj_realloc_fast,
+                                  py_orig[2].free};
         G.fast_domains |= 2;
     }
     PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &a[0]);

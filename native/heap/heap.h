@@ -20,11 +20,16 @@
  *
  * One tracker runs per process at a time (the hooks are process-wide).
  * Cost: in the PyMem/PyObject domains, when they are pymalloc (the usual
- * case; META memory.fast_hooks), an allocation that is not sampled costs a
- * range check and a decrement of one countdown shared under the GIL, a free
- * one load from a 64 KiB filter, each ending in a tail call (about 9 and 8
- * instructions). Elsewhere (raw domain, native hooks, PYTHONMALLOC=malloc)
- * a thread-local countdown and a busy flag. bench/bench_memory.py.
+ * case; META memory.fast_hooks), an allocation of 1..512 bytes that is not
+ * sampled costs a range check and a decrement of one countdown shared
+ * under the GIL before a tail call to pymalloc, and a free nothing: free
+ * is left to pymalloc. A sampled small allocation is placed outside
+ * pymalloc's arenas, so its free and realloc reach the raw domain's hook
+ * (pymalloc hands such pointers there); a realloc also screens the old
+ * block and sets the busy flag. Elsewhere (raw domain, native
+ * hooks, PYTHONMALLOC=malloc) a thread-local countdown and a busy flag,
+ * and frees screened by a 64 KiB filter. bench/bench_memory.py,
+ * bench/RESULTS.md.
  *
  * Memory: the tracker owns its bookkeeping (a private profile store, the
  * per-stack counters, bounded by the distinct stacks seen). The live table

@@ -298,6 +298,76 @@ def test_every_size_class_counted_once_with_either_allocator(pymalloc):
         assert within(got[name]["live"], truth), (name, got[name], truth)
 
 
+SAMPLED_LIFE = r"""
+import json, sys
+from metaflow_profiler import _native
+
+def small():  # 1..512-byte objects
+    return [str(i) * 3 for i in range(300_000)]
+
+def grown():  # bytearrays grown by realloc through 1..512 bytes
+    out = []
+    for _ in range(30_000):
+        b = bytearray()
+        for _ in range(18):
+            b += b"0123456789abcdef"
+        out.append(b)
+    return out
+
+s = _native.Session(60_000_000_000, 0, 0, memory_rate=4096)
+s.start()
+held = {f.__name__: f() for f in (small, grown)}
+truth = {k: sys.getsizeof(v) + sum(sys.getsizeof(x) for x in v) for k, v in held.items()}
+del held
+s.stop()
+info = json.loads(s.stats()["heap_info"])
+# Nearly every small allocation sampled, then freed: pymalloc's count of
+# its blocks must come back (a sampled block it did not count as its own
+# would be uncounted at its free).
+blocks = sys.getallocatedblocks()
+s2 = _native.Session(60_000_000_000, 0, 0, memory_rate=16)
+s2.start()
+x = [str(i) * 3 for i in range(20_000)]
+del x
+s2.stop()
+print(json.dumps({"truth": truth, "info": info, "blocks": sys.getallocatedblocks() - blocks,
+                  "profile": s.encode("{}").hex()}))
+"""
+
+
+@pytest.mark.parametrize("pymalloc", ["pymalloc", "malloc"])
+def test_sampled_small_blocks_reallocs_and_frees_reach_the_profile(pymalloc):
+    """With the fast hooks pymalloc's free is not hooked: a sampled small
+    block lives outside its arenas, where pymalloc hands its realloc and
+    free to the raw domain's hook. Blocks grown by realloc are counted at
+    their final size, a sampled block realloc'd moves with it, and once
+    everything is freed the profile says so (LEAKS, HEAP_EVENTS)."""
+    import json
+
+    from metaflow_profiler import Profile
+
+    env = dict(os.environ, PYTHONMALLOC=pymalloc)
+    r = subprocess.run([sys.executable, "-c", SAMPLED_LIFE], capture_output=True, text=True,
+                       timeout=180, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["info"]["fast_hooks"] is (pymalloc == "pymalloc"), out["info"]
+    prof = Profile.from_bytes(bytes.fromhex(out["profile"]))
+    got = by_function(prof)
+    leaks: dict[str, int] = defaultdict(int)
+    for stack, live in zip(prof._t["leaks"]["stack"], prof._t["leaks"]["live_bytes"]):
+        for name in function_names(prof, stack):
+            leaks[name] += live
+    ev = prof._t["heap_events"]
+    for name, truth in out["truth"].items():
+        assert within(got[name]["live"], truth), (name, got[name], truth)
+        assert leaks[name] <= 0.02 * truth, (name, leaks[name], truth)
+        frees = [t1 for stack, t1 in zip(ev["stack"], ev["t_free_ns"]) if name in function_names(prof, stack)]
+        assert len(frees) > 100 and sum(t1 is None for t1 in frees) <= 0.02 * len(frees), name
+    if pymalloc == "pymalloc":
+        assert abs(out["blocks"]) < 2000, out["blocks"]
+
+
 def function_names(profile, stack) -> set[str]:
     """Unqualified names of the functions on a stack."""
     t = profile._t
