@@ -181,10 +181,14 @@ def test_on_cpu_time_of_compute_and_sleep_is_the_threads_cpu_time(threads, sleep
     # (a known shortfall, in bench/RESULTS.md); one thread stays within 3.
     m = margin(truth, loop.samples, 0.06 if threads > 1 else 0.03)
     assert truth - m <= got <= truth + m + (1 - truth), (got, truth, loop.samples)
-    # never more on CPU than the CPU used, but for the last mark, which pays
-    # a whole sample's weight (large when the sampler was starved itself);
-    # a starved sampler may see less
-    assert loop.total_s <= 1.1 * sum(t for _, t in out) + 2 * loop.total_s / loop.samples
+    # never more on CPU than the CPU used, but for two marks a thread: its
+    # last, which pays a whole sample's weight, and its first, which may pay
+    # for CPU it used before the truth's clock started (its wait for `go`);
+    # a sample's weight is large when the sampler was starved itself (0.071 s
+    # over with 8 threads at load 14), and a starved sampler may see less
+    tab = p.profile._t["samples"]
+    heaviest = max(w for w, f in zip(tab["weight_ns"], tab["flags"]) if f & 1) / 1e9
+    assert loop.total_s <= 1.1 * sum(t for _, t in out) + 2 * threads * heaviest, (loop, heaviest)
 
 
 def test_threads_named_and_idle_time_is_not_on_cpu():
@@ -266,6 +270,14 @@ def test_bytes_round_trip_and_files(tmp_path):
     t0 = time.perf_counter()
     with Profiler(interval=0.001, timeline_interval=0.05) as p:
         spin(0.2)
+        # ~200 samples at 1 kHz, far fewer when the sampler is starved (17 at
+        # load 14 under a clean-clone CI): spin on until there are enough
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            snap = p.snapshot()  # None where the backend takes none
+            if snap is None or Profile.from_bytes(snap).stats()["samples"] > 20:
+                break
+            spin(0.05)
     wall = time.perf_counter() - t0
     prof = p.profile
     again = Profile.from_bytes(prof.to_bytes())
@@ -275,7 +287,7 @@ def test_bytes_round_trip_and_files(tmp_path):
     assert Profile.load(tmp_path / "x.mfprof").to_bytes() == prof.to_bytes()
     stats = prof.stats()
     assert 0.15 < stats["duration_s"] <= wall, (stats["duration_s"], wall)
-    assert stats["samples"] > 20  # ~200 at 1 kHz; far fewer under ASan on a busy machine
+    assert stats["samples"] > 20
     assert stats["peak_cpu_pct"] > 0
 
 
