@@ -115,12 +115,20 @@ static int map_code(mfp_profile *dst, const mfp_profile *src, maps *m) {
     return 0;
 }
 
-static int map_processes(mfp_profile *dst, const mfp_merge_input *in, maps *m) {
+/* children: dst has a process of its own, so src's are its descendants:
+ * none stays a root (a child that followed children of its own was the root
+ * of its tree, not of dst's), and `as` says whether src's own ended early. */
+static int map_processes(mfp_profile *dst, const mfp_merge_input *in, maps *m, int children) {
     const mfp_profile *src = in->src;
     for (size_t i = 0; i < src->nprocs; i++) {
         mfp_process pr = src->procs[i];
         pr.name = m->str[pr.name];
         pr.start_ns = shifted((uint64_t)(pr.start_ns < 0 ? 0 : pr.start_ns), in->offset_ns);
+        if (children) {
+            pr.flags &= ~MFP_PROCESS_ROOT;
+            if (i == 0 && in->as)
+                pr.flags |= in->as->flags & MFP_PROCESS_PARTIAL;
+        }
         if ((m->proc[i] = mfp_profile_process(dst, &pr)) == MFP_NONE)
             return -1;
     }
@@ -138,7 +146,8 @@ static int map_processes(mfp_profile *dst, const mfp_merge_input *in, maps *m) {
     mfp_process_info none = {0};
     const mfp_process_info *as = in->as ? in->as : &none;
     const char *name = as->name ? as->name : "";
-    mfp_process pr = {as->pid, as->ppid, mfp_profile_string(dst, name, strlen(name)), as->flags,
+    mfp_process pr = {as->pid, as->ppid, mfp_profile_string(dst, name, strlen(name)),
+                      children ? as->flags & ~MFP_PROCESS_ROOT : as->flags,
                       shifted(0, in->offset_ns), as->duration_ns, as->cpu_ns, as->rss_peak_bytes,
                       as->heap_peak_bytes};
     if (pr.name == MFP_NONE)
@@ -208,7 +217,7 @@ static int map_rows(mfp_profile *dst, const mfp_merge_input *in, maps *m) {
     return 0;
 }
 
-static int merge_one(mfp_profile *dst, const mfp_merge_input *in) {
+static int merge_one(mfp_profile *dst, const mfp_merge_input *in, int children) {
     const mfp_profile *src = in->src;
     if (!src || src == dst)
         return -1;
@@ -216,7 +225,7 @@ static int merge_one(mfp_profile *dst, const mfp_merge_input *in) {
               new_map(src->nstacks), new_map(src->nprocs)};
     int rc = -1;
     if (m.str && m.func && m.frame && m.stack && m.proc && map_code(dst, src, &m) == 0 &&
-        map_processes(dst, in, &m) == 0 && map_rows(dst, in, &m) == 0)
+        map_processes(dst, in, &m, children) == 0 && map_rows(dst, in, &m) == 0)
         rc = map_heap(dst, in, &m);
     maps_free(&m);
     return rc;
@@ -285,9 +294,9 @@ int mfp_profile_merge(mfp_profile *dst, const mfp_merge_input *in, size_t n) {
             return -1;
     }
     size_t before = dst->nsamples, events_before = dst->nhevents;
-    int rc = 0;
+    int rc = 0, children = dst->nprocs > 0;
     for (size_t i = 0; i < n && rc == 0; i++)
-        rc = merge_one(dst, &in[i]);
+        rc = merge_one(dst, &in[i], children);
     /* unsorted rows would break the store: drop what was added */
     if (dst->nsamples != before && sort_by_time(dst->samples, dst->nsamples, sizeof *dst->samples,
                                                 offsetof(mfp_sample, t_ns)) != 0) {

@@ -143,6 +143,12 @@ uint32_t mfp_profile_memory_process(const mfp_profile *p, uint32_t row);
  *    of whole runs names each by its label); a src without processes
  *    becomes one process described by `as` (NULL: pid 0, no name),
  *    starting at offset_ns;
+ *  - into a dst with a process of its own (the parent of a process tree),
+ *    every input is its descendant: none of its processes keeps
+ *    MFP_PROCESS_ROOT (a child that followed children of its own was the
+ *    root of that tree), and src's process 0 takes `as`'s
+ *    MFP_PROCESS_PARTIAL; into an empty dst (a merge of whole runs) the
+ *    flags stay as they were;
  *  - SAMPLES of all inputs are shifted by offset_ns (clamped at 0) and
  *    merged into dst's in time order, then halved per thread (as the cap
  *    does) until they fit dst's cap; TOTALS and MEMORY rows are appended

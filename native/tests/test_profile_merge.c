@@ -1,6 +1,7 @@
 /* test_profile_merge.c — processes and mfp_profile_merge: identity kept
  * per thread and memory row, tables interned, samples and heap events in
- * time order and shifted, leaks added up, totals and weights preserved, the cap respected, the round trip
+ * time order and shifted, leaks added up, totals and weights preserved, a
+ * nested child's processes no roots, the cap respected, the round trip
  * through the codec (tags 11 and 12), corrupt process maps refused, and
  * out-of-memory at every allocation leaving a consistent store. */
 #include <stdlib.h>
@@ -152,6 +153,20 @@ static void test_merge_children(void) {
           str_is(e, pr[1].name, "ForkPoolWorker-1"));
     CHECK(mfp_profile_heap_events(e, &n) && n == 6 && heap_in_time_order(e));
     CHECK(mfp_profile_merge(e, &all, 0) == 0 && mfp_profile_merge(q, &all, 1) == -1); /* src == dst */
+    /* Into a parent's profile, a child that followed children of its own
+     * (q: its own process a root there) brings none as a root; its own
+     * process takes the partial flag `as` gives it, the others keep theirs. */
+    mfp_profile *top = one("wait", 50, 10, 0);
+    mfp_process me = {50, 1, str(top, "python flow.py"), MFP_PROCESS_ROOT, 0, 10000000, 0, 0, 0};
+    CHECK(mfp_profile_process(top, &me) == 0);
+    mfp_process_info child = {100, 50, "python child.py", MFP_PROCESS_PARTIAL, 0, 0, 0, 0};
+    mfp_merge_input nested = {q, 0, &child};
+    CHECK(mfp_profile_merge(top, &nested, 1) == 0);
+    pr = mfp_profile_processes(top, &n);
+    CHECK(n == 4 && pr[0].flags == MFP_PROCESS_ROOT && pr[1].pid == 100 &&
+          pr[1].flags == MFP_PROCESS_PARTIAL && pr[2].flags == 0 &&
+          pr[3].flags == MFP_PROCESS_PARTIAL && str_is(top, pr[1].name, "python child.py"));
+    mfp_profile_free(top);
     free(bytes);
     mfp_profile_free(e);
     mfp_profile_free(q);
