@@ -1,7 +1,14 @@
 """The cost of following child processes (issue 14), side by side with
 py-spy --subprocesses.
 
-    python bench/bench_children.py [--repeat 3]
+    python bench/bench_children.py [--repeat 3] [--only python]
+    python bench/bench_children.py --snapshot 1000
+
+--snapshot N: what a live-card update costs the parent with N children that
+ended (each forked, 2 ms of CPU): the time of Profiler.snapshot() (which
+merges the children's profiles) and the calling thread's CPU time (an
+upper bound on the time it held the GIL: the merge itself runs without),
+best of 5, beside the parent's own snapshot alone.
 
 Workloads, each run in a fresh interpreter per measurement:
   pool      multiprocessing.Pool(2) ("fork"), 24 tasks of 50 ms of CPU:
@@ -99,6 +106,35 @@ def child(workload: str, profiler: str) -> None:
     print(json.dumps({"elapsed": elapsed, "n": n, "stop_s": stop_s, "processes": procs}))
 
 
+def snapshot_cost(n: int) -> None:
+    from metaflow_profiler import Profiler
+
+    def best(take) -> tuple[float, float]:
+        runs = []
+        for _ in range(5):
+            w0, c0 = time.perf_counter(), time.thread_time()
+            take()
+            runs.append((time.perf_counter() - w0, time.thread_time() - c0))
+        return min(runs)
+
+    p = Profiler()
+    p.start()
+    alone = best(lambda: p._runner.snapshot(p._meta(None)))
+    for _ in range(n):
+        pid = os.fork()
+        if pid == 0:
+            hot(0.002)
+            os._exit(0)
+        os.waitpid(pid, 0)
+    merged = best(p.snapshot)
+    size = len(p.snapshot())
+    p.stop()
+    print(f"Python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}: "
+          f"snapshot alone {alone[0] * 1000:.1f} ms (thread CPU {alone[1] * 1000:.1f} ms); "
+          f"with {n} ended children {merged[0] * 1000:.1f} ms (thread CPU "
+          f"{merged[1] * 1000:.1f} ms), {size / 1e6:.2f} MB, best of 5")
+
+
 def measure(workload: str, profiler: str) -> dict:
     cmd = [sys.executable, __file__, "--child", workload, profiler]
     if profiler == "py-spy":
@@ -115,22 +151,30 @@ def measure(workload: str, profiler: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--only", nargs="+", choices=[w for w in WORKLOADS if w != "python0"],
+                    help="these workloads only (python brings python0 along)")
+    ap.add_argument("--snapshot", type=int, metavar="N")
     ap.add_argument("--child", nargs=2)
     a = ap.parse_args()
     if a.child:
         child(*a.child)
         return
+    if a.snapshot:
+        snapshot_cost(a.snapshot)
+        return
     profs = ["none", "ours"] + (["py-spy"] if shutil.which("py-spy") else [])
+    chosen = [w for w in WORKLOADS if not a.only or w in a.only or
+              (w == "python0" and "python" in a.only)]
     res: dict[tuple[str, str], list[dict]] = {}
     for _ in range(a.repeat):
-        for w in WORKLOADS:
+        for w in chosen:
             for p in profs:
                 res.setdefault((w, p), []).append(measure(w, p))
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f} at the end, median of {a.repeat}\n")
     print("| workload | profiler | wall | per child | × none | parent's stop (merge) |")
     print("|---|---|---:|---:|---:|---:|")
-    for w in [w for w in WORKLOADS if w != "python0"]:
+    for w in [w for w in chosen if w != "python0"]:
         base = statistics.median(r["elapsed"] for r in res[(w, "none")])
         for p in profs:
             rs = res[(w, p)]
@@ -140,6 +184,8 @@ def main() -> None:
             stop = f"{statistics.median(r['stop_s'] for r in rs) * 1000:.0f} ms" if p == "ours" \
                 else "—"
             print(f"| {w} | {p} | {e:.3f} s | {per} | {e / base:.3f} | {stop} |")
+    if "python" not in chosen:
+        return
     n = res[("python", "none")][0]["n"]
 
     def cpu(w: str, p: str) -> float:

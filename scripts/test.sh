@@ -26,9 +26,17 @@ for v in 3.11 3.12 3.13; do make -s -C native test-python PYTHON="$(python_for "
 for v in 3.11 3.12 3.13; do bash scripts/asan.sh "$v" || status=1; done
 bash scripts/portable.sh 3.13 || status=1
 
+# PyTorch, for the DataLoader test: only from the CPU wheel this machine kind
+# keeps on disk for CPython 3.11 (never a download of torch, which would be a
+# CUDA build of several GB); its few pure-Python dependencies from PyPI.
+TORCH_WHEEL=/opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
+
 for v in 3.11 3.12 3.13; do
     echo "== CPython $v"
     PY="$(venv_for "$v" test,browser)"
+    if [ "$v" = 3.11 ] && [ -f "$TORCH_WHEEL" ] && ! "$PY" -m pip show -q torch >/dev/null 2>&1; then
+        "$PY" -m pip install -q --disable-pip-version-check "$TORCH_WHEEL" || status=1
+    fi
     # Run from tests/ so the installed package, not ./src, is imported.
     (cd tests && "$PY" -m pytest -q -p no:cacheprovider -m "not browser and not packaging" .) || status=1
     if [ "$v" = 3.11 ]; then

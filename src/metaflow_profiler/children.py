@@ -15,27 +15,30 @@ How a child gets a profiler of its own:
 Grandchildren inherit both. The configuration travels in MFP_CHILDREN:
 "interval_ns memory_rate max_samples dir", not JSON, for the start-up's sake
 (a child's own import of json and re costs ~6 ms; this module is imported
-by every child at start, so it imports neither json nor typing at the top).
+by every child at start, so it imports neither json, typing nor threading
+at the top: its flusher is a _thread, and the engine's threads are pthreads).
 
 Each child writes its profile into the private directory: at exit (atexit,
 os._exit, SIGTERM while its disposition is the default), when the parent
 stops (a "stop" file the child polls), and every few seconds (so a child
 that is SIGKILLed or crashes leaves what it had). One file per child,
-overwritten each time, so files stay bounded by the number of children.
-The parent merges them into its own profile at stop (native/profile/merge.c)
-and removes the directory. Nothing here may change what the child does: every
-hook swallows its own errors, and a child whose profiler fails runs on.
+overwritten each time (atomically), so files stay bounded by the number of
+children. The parent merges them into its own profile at stop
+(native/profile/merge.c) and removes the directory; a snapshot of the
+parent's profile (the live card) merges them as they are then: the whole
+profile of a child that ended, the last periodic flush of one still
+running. Nothing here may change what the child does: every hook swallows
+its own errors, and a child whose profiler fails runs on.
 """
 
 from __future__ import annotations
 
 import _signal  # not signal: that one imports enum, ~3.5 ms of a child's start-up
-import _thread
+import _thread  # not threading: ~2.5 ms of a child's start-up (the engine's threads are pthreads)
 import atexit
 import os
 import resource
 import sys
-import threading
 import time
 
 from . import _native
@@ -145,6 +148,7 @@ class Children:
         self._site = site
         self._config = f"{int(interval_ns)} {int(memory_rate)} {int(max_samples)} {self.dir}"
         self._saved: dict[str, str | None] = {}
+        self._ended: dict[str, tuple[dict[str, Any], bytes]] = {}  # final profiles read
         self.pid = os.getpid()
 
     def start(self) -> None:
@@ -179,26 +183,32 @@ class Children:
             with open(os.path.join(self.dir, _STOP), "w"):
                 pass
             self._wait_for_running()
-            inputs, summary = self._collect(t0_ns)
-            if not inputs:
-                return data
-            meta["children"] = summary
-            meta["notes"].append(_summary_line(summary))
-            me = (self.pid, os.getppid(), process_name(), 1, meta.get("duration_ns", 0), cpu_ns,
-                  _rss_peak_bytes(), (meta.get("memory") or {}).get("peak_bytes", 0))
-            from .backends import meta_json
-
-            merged, bad = _native.merge(data, inputs, base_process=me, meta=meta_json(meta))
-            if bad:
-                summary["unreadable"] = len(bad)
-                meta["notes"].append(f"children: {len(bad)} profiles could not be read")
-                merged, _ = _native.merge(data, [x for i, x in enumerate(inputs) if i not in bad],
-                                          base_process=me, meta=meta_json(meta))
-            return merged
+            return self.merge(data, t0_ns, meta, cpu_ns)
         finally:
             import shutil
 
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def merge(self, data: bytes, t0_ns: int, meta: dict[str, Any], cpu_ns: int) -> bytes:
+        """data (the parent's profile, so far or whole) with every child's
+        profile as it is now: the whole one of a child that ended, the last
+        periodic flush of one still running (the live card's snapshot)."""
+        inputs, summary = self._collect(t0_ns)
+        if not inputs:
+            return data
+        meta["children"] = summary
+        meta["notes"].append(_summary_line(summary))
+        me = (self.pid, os.getppid(), process_name(), 1, meta.get("duration_ns", 0), cpu_ns,
+              _rss_peak_bytes(), (meta.get("memory") or {}).get("peak_bytes", 0))
+        from .backends import meta_json
+
+        merged, bad = _native.merge(data, inputs, base_process=me, meta=meta_json(meta))
+        if bad:
+            summary["unreadable"] = len(bad)
+            meta["notes"].append(f"children: {len(bad)} profiles could not be read")
+            merged, _ = _native.merge(data, [x for i, x in enumerate(inputs) if i not in bad],
+                                      base_process=me, meta=meta_json(meta))
+        return merged
 
     def _running(self) -> list[int]:
         out = []
@@ -223,13 +233,19 @@ class Children:
             if not name.endswith(".json"):
                 continue
             base = name[: -len(".json")]
-            try:
-                with open(os.path.join(self.dir, name), encoding="utf-8") as f:
-                    info = json.load(f)
-                with open(os.path.join(self.dir, base + ".mfprof"), "rb") as f:
-                    data = f.read()
-            except (OSError, ValueError):
-                continue
+            info, data = self._ended.get(base, (None, b""))
+            if info is None:
+                try:
+                    # The identity first: a child writes it after the profile,
+                    # so a final one means the profile read next is final too.
+                    with open(os.path.join(self.dir, name), encoding="utf-8") as f:
+                        info = json.load(f)
+                    with open(os.path.join(self.dir, base + ".mfprof"), "rb") as f:
+                        data = f.read()
+                except (OSError, ValueError):
+                    continue
+                if info.get("final"):  # it will not change: live updates read it once
+                    self._ended[base] = (info, data)
             flags = 0 if info.get("final") else 2
             partial += not info.get("final")
             cpu += info["cpu_ns"]
@@ -276,8 +292,8 @@ class _Child:
         self.dir = config["dir"]
         self.pid = os.getpid()
         self.ppid = os.getppid()
-        self.main_tid = threading.get_native_id()  # we start on the main thread
-        self.lock = threading.Lock()
+        self.main_tid = _thread.get_native_id()  # we start on the main thread
+        self.lock = _thread.allocate_lock()
         # Threads in flush(), entered before they take the lock: a SIGTERM
         # handler on one of them must not wait for (or redo) its own flush.
         self.flushing: set[int] = set()
@@ -293,22 +309,25 @@ class _Child:
         self.base = os.path.join(self.dir, f"{self.pid}-{st}")
         with open(os.path.join(self.dir, f"{self.pid}.live"), "w"):
             pass
-        self.wake = threading.Event()
-        self.thread = threading.Thread(target=self._flusher, name="metaflow_profiler children",
-                                       daemon=True)
-        self.thread.start()
+        # Held until finish() releases it: the flusher waits on it between polls.
+        self.wake = _thread.allocate_lock()
+        self.wake.acquire()
+        # Born with SIGTERM blocked: one delivered to the flusher would not
+        # wake a main thread blocked in a system call (an idle Pool worker's),
+        # so the handler would not run and the child would never die.
+        old = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGTERM})
+        try:
+            _thread.start_new_thread(self._flusher, ())
+        finally:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
 
     def _flusher(self) -> None:
         _native.ignore_this_thread()  # neither sampled nor in the memory profile
-        # No SIGTERM for this thread: one delivered here would not wake a main
-        # thread blocked in a system call (an idle Pool worker's), so the
-        # handler would not run and the child would never die.
-        _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGTERM})
         period = FLUSH_FIRST_S
         next_flush = time.monotonic() + period
         stop = os.path.join(self.dir, _STOP)
         while not self.done:
-            self.wake.wait(_POLL_S)
+            self.wake.acquire(timeout=_POLL_S)
             if self.done:
                 return
             if os.path.exists(stop) or not os.path.isdir(self.dir):
@@ -327,7 +346,7 @@ class _Child:
         """Write this process's profile so far (final: stop profiling first).
         Waits for a flush in progress on another thread, so a final one that
         returns has landed (unless it failed)."""
-        me = threading.get_ident()
+        me = _thread.get_ident()
         self.flushing.add(me)
         try:
             with self.lock:
@@ -368,11 +387,15 @@ class _Child:
                 pass
 
     def _names(self) -> list[tuple[int, str]]:
-        # After a plain os.fork, threading still gives the main thread the
-        # forking thread's native id in the parent.
-        stale = threading.main_thread().native_id
-        return [(self.main_tid if tid == stale else tid, name)
-                for tid, name in _native.thread_names().items()]
+        names = _native.thread_names()  # {} where the program never imported threading
+        threading = sys.modules.get("threading")
+        if threading is not None:
+            # After a plain os.fork, threading still gives the main thread the
+            # forking thread's native id in the parent.
+            stale = threading.main_thread().native_id
+            names = {self.main_tid if tid == stale else tid: name for tid, name in names.items()}
+        names.setdefault(self.main_tid, "MainThread")
+        return list(names.items())
 
     def _name_threads(self) -> None:
         for tid, name in self._names():
@@ -383,7 +406,10 @@ class _Child:
             self.flush(final=True)
         except Exception:
             pass
-        self.wake.set()
+        try:
+            self.wake.release()
+        except RuntimeError:  # released already
+            pass
 
 
 def _json_str(s: str) -> str:
@@ -453,11 +479,14 @@ def start_child() -> None:
         _install_fork_hooks()
         atexit.register(_at_exit)
         os._exit = _exit_wrapper
-        if threading.current_thread() is threading.main_thread() and \
-                _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
-            _signal.signal(_signal.SIGTERM, _on_sigterm)
     except Exception:
         _child = None
+        return
+    try:
+        if _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
+            _signal.signal(_signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: SIGTERM stays the program's
+        pass
 
 
 def step_aside() -> None:
@@ -488,7 +517,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     if c is None or c.pid != os.getpid():
         _die_of_sigterm()
         return
-    if threading.get_ident() in c.flushing:
+    if _thread.get_ident() in c.flushing:
         c.sigterm_pending = True  # interrupted our own flush: it dies when done
         return
     if c.terminating:
@@ -541,10 +570,16 @@ def _install_fork_hooks() -> None:
 _paused: list[Any] = []
 
 
-def _sessions() -> list[Any]:
-    from . import profiler
+def _profiler() -> Any:
+    """The profiler module where this process imported it: a child that only
+    runs its own child profiler does not pay for importing it at each fork."""
+    return sys.modules.get(__name__.rpartition(".")[0] + ".profiler")
 
-    out = [p._runner.session for p in profiler.running() if hasattr(p._runner, "session")]
+
+def _sessions() -> list[Any]:
+    profiler = _profiler()
+    out = [] if profiler is None else [
+        p._runner.session for p in profiler.running() if hasattr(p._runner, "session")]
     if _child is not None and _child.pid == os.getpid() and not _child.done:
         out.append(_child.session)
     return out
@@ -573,9 +608,9 @@ def _after_fork_child() -> None:
     global _child
     _paused.clear()
     try:
-        from . import profiler
-
-        profiler.forget_running()
+        profiler = _profiler()
+        if profiler is not None:
+            profiler.forget_running()
         if _child is not None:
             _child.done = True  # a dead copy: its thread and lock did not come along
             _child = None

@@ -92,6 +92,7 @@ class Profiler:
         self._start_unix_ns = 0
         self._pid = 0
         self._cpu0 = 0
+        self._t0_ns = 0
 
     def start(self) -> None:
         if self._runner is not None:
@@ -117,6 +118,7 @@ class Profiler:
 
                 children = Children(o.interval_ns, rate, o.max_samples)
                 children.start()
+                self._t0_ns = runner.session.stats()["start_ns"]  # the children's clock
                 self._children = children
             except Exception as exc:  # the parent's own profile goes on
                 self._children_error = f"children are not profiled: {exc}"
@@ -125,12 +127,22 @@ class Profiler:
         """The profile so far, in the byte format, without stopping; None when
         the backend cannot take one (only the native sampler can). Safe from
         another thread than the one that started the profiler; extra_meta is
-        merged into its META."""
-        runner = self._runner
+        merged into its META. Child processes come as they are now (the
+        ended ones whole, running ones as of their last periodic flush)."""
+        runner, children = self._runner, self._children
         if runner is None:
             raise ProfilerError("this Profiler is not running")
         take = getattr(runner, "snapshot", None)
-        return None if take is None else take(self._meta(extra_meta))
+        if take is None:
+            return None
+        meta = self._meta(extra_meta)
+        data = take(meta)
+        if children is not None:
+            try:
+                data = children.merge(data, self._t0_ns, meta, time.process_time_ns() - self._cpu0)
+            except Exception:  # the parent's own profile so far still makes a card
+                pass
+        return data
 
     def stop(self, extra_meta: dict[str, Any] | None = None) -> Profile:
         """Stop and return the Profile; extra_meta is merged into its META."""
@@ -155,8 +167,7 @@ class Profiler:
             data = backends.empty_profile(meta)
         if children is not None:
             try:
-                data = children.finish(data, runner.session.stats()["start_ns"], meta,
-                                       time.process_time_ns() - self._cpu0)
+                data = children.finish(data, self._t0_ns, meta, time.process_time_ns() - self._cpu0)
             except Exception as exc:
                 meta["notes"].append(f"children: their profiles could not be merged: {exc}")
         self.profile = Profile.from_bytes(data)

@@ -367,3 +367,72 @@ def test_existing_sitecustomize_still_runs(tmp_path):
                        timeout=120, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["ran", "False", "2"]
+
+
+MS = 1_000_000
+
+
+def one_process(tid, leaf, n):
+    """A process's own profile (no process rows): one thread, n samples of 1 ms in leaf."""
+    b = _native.Builder()
+    s = b.string
+    stack = b.stack(-1, b.frame(b.func(s(leaf), s("/w/job.py"), 1, 0), 2))
+    th = b.thread(tid, s("MainThread"), 1)
+    for i in range(n):
+        b.sample((i + 1) * MS, stack, th, MS, 1)
+    return b.encode(json.dumps({"backend": "sample", "duration_ns": n * MS}))
+
+
+def test_a_child_that_followed_children_of_its_own_stays_a_child():
+    """A child's profile may hold processes (it followed its own children:
+    its process the root of that tree). Merged as the parent's child, none
+    of them is a root, so stats() counts both as children, and the child's
+    own process takes its partial flag from the parent's side."""
+    child, bad = _native.merge(
+        one_process(200, "child_work", 20),
+        [(one_process(300, "grand_work", 10), MS, (300, 200, "grand.py", 0, 10 * MS, 10 * MS, 1 << 20, 0))],
+        base_process=(200, 100, "child.py", 1, 20 * MS, 20 * MS, 1 << 21, 0))
+    assert bad == [] and [p["root"] for p in Profile.from_bytes(child).processes()] == [True, False]
+    as_child = (200, 100, "child.py", 2, 20 * MS, 20 * MS, 1 << 21, 0)  # flags 2: partial
+    data, bad = _native.merge(
+        one_process(100, "wait", 30), [(child, 2 * MS, as_child)],
+        base_process=(100, 1, "job.py", 1, 30 * MS, MS, 1 << 22, 0),
+        meta=json.dumps({"backend": "sample", "duration_ns": 30 * MS}))
+    assert bad == []
+    prof = Profile.from_bytes(data)
+    assert [(p["pid"], p["ppid"], p["root"], p["partial"]) for p in prof.processes()] == [
+        (100, 1, True, False), (200, 100, False, True), (300, 200, False, False)]
+    st = prof.stats()
+    assert (st["processes"], st["children_processes"], st["children_partial"]) == (3, 2, 1)
+    assert st["children_cpu_s"] == pytest.approx(0.03)
+    assert {f.name: f.samples for f in prof.functions(pid=300) if f.samples} == {"grand_work": 10}
+
+
+def test_a_childs_start_up_imports_nothing_more(tmp_path):
+    """A fresh child's start-up hook imports none of threading, json, typing
+    or signal (together ~14 ms of a short child's start: bench/RESULTS.md),
+    yet the child is profiled, its main thread named."""
+    (tmp_path / "kid.py").write_text(textwrap.dedent("""
+        import sys, time
+        heavy = sorted(m for m in ("threading", "json", "typing", "signal", "enum") if m in sys.modules)
+        t = time.process_time()
+        while time.process_time() - t < 0.2:
+            pass
+        print(heavy)
+    """))
+    (tmp_path / "job.py").write_text(textwrap.dedent("""
+        import json, subprocess, sys
+        from metaflow_profiler import Profiler
+        bare = subprocess.run([sys.executable, "kid.py"], capture_output=True, text=True).stdout
+        with Profiler() as p:
+            r = subprocess.run([sys.executable, "kid.py"], capture_output=True, text=True)
+        (kid,) = [x for x in p.profile.processes() if not x["root"]]
+        names = [t["name"] for t in p.profile.threads() if t["pid"] == kid["pid"]]
+        print(json.dumps({"bare": bare, "profiled": r.stdout, "stderr": r.stderr, "names": names}))
+    """))
+    r = subprocess.run([sys.executable, "job.py"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["stderr"] == "" and out["profiled"] == out["bare"], out
+    assert out["names"] == ["MainThread"], out
