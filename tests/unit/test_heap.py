@@ -254,6 +254,33 @@ def test_coexists_with_tracemalloc():
     del data
 
 
+def tracemalloc_first_small():
+    return [str(i) * 3 for i in range(200_000)]
+
+
+def test_on_top_of_tracemalloc_started_first():
+    """Ours wrap tracemalloc's hooks (with whichever hooks the start-up
+    probe picks: tracemalloc mallocs its traces, which the probe sees):
+    small objects are counted by both tools and freed through both."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        p = Profiler(memory=True, memory_rate=8 * 1024, timeline_interval=0)
+        p.start()
+        held = tracemalloc_first_small()
+        truth = sys.getsizeof(held) + sum(sys.getsizeof(x) for x in held)
+        traced = tracemalloc.get_traced_memory()[0]
+        del held
+        prof = p.stop()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    got = by_function(prof)["tracemalloc_first_small"]
+    assert within(got["live"], truth), (got, truth)
+    assert traced >= 0.9 * truth and after < traced - 0.9 * truth, (traced, after, truth)
+
+
 SIZES = r"""
 import json, sys
 from metaflow_profiler import _native
