@@ -91,6 +91,9 @@ typedef struct {
     uint32_t last_node;  /* its stack at its last sample */
     int64_t cpu_debt;    /* CPU time used but not yet reported (see add_sample) */
     int hot;             /* its CPU clock moved at its last sample, or it is new */
+    uint64_t clock_at;   /* when cpu_ns was read (0: not yet) */
+    int busy_run;        /* samples in a row it ran most of the time before, in one place,
+                            without the GIL (sample_thread) */
 } thread_entry;
 
 struct mfp_sampler {
@@ -215,7 +218,7 @@ static thread_entry *thread_for(mfp_sampler *s, uint64_t tid) {
     uint32_t idx = mfp_profile_thread(s->profile, tid, 0, 0);
     if (idx == MFP_NONE) return NULL;
     t = &s->threads[s->nthreads];
-    *t = (thread_entry){tid, UINT64_MAX, NULL, idx, MFP_NONE, 0, 1};
+    *t = (thread_entry){tid, UINT64_MAX, NULL, idx, MFP_NONE, 0, 1, 0, 0};
     table_insert(s, s->nthreads++);
     if (s->on_new_thread) s->on_new_thread();
     return t;
@@ -374,11 +377,13 @@ static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thr
      * bring another thread's CPU clock up to date only at a tick or a
      * switch, so a thread that woke and ran less than a tick looks as if it
      * had not: one holding the GIL is running Python code, read it anew. */
-    uint64_t cpu = thread_cpu_ns(ts->tid);
+    uint64_t cpu = thread_cpu_ns(ts->tid), cpu_at = now_ns();
     thread_entry *te = thread_find(s, ts->tid);
     if (te && te->last_node != MFP_NONE && te->tstate == addr && te->cpu_ns == cpu &&
         s->pass_holder != addr) {
         add_sample(s, te, ts->tid, addr, te->last_node, cpu, SEEN_IDLE, t, dt);
+        te->clock_at = cpu_at;
+        te->busy_run = 0;
         return;
     }
     /* Whether the stack read next is the one running (add_sample). */
@@ -418,14 +423,35 @@ static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thr
     /* Seen running: holding the GIL from before the read to after it
      * (running Python code there, or pushed off its core for a moment while
      * doing so), or on a core while we read (its CPU clock moved during a
-     * read short enough to be one moment: C code that released the GIL). */
+     * read short enough to be one moment). C code that released the GIL
+     * (hashlib, numpy) is seldom caught by the second: these kernels bring
+     * another thread's CPU clock up to date at a tick or a switch, not
+     * while it computes (a hashing thread's clock moved in 4 ms steps read
+     * every 6 µs), so the clock moving during a read mostly catches a thread
+     * that blocks or wakes then (going to sleep after a compute, waiting
+     * for the GIL). Between passes the clock is up to date, so such code is
+     * found by it: a thread whose clock advanced by half the time or more
+     * since its last sample, twice in a row, seen in the same place and
+     * without the GIL each time, was running there. (Once is not enough:
+     * a compute-then-sleep loop can fit a whole compute between two
+     * samples that both find it sleeping; twice in a row it cannot, unless
+     * it computes most of the time.) */
     int seen = SEEN_UNKNOWN;
     if (s->gil) {
         int held = holder == addr && mfp_python_gil_holder(s->gil, &checked_mem) == addr;
         int moved = thread_cpu_ns(ts->tid) > cpu && now_ns() - read_from < MOMENT_NS;
-        seen = held || moved ? SEEN_RUNNING : SEEN_IDLE;
+        int busy = 0;
+        if (te) {
+            busy = !held && te->clock_at && te->cpu_ns != UINT64_MAX && cpu >= te->cpu_ns &&
+                   te->last_node == node && 2 * (cpu - te->cpu_ns) >= cpu_at - te->clock_at;
+            te->busy_run = busy ? te->busy_run + 1 : 0;
+            busy = te->busy_run >= 2;
+        }
+        seen = held || moved || busy ? SEEN_RUNNING : SEEN_IDLE;
     }
     add_sample(s, te, ts->tid, addr, node, cpu, seen, t, dt);
+    if (!te) te = thread_find(s, ts->tid);
+    if (te) te->clock_at = cpu_at;
 }
 
 /* ---- the roster: the interpreter's list of threads, as last seen -------- */
