@@ -209,7 +209,8 @@ def test_threads_named_and_idle_time_is_not_on_cpu():
     names = {th["name"] for th in prof.threads()}
     assert "sleepy-worker" in names and "MainThread" in names
     wall = {r.name.rsplit(".", 1)[-1]: r.total_s for r in prof.functions()}
-    cpu = {r.name.rsplit(".", 1)[-1]: r.total_s for r in prof.functions(on_cpu=True)}
+    cpu_rows = {r.name.rsplit(".", 1)[-1]: r for r in prof.functions(on_cpu=True)}
+    cpu = {name: r.total_s for name, r in cpu_rows.items()}
     # Both ran ~0.4 s of wall time; relative checks hold on a loaded machine.
     assert wall["sleeper"] > 0.5 * wall["spin"] > 0.05, (prof.meta, prof.threads())
     assert cpu.get("sleeper", 0) < 0.1 * wall["sleeper"]
@@ -218,7 +219,10 @@ def test_threads_named_and_idle_time_is_not_on_cpu():
     # machine or under a sanitizer the reads are slow and fewer samples find
     # the thread running to carry its CPU: short (25 % short seen at load 40
     # under ASan), a known shortfall of the on-CPU accounting (issue 13).
-    assert cpu["spin"] <= 1.15 * spin_cpu + 0.01, (cpu["spin"], spin_cpu)
+    # The last mark pays a whole sample's weight, which a starved sampler
+    # makes large (0.049 s against 0.032 s used, under ASan at load 13).
+    last_mark = 2 * cpu["spin"] / cpu_rows["spin"].samples
+    assert cpu["spin"] <= 1.15 * spin_cpu + max(0.01, last_mark), (cpu["spin"], spin_cpu)
     assert cpu["spin"] >= (0.5 if overloaded() else 0.85) * spin_cpu - 0.01, (cpu["spin"], spin_cpu)
 
 
