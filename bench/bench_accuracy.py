@@ -3,9 +3,10 @@
     python bench/bench_accuracy.py [--repeat 3] [--skip-pyspy]
 
 1. On-CPU share of compute() in a `compute(); time.sleep(s)` loop against
-   time.thread_time() (truth: the CPU of one sleep measured first, compute's
-   is the rest), 1 and 10 ms sleeps, 1 and 8 threads, idle and saturated
-   (one busy process per CPU beside it).
+   time.thread_time() (truth: compute's CPU read inside compute, the loop's
+   around the loop), 1 and 10 ms sleeps, 1 and 8 threads, idle and saturated
+   (one busy process per CPU beside it); and the on-CPU time of a thread
+   hashing 1 MiB blocks (C code without the GIL) against its CPU time.
 2. Peak RSS of the run (META rss) against the kernel's VmHWM, for a short
    spike between two 0.5 s polls, and the poll alone.
 3. Live heap at its peak against the RSS read at that moment.
@@ -29,29 +30,26 @@ ON_CPU = textwrap.dedent("""
     import json, subprocess, sys, threading, time
     from metaflow_profiler import Profiler
     threads, sleep_s, saturate = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "1"
-    def compute():
+    def compute(spent):
+        c0 = time.thread_time()
         x = 0
         for i in range(15000):
             x += i * i
+        spent[0] += time.thread_time() - c0
         return x
     def loop(stop, go, out):
-        c0 = time.thread_time()
-        for _ in range(50):
-            time.sleep(sleep_s)
-        per_sleep = (time.thread_time() - c0) / 50
         go.wait()
-        t0, k = time.thread_time(), 0
+        t0, spent = time.thread_time(), [0.0]
         while not stop.is_set():
-            compute(); time.sleep(sleep_s); k += 1
-        used = time.thread_time() - t0
-        out.append((used - k * per_sleep, used))
+            compute(spent); time.sleep(sleep_s)
+        out.append((spent[0], time.thread_time() - t0))
     stop, go, out = threading.Event(), threading.Event(), []
     ws = [threading.Thread(target=loop, args=(stop, go, out)) for _ in range(threads)]
     for w in ws: w.start()
     import os
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
             for _ in range(os.cpu_count() if saturate else 0)]
-    time.sleep(50 * sleep_s * 2 + 0.2)
+    time.sleep(0.2)
     with Profiler(interval=0.001, timeline_interval=0, memory=False) as p:
         go.set(); time.sleep(2.0); stop.set()
         for w in ws: w.join()
@@ -60,6 +58,22 @@ ON_CPU = textwrap.dedent("""
     print(json.dumps({"truth": sum(c for c, _ in out) / sum(t for _, t in out),
                       "got": cpu["compute"].total_s / cpu["loop"].total_s,
                       "n": cpu["loop"].samples}))
+""")
+
+HASH = textwrap.dedent("""
+    import hashlib, json, threading, time
+    from metaflow_profiler import Profiler
+    def hashing(stop, out):
+        block, t0 = b"x" * (1 << 20), time.thread_time()
+        while not stop.is_set():
+            hashlib.sha256(block).digest()
+        out.append(time.thread_time() - t0)
+    stop, out = threading.Event(), []
+    t = threading.Thread(target=hashing, args=(stop, out))
+    with Profiler(interval=0.001, timeline_interval=0, memory=False) as p:
+        t.start(); time.sleep(2.0); stop.set(); t.join()
+    cpu = {r.name: r for r in p.profile.functions(on_cpu=True)}
+    print(json.dumps({"used": out[0], "got": cpu["hashing"].total_s if "hashing" in cpu else 0.0}))
 """)
 
 RSS = textwrap.dedent("""
@@ -120,6 +134,11 @@ def on_cpu(repeat: int) -> None:
         case = f"{threads} thread{'s' if threads > 1 else ''}, {sleep_s * 1e3:.0f} ms sleep" + (
             ", saturated" if sat else "")
         print(f"| {case} | {truth:.1%} | {got:.1%} | {(got - truth) * 100:+.1f} pt | {n:.0f} |")
+    rs = [run(HASH) for _ in range(repeat)]
+    used = statistics.median(r["used"] for r in rs)
+    got = statistics.median(r["got"] for r in rs)
+    print(f"\n| hashing 1 MiB blocks (no GIL), 2 s | CPU used {used:.3f} s | on CPU {got:.3f} s "
+          f"| {got / used if used else 0:.0%} |")
 
 
 def rss(repeat: int) -> None:

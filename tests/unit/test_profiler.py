@@ -291,8 +291,10 @@ def test_on_cpu_time_of_c_code_without_the_gil_is_its_cpu_time():
         t.join()
     cpu = {r.name: r for r in p.profile.functions(on_cpu=True)}.get("hash_blocks")
     got = cpu.total_s if cpu else 0.0
-    # never more than the CPU used, but for the last mark
-    assert got <= 1.15 * used[0] + 0.01, (got, used[0])
+    # never more than the CPU used, but for its first and last marks (a
+    # whole sample's weight each, large when the sampler was starved)
+    marks = 2 * got / cpu.samples if cpu else 0.0
+    assert got <= 1.15 * used[0] + max(0.01, marks), (got, used[0])
     # On a machine with more runnable work than cores the thread runs in
     # slices, and "ran half the time since its last sample, twice in a row"
     # holds less often: short then, never long.
