@@ -1202,6 +1202,61 @@ static PyObject *native_decode(PyObject *Py_UNUSED(mod), PyObject *arg) {
 
 /* For the profiler's own Python threads: neither sampled nor counted in
  * the memory profile. */
+/* ---- SIGTERM seen (children.py) ------------------------------------------
+ * A child's Python SIGTERM handler writes its last profile, then dies. But
+ * CPython runs a Python handler only on the main thread, and only when that
+ * thread next checks for signals: one blocked in a call that does not return
+ * on the signal (it arrived just before a sem_wait, or on another thread
+ * while the main one blocks SIGTERM) never runs it, and the child, which
+ * SIGTERM would have killed unprofiled, hangs (a Pool's terminate() with it).
+ * So the C handler CPython installed is wrapped by one that also notes the
+ * signal; the child's flusher thread sees the note, and when the Python
+ * handler has not started soon after, does its work and dies itself. */
+static struct sigaction sigterm_prev;
+static volatile sig_atomic_t sigterm_flag;
+
+/* Signal handler: async-signal-safe only. */
+static void on_sigterm(int sig, siginfo_t *info, void *ctx) {
+    sigterm_flag = 1;
+    if (sigterm_prev.sa_flags & SA_SIGINFO)
+        sigterm_prev.sa_sigaction(sig, info, ctx);
+    else if (sigterm_prev.sa_handler != SIG_DFL && sigterm_prev.sa_handler != SIG_IGN)
+        sigterm_prev.sa_handler(sig);
+}
+
+/* Any thread. True when watching (a handler was there to wrap). */
+static PyObject *native_sigterm_watch(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(arg)) {
+    struct sigaction prev, sa;
+    if (sigaction(SIGTERM, NULL, &prev) != 0) Py_RETURN_FALSE;
+    sigterm_flag = 0;
+    if ((prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction == on_sigterm) Py_RETURN_TRUE; /* a fork's */
+    if (!(prev.sa_flags & SA_SIGINFO) && (prev.sa_handler == SIG_DFL || prev.sa_handler == SIG_IGN))
+        Py_RETURN_FALSE;
+    sigterm_prev = prev;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigterm;
+    sa.sa_mask = prev.sa_mask;
+    sa.sa_flags = (prev.sa_flags | SA_SIGINFO) & ~SA_RESETHAND;
+    if (sigaction(SIGTERM, &sa, NULL) != 0) Py_RETURN_FALSE;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *native_sigterm_seen(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(arg)) {
+    return PyBool_FromLong(sigterm_flag != 0);
+}
+
+/* Any thread: die of SIGTERM as the default disposition does (the signal
+ * goes to a thread that does not block it, as it would have unprofiled). */
+static PyObject *native_sigterm_die(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(arg)) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGTERM, &dfl, NULL);
+    kill(getpid(), SIGTERM);
+    Py_RETURN_NONE;
+}
+
 static PyObject *native_ignore_this_thread(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(arg)) {
     mfp_sampler_ignore_thread((uint64_t)syscall(SYS_gettid));
     mfp_heap_ignore_this_thread();
@@ -1344,6 +1399,12 @@ static PyMethodDef module_methods[] = {
      "merge(base, [(bytes, offset_ns, (pid, ppid, name, flags, duration_ns, cpu_ns, rss_peak, "
      "heap_peak) or None), ...], base_process=None, meta=None) -> (bytes, [indices not decoded]):"
      " several profiles into one, each input as process(es) of its own (native/profile/merge.c)"},
+    {"sigterm_watch", native_sigterm_watch, METH_NOARGS,
+     "sigterm_watch() -> bool: note each SIGTERM from now on (wraps the installed C handler)"},
+    {"sigterm_seen", native_sigterm_seen, METH_NOARGS,
+     "sigterm_seen() -> bool: a SIGTERM arrived since sigterm_watch()"},
+    {"sigterm_die", native_sigterm_die, METH_NOARGS,
+     "sigterm_die(): die of SIGTERM as its default disposition does, from any thread"},
     {"thread_names", native_thread_names, METH_NOARGS,
      "thread_names() -> {native tid: name} of threads seen since the last Session started"},
     {NULL, NULL, 0, NULL}};

@@ -19,7 +19,9 @@ by every child at start, so it imports neither json, typing nor threading
 at the top: its flusher is a _thread, and the engine's threads are pthreads).
 
 Each child writes its profile into the private directory: at exit (atexit,
-os._exit, SIGTERM while its disposition is the default), when the parent
+os._exit, SIGTERM while its disposition is the default: from the Python
+handler, or from the flusher when the main thread cannot run that handler,
+module.c "SIGTERM seen"), when the parent
 stops (a "stop" file the child polls), and every few seconds (so a child
 that is SIGKILLed or crashes leaves what it had). One file per child,
 overwritten each time (atomically), so files stay bounded by the number of
@@ -60,6 +62,9 @@ _POLL_S = 0.05
 # budget (it takes ~10 ms; up to 0.5 s seen under ASan on a loaded machine,
 # and a 2 s bound here lost a worker's profile now and then).
 SIGTERM_FLUSH_S = 10.0
+# A SIGTERM whose Python handler has not started after this many polls of
+# the flusher (0.2 s) is one the main thread cannot take (module.c).
+SIGTERM_UNHEEDED_POLLS = 4
 _NAME_MAX = 160
 
 _SITECUSTOMIZE = '''\
@@ -299,6 +304,7 @@ class _Child:
         self.flushing: set[int] = set()
         self.sigterm_pending = False
         self.terminating = False  # a SIGTERM handler is at work
+        self.watching = False  # module.c notes each SIGTERM (start_child)
         self.done = False
         self.memory = config["memory_rate"] > 0
         self.session = _native.Session(config["interval_ns"], 0, config["max_samples"],
@@ -326,10 +332,19 @@ class _Child:
         period = FLUSH_FIRST_S
         next_flush = time.monotonic() + period
         stop = os.path.join(self.dir, _STOP)
+        unheeded = 0  # polls since a SIGTERM that the Python handler did not take up
         while not self.done:
             self.wake.acquire(timeout=_POLL_S)
             if self.done:
                 return
+            if self.watching and not self.terminating and _native.sigterm_seen():
+                unheeded += 1
+                if unheeded >= SIGTERM_UNHEEDED_POLLS:
+                    # The main thread cannot run the handler (module.c,
+                    # "SIGTERM seen"): do its work here, then die as it would.
+                    self.terminating = True
+                    _flush_then_die(self, _native.sigterm_die)
+                    return
             if os.path.exists(stop) or not os.path.isdir(self.dir):
                 self.finish()
                 return
@@ -485,6 +500,8 @@ def start_child() -> None:
     try:
         if _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
             _signal.signal(_signal.SIGTERM, _on_sigterm)
+        if _signal.getsignal(_signal.SIGTERM) is _on_sigterm:  # ours (a fork's too)
+            _child.watching = _native.sigterm_watch()
     except ValueError:  # not the main thread: SIGTERM stays the program's
         pass
 
@@ -523,6 +540,10 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     if c.terminating:
         return  # a second SIGTERM, while the first waits for the flush: that one dies
     c.terminating = True
+    _flush_then_die(c, _die_of_sigterm)
+
+
+def _flush_then_die(c: _Child, die: Any) -> None:
     try:
         # On another thread, and waited for at most SIGTERM_FLUSH_S: the
         # handler interrupted the program anywhere, maybe holding a lock the
@@ -548,7 +569,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
             run()
         done.acquire(timeout=SIGTERM_FLUSH_S)
     finally:
-        _die_of_sigterm()
+        die()
 
 
 def _die_of_sigterm() -> None:

@@ -239,6 +239,40 @@ def test_sigterms_while_writing_keep_the_last_profile(tmp_path):
     assert child["cpu_s"] >= measured  # its CPU time until the end, hot's included
 
 
+def test_a_sigterm_the_main_thread_cannot_take_still_ends_the_child(tmp_path):
+    """Unprofiled, SIGTERM kills a process whichever thread takes it. Our
+    handler runs only on the main thread, when it next checks for signals:
+    one that blocks SIGTERM (or sits in a call the signal does not
+    interrupt, as an idle Pool worker entering sem_wait just as the pool
+    terminates it: a 10-minute hang seen on 3.12) never ran it, and the child
+    hung. Now the flusher sees the signal and does the handler's work."""
+    prof, measured, _ = run(tmp_path, """
+        import signal, subprocess, sys
+        from hotwork import report
+        # The helper thread (SIGTERM unblocked: it takes the signal) reports
+        # after 0.3 s of CPU, long after the main thread blocked for good.
+        child = subprocess.Popen([sys.executable, "-c",
+            "import signal, sys, threading, time; sys.path.insert(0, '.'); from hotwork import hot\\n"
+            "def helper():\\n"
+            "    print(hot(0.3), flush=True)\\n"
+            "    time.sleep(600)\\n"
+            "threading.Thread(target=helper, daemon=True).start()\\n"
+            "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\\n"
+            "lock = threading.Lock(); lock.acquire(); lock.acquire()\\n"],
+            stdout=subprocess.PIPE, text=True)
+        try:
+            measured = float(child.stdout.readline())
+            child.send_signal(signal.SIGTERM)
+            assert child.wait(timeout=60) == -signal.SIGTERM
+        finally:
+            child.kill()
+        report("measured.json", measured)
+    """)
+    (child,) = kids(prof)
+    assert not child["partial"] and child["cpu_s"] >= measured, child  # its last profile
+    assert any(f.name == "hot" for f in prof.functions(pid=child["pid"]))
+
+
 PROBE = """
 import glob, json, os, threading, time
 time.sleep(0.3)  # the flusher and the namer are up
