@@ -1200,8 +1200,6 @@ static PyObject *native_decode(PyObject *Py_UNUSED(mod), PyObject *arg) {
     return out;
 }
 
-/* For the profiler's own Python threads: neither sampled nor counted in
- * the memory profile. */
 /* ---- SIGTERM seen (children.py) ------------------------------------------
  * A child's Python SIGTERM handler writes its last profile, then dies. But
  * CPython runs a Python handler only on the main thread, and only when that
@@ -1257,6 +1255,8 @@ static PyObject *native_sigterm_die(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSE
     Py_RETURN_NONE;
 }
 
+/* For the profiler's own Python threads: neither sampled nor counted in
+ * the memory profile. */
 static PyObject *native_ignore_this_thread(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(arg)) {
     mfp_sampler_ignore_thread((uint64_t)syscall(SYS_gettid));
     mfp_heap_ignore_this_thread();
