@@ -58,8 +58,7 @@ def pool() -> int:
     return 1
 
 
-def fork() -> int:
-    n = 100
+def fork(n: int = 100) -> int:
     for _ in range(n):
         pid = os.fork()
         if pid == 0:
@@ -120,12 +119,7 @@ def snapshot_cost(n: int) -> None:
     p = Profiler()
     p.start()
     alone = best(lambda: p._runner.snapshot(p._meta(None)))
-    for _ in range(n):
-        pid = os.fork()
-        if pid == 0:
-            hot(0.002)
-            os._exit(0)
-        os.waitpid(pid, 0)
+    fork(n)
     merged = best(p.snapshot)
     size = len(p.snapshot())
     p.stop()
