@@ -32,7 +32,13 @@ sid_ensure() {
         cp -L "$f" "$SID$f"
     done
     mountpoint -q "$SID/proc" || mount -t proc proc "$SID/proc"
+    # A bind mount left by an earlier run whose tree was deleted and cloned
+    # again at the same path still names the old, empty directory (CI clones
+    # to one path each time): keep a mount only if it is this tree.
     mkdir -p "$SID$ROOT"
+    while mountpoint -q "$SID$ROOT" && [ "$(stat -c %d:%i "$SID$ROOT")" != "$(stat -c %d:%i "$ROOT")" ]; do
+        umount -l "$SID$ROOT"
+    done
     mountpoint -q "$SID$ROOT" || mount --bind "$ROOT" "$SID$ROOT"
 }
 
