@@ -6,7 +6,7 @@
 # same path inside, so venvs and paths read the same in and out.
 #   bash scripts/sid.sh ensure          build the chroot if missing, mount /proc
 #   bash scripts/sid.sh run CMD ARG...  run CMD inside, in this tree
-# Sourced (by test.sh): sid_ensure, sid_run.
+# Sourced (by test.sh): sid_ensure, sid_run, sid_release.
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 SID="${MFP_SID:-/var/cache/mfp/sid}"
 SID_PACKAGES=python3.14,python3.14-dev,python3.14-venv,python3.15,python3.15-dev,python3.15-venv,gcc,libc6-dev,make
@@ -40,6 +40,12 @@ sid_ensure() {
         umount -l "$SID$ROOT"
     done
     mountpoint -q "$SID$ROOT" || mount --bind "$ROOT" "$SID$ROOT"
+}
+
+# sid_release: drop this tree's bind mount (it would keep a deleted tree's
+# files on disk); the next sid_ensure mounts it again.
+sid_release() {
+    ! mountpoint -q "$SID$ROOT" || umount -l "$SID$ROOT"
 }
 
 # sid_run CMD ARG... -> CMD in the chroot, from this tree, with a clean

@@ -61,6 +61,7 @@ if sid_ensure; then
         sid_run bash -c 'source scripts/env.sh && PY="$(venv_for "$1" test)" && cd tests &&
             "$PY" -m pytest -q -p no:cacheprovider -m "not browser and not packaging" unit integration structural' sid "$v" || status=1
     done
+    sid_release
 else
     echo "test.sh: no sid chroot for CPython 3.14 and 3.15" >&2
     status=1
