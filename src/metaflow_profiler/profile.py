@@ -481,10 +481,10 @@ class Profile:
         The first line is left out of the key so that edits above a function
         do not make it a different function; a redefinition (two functions,
         one identity) on a stack counts once."""
-        f, s = self._t["funcs"], self._t["strings"]
-        key_of = [(s[n], s[fl]) for n, fl in zip(f["name"], f["file"])]
         stacks, weights, _ = self._rows(on_cpu)
-        self_k, total_k = self._by_key([key_of[fn] for fn in self._tree()[0]], stacks, weights)
+        # _func_key, not the FUNCS table: a folded import is a node whose
+        # function is not in the table.
+        self_k, total_k = self._by_key([self._func_key(fn)[:2] for fn in self._tree()[0]], stacks, weights)
         return ({k: v / 1e9 for k, v in self_k.items()}, {k: v / 1e9 for k, v in total_k.items()},
                 sum(weights) / 1e9)
 

@@ -347,3 +347,16 @@ def test_merge_of_tasks_that_spent_their_time_importing():
     tasks = [build([(stack, 20)], meta={"duration_ns": 20 * MS}) for _ in range(2)]
     merged = Profile.merge(tasks, ["1", "2"]).meta["merged"]
     assert [r["top"]["name"] for r in merged] == ["import (finding and loading)"] * 2
+
+
+def test_diff_of_profiles_that_import():
+    # Folded imports are numbered past the function table (an IndexError in
+    # diff when the baseline's sampler had caught an import).
+    boot = "<frozen importlib._bootstrap>"
+    stack = [STEP, ("_find_and_load", boot, 1), ("_load_unlocked", boot, 1)]
+    base = build([(stack, 20), ([STEP], 10)])
+    new = build([(stack, 5), ([STEP], 40)])
+    by = {r.name: r for r in new.diff(base, by="self")}
+    imp = by["import (finding and loading)"]
+    assert imp.before_s == pytest.approx(0.020) and imp.after_s == pytest.approx(0.005)
+    assert by["Flow.train"].after_self_s - by["Flow.train"].before_self_s == pytest.approx(0.030)
