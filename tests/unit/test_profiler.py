@@ -258,8 +258,9 @@ def test_on_cpu_time_of_a_part_time_thread_is_its_cpu_time():
     # A sample may carry CPU time only when it finds the thread running (the
     # GIL held across its stack read), so on a machine busy enough that
     # reads are slow and bursts short, some of a 0.2 ms burst's CPU waits
-    # for a sample that finds it: the CPU then shows short, never long.
-    assert cpu >= 0.3 * used[0], (cpu, used[0], wall)
+    # for a sample that finds it: the CPU then shows short, never long (under
+    # ASan at load 8 on 3.14: a quarter of it; "none" is what this guards).
+    assert cpu >= (0.1 if overloaded() else 0.3) * used[0], (cpu, used[0], wall)
     if not overloaded():
         assert abs(cpu - used[0]) <= 0.15 * used[0] + 0.01, (cpu, used[0], wall)
 
