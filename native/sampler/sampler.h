@@ -26,6 +26,12 @@
  * store passed to mfp_sampler_start, which the caller owns and must not
  * touch until mfp_sampler_stop returns.
  *
+ * Scheduling: the sampler thread asks the kernel for a 0.1 ms time slice
+ * (sched_setattr, SCHED_OTHER at its own nice; only where it runs under
+ * SCHED_OTHER), so on a core shared with a profiled thread a pass runs when
+ * due instead of when that thread blocks. Kernels without custom slices
+ * (before Linux 6.12) ignore or refuse it.
+ *
  * Threads: start and stop are called with the GIL held, by one thread.
  * Between them, only the sampler thread writes the store, each pass under
  * the sampler's store lock; mfp_sampler_snapshot and mfp_sampler_get_stats
