@@ -1,11 +1,13 @@
 """Accuracy of the numbers the card shows first, against the truth or a peer.
 
-    python bench/bench_accuracy.py [--repeat 3] [--skip-pyspy]
+    python bench/bench_accuracy.py [--repeat 3] [--skip-pyspy] [--only-on-cpu]
 
 1. On-CPU share of compute() in a `compute(); time.sleep(s)` loop against
    time.thread_time() (truth: compute's CPU read inside compute, the loop's
    around the loop), 1 and 10 ms sleeps, 1 and 8 threads, idle and saturated
-   (one busy process per CPU beside it); and the on-CPU time of a thread
+   (one busy process per CPU beside it), 2 s profiled (6 s for one thread
+   sleeping 10 ms), with each run's error and 3 binomial standard errors
+   over the effective count of on-CPU samples; and the on-CPU time of a thread
    hashing 1 MiB blocks (C code without the GIL) against its CPU time.
 2. Peak RSS of the run (META rss) against the kernel's VmHWM, for a short
    spike between two 0.5 s polls, and the poll alone.
@@ -30,6 +32,7 @@ ON_CPU = textwrap.dedent("""
     import json, subprocess, sys, threading, time
     from metaflow_profiler import Profiler
     threads, sleep_s, saturate = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "1"
+    seconds = float(sys.argv[4])
     def compute(spent):
         c0 = time.thread_time()
         x = 0
@@ -51,13 +54,15 @@ ON_CPU = textwrap.dedent("""
             for _ in range(os.cpu_count() if saturate else 0)]
     time.sleep(0.2)
     with Profiler(interval=0.001, timeline_interval=0, memory=False) as p:
-        go.set(); time.sleep(2.0); stop.set()
+        go.set(); time.sleep(seconds); stop.set()
         for w in ws: w.join()
     for h in hogs: h.kill()
     cpu = {r.name: r for r in p.profile.functions(on_cpu=True)}
+    tab = p.profile._t["samples"]
+    w = [x for x, f in zip(tab["weight_ns"], tab["flags"]) if f & 1]
     print(json.dumps({"truth": sum(c for c, _ in out) / sum(t for _, t in out),
                       "got": cpu["compute"].total_s / cpu["loop"].total_s,
-                      "n": cpu["loop"].samples}))
+                      "n": cpu["loop"].samples, "n_eff": sum(w) ** 2 / sum(x * x for x in w)}))
 """)
 
 HASH = textwrap.dedent("""
@@ -123,17 +128,26 @@ def run(code: str, *args: str) -> dict:
 
 
 def on_cpu(repeat: int) -> None:
-    print("\n| case | truth (thread_time) | ours | ours − truth | on-CPU samples |")
-    print("|---|---:|---:|---:|---:|")
+    print("\n| case | truth (thread_time) | ours | ours − truth (each run) | on-CPU samples "
+          "(effective) | 3σ |")
+    print("|---|---:|---:|---:|---:|---:|")
     for threads, sleep_s, sat in [(1, 0.001, 0), (1, 0.01, 0), (8, 0.001, 0), (8, 0.01, 0),
                                   (1, 0.001, 1), (1, 0.01, 1), (8, 0.001, 1)]:
-        rs = [run(ON_CPU, str(threads), str(sleep_s), str(sat)) for _ in range(repeat)]
+        # a lone thread sleeping 10 ms is on CPU a few % of the time: 6 s
+        # for a few hundred on-CPU samples, where 2 s gave ~100 (3σ ≈ 4 pt)
+        seconds = 6.0 if threads == 1 and sleep_s > 0.005 else 2.0
+        rs = [run(ON_CPU, str(threads), str(sleep_s), str(sat), str(seconds))
+              for _ in range(repeat)]
         truth = statistics.median(r["truth"] for r in rs)
         got = statistics.median(r["got"] for r in rs)
         n = statistics.median(r["n"] for r in rs)
+        n_eff = statistics.median(r["n_eff"] for r in rs)
+        each = ", ".join(f"{(r['got'] - r['truth']) * 100:+.1f}" for r in rs)
+        sigma3 = 3 * (max(truth * (1 - truth), 0.01) / n_eff) ** 0.5
         case = f"{threads} thread{'s' if threads > 1 else ''}, {sleep_s * 1e3:.0f} ms sleep" + (
             ", saturated" if sat else "")
-        print(f"| {case} | {truth:.1%} | {got:.1%} | {(got - truth) * 100:+.1f} pt | {n:.0f} |")
+        print(f"| {case} | {truth:.1%} | {got:.1%} | {(got - truth) * 100:+.1f} pt ({each}) "
+              f"| {n:.0f} ({n_eff:.0f}) | {sigma3 * 100:.1f} pt |")
     rs = [run(HASH) for _ in range(repeat)]
     used = statistics.median(r["used"] for r in rs)
     got = statistics.median(r["got"] for r in rs)
@@ -198,9 +212,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-pyspy", action="store_true")
+    ap.add_argument("--only-on-cpu", action="store_true", help="the on-CPU tables alone")
     a = ap.parse_args()
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     on_cpu(a.repeat)
+    if a.only_on_cpu:
+        return
     rss(a.repeat)
     if not a.skip_pyspy:
         pyspy(a.repeat)

@@ -173,23 +173,24 @@ def test_on_cpu_time_of_compute_and_sleep_is_the_threads_cpu_time(threads, sleep
     # sampler handing compute's CPU to the sleep line shows)
     assert truth > 0.75, truth
     assert loop.samples >= 10, loop
-    # The sleep call's own CPU (its system call, with the GIL released) is
-    # seldom found running, so what it used shows in compute's share: ours
-    # may be above the truth by that much (1 - truth at most), never below
-    # by more than the sampling error of the on-CPU samples or 2 points.
-    # Under the sanitizer every read is several times slower, and a longer
-    # read more often catches a thread passing through the sleep call; on
-    # a machine with more runnable work than cores the sampler's passes
-    # and the threads' bursts contend for the same cores (at load 15-18,
-    # 8 threads measured up to 3.3 points below).
-    m = margin(truth, loop.samples, 0.06 if overloaded() else 0.02)
-    assert truth - m <= got <= truth + m + (1 - truth), (got, truth, loop.samples)
+    # Within 2 points of the truth, give or take what sampling alone can
+    # move a share measured from these on-CPU samples: three binomial
+    # standard errors over their effective count (a starved sampler's
+    # samples weigh unequally: one pass held up 40 ms outweighs forty).
+    # Before issue 13 compute showed 64-67 %; with a GIL-free rule that
+    # fired at the sleep line, 66 % on a machine with one core busy.
+    tab = p.profile._t["samples"]
+    w = [x for x, f in zip(tab["weight_ns"], tab["flags"]) if f & 1]
+    n_eff = sum(w) ** 2 / sum(x * x for x in w)
+    m = 0.02 + margin(truth, n_eff)
+    where = [(r.line, round(r.self_s, 4), r.samples)
+             for r in p.profile.lines(loop, on_cpu=True) if r.self_s]  # the loop's own lines
+    assert abs(got - truth) <= m, (got, truth, loop.samples, round(n_eff), where)
     # never more on CPU than the CPU used, but for two marks a thread: its
     # last, which pays a whole sample's weight, and its first, which may pay
     # for CPU it used before the truth's clock started (its wait for `go`);
     # a sample's weight is large when the sampler was starved itself (0.071 s
     # over with 8 threads at load 14), and a starved sampler may see less
-    tab = p.profile._t["samples"]
     heaviest = max(w for w, f in zip(tab["weight_ns"], tab["flags"]) if f & 1) / 1e9
     assert loop.total_s <= 1.1 * sum(t for _, t in out) + 2 * threads * heaviest, (loop, heaviest)
 
