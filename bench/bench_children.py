@@ -17,15 +17,17 @@ Workloads, each run in a fresh interpreter per measurement:
             wall time per child
   python    30 sequential subprocess.run([sys.executable, "-c", "pass"]):
             wall time per child (interpreter start-up included)
-  python0   the same with no child: the fixed costs, for the CPU column
+  fork0, python0   the same with no child: the fixed costs, for the CPU column
 Profilers: none; ours (Profiler(), subprocesses on: the time of the work,
 then the parent's stop with the merge of the children's profiles shown
-apart); py-spy record --subprocesses --rate 1000 (the clock starts after
-it attached). Prints a Markdown table: median of --repeat runs. The "CPU
-added per child" column is for a loaded machine, where wall times say
-little: the CPU time of the whole run (every process of it, py-spy's own
-included, from RUSAGE_CHILDREN) with 30 `python` children minus the same run
-without any, per child, minus that of the unprofiled runs.
+apart); with --before PYTHON also "ours (before)", the same with another
+venv's interpreter (an earlier build), in the same rounds; py-spy record
+--subprocesses --rate 1000 (the clock starts after it attached). Prints a
+Markdown table: median of --repeat runs. The CPU column is for a loaded
+machine, where wall times say little: the CPU time of the whole run (every
+process of it, py-spy's own included, from RUSAGE_CHILDREN); for fork and
+python per child (minus the same run without any children) and, in
+brackets, beside the unprofiled runs'.
 """
 
 from __future__ import annotations
@@ -79,7 +81,13 @@ def python0() -> int:
     return 1
 
 
-WORKLOADS = {"pool": pool, "fork": fork, "python": python, "python0": python0}
+def fork0() -> int:
+    fork(0)
+    return 1
+
+
+WORKLOADS = {"pool": pool, "fork": fork, "python": python, "python0": python0, "fork0": fork0}
+BASELINES = {"python": "python0", "fork": "fork0"}  # the same run without children
 
 
 def child(workload: str, profiler: str) -> None:
@@ -129,8 +137,9 @@ def snapshot_cost(n: int) -> None:
           f"{merged[1] * 1000:.1f} ms), {size / 1e6:.2f} MB, best of 5")
 
 
-def measure(workload: str, profiler: str) -> dict:
-    cmd = [sys.executable, __file__, "--child", workload, profiler]
+def measure(workload: str, profiler: str, before: str | None) -> dict:
+    py = before if profiler == "ours (before)" else sys.executable
+    cmd = [py, __file__, "--child", workload, "ours" if profiler.startswith("ours") else profiler]
     if profiler == "py-spy":
         cmd = ["py-spy", "record", "--subprocesses", "--rate", "1000", "--nonblocking",
                "--output", os.devnull, "--format", "raw", "--", *cmd]
@@ -148,6 +157,9 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", choices=[w for w in WORKLOADS if w != "python0"],
                     help="these workloads only (python brings python0 along)")
     ap.add_argument("--snapshot", type=int, metavar="N")
+    ap.add_argument("--before", metavar="PYTHON",
+                    help="also 'ours (before)': the same runs with another venv's interpreter "
+                         "(an earlier build of the package), in the same rounds")
     ap.add_argument("--child", nargs=2)
     a = ap.parse_args()
     if a.child:
@@ -156,40 +168,41 @@ def main() -> None:
     if a.snapshot:
         snapshot_cost(a.snapshot)
         return
-    profs = ["none", "ours"] + (["py-spy"] if shutil.which("py-spy") else [])
+    profs = ["none"] + (["ours (before)"] if a.before else []) + ["ours"] + \
+        (["py-spy"] if shutil.which("py-spy") else [])
     chosen = [w for w in WORKLOADS if not a.only or w in a.only or
-              (w == "python0" and "python" in a.only)]
+              any(BASELINES.get(o) == w for o in a.only)]
     res: dict[tuple[str, str], list[dict]] = {}
     for _ in range(a.repeat):
         for w in chosen:
             for p in profs:
-                res.setdefault((w, p), []).append(measure(w, p))
+                res.setdefault((w, p), []).append(measure(w, p, a.before))
     print(f"Python {platform.python_version()}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f} at the end, median of {a.repeat}\n")
-    print("| workload | profiler | wall | per child | × none | parent's stop (merge) |")
-    print("|---|---|---:|---:|---:|---:|")
-    for w in [w for w in chosen if w != "python0"]:
-        base = statistics.median(r["elapsed"] for r in res[(w, "none")])
+
+    def med(w: str, p: str, key: str) -> float:
+        return statistics.median(r[key] for r in res[(w, p)])
+
+    print("| workload | profiler | wall | per child | × none | CPU per child | CPU × none |"
+          " parent's stop (merge) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for w in [w for w in chosen if w not in BASELINES.values()]:
+        base = med(w, "none", "elapsed")
+        n = res[(w, "none")][0]["n"]
+        zero = BASELINES.get(w)
+
+        def cpu(p: str, w: str = w, n: int = n, zero: str | None = zero) -> float:
+            c = med(w, p, "cpu")  # per child where there is a run without any
+            return (c - med(zero, p, "cpu")) / n if zero else c
+
         for p in profs:
-            rs = res[(w, p)]
-            e = statistics.median(r["elapsed"] for r in rs)
-            n = rs[0]["n"]
+            e = med(w, p, "elapsed")
             per = f"{e / n * 1000:.2f} ms (+{(e - base) / n * 1000:.2f})" if n > 1 else "—"
-            stop = f"{statistics.median(r['stop_s'] for r in rs) * 1000:.0f} ms" if p == "ours" \
-                else "—"
-            print(f"| {w} | {p} | {e:.3f} s | {per} | {e / base:.3f} | {stop} |")
-    if "python" not in chosen:
-        return
-    n = res[("python", "none")][0]["n"]
-
-    def cpu(w: str, p: str) -> float:
-        return statistics.median(r["cpu"] for r in res[(w, p)])
-
-    print("\n| profiler | CPU per `python -c pass` child | CPU added per child |")
-    print("|---|---:|---:|")
-    per = {p: (cpu("python", p) - cpu("python0", p)) / n * 1000 for p in profs}
-    for p in profs:
-        print(f"| {p} | {per[p]:.1f} ms | {per[p] - per['none']:+.1f} ms |")
+            c, c0 = cpu(p), cpu("none")
+            cper = f"{c * 1000:.2f} ms ({(c - c0) * 1000:+.2f})" if zero else f"{c:.3f} s"
+            stop = f"{med(w, p, 'stop_s') * 1000:.0f} ms" if p.startswith("ours") else "—"
+            print(f"| {w} | {p} | {e:.3f} s | {per} | {e / base:.3f} | {cper} | {c / c0:.3f} |"
+                  f" {stop} |")
 
 
 if __name__ == "__main__":

@@ -32,8 +32,12 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -1200,58 +1204,152 @@ static PyObject *native_decode(PyObject *Py_UNUSED(mod), PyObject *arg) {
     return out;
 }
 
-/* ---- SIGTERM seen (children.py) ------------------------------------------
- * A child's Python SIGTERM handler writes its last profile, then dies. But
- * CPython runs a Python handler only on the main thread, and only when that
- * thread next checks for signals: one blocked in a call that does not return
- * on the signal (it arrived just before a sem_wait, or on another thread
- * while the main one blocks SIGTERM) never runs it, and the child, which
- * SIGTERM would have killed unprofiled, hangs (a Pool's terminate() with it).
- * So the C handler CPython installed is wrapped by one that also notes the
- * signal; the child's flusher thread sees the note, and when the Python
- * handler has not started soon after, does its work and dies itself. */
-static struct sigaction sigterm_prev;
-static volatile sig_atomic_t sigterm_flag;
+/* ---- SIGTERM caught (children.py) ---------------------------------------
+ * A profiled child dies of SIGTERM as it would unprofiled, but writes its
+ * last profile first. Not with a Python handler: CPython runs one only on
+ * the main thread, when it next checks for signals (one blocked for good,
+ * as a Pool worker entering sem_wait just as the pool terminates it, never
+ * ran it and the child hung), signal.signal() works only there (the child's
+ * profiler starts on its own thread), and signal.getsignal() would show it
+ * to the program. Where SIGTERM has its default disposition, this C handler
+ * notes the signal and wakes the child's flusher thread (sigterm_wait),
+ * which writes the profile, then lets the process die of it
+ * (sigterm_release). In any process but the one that caught it (a forked
+ * child before its own profiler starts) and once released, the handler
+ * does what the default would: the process dies at once. A watchdog thread
+ * bounds the write: the process dies bound_s after the flusher saw the
+ * signal whatever it is doing. The flusher blocks SIGTERM, so the signal
+ * reaches one of the program's threads, as it would unprofiled. */
+static volatile sig_atomic_t sigterm_flag, sigterm_armed;
+static volatile pid_t sigterm_owner;
+static int sigterm_pipe[2] = {-1, -1};
+static double sigterm_bound_s;
 
-/* Signal handler: async-signal-safe only. */
-static void on_sigterm(int sig, siginfo_t *info, void *ctx) {
-    sigterm_flag = 1;
-    if (sigterm_prev.sa_flags & SA_SIGINFO)
-        sigterm_prev.sa_sigaction(sig, info, ctx);
-    else if (sigterm_prev.sa_handler != SIG_DFL && sigterm_prev.sa_handler != SIG_IGN)
-        sigterm_prev.sa_handler(sig);
-}
-
-/* Any thread. True when watching (a handler was there to wrap). */
-static PyObject *native_sigterm_watch(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(arg)) {
-    struct sigaction prev, sa;
-    if (sigaction(SIGTERM, NULL, &prev) != 0) Py_RETURN_FALSE;
-    sigterm_flag = 0;
-    if ((prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction == on_sigterm) Py_RETURN_TRUE; /* a fork's */
-    if (!(prev.sa_flags & SA_SIGINFO) && (prev.sa_handler == SIG_DFL || prev.sa_handler == SIG_IGN))
-        Py_RETURN_FALSE;
-    sigterm_prev = prev;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = on_sigterm;
-    sa.sa_mask = prev.sa_mask;
-    sa.sa_flags = (prev.sa_flags | SA_SIGINFO) & ~SA_RESETHAND;
-    if (sigaction(SIGTERM, &sa, NULL) != 0) Py_RETURN_FALSE;
-    Py_RETURN_TRUE;
-}
-
-static PyObject *native_sigterm_seen(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(arg)) {
-    return PyBool_FromLong(sigterm_flag != 0);
-}
-
-/* Any thread: die of SIGTERM as the default disposition does (the signal
- * goes to a thread that does not block it, as it would have unprofiled). */
-static PyObject *native_sigterm_die(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(arg)) {
+/* Async-signal-safe. From a thread that blocks SIGTERM the signal goes to
+ * another thread: this one unblocks it first, so it dies even where every
+ * other thread blocks it. */
+static void sigterm_die_now(void) {
     struct sigaction dfl;
+    sigset_t set;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
     sigaction(SIGTERM, &dfl, NULL);
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
     kill(getpid(), SIGTERM);
+}
+
+/* Signal handler: async-signal-safe only. SIGTERM is blocked while it runs,
+ * so the one sigterm_die_now raises here lands when it returns. */
+static void on_sigterm(int sig) {
+    (void)sig;
+    int saved = errno;
+    if (!sigterm_armed || getpid() != sigterm_owner) {
+        sigterm_die_now();
+    } else {
+        sigterm_flag = 1;
+        char c = 1;
+        if (write(sigterm_pipe[1], &c, 1) < 0) { /* full: the flusher is awake already */ }
+    }
+    errno = saved;
+}
+
+static int sigterm_ours(const struct sigaction *sa) {
+    return !(sa->sa_flags & SA_SIGINFO) && sa->sa_handler == on_sigterm;
+}
+
+/* Any thread. True when caught: SIGTERM had its default disposition (or
+ * this handler, inherited through a fork). */
+static PyObject *native_sigterm_catch(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(arg)) {
+    struct sigaction cur, sa;
+    pid_t me = getpid();
+    if (sigaction(SIGTERM, NULL, &cur) != 0) Py_RETURN_FALSE;
+    if (!sigterm_ours(&cur) && ((cur.sa_flags & SA_SIGINFO) || cur.sa_handler != SIG_DFL))
+        Py_RETURN_FALSE; /* the program's own */
+    if (sigterm_owner != me) { /* a fork's copies belong to the process that made them */
+        if (sigterm_pipe[0] >= 0) {
+            close(sigterm_pipe[0]);
+            close(sigterm_pipe[1]);
+            sigterm_pipe[0] = sigterm_pipe[1] = -1;
+        }
+        if (pipe2(sigterm_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+            sigterm_pipe[0] = sigterm_pipe[1] = -1;
+            Py_RETURN_FALSE;
+        }
+        sigterm_flag = 0;
+        sigterm_owner = me;
+    }
+    sigterm_armed = 1;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigterm;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART; /* the program's calls go on as if nothing happened */
+    if (sigaction(SIGTERM, &sa, NULL) != 0) {
+        sigterm_armed = 0;
+        Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
+static void *sigterm_watchdog(void *arg) {
+    (void)arg;
+    struct timespec ts = {(time_t)sigterm_bound_s,
+                          (long)((sigterm_bound_s - (double)(time_t)sigterm_bound_s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    sigterm_die_now();
+    return NULL;
+}
+
+/* The flusher thread, without the GIL: waits up to timeout_s for a SIGTERM.
+ * True once one came (and from then on); the watchdog is then running. */
+static PyObject *native_sigterm_wait(PyObject *Py_UNUSED(mod), PyObject *args) {
+    double timeout_s, bound_s;
+    if (!PyArg_ParseTuple(args, "dd", &timeout_s, &bound_s)) return NULL;
+    int seen, fd = sigterm_pipe[0];
+    Py_BEGIN_ALLOW_THREADS
+    if (!sigterm_flag && fd >= 0) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        poll(&pfd, 1, (int)(timeout_s * 1000));
+        char buf[64];
+        while (read(fd, buf, sizeof buf) > 0) {}
+    }
+    seen = sigterm_flag != 0;
+    if (seen) {
+        static int watching;
+        if (!watching) {
+            pthread_t t;
+            pthread_attr_t attr;
+            sigset_t all, old;
+            sigterm_bound_s = bound_s;
+            sigfillset(&all);
+            pthread_sigmask(SIG_BLOCK, &all, &old);
+            pthread_attr_init(&attr);
+            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+            watching = pthread_create(&t, &attr, sigterm_watchdog, NULL) == 0;
+            pthread_attr_destroy(&attr);
+            pthread_sigmask(SIG_SETMASK, &old, NULL);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(seen);
+}
+
+/* Any thread, once the last profile is written: SIGTERM gets its default
+ * disposition back (unless the program set its own meanwhile), and where
+ * one came the process dies of it now. */
+static PyObject *native_sigterm_release(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(arg)) {
+    struct sigaction cur, dfl;
+    if (sigterm_owner != getpid()) Py_RETURN_NONE;
+    sigterm_armed = 0;
+    if (sigaction(SIGTERM, NULL, &cur) == 0 && sigterm_ours(&cur)) {
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(SIGTERM, &dfl, NULL);
+    }
+    if (sigterm_flag) sigterm_die_now();
     Py_RETURN_NONE;
 }
 
@@ -1399,12 +1497,12 @@ static PyMethodDef module_methods[] = {
      "merge(base, [(bytes, offset_ns, (pid, ppid, name, flags, duration_ns, cpu_ns, rss_peak, "
      "heap_peak) or None), ...], base_process=None, meta=None) -> (bytes, [indices not decoded]):"
      " several profiles into one, each input as process(es) of its own (native/profile/merge.c)"},
-    {"sigterm_watch", native_sigterm_watch, METH_NOARGS,
-     "sigterm_watch() -> bool: note each SIGTERM from now on (wraps the installed C handler)"},
-    {"sigterm_seen", native_sigterm_seen, METH_NOARGS,
-     "sigterm_seen() -> bool: a SIGTERM arrived since sigterm_watch()"},
-    {"sigterm_die", native_sigterm_die, METH_NOARGS,
-     "sigterm_die(): die of SIGTERM as its default disposition does, from any thread"},
+    {"sigterm_catch", native_sigterm_catch, METH_NOARGS,
+     "sigterm_catch() -> bool: note SIGTERM (where it has its default disposition) for sigterm_wait"},
+    {"sigterm_wait", native_sigterm_wait, METH_VARARGS,
+     "sigterm_wait(timeout_s, bound_s) -> bool: a SIGTERM came (then dies bound_s later at most)"},
+    {"sigterm_release", native_sigterm_release, METH_NOARGS,
+     "sigterm_release(): the default disposition back; dies of a SIGTERM that came"},
     {"thread_names", native_thread_names, METH_NOARGS,
      "thread_names() -> {native tid: name} of threads seen since the last Session started"},
     {NULL, NULL, 0, NULL}};

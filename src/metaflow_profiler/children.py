@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 ENV = "MFP_CHILDREN"
 _SITE = "site"
 _STOP = "stop"
+_STARTED = "started"  # one byte per child that reached its hook
 # How long stop() waits for running children to write their last profile.
 STOP_WAIT_S = 2.0
 # Periodic flushes: the first after 0.5 s, then twice as far apart, up to 8 s.
@@ -62,34 +63,83 @@ _POLL_S = 0.05
 # budget (it takes ~10 ms; up to 0.5 s seen under ASan on a loaded machine,
 # and a 2 s bound here lost a worker's profile now and then).
 SIGTERM_FLUSH_S = 10.0
-# A SIGTERM whose Python handler has not started after this many polls of
-# the flusher (0.2 s) is one the main thread cannot take (module.c).
-SIGTERM_UNHEEDED_POLLS = 4
+# A child starts its profiler once it has lived this long (at least two
+# sample intervals): one that ends sooner is counted, not profiled, and pays
+# only for the start-up hook (a 9 ms `python -c pass` paid ~3.5 ms for a
+# profiler started at once: bench/RESULTS.md).
+DEFER_S = 0.005
+# The switch interval while it starts, on its own thread: a main thread that
+# is busy hands the GIL over once an interval (5 ms by default), and the
+# start waits for it at each file it reads or writes (~50 of them): up to
+# 0.3 s seen with 5 ms. With 0.1 ms the start takes a few ms.
+SWITCH_S = 1e-4
 _NAME_MAX = 160
 
 _SITECUSTOMIZE = '''\
 # Written by metaflow_profiler: profiles this Python child of a profiled
 # process, then runs the sitecustomize this file shadows. Safe to delete.
 def _mfp_start():
-    import sys
-    here, pkg, want = {here!r}, {pkg!r}, {version!r}
+    # Only what the interpreter has loaded already (_thread aside): a child
+    # that ends before its profiler starts pays for this and nothing more.
+    import os, sys, time, _signal, _thread
+    here, pkg, want, defer_s = {here!r}, {pkg!r}, {version!r}, {defer_s!r}
     while here in sys.path:
         sys.path.remove(here)
-    if tuple(sys.version_info[:2]) != want:
+    if tuple(sys.version_info[:2]) != want or not os.environ.get("MFP_CHILDREN"):
         return
-    try:
+
+    def later(main_tid):
+        time.sleep(defer_s)
+        # A busy main thread hands the GIL over once a switch interval (5 ms):
+        # each file the import reads would wait that long (children.py).
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, {switch_s!r}))
+        low = sys.getswitchinterval()  # in whole microseconds: not quite what was set
         try:
-            from metaflow_profiler import children
-        except ImportError:
-            sys.path.append(pkg)
             try:
                 from metaflow_profiler import children
+            except ImportError:
+                sys.path.append(pkg)
+                try:
+                    from metaflow_profiler import children
+                finally:
+                    if pkg in sys.path:
+                        sys.path.remove(pkg)
+        except Exception:
+            sys.setswitchinterval(switch)
+            return
+        children.run_child(main_tid, switch, low)
+
+    def defer():
+        raw = os.environ.get("MFP_CHILDREN")
+        if not raw:
+            return
+        try:
+            fd = os.open(raw.split(" ", 3)[3] + "/started", os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, b".")  # counted, profiled or not
             finally:
-                if pkg in sys.path:
-                    sys.path.remove(pkg)
-        children.start_child()
-    except Exception:
-        pass
+                os.close(fd)
+        except OSError:
+            return  # the parent stopped
+        old = _signal.pthread_sigmask(_signal.SIG_BLOCK, {{_signal.SIGTERM}})
+        try:
+            _thread.start_new_thread(later, (_thread.get_native_id(),))
+        finally:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
+
+    def forked():
+        # Before this process's profiler started (a forkserver forks at once):
+        # its fork hook does the same from then on.
+        c = sys.modules.get("metaflow_profiler.children")
+        if c is None or not getattr(c, "_fork_hooks", False):
+            try:
+                defer()
+            except Exception:
+                pass
+
+    defer()
+    os.register_at_fork(after_in_child=forked)
 
 
 def _mfp_chain():
@@ -106,7 +156,10 @@ def _mfp_chain():
         raise
 
 
-_mfp_start()
+try:
+    _mfp_start()
+except Exception:
+    pass
 _mfp_chain()
 '''
 
@@ -149,8 +202,13 @@ class Children:
         os.mkdir(site)
         pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         with open(os.path.join(site, "sitecustomize.py"), "w", encoding="utf-8") as f:
-            f.write(_SITECUSTOMIZE.format(here=site, pkg=pkg, version=tuple(sys.version_info[:2])))
+            f.write(_SITECUSTOMIZE.format(here=site, pkg=pkg, version=tuple(sys.version_info[:2]),
+                                          defer_s=defer_s(interval_ns), switch_s=SWITCH_S))
+        with open(os.path.join(self.dir, _STARTED), "wb"):
+            pass
+        _compile(os.path.join(site, "sitecustomize.py"))
         self._site = site
+        self._defer_s = defer_s(interval_ns)
         self._config = f"{int(interval_ns)} {int(memory_rate)} {int(max_samples)} {self.dir}"
         self._saved: dict[str, str | None] = {}
         self._ended: dict[str, tuple[dict[str, Any], bytes]] = {}  # final profiles read
@@ -199,10 +257,10 @@ class Children:
         profile as it is now: the whole one of a child that ended, the last
         periodic flush of one still running (the live card's snapshot)."""
         inputs, summary = self._collect(t0_ns)
-        if not inputs:
+        if not inputs and not summary["short"]:
             return data
         meta["children"] = summary
-        meta["notes"].append(_summary_line(summary))
+        meta["notes"].append(_summary_line(summary, self._defer_s))
         me = (self.pid, os.getppid(), process_name(), 1, meta.get("duration_ns", 0), cpu_ns,
               _rss_peak_bytes(), (meta.get("memory") or {}).get("peak_bytes", 0))
         from .backends import meta_json
@@ -258,17 +316,41 @@ class Children:
             proc = (info["pid"], info["ppid"], info["name"], flags, info["duration_ns"],
                     info["cpu_ns"], info["rss_peak_bytes"], info.get("heap_peak_bytes", 0))
             inputs.append((data, info["start_mono_ns"] - t0_ns, proc))
+        try:
+            started = os.stat(os.path.join(self.dir, _STARTED)).st_size
+        except OSError:
+            started = 0
         summary = {"processes": len(inputs), "cpu_s": cpu / 1e9, "peak_rss_bytes": rss,
-                   "partial": partial}
+                   "partial": partial, "short": max(0, started - len(inputs))}
         return inputs, summary
 
 
-def _summary_line(s: dict[str, Any]) -> str:
-    line = (f"children: {s['processes']} processes, peak RSS {s['peak_rss_bytes'] / 2**20:.1f} MiB,"
-            f" CPU {s['cpu_s']:.2f} s")
-    if s["partial"]:
-        line += f" ({s['partial']} ended before their last profile: killed, crashed or still running)"
-    return line
+def _compile(path: str) -> None:
+    """Its bytecode next to it, written here: children of a program run with
+    PYTHONDONTWRITEBYTECODE (common in containers) would otherwise compile
+    the hook at each start, ~2 ms of a 9 ms `python -c pass`."""
+    try:
+        import importlib.util
+        import py_compile
+
+        py_compile.compile(path, cfile=importlib.util.cache_from_source(path), doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    except Exception:
+        pass  # they compile it themselves
+
+
+def _summary_line(s: dict[str, Any], defer: float) -> str:
+    parts = []
+    if s["processes"]:
+        line = (f"{s['processes']} processes, peak RSS {s['peak_rss_bytes'] / 2**20:.1f} MiB,"
+                f" CPU {s['cpu_s']:.2f} s")
+        if s["partial"]:
+            line += f" ({s['partial']} ended before their last profile: killed, crashed or still running)"
+        parts.append(line)
+    if s["short"]:
+        parts.append(f"{s['short']} {'more ' if s['processes'] else ''}not profiled (ended within"
+                     f" their first {defer * 1000:.0f} ms, or still in them)")
+    return "children: " + "; ".join(parts)
 
 
 def _setenv(key: str, value: str | None) -> None:
@@ -290,61 +372,50 @@ def _alive(pid: int) -> bool:
 # ---- the child -------------------------------------------------------------
 
 
-class _Child:
-    """This process's own profiler, started from the inherited configuration."""
+def defer_s(interval_ns: int) -> float:
+    return max(DEFER_S, 2 * interval_ns / 1e9)
 
-    def __init__(self, config: dict[str, Any]) -> None:
+
+class _Child:
+    """This process's own profiler, started from the inherited configuration
+    on the thread that then runs its flusher."""
+
+    def __init__(self, config: dict[str, Any], main_tid: int) -> None:
         self.dir = config["dir"]
         self.pid = os.getpid()
         self.ppid = os.getppid()
-        self.main_tid = _thread.get_native_id()  # we start on the main thread
+        self.main_tid = main_tid
         self.lock = _thread.allocate_lock()
-        # Threads in flush(), entered before they take the lock: a SIGTERM
-        # handler on one of them must not wait for (or redo) its own flush.
-        self.flushing: set[int] = set()
-        self.sigterm_pending = False
-        self.terminating = False  # a SIGTERM handler is at work
-        self.watching = False  # module.c notes each SIGTERM (start_child)
         self.done = False
         self.memory = config["memory_rate"] > 0
         self.session = _native.Session(config["interval_ns"], 0, config["max_samples"],
                                        memory_rate=config["memory_rate"])
-        self.cpu0 = _cpu_ns()
         st = self.session_start_ns = _mono_ns()
         self.session.start()
         self.base = os.path.join(self.dir, f"{self.pid}-{st}")
         with open(os.path.join(self.dir, f"{self.pid}.live"), "w"):
             pass
-        # Held until finish() releases it: the flusher waits on it between polls.
-        self.wake = _thread.allocate_lock()
-        self.wake.acquire()
-        # Born with SIGTERM blocked: one delivered to the flusher would not
-        # wake a main thread blocked in a system call (an idle Pool worker's),
-        # so the handler would not run and the child would never die.
-        old = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGTERM})
-        try:
-            _thread.start_new_thread(self._flusher, ())
-        finally:
-            _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
+        self.sigterm = False  # caught (module.c "SIGTERM caught"), once the flusher runs
 
-    def _flusher(self) -> None:
-        _native.ignore_this_thread()  # neither sampled nor in the memory profile
+    def run_flusher(self) -> None:
+        try:
+            # Python's view first: a handler the program set is its own.
+            if _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
+                self.sigterm = _native.sigterm_catch()
+        except Exception:
+            pass
         period = FLUSH_FIRST_S
         next_flush = time.monotonic() + period
         stop = os.path.join(self.dir, _STOP)
-        unheeded = 0  # polls since a SIGTERM that the Python handler did not take up
         while not self.done:
-            self.wake.acquire(timeout=_POLL_S)
+            if self.sigterm:
+                if _native.sigterm_wait(_POLL_S, SIGTERM_FLUSH_S):
+                    self.finish()  # and dies of it
+                    return
+            else:
+                time.sleep(_POLL_S)
             if self.done:
                 return
-            if self.watching and not self.terminating and _native.sigterm_seen():
-                unheeded += 1
-                if unheeded >= SIGTERM_UNHEEDED_POLLS:
-                    # The main thread cannot run the handler (module.c,
-                    # "SIGTERM seen"): do its work here, then die as it would.
-                    self.terminating = True
-                    _flush_then_die(self, _native.sigterm_die)
-                    return
             if os.path.exists(stop) or not os.path.isdir(self.dir):
                 self.finish()
                 return
@@ -361,22 +432,13 @@ class _Child:
         """Write this process's profile so far (final: stop profiling first).
         Waits for a flush in progress on another thread, so a final one that
         returns has landed (unless it failed)."""
-        me = _thread.get_ident()
-        self.flushing.add(me)
-        try:
-            with self.lock:
-                self._flush(final)
-        finally:
-            self.flushing.discard(me)
-        if self.sigterm_pending:  # arrived while we were writing: die of it now
-            _die_of_sigterm()
+        with self.lock:
+            self._flush(final)
 
     def _flush(self, final: bool) -> None:
         if self.done or os.getpid() != self.pid:
             return
         s = self.session
-        # Nothing here may import: a SIGTERM handler may have interrupted the
-        # main thread inside an import, holding its module's lock.
         if final:
             self.done = True
             s.stop()
@@ -391,8 +453,8 @@ class _Child:
         info = {"pid": self.pid, "ppid": self.ppid, "name": process_name(),
                 "start_mono_ns": self.session_start_ns,
                 "duration_ns": _mono_ns() - self.session_start_ns,
-                "cpu_ns": _cpu_ns() - self.cpu0, "rss_peak_bytes": _rss_peak_bytes(),
-                "heap_peak_bytes": heap, "final": final}
+                "cpu_ns": _cpu_ns(),  # the whole process's, its first milliseconds too
+                "rss_peak_bytes": _rss_peak_bytes(), "heap_peak_bytes": heap, "final": final}
         _write(self.base + ".mfprof", data)
         _write(self.base + ".json", _json_object(info).encode())
         if final:
@@ -417,14 +479,13 @@ class _Child:
             self.session.name_thread(tid, name, tid == self.main_tid)
 
     def finish(self) -> None:
+        """The last flush; then a SIGTERM that came kills the process."""
         try:
             self.flush(final=True)
         except Exception:
             pass
-        try:
-            self.wake.release()
-        except RuntimeError:  # released already
-            pass
+        if self.sigterm and self.pid == os.getpid():
+            _native.sigterm_release()
 
 
 def _json_str(s: str) -> str:
@@ -476,40 +537,85 @@ _parent: Children | None = None  # the running parent tracker in this process
 _child: _Child | None = None      # this process's own child profiler
 _real_exit = os._exit
 _fork_hooks = False
+_start_lock = _thread.allocate_lock()
 
 
-def start_child() -> None:
-    """Profile this process as a child, when MFP_CHILDREN says so. Never raises."""
-    global _child
+def defer_child() -> None:
+    """On the main thread of a new child (the fork hook; a fresh
+    interpreter's hook does the same itself): count it, and start its
+    profiler defer_s() later on a thread of its own. Never raises."""
     try:
         raw = os.environ.get(ENV)
-        if not raw or _child is not None:
+        if not raw:
             return
-        interval_ns, memory_rate, max_samples, dir_ = raw.split(" ", 3)
-        config = {"dir": dir_, "interval_ns": int(interval_ns), "memory_rate": int(memory_rate),
-                  "max_samples": int(max_samples)}
-        if not os.path.isdir(dir_) or os.path.exists(os.path.join(dir_, _STOP)):
-            return
-        _child = _Child(config)
-        _install_fork_hooks()
-        atexit.register(_at_exit)
-        os._exit = _exit_wrapper
+        fd = os.open(os.path.join(raw.split(" ", 3)[3], _STARTED), os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, b".")
+        finally:
+            os.close(fd)
+        main_tid = _thread.get_native_id()
+
+        def later() -> None:
+            time.sleep(defer_s(int(raw.split(" ", 1)[0])))
+            switch = sys.getswitchinterval()
+            sys.setswitchinterval(min(switch, SWITCH_S))
+            run_child(main_tid, switch, sys.getswitchinterval())
+
+        old = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGTERM})
+        try:
+            _thread.start_new_thread(later, ())
+        finally:
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
+    except Exception:
+        pass
+
+
+def run_child(main_tid: int, switch_s: float, low_s: float) -> None:
+    """Profile this process as a child, when MFP_CHILDREN says so, then run
+    its flusher: the body of the thread the hook started, which lowered the
+    switch interval from switch_s to low_s for the start. Never raises."""
+    try:
+        _native.ignore_this_thread()  # neither sampled nor in the memory profile, from the start
+        c = start_child(main_tid)
+    finally:
+        if sys.getswitchinterval() == low_s:  # not changed by the program meanwhile
+            sys.setswitchinterval(switch_s)
+    if c is not None:
+        try:
+            c.run_flusher()
+        except Exception:
+            pass
+
+
+def start_child(main_tid: int) -> _Child | None:
+    global _child
+    try:
+        with _start_lock:
+            raw = os.environ.get(ENV)
+            if not raw or _child is not None or sys.is_finalizing():
+                return None
+            interval_ns, memory_rate, max_samples, dir_ = raw.split(" ", 3)
+            config = {"dir": dir_, "interval_ns": int(interval_ns),
+                      "memory_rate": int(memory_rate), "max_samples": int(max_samples)}
+            if not os.path.isdir(dir_) or os.path.exists(os.path.join(dir_, _STOP)):
+                return None
+            if _profiler() is not None and _profiler().running():
+                return None  # the program profiles itself (step_aside)
+            atexit.register(_at_exit)
+            _child = _Child(config, main_tid)
+            _install_fork_hooks()
+            os._exit = _exit_wrapper
+            return _child
     except Exception:
         _child = None
-        return
-    try:
-        if _signal.getsignal(_signal.SIGTERM) == _signal.SIG_DFL:
-            _signal.signal(_signal.SIGTERM, _on_sigterm)
-        if _signal.getsignal(_signal.SIGTERM) is _on_sigterm:  # ours (a fork's too)
-            _child.watching = _native.sigterm_watch()
-    except ValueError:  # not the main thread: SIGTERM stays the program's
-        pass
+        return None
 
 
 def step_aside() -> None:
     """A Profiler is starting in this process: the child profiler writes what it
     has and stops, so the engine (one heap tracker a process) is the user's."""
-    c = _child
+    with _start_lock:
+        c = _child
     if c is not None and c.pid == os.getpid() and not c.done:
         c.finish()
 
@@ -526,55 +632,6 @@ def _exit_wrapper(code: int) -> None:
     except BaseException:
         pass
     _real_exit(code)
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    """Write the profile, then die of SIGTERM as the default would have."""
-    c = _child
-    if c is None or c.pid != os.getpid():
-        _die_of_sigterm()
-        return
-    if _thread.get_ident() in c.flushing:
-        c.sigterm_pending = True  # interrupted our own flush: it dies when done
-        return
-    if c.terminating:
-        return  # a second SIGTERM, while the first waits for the flush: that one dies
-    c.terminating = True
-    _flush_then_die(c, _die_of_sigterm)
-
-
-def _flush_then_die(c: _Child, die: Any) -> None:
-    try:
-        # On another thread, and waited for at most SIGTERM_FLUSH_S: the
-        # handler interrupted the program anywhere, maybe holding a lock the
-        # flush would need. _thread, not threading: starting a
-        # threading.Thread takes threading's own lock. finish() also when
-        # done: a final flush may be under way on another thread (the
-        # parent's stop), and dying now would cut it short.
-        done = _thread.allocate_lock()
-        done.acquire()
-
-        def run() -> None:
-            try:
-                c.finish()
-            finally:
-                done.release()
-
-        try:
-            _thread.start_new_thread(run, ())
-        except RuntimeError:
-            # 3.12+: no new thread once the interpreter shuts down (a pool
-            # worker leaving on its sentinel as the parent terminates it):
-            # flush here, where nothing but the shutdown was interrupted.
-            run()
-        done.acquire(timeout=SIGTERM_FLUSH_S)
-    finally:
-        die()
-
-
-def _die_of_sigterm() -> None:
-    _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
-    os.kill(os.getpid(), _signal.SIGTERM)
 
 
 # ---- fork ----------------------------------------------------------------
@@ -626,7 +683,7 @@ def _after_fork_parent() -> None:
 
 
 def _after_fork_child() -> None:
-    global _child
+    global _child, _start_lock
     _paused.clear()
     try:
         profiler = _profiler()
@@ -635,6 +692,7 @@ def _after_fork_child() -> None:
         if _child is not None:
             _child.done = True  # a dead copy: its thread and lock did not come along
             _child = None
-        start_child()
+        _start_lock = _thread.allocate_lock()  # a copy, maybe held by a thread that did not come along
     except Exception:
         _child = None
+    defer_child()

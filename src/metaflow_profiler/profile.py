@@ -834,6 +834,9 @@ class Profile:
             out["children_cpu_s"] = sum(p["cpu_s"] for p in kids)
             out["children_peak_rss_mb"] = max(p["rss_peak_bytes"] for p in kids) / 2**20
             out["children_partial"] = sum(p["partial"] for p in kids)
+        short = (m.get("children") or {}).get("short")
+        if short:  # ended before their profiler started: counted, not profiled
+            out["children_short"] = short
         return out
 
     def _count_key(self) -> str:

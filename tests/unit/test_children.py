@@ -307,8 +307,11 @@ def test_a_childs_sigterm_reaches_its_main_thread(tmp_path):
 
 
 def test_a_thousand_short_lived_children(tmp_path):
+    """1,000 forked children. Nine in ten end at once: counted, not profiled
+    (no file). Every tenth waits until its profiler has started, then does
+    20 ms of CPU in hot: attributed. One profile file per profiled child."""
     prof, measured, _ = run(tmp_path, """
-        import os, json, glob
+        import os, json, glob, time
         from hotwork import hot, report
         dir_ = os.environ["MFP_CHILDREN"].split(" ", 3)[3]  # "interval rate max dir"
         total = 0.0
@@ -317,17 +320,28 @@ def test_a_thousand_short_lived_children(tmp_path):
             pid = os.fork()
             if pid == 0:
                 os.close(rd)
-                os.write(wr, repr(hot(0.002)).encode())
+                took = 0.0
+                if i % 10 == 0:
+                    deadline = time.monotonic() + 60
+                    while not os.path.exists(os.path.join(dir_, f"{os.getpid()}.live")):
+                        assert time.monotonic() < deadline
+                        time.sleep(0.001)
+                    took = hot(0.02)
+                os.write(wr, repr(took).encode())
                 os._exit(0)
             os.close(wr)
             total += float(os.read(rd, 64))
             os.close(rd)
             os.waitpid(pid, 0)
-        # One profile (and its identity) per child, none growing.
-        assert len(glob.glob(os.path.join(dir_, "*.mfprof"))) == 1000
+        # None growing; a child that ended at once may still have lived past
+        # the start on a busy machine.
+        files = len(glob.glob(os.path.join(dir_, "*.mfprof")))
+        assert 100 <= files <= 1000, files
         report("measured.json", total)
     """, interval="0.0005")
-    assert len(kids(prof)) == 1000
+    assert 100 <= len(kids(prof)) <= 1000
+    assert len(kids(prof)) + prof.meta["children"]["short"] == 1000
+    assert prof.stats().get("children_short", 0) == prof.meta["children"]["short"]
     assert_attributed(prof, measured)
     assert len(prof.to_bytes()) < 4 * 2**20
 
@@ -352,7 +366,7 @@ def test_forked_child_copy_of_the_profiler_stops_cleanly(tmp_path):
         _, status = os.waitpid(pid, 0)
         prof = p.stop()
         assert os.waitstatus_to_exitcode(status) == 0
-        print(len(prof.processes()))
+        print(prof.meta["children"]["processes"] + prof.meta["children"]["short"])
     """))
     r = subprocess.run([sys.executable, "job.py"], cwd=tmp_path, capture_output=True, text=True,
                        timeout=120)
@@ -361,7 +375,7 @@ def test_forked_child_copy_of_the_profiler_stops_cleanly(tmp_path):
         # 3.13 counts the threads after the after-fork hooks, when ours are
         # back (README, "Child processes"); 3.11 does not warn.
         assert "multi-threaded" not in r.stderr
-    assert r.stdout.strip() == "2"  # the parent and its forked child
+    assert r.stdout.strip() == "1"  # its forked child, profiled or (ended at once) counted
 
 
 def test_subprocesses_false(tmp_path):
@@ -392,7 +406,7 @@ def test_existing_sitecustomize_still_runs(tmp_path):
         from metaflow_profiler import Profiler
         with Profiler() as p:
             r = subprocess.run([sys.executable, "-c",
-                "import os, sys; print(os.environ.get('USER_SITECUSTOMIZE'), "
+                "import os, sys, time; time.sleep(0.2); print(os.environ.get('USER_SITECUSTOMIZE'), "
                 "any('mfp-children' in x for x in sys.path))"], capture_output=True, text=True)
         print(r.stdout.strip(), len(p.profile.processes()))
     """))
@@ -470,3 +484,60 @@ def test_a_childs_start_up_imports_nothing_more(tmp_path):
     out = json.loads(r.stdout)
     assert out["stderr"] == "" and out["profiled"] == out["bare"], out
     assert out["names"] == ["MainThread"], out
+
+
+SHORT_KID = """
+import os, sys
+heavy = sorted(m for m in sys.modules if m.startswith("metaflow_profiler")
+               or m in ("threading", "json", "typing", "signal", "enum", "atexit", "resource"))
+import json
+print(json.dumps({"pid": os.getpid(), "heavy": heavy}))
+"""
+
+
+def test_a_child_that_ends_at_once_is_counted_not_profiled(tmp_path):
+    """A child that ends within its first milliseconds pays for the start-up
+    hook only: neither the profiler nor its modules are loaded (the heavy
+    path used to cost a 9 ms `python -c pass` child ~3.5 ms), it writes no
+    profile, and the parent still counts it. One that lives on is profiled
+    as before. Fresh interpreters and forks alike; what is checked is what
+    the child loaded and wrote, not its timing. With a 1 s interval a child
+    starts its profiler 2 s in (two intervals), so a busy machine cannot make
+    the short ones live that long."""
+    (tmp_path / "kid.py").write_text(SHORT_KID)
+    (tmp_path / "job.py").write_text(textwrap.dedent("""
+        import glob, json, os, subprocess, sys
+        from metaflow_profiler import Profiler
+        with Profiler(interval=1.0) as p:
+            dir_ = os.environ["MFP_CHILDREN"].split(" ", 3)[3]
+            fresh = json.loads(subprocess.run([sys.executable, "kid.py"], capture_output=True,
+                                              text=True, check=True).stdout)
+            rd, wr = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                c = sys.modules["metaflow_profiler.children"]
+                os.write(wr, json.dumps(c._child is None).encode())
+                os._exit(0)
+            os.close(wr)
+            forked = json.loads(os.read(rd, 200))
+            os.waitpid(pid, 0)
+            files = sorted(os.listdir(dir_))
+            # Its profiler starts on a thread of its own with the switch
+            # interval lowered for the start: then it is the program's again.
+            switch = subprocess.run([sys.executable, "-c", "import sys, time; time.sleep(2.5); "
+                                     "print(sys.getswitchinterval())"], capture_output=True,
+                                    text=True, check=True).stdout
+        print(json.dumps({"fresh": fresh, "forked": forked, "files": files, "switch": switch,
+                          "children": p.profile.meta["children"],
+                          "kids": [x["name"] for x in p.profile.processes() if not x["root"]]}))
+    """))
+    r = subprocess.run([sys.executable, "job.py"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["fresh"]["heavy"] == [] and out["forked"] is True, out
+    assert out["files"] == ["site", "started"], out  # no profile, no .live
+    ch = out["children"]
+    assert (ch["processes"], ch["short"]) == (1, 2), out
+    assert any("time.sleep(2.5)" in k for k in out["kids"]), out  # the long one is profiled
+    assert float(out["switch"]) == 0.005, out
