@@ -18,10 +18,12 @@ Workloads, each run in a fresh interpreter per measurement:
   python    30 sequential subprocess.run([sys.executable, "-c", "pass"]):
             wall time per child (interpreter start-up included)
   fork0, python0   the same with no child: the fixed costs, for the CPU column
-Profilers: none; ours (Profiler(), subprocesses on: the time of the work,
-then the parent's stop with the merge of the children's profiles shown
-apart); with --before PYTHON also "ours (before)", the same with another
-venv's interpreter (an earlier build), in the same rounds; py-spy record
+Profilers: none; ours, subprocesses=False (the parent's own profiler
+only: what following the children adds is the difference to "ours"); ours
+(Profiler(), subprocesses on: the time of the work, then the parent's stop
+with the merge of the children's profiles shown apart); with --before
+PYTHON also "ours (before)", the same with another venv's interpreter (an
+earlier build), in the same rounds; py-spy record
 --subprocesses --rate 1000 (the clock starts after it attached). Prints a
 Markdown table: median of --repeat runs. The CPU column is for a loaded
 machine, where wall times say little: the CPU time of the whole run (every
@@ -93,10 +95,10 @@ BASELINES = {"python": "python0", "fork": "fork0"}  # the same run without child
 def child(workload: str, profiler: str) -> None:
     fn = WORKLOADS[workload]
     p = None
-    if profiler == "ours":
+    if profiler in ("ours", "ours, subprocesses=False"):
         from metaflow_profiler import Profiler
 
-        p = Profiler()
+        p = Profiler(subprocesses=profiler == "ours")
         p.start()
     elif profiler == "py-spy":
         time.sleep(0.5)  # let py-spy attach before the clock starts
@@ -139,7 +141,7 @@ def snapshot_cost(n: int) -> None:
 
 def measure(workload: str, profiler: str, before: str | None) -> dict:
     py = before if profiler == "ours (before)" else sys.executable
-    cmd = [py, __file__, "--child", workload, "ours" if profiler.startswith("ours") else profiler]
+    cmd = [py, __file__, "--child", workload, "ours" if profiler == "ours (before)" else profiler]
     if profiler == "py-spy":
         cmd = ["py-spy", "record", "--subprocesses", "--rate", "1000", "--nonblocking",
                "--output", os.devnull, "--format", "raw", "--", *cmd]
@@ -168,8 +170,8 @@ def main() -> None:
     if a.snapshot:
         snapshot_cost(a.snapshot)
         return
-    profs = ["none"] + (["ours (before)"] if a.before else []) + ["ours"] + \
-        (["py-spy"] if shutil.which("py-spy") else [])
+    profs = ["none", "ours, subprocesses=False"] + (["ours (before)"] if a.before else []) + \
+        ["ours"] + (["py-spy"] if shutil.which("py-spy") else [])
     chosen = [w for w in WORKLOADS if not a.only or w in a.only or
               any(BASELINES.get(o) == w for o in a.only)]
     res: dict[tuple[str, str], list[dict]] = {}

@@ -865,8 +865,7 @@ void mfp_sampler_free(mfp_sampler *s) {
 
 /* The thread takes no signal: they belong to the program's threads. One
  * that reached it would leave a main thread blocked in a system call
- * unaware of it, and a Python handler (a profiled child's SIGTERM,
- * children.py) waiting forever. */
+ * unaware of it, and a Python handler waiting forever. */
 static int create_thread(mfp_sampler *s) {
     sigset_t all, old;
     sigfillset(&all);

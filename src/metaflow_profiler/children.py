@@ -3,30 +3,33 @@ and its profile comes back to the parent's (docs/ARCHITECTURE.md, "Children").
 
 How a child gets a profiler of its own:
 - fork (multiprocessing "fork", a forkserver's children, os.fork): an
-  os.register_at_fork hook starts one in the child, where only the forking
-  thread survived and the parent's engine is a dead copy.
+  os.register_at_fork hook, in the child, where only the forking thread
+  survived and the parent's engine is a dead copy.
 - a fresh interpreter (multiprocessing "spawn", the forkserver itself,
   joblib/loky workers, subprocess.run([sys.executable, ...])): the parent
-  puts a private directory holding a sitecustomize.py first on PYTHONPATH;
-  it starts the profiler, takes itself off sys.path and runs the
+  puts a private directory holding a sitecustomize.py (and its bytecode)
+  first on PYTHONPATH; it takes itself off sys.path and runs the
   sitecustomize it shadows, if any. PYTHONPATH, not a .pth file: a .pth
   works only from site-packages, and on a remote Metaflow worker this
   package travels in the code package.
-Grandchildren inherit both. The configuration travels in MFP_CHILDREN:
-"interval_ns memory_rate max_samples dir", not JSON, for the start-up's sake
-(a child's own import of json and re costs ~6 ms; this module is imported
-by every child at start, so it imports neither json, typing nor threading
-at the top: its flusher is a _thread, and the engine's threads are pthreads).
+Either hook only counts the child (a byte appended to "started") and starts
+a _thread that sleeps DEFER_S (two sample intervals at least), then starts
+the child's profiler and becomes its flusher. A child that ends sooner (a
+`python -c pass`, a short forked helper) imports nothing of ours and writes
+nothing: the parent counts it (META children.short), its CPU still in the
+timeline's. Grandchildren inherit both hooks. The configuration travels in
+MFP_CHILDREN: "interval_ns memory_rate max_samples dir", not JSON, for the
+start-up's sake; this module imports neither json, typing nor threading at
+the top, for a child that does start.
 
 Each child writes its profile into the private directory: at exit (atexit,
-os._exit, SIGTERM while its disposition is the default: from the Python
-handler, or from the flusher when the main thread cannot run that handler,
-module.c "SIGTERM seen"), when the parent
-stops (a "stop" file the child polls), and every few seconds (so a child
-that is SIGKILLed or crashes leaves what it had). One file per child,
-overwritten each time (atomically), so files stay bounded by the number of
-children. The parent merges them into its own profile at stop
-(native/profile/merge.c) and removes the directory; a snapshot of the
+os._exit), on SIGTERM while it has its default disposition (caught in C,
+module.c "SIGTERM caught": the flusher writes, then the child dies of it),
+when the parent stops (a "stop" file the child polls), and every few
+seconds (so a child that is SIGKILLed or crashes leaves what it had). One
+file per child, overwritten each time (atomically), so files stay bounded
+by the number of children. The parent merges them into its own profile at
+stop (native/profile/merge.c) and removes the directory; a snapshot of the
 parent's profile (the live card) merges them as they are then: the whole
 profile of a child that ended, the last periodic flush of one still
 running. Nothing here may change what the child does: every hook swallows
@@ -35,8 +38,8 @@ its own errors, and a child whose profiler fails runs on.
 
 from __future__ import annotations
 
-import _signal  # not signal: that one imports enum, ~3.5 ms of a child's start-up
-import _thread  # not threading: ~2.5 ms of a child's start-up (the engine's threads are pthreads)
+import _signal  # not signal: that one imports enum, ~3.5 ms
+import _thread  # not threading: ~2.5 ms (the engine's threads are pthreads)
 import atexit
 import os
 import resource
@@ -45,7 +48,7 @@ import time
 
 from . import _native
 
-TYPE_CHECKING = False  # not typing's: importing typing costs a child's start-up ~2.5 ms
+TYPE_CHECKING = False  # not typing's: importing typing costs ~2.5 ms
 if TYPE_CHECKING:
     from typing import Any
 
