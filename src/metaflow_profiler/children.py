@@ -396,8 +396,6 @@ class _Child:
         st = self.session_start_ns = _mono_ns()
         self.session.start()
         self.base = os.path.join(self.dir, f"{self.pid}-{st}")
-        with open(os.path.join(self.dir, f"{self.pid}.live"), "w"):
-            pass
         self.sigterm = False  # caught (module.c "SIGTERM caught"), once the flusher runs
 
     def run_flusher(self) -> None:
@@ -608,9 +606,15 @@ def start_child(main_tid: int) -> _Child | None:
             _child = _Child(config, main_tid)
             _install_fork_hooks()
             os._exit = _exit_wrapper
+            # Last: the parent (and a test) take it to mean "profiled, and its
+            # exit will write the profile".
+            with open(os.path.join(dir_, f"{_child.pid}.live"), "w"):
+                pass
             return _child
     except Exception:
-        _child = None
+        c, _child = _child, None
+        if c is not None:
+            c.finish()  # stops its session; it swallows its own errors
         return None
 
 

@@ -223,8 +223,8 @@ def test_sigterms_while_writing_keep_the_last_profile(tmp_path):
         from hotwork import report
         child = subprocess.Popen([sys.executable, "-c",
             "import sys, time; sys.path.insert(0, '.'); from hotwork import hot; "
-            "x = [bytearray(1000) for _ in range(20000)]; "
-            "print(hot(0.3), flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+            "took = hot(0.3); x = [bytearray(1000) for _ in range(20000)]; "
+            "print(took, flush=True); time.sleep(60)"], stdout=subprocess.PIPE, text=True)
         measured = float(child.stdout.readline())
         for _ in range(20):
             child.send_signal(signal.SIGTERM)
