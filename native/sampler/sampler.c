@@ -109,6 +109,7 @@ struct mfp_sampler {
     uint64_t interval_ns, t0_ns, last_ns;
     uint64_t avg_gap_ns; /* moving average of the time between passes */
     uint64_t gap_ns;     /* time since the previous pass, uncapped */
+    int late;            /* this pass began more than a moment after it was due */
     mfp_new_thread_hook on_new_thread;
     int gil_mode;
     char mode[320]; /* how this sampler reads stacks, for the card */
@@ -430,23 +431,33 @@ static void sample_thread(mfp_sampler *s, const void *addr, const mfp_python_thr
      * not run at all was pushed off its core all that time: a woken
      * sleeper preempted at its sleep line), or on a core while we read (its
      * CPU clock moved during a read short enough to be one moment: another
-     * core's thread's clock is read live). C code that released the GIL
-     * (hashlib, numpy) on the sampler's own core is not caught by the
-     * second: it does not run while we read (its clock is still then; that
-     * is what looked like a clock moving "only at ticks" before). Between
+     * core's thread's clock is read live; not in a pass that began late,
+     * below). C code that released the GIL (hashlib, numpy) on the
+     * sampler's own core is not caught by the second: it does not run while
+     * we read (its clock is still then; that is what looked like a clock
+     * moving "only at ticks" before). Between
      * passes it ran, so it is found by that: a thread whose clock advanced
      * by three quarters of the time or more since its last sample, twice in
      * a row, seen in the same place and without the GIL each time, was
      * running there. (A compute-then-sleep loop, compute c and sleep s, can
      * fit a whole compute between two samples that both find it sleeping;
      * twice in a row above 3/4 only if c >= 1.5 s. At half, c 0.75 ms and
-     * s 1 ms met it: 34 % of its on-CPU time showed on its sleep line.) */
+     * s 1 ms met it: 34 % of its on-CPU time showed on its sleep line.)
+     *
+     * A pass that began late (the machine busy, the sampler woken at a
+     * scheduler tick) began when other sleepers woke too: a thread seen
+     * moving then is mostly one woken with us, in its wake-up path. A
+     * saturated machine lined 13 such passes of one thread up on the 4 ms
+     * tick, each finding it waking from its 1 ms sleep, and gave the sleep
+     * line a third of its on-CPU time (66 % in compute against 98.6 %
+     * true). The GIL held then still says running. */
     int seen = SEEN_UNKNOWN;
     if (s->gil) {
         int held = holder == addr && mfp_python_gil_holder(s->gil, &checked_mem) == addr;
         uint64_t cpu2 = thread_cpu_ns(ts->tid), rd = now_ns() - read_from;
         int moved = cpu2 > cpu && rd < MOMENT_NS;
         if (te && te->cpu_ns == cpu && !moved) held = 0; /* preempted holding it all along */
+        moved = moved && !s->late;
         int busy = 0;
         if (te) {
             busy = !held && te->clock_at && te->cpu_ns != UINT64_MAX && cpu >= te->cpu_ns &&
@@ -816,6 +827,7 @@ static void *sampler_main(void *arg) {
         if (atomic_load(&s->stop)) break;
         uint64_t now = now_ns();
         if (now < next) continue; /* spurious wake-up */
+        s->late = now - next > MOMENT_NS;
         pthread_mutex_unlock(&s->lock);
         sample_all(s);
         pthread_mutex_lock(&s->lock);
