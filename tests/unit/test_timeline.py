@@ -39,6 +39,15 @@ def area(series: tuple[list[float], list[float]], a: float, b: float) -> float:
     return total
 
 
+def polls_around(series: tuple[list[float], list[float]], a: float, b: float) -> tuple[float, float]:
+    """[a, b] widened to the polls that enclose it: a total over it then has
+    every interval that saw the work whole, however late a loaded machine
+    ran the polls (a rate spread over a late poll's interval was cut at b:
+    120 of 128 MB under ASan at load 8)."""
+    t = series[0]
+    return max([x for x in t if x <= a], default=0.0), min([x for x in t if x >= b], default=b)
+
+
 class Clock:
     """Seconds since the profile start, close enough to the engine's t0."""
 
@@ -135,7 +144,7 @@ def test_disk_write_64mb_fsynced(tmp_path: Path):
     time.sleep(0.05)
     b = now()
     prof = p.stop()
-    got = area(prof.series()["disk_write_Bps"], a, b)
+    got = area(prof.series()["disk_write_Bps"], *polls_around(prof.series()["disk_write_Bps"], a, b))
     assert abs(got - 64 * MB) / (64 * MB) < 0.05, got / MB
     assert abs(got - (io1.write_bytes - io0.write_bytes)) / (64 * MB) < 0.05
     assert prof.stats()["peak_disk_write_mbps"] > 0
@@ -178,7 +187,7 @@ def test_loopback_bytes_sent(monkeypatch: pytest.MonkeyPatch):
     prof = p.stop()
     lo1 = psutil.net_io_counters(pernic=True).get("lo")
     assert got == total
-    sent = area(prof.series()["net_sent_Bps"], a, b)
+    sent = area(prof.series()["net_sent_Bps"], *polls_around(prof.series()["net_sent_Bps"], a, b))
     assert abs(sent - total) / total < 0.05, sent / MB
     if lo0 and lo1:  # psutil's view of the same interface over the whole run
         assert sent <= (lo1.bytes_sent - lo0.bytes_sent) * 1.05 + MB
