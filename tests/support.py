@@ -13,6 +13,19 @@ REPO = Path(__file__).resolve().parents[1]
 _ROOT = os.environ["MFP_TEST_ROOT"]
 
 
+# Flow and script sources that burn CPU in a child: CPU time spent, measured
+# in the process that spent it (the truth the children tests compare with).
+# Needs `time` imported before it.
+HOT_SOURCE = """\
+def hot(seconds):
+    t = time.process_time()
+    x = 0
+    while time.process_time() - t < seconds:
+        x += 1
+    return time.process_time() - t
+"""
+
+
 def spin(seconds):
     """Run Python code for `seconds` of wall time (on CPU unless the machine is busy)."""
     end = time.perf_counter() + seconds

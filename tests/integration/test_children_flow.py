@@ -11,7 +11,7 @@ import textwrap
 import time
 
 import pytest
-from support import card_profile_bytes, profile_card_of, run_flow
+from support import HOT_SOURCE, card_profile_bytes, profile_card_of, run_flow
 
 pytestmark = pytest.mark.integration
 
@@ -21,13 +21,7 @@ import time
 from metaflow import FlowSpec, profile_card, step
 
 
-def hot(seconds):
-    t = time.process_time()
-    x = 0
-    while time.process_time() - t < seconds:
-        x += 1
-    return time.process_time() - t
-
+""" + HOT_SOURCE + """
 
 class PoolFlow(FlowSpec):
     @profile_card
@@ -76,13 +70,7 @@ import time
 from metaflow import FlowSpec, Parameter, profile_card, step
 
 
-def hot(seconds):
-    t = time.process_time()
-    x = 0
-    while time.process_time() - t < seconds:
-        x += 1
-    return time.process_time() - t
-
+""" + HOT_SOURCE + """
 
 def until(path):
     while not os.path.exists(path):

@@ -17,19 +17,14 @@ import sys
 import textwrap
 
 import pytest
+from support import HOT_SOURCE
 
 from metaflow_profiler import Profile, _native, pyformat
 
 HOTWORK = """
 import json, os, time
 
-def hot(seconds):
-    t = time.process_time()
-    x = 0
-    while time.process_time() - t < seconds:
-        x += 1
-    return time.process_time() - t
-
+""" + HOT_SOURCE + """
 def hot_holding(seconds):
     # 8 MiB live for the second half: the memory profile samples one
     # allocation per 128 KiB (on average), so a task that allocated next to
