@@ -204,14 +204,14 @@ class Children:
         site = os.path.join(self.dir, _SITE)
         os.mkdir(site)
         pkg = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self._defer_s = defer_s(interval_ns)
         with open(os.path.join(site, "sitecustomize.py"), "w", encoding="utf-8") as f:
             f.write(_SITECUSTOMIZE.format(here=site, pkg=pkg, version=tuple(sys.version_info[:2]),
-                                          defer_s=defer_s(interval_ns), switch_s=SWITCH_S))
+                                          defer_s=self._defer_s, switch_s=SWITCH_S))
         with open(os.path.join(self.dir, _STARTED), "wb"):
             pass
         _compile(os.path.join(site, "sitecustomize.py"))
         self._site = site
-        self._defer_s = defer_s(interval_ns)
         self._config = f"{int(interval_ns)} {int(memory_rate)} {int(max_samples)} {self.dir}"
         self._saved: dict[str, str | None] = {}
         self._ended: dict[str, tuple[dict[str, Any], bytes]] = {}  # final profiles read
@@ -600,7 +600,8 @@ def start_child(main_tid: int) -> _Child | None:
                       "memory_rate": int(memory_rate), "max_samples": int(max_samples)}
             if not os.path.isdir(dir_) or os.path.exists(os.path.join(dir_, _STOP)):
                 return None
-            if _profiler() is not None and _profiler().running():
+            profiler = _profiler()
+            if profiler is not None and profiler.running():
                 return None  # the program profiles itself (step_aside)
             atexit.register(_at_exit)
             _child = _Child(config, main_tid)
