@@ -427,8 +427,18 @@ def test_gil_fallback_sampler_gives_the_same_answer(monkeypatch):
     public C API with the GIL: fewer samples (it waits for the GIL, which
     changes hands every few ms) but the same functions; the card says so."""
     monkeypatch.setenv("MFP_SAMPLER", "gil")
-    with Profiler(interval=0.001, timeline_interval=0) as p:
-        alternate(60)
+    # A sample waits for the GIL to change hands, once a switch interval: at
+    # the default 5 ms, about as long as a round of alternate() under ASan,
+    # samples can keep falling at one phase of the rounds (once, 3.15 ASan in
+    # the full suite: part_b 39 samples, part_a 19). At 0.5 ms each waits
+    # far less than a round, and the sampler's random gaps spread them.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.0005)
+    try:
+        with Profiler(interval=0.001, timeline_interval=0) as p:
+            alternate(60)
+    finally:
+        sys.setswitchinterval(switch)
     prof = p.profile
     assert prof.meta["sampler_mode"].startswith("public C API with the GIL")
     assert any("slower than the usual GIL-free sampler" in n for n in prof.meta["notes"])
