@@ -1,6 +1,7 @@
 """Accuracy of the numbers the card shows first, against the truth or a peer.
 
     python bench/bench_accuracy.py [--repeat 3] [--skip-pyspy] [--only-on-cpu]
+    python bench/bench_accuracy.py --ab OLD/bin/python,NEW/bin/python [--seconds 20]
 
 1. On-CPU share of compute() in a `compute(); time.sleep(s)` loop against
    time.thread_time() (truth: compute's CPU read inside compute, the loop's
@@ -155,6 +156,25 @@ def on_cpu(repeat: int) -> None:
           f"| {got / used if used else 0:.0%} |")
 
 
+def on_cpu_ab(repeat: int, pythons: list[str], seconds: float) -> None:
+    """A lone thread between 10 ms sleeps (the case a sampler's own timing
+    moves most), each interpreter in turn per round, so a drifting machine
+    moves them alike."""
+    runs = {py: [] for py in pythons}
+    for _ in range(repeat):
+        for py in pythons:
+            r = subprocess.run([py, "-c", ON_CPU, "1", "0.01", "0", str(seconds)], capture_output=True,
+                               text=True, timeout=600, check=True)
+            runs[py].append(json.loads(r.stdout.strip().splitlines()[-1]))
+    print(f"\n| 1 thread, 10 ms sleep, {seconds:.0f} s | truth | ours | ours − truth (each run) |")
+    print("|---|---:|---:|---:|")
+    for py, rs in runs.items():
+        truth = statistics.median(r["truth"] for r in rs)
+        got = statistics.median(r["got"] for r in rs)
+        each = ", ".join(f"{(r['got'] - r['truth']) * 100:+.1f}" for r in rs)
+        print(f"| {py} | {truth:.1%} | {got:.1%} | {(got - truth) * 100:+.1f} pt ({each}) |")
+
+
 def rss(repeat: int) -> None:
     rs = [run(RSS) for _ in range(repeat)]
     mib = 2**20
@@ -213,8 +233,14 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-pyspy", action="store_true")
     ap.add_argument("--only-on-cpu", action="store_true", help="the on-CPU tables alone")
+    ap.add_argument("--ab", metavar="PYTHON,PYTHON", help="instead: the lone 10 ms sleeper under each of "
+                    "these interpreters (e.g. two builds' venvs), interleaved")
+    ap.add_argument("--seconds", type=float, default=20.0, help="profiled seconds a run, with --ab")
     a = ap.parse_args()
     print(f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    if a.ab:
+        on_cpu_ab(a.repeat, a.ab.split(","), a.seconds)
+        return
     on_cpu(a.repeat)
     if a.only_on_cpu:
         return
