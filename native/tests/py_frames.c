@@ -261,6 +261,18 @@ int main(void) {
     d = walk(&checked, out, 16, &elided, &err);
     CHECK(MFP_POP_CLEARS_CODE ? d == 2 && out[0].code == meth : d == -1 && err == MFP_PYTHON_INVALID);
 
+    /* A chain that ends at a generator's frame was copied across a yield:
+     * torn for a checked copy; whole for the thread reading its own stack.
+     * A generator frame with a caller is just a frame. */
+    build(codes, 3);
+    frames[0].owner = FRAME_OWNED_BY_GENERATOR;
+    err = -1;
+    CHECK(walk(&checked, out, 16, &elided, &err) == -1 && err == MFP_PYTHON_INVALID);
+    CHECK(walk(&mfp_python_direct, out, 16, &elided, &err) == 3);
+    build(codes, 3);
+    frames[1].owner = FRAME_OWNED_BY_GENERATOR;
+    CHECK(walk(&checked, out, 16, &elided, &err) == 3 && out[2].code == outer);
+
 #if PY_VERSION_HEX >= 0x030E0000
     /* Entry frames belong to the interpreter, not to Python code. */
     build(codes, 3);
