@@ -266,6 +266,9 @@ class ProfileCardDecorator(StepDecorator):
             n = f"attempt {retry_count + 1} of {attempts}"
             meta.update(attempts=attempts, title=f"step {self._step_name} ({n})",
                         notes=[f"{n} (@retry)"])
+        if (getattr(self, "_profiler", None) is not None and self.attributes["live_interval"]
+                and live.cprofile_sees_every_thread(self._profiler.backend)):
+            meta.setdefault("notes", []).append(live.NO_LIVE_WITH_CPROFILE)
         return meta
 
     def _with_resources(self, profile: Any) -> Any:
