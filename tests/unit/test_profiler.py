@@ -322,7 +322,11 @@ def test_a_generators_samples_keep_its_callers(tmp_path):
     assert in_gen, rows  # the generator was sampled
     bare = [(stack, n) for stack, n in in_gen if "<genexpr>" in stack.split(";")[0]]
     assert not bare, (bare, sum(n for _, n in in_gen))
-    assert all("crunch" in stack.split(";")[-2] for stack, _ in in_gen), in_gen
+    # under its caller (on 3.12 under ASan a few samples show the entry
+    # frame "<interpreter trampoline>" between the two: a blemish of its own)
+    callers = [[f for f in stack.split(";")[:-1] if f != "<interpreter trampoline>"][-1]
+               for stack, _ in in_gen]
+    assert all(c.endswith(".crunch") for c in callers), in_gen
 
 
 def test_lines_and_files_are_recorded():
