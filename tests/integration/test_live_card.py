@@ -67,7 +67,7 @@ def grow(total, chunk=8 << 20):
     return held
 
 
-class LiveFlow(FlowSpec):
+class FLOW_NAME(FlowSpec):
     seconds = Parameter("seconds", default=40)
     pidfile = Parameter("pidfile", default="")
     cgroup = Parameter("cgroup", default="")
@@ -107,7 +107,7 @@ class LiveFlow(FlowSpec):
 
 
 if __name__ == "__main__":
-    LiveFlow()
+    FLOW_NAME()
 """
 
 CARD_ID = "profile_card_start"
@@ -121,9 +121,13 @@ class Running:
 
     def __init__(self, name, **params):
         self.dir = new_flow_dir(name)
+        # A flow name of its own: local run ids are the start time in
+        # microseconds, and two runs of one flow started together once got the
+        # same id (each read the other's parameters and cards).
+        self.flow = "".join(w.title() for w in name.split("-")) + "Flow"
         (self.dir / "flow.py").write_text(
             textwrap.dedent(FLOW).replace("MEMFIRST_MB", str(MEMFIRST_LIMIT >> 20))
-            .replace("GROW_BYTES", str(GROW_BYTES)))
+            .replace("GROW_BYTES", str(GROW_BYTES)).replace("FLOW_NAME", self.flow))
         self.params = params
         self.rid = self.dir / "run_id"
         self.pidfile = self.dir / "task.pid"
@@ -146,7 +150,7 @@ class Running:
         while time.time() < end:
             try:
                 if self.rid.exists() and self.rid.read_text():
-                    return Run(f"LiveFlow/{self.rid.read_text()}")["start"].task
+                    return Run(f"{self.flow}/{self.rid.read_text()}")["start"].task
             except Exception:
                 pass
             time.sleep(0.5)
