@@ -36,6 +36,11 @@ static int proc_mem_read(void *dst, const void *src, size_t n) {
 }
 
 int mfp_mem_init(void) {
+    if (proc_mem_fd >= 0 && self_pid != getpid()) {
+        /* A forked child: the fd it was left is the parent's memory. */
+        close(proc_mem_fd);
+        proc_mem_fd = -1;
+    }
     self_pid = getpid();
     if (vm_readv_works()) {
         mech = MECH_VM_READV;

@@ -85,3 +85,42 @@ def test_without_any_memory_read_it_takes_the_gil(syscalls):
     assert r["mode"].startswith("public C API with the GIL: cannot read own memory"), r
     assert any("slower than the usual GIL-free sampler" in n for n in r["notes"]), r
     check_profile(r)
+
+
+FORKED = textwrap.dedent("""
+    import json, os, sys
+
+    sys.path[:0] = sys.argv[2:]
+    from bench_seccomp import deny
+    from support import spin
+
+    deny(json.loads(sys.argv[1]))
+    from metaflow_profiler import Profiler
+
+    def in_child():
+        spin(0.3)
+
+    with Profiler(interval=0.001, timeline_interval=0, memory=False, subprocesses=False):
+        pid = os.fork()  # after the parent opened /proc/self/mem
+        if pid == 0:
+            with Profiler(interval=0.001, timeline_interval=0, memory=False,
+                          subprocesses=False) as p:
+                in_child()
+            rows = {r.name: r.total_s for r in p.profile.functions()}
+            print(json.dumps({"mode": p.profile.meta["sampler_mode"], "rows": rows}), flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+""")
+
+
+def test_a_forked_child_reads_its_own_memory(syscalls):
+    """The /proc/self/mem a parent opened is the parent's memory: a forked
+    child that profiles opens its own (it used to find the copy, fail its
+    check and fall back to the GIL)."""
+    out = subprocess.run([sys.executable, "-c", FORKED, json.dumps([syscalls[0]]),
+                          str(REPO / "bench"), str(REPO / "tests")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.splitlines()[-1])
+    assert r["mode"] == "without the GIL, through /proc/self/mem", r
+    assert r["rows"].get("in_child", 0) > 0, r  # and its stacks were read
