@@ -15,9 +15,13 @@ Workloads, each run in a fresh interpreter per measurement:
             wall time of the map, the pool's start and shutdown included
   fork      100 sequential os.fork() children, each 2 ms of CPU, waited for:
             wall time per child
+  forkt     the same while a Python thread of the program's waits (a
+            Metaflow step's live card is one): the fork warns anyway, and
+            our threads are not paused around it
   python    30 sequential subprocess.run([sys.executable, "-c", "pass"]):
             wall time per child (interpreter start-up included)
-  fork0, python0   the same with no child: the fixed costs, for the CPU column
+  fork0, forkt0, python0   the same with no child: the fixed costs, for the
+            CPU column
 Profilers: none; ours, subprocesses=False (the parent's own profiler
 only: what following the children adds is the difference to "ours"); ours
 (Profiler(), subprocesses on: the time of the work, then the parent's stop
@@ -72,6 +76,27 @@ def fork(n: int = 100) -> int:
     return n
 
 
+def fork_beside_a_thread(n: int = 100) -> int:
+    """fork, while the program has a Python thread of its own that waits (as
+    a Metaflow step has its live card's): the fork warns whatever we do, so
+    our threads are not paused around it."""
+    import threading
+
+    done = threading.Event()
+    t = threading.Thread(target=done.wait)
+    t.start()
+    try:
+        return fork(n)
+    finally:
+        done.set()
+        t.join()
+
+
+def forkt0() -> int:
+    fork_beside_a_thread(0)
+    return 1
+
+
 def python(n: int = 30) -> int:
     for _ in range(n):
         subprocess.run([sys.executable, "-c", "pass"], check=True)
@@ -88,8 +113,10 @@ def fork0() -> int:
     return 1
 
 
-WORKLOADS = {"pool": pool, "fork": fork, "python": python, "python0": python0, "fork0": fork0}
-BASELINES = {"python": "python0", "fork": "fork0"}  # the same run without children
+WORKLOADS = {"pool": pool, "fork": fork, "forkt": fork_beside_a_thread, "python": python,
+             "python0": python0, "fork0": fork0, "forkt0": forkt0}
+# the same run without children
+BASELINES = {"python": "python0", "fork": "fork0", "forkt": "forkt0"}
 
 
 def child(workload: str, profiler: str) -> None:
@@ -156,8 +183,8 @@ def measure(workload: str, profiler: str, before: str | None) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--only", nargs="+", choices=[w for w in WORKLOADS if w != "python0"],
-                    help="these workloads only (python brings python0 along)")
+    ap.add_argument("--only", nargs="+", choices=[w for w in WORKLOADS if w not in BASELINES.values()],
+                    help="these workloads only (each brings its baseline along)")
     ap.add_argument("--snapshot", type=int, metavar="N")
     ap.add_argument("--before", metavar="PYTHON",
                     help="also 'ours (before)': the same runs with another venv's interpreter "

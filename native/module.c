@@ -228,15 +228,24 @@ static void namer_acquire(void) {
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-/* GIL held; released while joining, since the namer may be waiting for it. */
-static void namer_release(void) {
-    if (namer.users == 0 || --namer.users > 0 || namer.pid != getpid()) return;
+/* The last user asks the namer to end: 1 if it must then be joined
+ * (namer_join, without the GIL: the namer may be waiting for it). */
+static int namer_ask_quit(void) {
+    if (namer.users == 0 || --namer.users > 0 || namer.pid != getpid()) return 0;
     pthread_mutex_lock(&namer.lock);
     namer.quit = 1;
     pthread_cond_signal(&namer.wake);
     pthread_mutex_unlock(&namer.lock);
+    return 1;
+}
+
+static void namer_join(void) { pthread_join(namer.thread, NULL); }
+
+/* GIL held. */
+static void namer_release(void) {
+    if (!namer_ask_quit()) return;
     Py_BEGIN_ALLOW_THREADS
-    pthread_join(namer.thread, NULL);
+    namer_join();
     Py_END_ALLOW_THREADS
 }
 
@@ -383,21 +392,21 @@ static int require_running(Session *self) {
 
 /* pause()/resume(): no thread of ours exists in between, so a fork() there
  * sees a process with only the program's threads (CPython 3.12+ warns on a
- * fork with more than one). */
+ * fork with more than one). All three are asked to end before any is
+ * joined: they end side by side, not one wake-up after another (at each
+ * fork of the program). */
 static PyObject *Session_pause(Session *self, PyObject *Py_UNUSED(ignored)) {
     if (require_running(self)) return NULL;
     mfp_sampler_request_stop(self->sampler);
+    mfp_timeline_ask_pause(self->timeline);
+    int join_namer = namer_ask_quit();
     Py_BEGIN_ALLOW_THREADS
     pthread_mutex_lock(&self->snap_lock); /* a snapshot in progress finishes first */
     mfp_sampler_stop(self->sampler);
     pthread_mutex_unlock(&self->snap_lock);
+    mfp_timeline_pause(self->timeline);
+    if (join_namer) namer_join();
     Py_END_ALLOW_THREADS
-    if (self->timeline) {
-        Py_BEGIN_ALLOW_THREADS
-        mfp_timeline_pause(self->timeline);
-        Py_END_ALLOW_THREADS
-    }
-    namer_release();
     self->paused = 1;
     Py_RETURN_NONE;
 }

@@ -1058,7 +1058,11 @@ oom:
 }
 
 void mfp_sampler_request_stop(mfp_sampler *s) {
-    if (s && s->running) atomic_store(&s->stop, 1);
+    if (!s || !s->running || getpid() != s->pid) return;
+    pthread_mutex_lock(&s->lock);
+    atomic_store(&s->stop, 1);
+    pthread_cond_signal(&s->wake);
+    pthread_mutex_unlock(&s->lock);
 }
 
 void mfp_sampler_stop(mfp_sampler *s) {

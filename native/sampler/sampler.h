@@ -84,6 +84,7 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
 /* Take no more samples; call it with the GIL before letting go of it to
  * stop, so a GIL-taking pass waiting for the GIL records nothing when it
  * gets it (that wait would be billed to the stopping thread's stack).
+ * It wakes the thread, so that it ends while others are asked to;
  * mfp_sampler_stop still has to join. */
 void mfp_sampler_request_stop(mfp_sampler *s);
 

@@ -918,6 +918,50 @@ static void test_lifecycle(void) {
     mfp_timeline_free(t);
 }
 
+/* A child forked while the poller may be inside NVML starts a timeline of
+ * its own: no poll is under way at a fork (timeline.c, poll_lock). The fake
+ * holds its lock through each query, 0.4 ms of a 1 ms interval: without
+ * poll_lock about every other child found it taken and hung. */
+static void test_gpu_fork(void) {
+    const char *lib = getenv("MFP_FAKE_NVML");
+    if (!lib) lib = "build/libfake_nvml.so";
+    unsetenv("FAKE_NVML_DEVICES");
+    unsetenv("FAKE_NVML_INIT_ERROR");
+    setenv("FAKE_NVML_QUERY_US", "200", 1);
+    mfp_timeline_options o;
+    memset(&o, 0, sizeof o);
+    o.interval_ns = 1000000ull;
+    o.nvml_library = lib;
+    char err[256];
+    mfp_timeline *t = mfp_timeline_start_opts(&o, err, sizeof err);
+    CHECK(t != NULL);
+    if (!t) return;
+    int bad = 0;
+    for (int i = 0; i < 30; i++) {
+        struct timespec ts = {0, 137000L * (i % 7)}; /* forks at many phases of a poll */
+        nanosleep(&ts, NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            alarm(2); /* a hung child dies of SIGALRM */
+            mfp_timeline *c = mfp_timeline_start_opts(&o, err, sizeof err);
+            if (c) {
+                mfp_timeline_stop(c);
+                mfp_timeline_free(c);
+            }
+            _exit(c ? 0 : 3);
+        }
+        int status = -1;
+        if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+            WEXITSTATUS(status) != 0)
+            bad++;
+    }
+    CHECK(bad == 0);
+    if (bad) fprintf(stderr, "  %d of 30 forked children failed or hung\n", bad);
+    mfp_timeline_stop(t);
+    mfp_timeline_free(t);
+    unsetenv("FAKE_NVML_QUERY_US");
+}
+
 int main(void) {
     test_lifecycle();
     test_fake_v2();
@@ -927,6 +971,7 @@ int main(void) {
     test_fake_garbage();
     test_halving();
     test_gpu();
+    test_gpu_fork();
     test_real();
     return check_done("timeline");
 }

@@ -14,7 +14,11 @@
  *
  * fork(): the child inherits this memory but not the thread, and the mutex
  * may have been held at the fork. So every entry point compares getpid()
- * with the creator's pid and, in a child, neither locks nor joins.
+ * with the creator's pid and, in a child, neither locks nor joins. A poll
+ * is never under way at a fork (poll_lock, taken by a pthread_atfork
+ * handler): the poller may be left running through a fork (children.py),
+ * and a child that starts a timeline of its own must not find NVML's
+ * locks, or a file of ours, taken halfway.
  */
 #include <math.h>
 #include <pthread.h>
@@ -291,13 +295,24 @@ static uint64_t reaped_maxrss(const mfp_timeline *t) {
 }
 
 /* Reads every source without the lock, then records under it. */
+static pthread_mutex_t poll_lock = PTHREAD_MUTEX_INITIALIZER; /* every timeline's: polls are short */
+static void poll_fork_prepare(void) { pthread_mutex_lock(&poll_lock); }
+static void poll_fork_parent(void) { pthread_mutex_unlock(&poll_lock); }
+static void poll_fork_child(void) { pthread_mutex_init(&poll_lock, NULL); }
+static pthread_once_t poll_fork_once = PTHREAD_ONCE_INIT;
+static void poll_fork_register(void) {
+    pthread_atfork(poll_fork_prepare, poll_fork_parent, poll_fork_child);
+}
+
 static void poll_once(mfp_timeline *t, int final) {
     mfp_timeline_snap snap;
     memset(&snap, 0, sizeof snap);
     snap.t_ns = now_ns();
+    pthread_mutex_lock(&poll_lock);
     mfp_timeline_procfs_read(&t->pf, &snap, &t->notes);
     mfp_timeline_cgroup_read(&t->cg, &snap, &t->notes);
     mfp_timeline_gpu_read(&t->gpu, &snap, &t->notes);
+    pthread_mutex_unlock(&poll_lock);
     int merge = final && t->have_prev && snap.t_ns - t->prev.t_ns < t->interval_ns / 2;
     /* notes.mu is set once the mutex exists (after the baseline poll) */
     if (t->notes.mu) pthread_mutex_lock(&t->mu);
@@ -345,12 +360,17 @@ static int start_thread(mfp_timeline *t) {
     return rc;
 }
 
-int mfp_timeline_pause(mfp_timeline *t) {
-    if (!t || t->stopped || t->paused || in_child(t)) return -1;
+void mfp_timeline_ask_pause(mfp_timeline *t) {
+    if (!t || t->stopped || t->paused || in_child(t)) return;
     pthread_mutex_lock(&t->mu);
     t->stopping = 1;
     pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
+}
+
+int mfp_timeline_pause(mfp_timeline *t) {
+    if (!t || t->stopped || t->paused || in_child(t)) return -1;
+    mfp_timeline_ask_pause(t);
     pthread_join(t->thread, NULL);
     t->stopping = 0;
     t->paused = 1;
@@ -398,6 +418,7 @@ mfp_timeline *mfp_timeline_start_opts(const mfp_timeline_options *o, char *err,
     t->max_points = o->max_points ? o->max_points : DEFAULT_MAX_POINTS;
     if (t->max_points < MIN_MAX_POINTS) t->max_points = MIN_MAX_POINTS;
     t->pid = getpid();
+    pthread_once(&poll_fork_once, poll_fork_register);
     define_all(t);
     const char *lb = getenv("MFP_TIMELINE_LOOPBACK");
     int loopback = o->include_loopback || (lb && strcmp(lb, "1") == 0);

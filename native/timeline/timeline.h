@@ -91,6 +91,9 @@ void mfp_timeline_stop(mfp_timeline *t);
  * the poller stays paused, stop still works). */
 int mfp_timeline_pause(mfp_timeline *t);
 int mfp_timeline_resume(mfp_timeline *t);
+/* The first half of pause, without the join: the poller ends while the
+ * caller asks other threads to (pause still joins it). */
+void mfp_timeline_ask_pause(mfp_timeline *t);
 
 /* Add every series that has points to p (names and units of
  * docs/FORMAT.md), with times relative to t0_ns (CLOCK_MONOTONIC of the

@@ -671,10 +671,34 @@ def _sessions() -> list[Any]:
     return out
 
 
+# 3.12, 3.14 and 3.15 count the process's threads for their multi-threaded
+# fork warning before the after-fork hooks run in the parent; 3.13 after,
+# when ours are back. 3.11 does not warn.
+_PAUSE_CAN_AVOID_WARNING = sys.version_info >= (3, 12) and sys.version_info[:2] != (3, 13)
+
+
+def _warns_anyway() -> bool:
+    """Whether this fork is of a multi-threaded process whatever we pause: a
+    Python thread besides the forking one (the program's, a Metaflow step's
+    live card, a fork from a thread), or this child's own flusher. Threads
+    Python does not know of (a native library's pool) are not seen: for them
+    the pause is paid and avoids nothing, as before."""
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return True
+    return _child is not None and _child.pid == os.getpid() and not _child.done
+
+
 def _before_fork() -> None:
     """Join our native threads so the fork sees only the program's (3.12+
-    warns about forking a multi-threaded process)."""
+    warns about forking a multi-threaded process), where that avoids the
+    warning: the pause costs each fork ~0.1-0.3 ms (bench/RESULTS.md), and
+    our threads hold nothing a child needs (docs/ARCHITECTURE.md)."""
+    if not _PAUSE_CAN_AVOID_WARNING:
+        return
     try:
+        if _warns_anyway():
+            return
         for s in _sessions():
             s.pause()
             _paused.append(s)

@@ -344,6 +344,49 @@ def test_a_thousand_short_lived_children(tmp_path):
     assert len(prof.to_bytes()) < 4 * 2**20
 
 
+FORKS_WITH_A_THREAD = """
+import os, threading, time
+from hotwork import hot_holding, report
+
+def parent_work():
+    end = time.perf_counter() + 0.4
+    while time.perf_counter() < end:
+        pass
+
+# A Python thread runs through the forks, so the fork warns whatever we do
+# and our threads are left running through it, not paused (children.py).
+t = threading.Thread(target=parent_work)
+t.start()
+r, w = os.pipe()
+pids = []
+for _ in range(4):
+    pid = os.fork()
+    if pid == 0:
+        os.write(w, b"%r\\n" % hot_holding(0.15))
+        os._exit(0)
+    pids.append(pid)
+for pid in pids:
+    os.waitpid(pid, 0)
+t.join()
+os.close(w)
+report("measured.json", sum(float(x) for x in os.read(r, 1 << 16).split()))
+"""
+
+
+def test_forks_beside_a_running_thread(tmp_path):
+    """Forked while the program has a thread of its own: the engine's
+    threads run through the forks; each child is profiled, and the parent's
+    sampler goes on sampling its thread."""
+    prof, measured, _ = run(tmp_path, FORKS_WITH_A_THREAD)
+    assert len(kids(prof)) == 4
+    assert_attributed(prof, measured)
+    root = next(p["pid"] for p in prof.processes() if p["root"])
+    rows = [f for f in prof.functions(pid=root) if f.name == "parent_work"]
+    assert rows and rows[0].samples >= 50, rows
+    # It spun 0.4 s of wall time; a sampler that stopped at a fork would lose it.
+    assert rows[0].total_s >= 0.4 * (1 - max(0.1, 3 / math.sqrt(rows[0].samples))), rows
+
+
 def test_forked_child_copy_of_the_profiler_stops_cleanly(tmp_path):
     """A forked child that reaches the parent's Profiler.stop gets an empty
     profile with a note (it used to be an empty MemoryError), and a fork
