@@ -1362,6 +1362,77 @@ static PyObject *native_sigterm_release(PyObject *Py_UNUSED(mod), PyObject *Py_U
     Py_RETURN_NONE;
 }
 
+/* ---- a forked child's start (children.py) --------------------------------
+ * The after-fork hook in a child, in C: it counts the child (a byte appended
+ * to the parent's "started" file) and starts a thread that sleeps defer_ns,
+ * then takes the GIL and calls the start (children._forked_start(main_tid)).
+ * A child that ends sooner touches next to none of the memory it shares
+ * with its parent: each page a child first writes is copied, ~10 µs a page
+ * on these machines, and the Python hook this replaces wrote about 25 of
+ * them (0.26 ms a fork; bench/RESULTS.md). Set by the parent (follow_forks),
+ * copied into every child by the fork itself. */
+static struct {
+    char *started; /* NULL: forks are not followed */
+    uint64_t defer_ns;
+    PyObject *start;
+} forks;
+
+static void *fork_sleeper(void *arg) {
+    struct timespec ts = {(time_t)(forks.defer_ns / 1000000000u), (long)(forks.defer_ns % 1000000000u)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *r = forks.start ? PyObject_CallFunction(forks.start, "l", (long)(intptr_t)arg) : NULL;
+    if (r) Py_DECREF(r);
+    else PyErr_Clear(); /* the start swallows its own errors; nothing may reach the program */
+    PyGILState_Release(g);
+    return NULL;
+}
+
+/* follow_forks(started_path, defer_s, start) or follow_forks(None): what a
+ * forked child's hook does from now on. */
+static PyObject *native_follow_forks(PyObject *Py_UNUSED(mod), PyObject *args) {
+    PyObject *path, *start = Py_None;
+    double defer_s = 0;
+    if (!PyArg_ParseTuple(args, "O|dO", &path, &defer_s, &start)) return NULL;
+    char *copy = NULL;
+    if (path != Py_None) {
+        if (!PyCallable_Check(start)) {
+            PyErr_SetString(PyExc_TypeError, "start must be callable");
+            return NULL;
+        }
+        PyObject *b = PyUnicode_EncodeFSDefault(path);
+        if (!b) return NULL;
+        copy = strdup(PyBytes_AS_STRING(b));
+        Py_DECREF(b);
+        if (!copy) return PyErr_NoMemory();
+    }
+    free(forks.started);
+    forks.started = copy;
+    forks.defer_ns = copy ? (uint64_t)(defer_s * 1e9) : 0;
+    Py_XSETREF(forks.start, copy ? Py_NewRef(start) : NULL);
+    Py_RETURN_NONE;
+}
+
+/* The after_in_child hook (os.register_at_fork). Never raises. */
+static PyObject *native_fork_child(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(arg)) {
+    if (!forks.started) Py_RETURN_NONE;
+    int fd = open(forks.started, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0) Py_RETURN_NONE; /* the parent stopped */
+    if (write(fd, ".", 1) < 0) { /* counted or not, the child goes on */ }
+    close(fd);
+    pthread_t t;
+    pthread_attr_t attr;
+    sigset_t all, old; /* no signal for it: they belong to the program's threads */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    (void)pthread_create(&t, &attr, fork_sleeper, (void *)(intptr_t)syscall(SYS_gettid));
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    Py_RETURN_NONE;
+}
+
 /* For the profiler's own Python threads: neither sampled nor counted in
  * the memory profile. */
 static PyObject *native_ignore_this_thread(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED(arg)) {
@@ -1512,6 +1583,10 @@ static PyMethodDef module_methods[] = {
      "sigterm_wait(timeout_s, bound_s) -> bool: a SIGTERM came (then dies bound_s later at most)"},
     {"sigterm_release", native_sigterm_release, METH_NOARGS,
      "sigterm_release(): the default disposition back; dies of a SIGTERM that came"},
+    {"follow_forks", native_follow_forks, METH_VARARGS,
+     "follow_forks(started_path, defer_s, start) / follow_forks(None): what fork_child does"},
+    {"fork_child", native_fork_child, METH_NOARGS,
+     "fork_child(): the after-fork hook in a child: count it, call start(main_tid) defer_s later"},
     {"thread_names", native_thread_names, METH_NOARGS,
      "thread_names() -> {native tid: name} of threads seen since the last Session started"},
     {NULL, NULL, 0, NULL}};

@@ -13,8 +13,10 @@ How a child gets a profiler of its own:
   works only from site-packages, and on a remote Metaflow worker this
   package travels in the code package.
 Either hook only counts the child (a byte appended to "started") and starts
-a _thread that sleeps DEFER_S (two sample intervals at least), then starts
-the child's profiler and becomes its flusher. A child that ends sooner (a
+a thread that sleeps DEFER_S (two sample intervals at least), then starts
+the child's profiler and becomes its flusher: after a fork, all of it in C
+(_native.fork_child, then _forked_start), since each page a forked child
+first writes is copied. A child that ends sooner (a
 `python -c pass`, a short forked helper) imports nothing of ours and writes
 nothing: the parent counts it (META children.short), its CPU still in the
 timeline's. Grandchildren inherit both hooks. The configuration travels in
@@ -225,6 +227,7 @@ class Children:
         os.environ["PYTHONPATH"] = self._site + (os.pathsep + old if old else "")
         os.environ[ENV] = self._config
         _parent = self
+        _native.follow_forks(os.path.join(self.dir, _STARTED), self._defer_s, _forked_start)
         _install_fork_hooks()
 
     def _restore_env(self) -> None:
@@ -233,6 +236,7 @@ class Children:
         global _parent
         if _parent is self:
             _parent = None
+            _native.follow_forks(None)
         if os.environ.get(ENV) == self._config:
             _setenv(ENV, self._saved.get(ENV))
         parts = os.environ.get("PYTHONPATH", "").split(os.pathsep)
@@ -538,37 +542,35 @@ _parent: Children | None = None  # the running parent tracker in this process
 _child: _Child | None = None      # this process's own child profiler
 _real_exit = os._exit
 _fork_hooks = False
-_start_lock = _thread.allocate_lock()
+_start_lock = (os.getpid(), _thread.allocate_lock())
 
 
-def defer_child() -> None:
-    """On the main thread of a new child (the fork hook; a fresh
-    interpreter's hook does the same itself): count it, and start its
-    profiler defer_s() later on a thread of its own. Never raises."""
+def _lock() -> Any:
+    """This process's start lock. A forked child's copy may be held by a
+    thread that did not come along: a child makes its own at first use."""
+    global _start_lock
+    pid, lock = _start_lock
+    if pid != os.getpid():
+        _start_lock = pid, lock = os.getpid(), _thread.allocate_lock()
+    return lock
+
+
+def _forked_start(main_tid: int) -> None:
+    """The start of a forked child's profiler, on the thread the C fork hook
+    (_native.fork_child) started, defer_s() after the fork: what the hook
+    left undone, so that a child that ended sooner paid nothing for it."""
+    global _child
     try:
-        raw = os.environ.get(ENV)
-        if not raw:
-            return
-        fd = os.open(os.path.join(raw.split(" ", 3)[3], _STARTED), os.O_WRONLY | os.O_APPEND)
-        try:
-            os.write(fd, b".")
-        finally:
-            os.close(fd)
-        main_tid = _thread.get_native_id()
-
-        def later() -> None:
-            time.sleep(defer_s(int(raw.split(" ", 1)[0])))
-            switch = sys.getswitchinterval()
-            sys.setswitchinterval(min(switch, SWITCH_S))
-            run_child(main_tid, switch, sys.getswitchinterval())
-
-        old = _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGTERM})
-        try:
-            _thread.start_new_thread(later, ())
-        finally:
-            _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
+        _paused.clear()  # the parent's, copied
+        c = _child
+        if c is not None and c.pid != os.getpid():
+            c.done = True  # a dead copy: its thread did not come along
+            _child = None
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(switch, SWITCH_S))
     except Exception:
-        pass
+        return
+    run_child(main_tid, switch, sys.getswitchinterval())
 
 
 def run_child(main_tid: int, switch_s: float, low_s: float) -> None:
@@ -591,7 +593,7 @@ def run_child(main_tid: int, switch_s: float, low_s: float) -> None:
 def start_child(main_tid: int) -> _Child | None:
     global _child
     try:
-        with _start_lock:
+        with _lock():
             raw = os.environ.get(ENV)
             if not raw or _child is not None or sys.is_finalizing():
                 return None
@@ -605,6 +607,8 @@ def start_child(main_tid: int) -> _Child | None:
                 return None  # the program profiles itself (step_aside)
             atexit.register(_at_exit)
             _child = _Child(config, main_tid)
+            _native.follow_forks(os.path.join(dir_, _STARTED), defer_s(config["interval_ns"]),
+                                 _forked_start)
             _install_fork_hooks()
             os._exit = _exit_wrapper
             # Last: the parent (and a test) take it to mean "profiled, and its
@@ -622,7 +626,7 @@ def start_child(main_tid: int) -> _Child | None:
 def step_aside() -> None:
     """A Profiler is starting in this process: the child profiler writes what it
     has and stops, so the engine (one heap tracker a process) is the user's."""
-    with _start_lock:
+    with _lock():
         c = _child
     if c is not None and c.pid == os.getpid() and not c.done:
         c.finish()
@@ -649,7 +653,7 @@ def _install_fork_hooks() -> None:
     global _fork_hooks
     if not _fork_hooks:
         os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent,
-                            after_in_child=_after_fork_child)
+                            after_in_child=_native.fork_child)
         _fork_hooks = True
 
 
@@ -712,19 +716,3 @@ def _after_fork_parent() -> None:
             _paused.pop().resume()
         except Exception:
             pass
-
-
-def _after_fork_child() -> None:
-    global _child, _start_lock
-    _paused.clear()
-    try:
-        profiler = _profiler()
-        if profiler is not None:
-            profiler.forget_running()
-        if _child is not None:
-            _child.done = True  # a dead copy: its thread and lock did not come along
-            _child = None
-        _start_lock = _thread.allocate_lock()  # a copy, maybe held by a thread that did not come along
-    except Exception:
-        _child = None
-    defer_child()

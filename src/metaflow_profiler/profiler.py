@@ -36,17 +36,16 @@ class ProfilerError(RuntimeError):
     """The profiler could not do its job (the profiled code is not affected)."""
 
 
-# Profilers running in this process: the fork hooks (children.py) keep their
-# threads out of a fork, and a forked child forgets them.
+# Profilers started, for the fork hooks (children.py): they pause their
+# threads around a fork; running() leaves out a forked child's copies.
 _running: weakref.WeakSet[Profiler] = weakref.WeakSet()
 
 
 def running() -> list[Profiler]:
-    return list(_running)
-
-
-def forget_running() -> None:
-    _running.clear()
+    """The Profilers running in this process (a forked child's copies of
+    its parent's are not)."""
+    pid = os.getpid()
+    return [p for p in _running if p._pid == pid]
 
 
 class Profiler:
