@@ -16,6 +16,10 @@
  * bounded number of syscalls (bench/bench_threads.py).
  * Everything read is validated and a failure drops the sample, never the
  * process.
+ * A fork never lands inside a pass (pass_lock, taken by a pthread_atfork
+ * handler): the thread may run through a fork (children.py), and what it
+ * may hold mid-pass (the allocator's locks: ASan's are not fork-safe) must
+ * not be left taken in the child.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -818,6 +822,15 @@ static void sample_all_gil(mfp_sampler *s, uint64_t t, uint64_t dt) {
     }
 }
 
+static pthread_mutex_t pass_lock = PTHREAD_MUTEX_INITIALIZER; /* every sampler's */
+static void pass_fork_prepare(void) { pthread_mutex_lock(&pass_lock); }
+static void pass_fork_parent(void) { pthread_mutex_unlock(&pass_lock); }
+static void pass_fork_child(void) { pthread_mutex_init(&pass_lock, NULL); }
+static pthread_once_t pass_fork_once = PTHREAD_ONCE_INIT;
+static void pass_fork_register(void) {
+    pthread_atfork(pass_fork_prepare, pass_fork_parent, pass_fork_child);
+}
+
 /* One sampler pass over every thread: the weights, then the reader. */
 static void sample_all(mfp_sampler *s) {
     uint64_t woke = now_ns();
@@ -832,6 +845,7 @@ static void sample_all(mfp_sampler *s) {
             return;
         }
     }
+    pthread_mutex_lock(&pass_lock);
     pthread_mutex_lock(&s->store_lock);
     uint64_t t = now_ns();
     uint64_t gap = t - s->last_ns;
@@ -853,11 +867,13 @@ static void sample_all(mfp_sampler *s) {
         sample_all_direct(s, t - s->t0_ns, dt);
         s->stats.busy_ns += now_ns() - woke;
         pthread_mutex_unlock(&s->store_lock);
+        pthread_mutex_unlock(&pass_lock);
         return;
     }
     sample_all_gil(s, t - s->t0_ns, dt);
     s->stats.busy_ns += now_ns() - woke;
     pthread_mutex_unlock(&s->store_lock);
+    pthread_mutex_unlock(&pass_lock);
     PyGILState_Release(g);
 }
 
@@ -996,6 +1012,7 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     } else {
         snprintf(s->mode, sizeof s->mode, "without the GIL, through %s", mfp_mem_mechanism());
     }
+    pthread_once(&pass_fork_once, pass_fork_register);
     s->profile = p;
     s->interp = PyInterpreterState_Get();
     s->gil = mfp_python_gil(s->interp);

@@ -18,7 +18,7 @@
  * is never under way at a fork (poll_lock, taken by a pthread_atfork
  * handler): the poller may be left running through a fork (children.py),
  * and a child that starts a timeline of its own must not find NVML's
- * locks, or a file of ours, taken halfway.
+ * locks, the allocator's, or a file of ours, taken halfway.
  */
 #include <math.h>
 #include <pthread.h>
@@ -312,12 +312,12 @@ static void poll_once(mfp_timeline *t, int final) {
     mfp_timeline_procfs_read(&t->pf, &snap, &t->notes);
     mfp_timeline_cgroup_read(&t->cg, &snap, &t->notes);
     mfp_timeline_gpu_read(&t->gpu, &snap, &t->notes);
-    pthread_mutex_unlock(&poll_lock);
     int merge = final && t->have_prev && snap.t_ns - t->prev.t_ns < t->interval_ns / 2;
     /* notes.mu is set once the mutex exists (after the baseline poll) */
     if (t->notes.mu) pthread_mutex_lock(&t->mu);
-    record(t, &snap, merge);
+    record(t, &snap, merge); /* it may allocate: also under poll_lock */
     if (t->notes.mu) pthread_mutex_unlock(&t->mu);
+    pthread_mutex_unlock(&poll_lock);
 }
 
 /* ---- the thread ------------------------------------------------------- */

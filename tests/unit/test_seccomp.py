@@ -101,6 +101,10 @@ FORKED = textwrap.dedent("""
         spin(0.3)
 
     with Profiler(interval=0.001, timeline_interval=0, memory=False, subprocesses=False):
+        # Not while the profiler's threads are being born: under ASan a fork
+        # then may copy its allocator's lock taken (glibc's malloc is
+        # fork-safe; ASan's thread start is not).
+        spin(0.05)
         pid = os.fork()  # after the parent opened /proc/self/mem
         if pid == 0:
             with Profiler(interval=0.001, timeline_interval=0, memory=False,
