@@ -696,8 +696,8 @@ def _warns_anyway() -> bool:
 def _before_fork() -> None:
     """Join our native threads so the fork sees only the program's (3.12+
     warns about forking a multi-threaded process), where that avoids the
-    warning: the pause costs each fork ~0.1-0.3 ms (bench/RESULTS.md), and
-    our threads hold nothing a child needs (docs/ARCHITECTURE.md)."""
+    warning: the pause costs each fork ~0.2 ms (bench/RESULTS.md), and our
+    threads hold nothing a child needs (docs/ARCHITECTURE.md)."""
     if not _PAUSE_CAN_AVOID_WARNING:
         return
     try:
