@@ -1380,6 +1380,9 @@ static struct {
 static void *fork_sleeper(void *arg) {
     struct timespec ts = {(time_t)(forks.defer_ns / 1000000000u), (long)(forks.defer_ns % 1000000000u)};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+    /* A child that is exiting: past finalization PyGILState_Ensure would
+     * touch what is freed (during it, CPython ends this thread itself). */
+    if (!Py_IsInitialized()) return NULL;
     PyGILState_STATE g = PyGILState_Ensure();
     PyObject *r = forks.start ? PyObject_CallFunction(forks.start, "l", (long)(intptr_t)arg) : NULL;
     if (r) Py_DECREF(r);
