@@ -1302,6 +1302,22 @@ static PyObject *native_sigterm_catch(PyObject *Py_UNUSED(mod), PyObject *Py_UNU
     Py_RETURN_TRUE;
 }
 
+/* A detached thread that takes no signal (they belong to the program's
+ * threads). 0 or an errno. */
+static int start_detached(void *(*fn)(void *), void *arg) {
+    pthread_t t;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    int rc = pthread_create(&t, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
+
 static void *sigterm_watchdog(void *arg) {
     (void)arg;
     struct timespec ts = {(time_t)sigterm_bound_s,
@@ -1328,17 +1344,8 @@ static PyObject *native_sigterm_wait(PyObject *Py_UNUSED(mod), PyObject *args) {
     if (seen) {
         static int watching;
         if (!watching) {
-            pthread_t t;
-            pthread_attr_t attr;
-            sigset_t all, old;
             sigterm_bound_s = bound_s;
-            sigfillset(&all);
-            pthread_sigmask(SIG_BLOCK, &all, &old);
-            pthread_attr_init(&attr);
-            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-            watching = pthread_create(&t, &attr, sigterm_watchdog, NULL) == 0;
-            pthread_attr_destroy(&attr);
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
+            watching = start_detached(sigterm_watchdog, NULL) == 0;
         }
     }
     Py_END_ALLOW_THREADS
@@ -1423,16 +1430,7 @@ static PyObject *native_fork_child(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED
     if (fd < 0) Py_RETURN_NONE; /* the parent stopped */
     if (write(fd, ".", 1) < 0) { /* counted or not, the child goes on */ }
     close(fd);
-    pthread_t t;
-    pthread_attr_t attr;
-    sigset_t all, old; /* no signal for it: they belong to the program's threads */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    (void)pthread_create(&t, &attr, fork_sleeper, (void *)(intptr_t)syscall(SYS_gettid));
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    (void)start_detached(fork_sleeper, (void *)(intptr_t)syscall(SYS_gettid));
     Py_RETURN_NONE;
 }
 

@@ -294,7 +294,6 @@ static uint64_t reaped_maxrss(const mfp_timeline *t) {
     return (uint64_t)ru.ru_maxrss * 1024u;
 }
 
-/* Reads every source without the lock, then records under it. */
 static pthread_mutex_t poll_lock = PTHREAD_MUTEX_INITIALIZER; /* every timeline's: polls are short */
 static void poll_fork_prepare(void) { pthread_mutex_lock(&poll_lock); }
 static void poll_fork_parent(void) { pthread_mutex_unlock(&poll_lock); }
@@ -304,6 +303,8 @@ static void poll_fork_register(void) {
     pthread_atfork(poll_fork_prepare, poll_fork_parent, poll_fork_child);
 }
 
+/* Reads every source without the series lock, then records under it; all
+ * of it under poll_lock. */
 static void poll_once(mfp_timeline *t, int final) {
     mfp_timeline_snap snap;
     memset(&snap, 0, sizeof snap);
@@ -315,7 +316,7 @@ static void poll_once(mfp_timeline *t, int final) {
     int merge = final && t->have_prev && snap.t_ns - t->prev.t_ns < t->interval_ns / 2;
     /* notes.mu is set once the mutex exists (after the baseline poll) */
     if (t->notes.mu) pthread_mutex_lock(&t->mu);
-    record(t, &snap, merge); /* it may allocate: also under poll_lock */
+    record(t, &snap, merge);
     if (t->notes.mu) pthread_mutex_unlock(&t->mu);
     pthread_mutex_unlock(&poll_lock);
 }

@@ -623,12 +623,18 @@ def start_child(main_tid: int) -> _Child | None:
         return None
 
 
+def _running_child() -> _Child | None:
+    """This process's own child profiler while it runs (not a fork's copy)."""
+    c = _child
+    return c if c is not None and c.pid == os.getpid() and not c.done else None
+
+
 def step_aside() -> None:
     """A Profiler is starting in this process: the child profiler writes what it
     has and stops, so the engine (one heap tracker a process) is the user's."""
     with _lock():
-        c = _child
-    if c is not None and c.pid == os.getpid() and not c.done:
+        c = _running_child()
+    if c is not None:
         c.finish()
 
 
@@ -670,8 +676,9 @@ def _sessions() -> list[Any]:
     profiler = _profiler()
     out = [] if profiler is None else [
         p._runner.session for p in profiler.running() if hasattr(p._runner, "session")]
-    if _child is not None and _child.pid == os.getpid() and not _child.done:
-        out.append(_child.session)
+    c = _running_child()
+    if c is not None:
+        out.append(c.session)
     return out
 
 
@@ -690,7 +697,7 @@ def _warns_anyway() -> bool:
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() > 1:
         return True
-    return _child is not None and _child.pid == os.getpid() and not _child.done
+    return _running_child() is not None
 
 
 def _before_fork() -> None:
