@@ -18,9 +18,12 @@ Workloads, each run in a fresh interpreter per measurement:
   forkt     the same while a Python thread of the program's waits (a
             Metaflow step's live card is one): the fork warns anyway, and
             our threads are not paused around it
+  mpfork    100 sequential multiprocessing Process ("fork") children,
+            each 2 ms of CPU: the fork is multiprocessing's, whose warning
+            the default filters ignore, so our threads are not paused
   python    30 sequential subprocess.run([sys.executable, "-c", "pass"]):
             wall time per child (interpreter start-up included)
-  fork0, forkt0, python0   the same with no child: the fixed costs, for the
+  fork0, forkt0, mpfork0, python0   the same with no child: the fixed costs, for the
             CPU column
 Profilers: none; ours, subprocesses=False (the parent's own profiler
 only: what following the children adds is the difference to "ours"); ours
@@ -97,6 +100,22 @@ def forkt0() -> int:
     return 1
 
 
+def mpfork(n: int = 100) -> int:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    for _ in range(n):
+        p = ctx.Process(target=hot, args=(0.002,))
+        p.start()
+        p.join()
+    return n
+
+
+def mpfork0() -> int:
+    mpfork(0)
+    return 1
+
+
 def python(n: int = 30) -> int:
     for _ in range(n):
         subprocess.run([sys.executable, "-c", "pass"], check=True)
@@ -113,10 +132,11 @@ def fork0() -> int:
     return 1
 
 
-WORKLOADS = {"pool": pool, "fork": fork, "forkt": fork_beside_a_thread, "python": python,
-             "python0": python0, "fork0": fork0, "forkt0": forkt0}
+WORKLOADS = {"pool": pool, "fork": fork, "forkt": fork_beside_a_thread, "mpfork": mpfork,
+             "python": python, "python0": python0, "fork0": fork0, "forkt0": forkt0,
+             "mpfork0": mpfork0}
 # the same run without children
-BASELINES = {"python": "python0", "fork": "fork0", "forkt": "forkt0"}
+BASELINES = {"python": "python0", "fork": "fork0", "forkt": "forkt0", "mpfork": "mpfork0"}
 
 
 def child(workload: str, profiler: str) -> None:

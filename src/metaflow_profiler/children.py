@@ -684,8 +684,11 @@ def _sessions() -> list[Any]:
 
 # 3.12, 3.14 and 3.15 count the process's threads for their multi-threaded
 # fork warning before the after-fork hooks run in the parent; 3.13 after,
-# when ours are back. 3.11 does not warn.
+# when ours are back (and from a pending call run past the count, too: the
+# first eval-breaker check comes inside the after-fork hooks, tried). 3.11
+# does not warn.
 _PAUSE_CAN_AVOID_WARNING = sys.version_info >= (3, 12) and sys.version_info[:2] != (3, 13)
+_FORK_WARNING = "This process (pid={}) is multi-threaded, use of fork() may lead to deadlocks in the child."
 
 
 def _warns_anyway() -> bool:
@@ -700,15 +703,43 @@ def _warns_anyway() -> bool:
     return _running_child() is not None
 
 
+def _warning_ignored(frame: Any) -> bool:
+    """Whether the warning, raised by os.fork() called from frame, would be
+    ignored by the warnings filters, so that nobody sees it (not shown,
+    raised nor recorded): the filter found as CPython's _warnings.c finds
+    it. The default filters ignore a DeprecationWarning but in __main__, so
+    a fork made by multiprocessing or concurrent.futures needs no pause.
+    Where unsure: not ignored."""
+    if getattr(sys.flags, "context_aware_warnings", False):
+        return False  # 3.14+: the filters may be a context's own
+    import _warnings
+
+    w = sys.modules.get("warnings")
+    filters = w.filters if w is not None else _warnings.filters
+    module = frame.f_globals.get("__name__")
+    if not isinstance(module, str):
+        return False
+    text = _FORK_WARNING.format(os.getpid())
+    for action, msg, cat, mod, ln in filters:
+        # A plain string matches exactly (the built-in filters), else a regex.
+        if ((msg is None or (msg == text if type(msg) is str else msg.match(text)))
+                and issubclass(DeprecationWarning, cat)
+                and (mod is None or (mod == module if type(mod) is str else mod.match(module)))
+                and (ln == 0 or ln == frame.f_lineno)):
+            return action == "ignore"
+    return (w.defaultaction if w is not None else _warnings._defaultaction) == "ignore"
+
+
 def _before_fork() -> None:
     """Join our native threads so the fork sees only the program's (3.12+
-    warns about forking a multi-threaded process), where that avoids the
-    warning: the pause costs each fork ~0.2 ms (bench/RESULTS.md), and our
-    threads hold nothing a child needs (docs/ARCHITECTURE.md)."""
+    warns about forking a multi-threaded process), where that avoids a
+    warning somebody would see: the pause costs each fork ~0.2 ms
+    (bench/RESULTS.md), and our threads hold nothing a child needs
+    (docs/ARCHITECTURE.md)."""
     if not _PAUSE_CAN_AVOID_WARNING:
         return
     try:
-        if _warns_anyway():
+        if _warns_anyway() or _warning_ignored(sys._getframe(1)):
             return
         for s in _sessions():
             s.pause()

@@ -419,6 +419,92 @@ def test_forked_child_copy_of_the_profiler_stops_cleanly(tmp_path):
     assert r.stdout.strip() == "1"  # its forked child, profiled or (ended at once) counted
 
 
+PAUSES = """
+    import multiprocessing as mp, os, sys, warnings
+    if sys.argv[1] == "always":
+        warnings.simplefilter("always")
+    from metaflow_profiler import Profiler, children
+    pauses = []
+    sessions = children._sessions  # what _before_fork asks for only to pause them
+    children._sessions = lambda: pauses.append(1) or sessions()
+
+    def work():
+        pass
+
+    if __name__ == "__main__":
+        p = Profiler()
+        p.start()
+        for _ in range(3):  # multiprocessing's own os.fork()
+            w = mp.get_context("fork").Process(target=work)
+            w.start()
+            w.join()
+            assert w.exitcode == 0
+        pid = os.fork()  # __main__'s
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        prof = p.stop()
+        print(len(pauses), prof.meta["children"]["processes"] + prof.meta["children"]["short"])
+"""
+
+
+@pytest.mark.parametrize("filters", ["default", "always"])
+def test_the_pause_is_made_only_where_the_warning_would_be_seen(tmp_path, filters):
+    """Python's default filters ignore the multi-threaded fork warning but
+    for a fork from __main__: multiprocessing's forks need no pause (~0.2
+    ms each), __main__'s does; with every warning shown, all do. Either
+    way nobody sees the warning (but on 3.13, which is never paused)."""
+    (tmp_path / "job.py").write_text(textwrap.dedent(PAUSES))
+    r = subprocess.run([sys.executable, "job.py", filters], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    pauses, kids_ = map(int, r.stdout.split())
+    assert kids_ == 4
+    if sys.version_info < (3, 12) or sys.version_info[:2] == (3, 13):
+        assert pauses == 0
+    else:
+        assert pauses == (1 if filters == "default" else 4)
+        assert "multi-threaded" not in r.stderr, r.stderr
+
+
+class _Frame:
+    def __init__(self, module, lineno=10):
+        self.f_globals = {"__name__": module}
+        self.f_lineno = lineno
+
+
+def test_the_fork_warning_filters_are_read_as_cpython_reads_them():
+    import warnings
+
+    from metaflow_profiler import children
+
+    ignored = children._warning_ignored
+    main, lib = _Frame("__main__"), _Frame("multiprocessing.popen_fork")
+    with warnings.catch_warnings():
+        # The interpreter's built-in defaults: the module a plain string, matched exactly.
+        warnings.filters[:] = [("default", None, DeprecationWarning, "__main__", 0),
+                               ("ignore", None, DeprecationWarning, None, 0)]
+        assert not ignored(main) and ignored(lib) and ignored(_Frame("__main__x"))
+        warnings.filterwarnings("ignore", message="This process", category=DeprecationWarning)
+        assert ignored(main)
+        warnings.simplefilter("always")
+        assert not ignored(main) and not ignored(lib)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="mypkg", lineno=7)
+        assert ignored(_Frame("mypkg.sub", 7)) and not ignored(_Frame("mypkg.sub", 8))
+        warnings.filterwarnings("error", module="mypkg")  # raised in the parent: not ignored
+        assert not ignored(_Frame("mypkg.sub", 7))
+        warnings.resetwarnings()
+        warnings.filterwarnings("ignore", category=UserWarning)  # not a match
+        assert not ignored(main)
+        saved = warnings.defaultaction
+        try:
+            warnings.defaultaction = "ignore"
+            assert ignored(main)
+        finally:
+            warnings.defaultaction = saved
+        assert not ignored(_Frame(None))  # not a module name: unsure
+
+
 def test_subprocesses_false(tmp_path):
     (tmp_path / "job.py").write_text(textwrap.dedent("""
         import os, subprocess, sys
