@@ -1625,6 +1625,7 @@ static struct PyModuleDef moduledef = {PyModuleDef_HEAD_INIT, "_native",
                                        NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__native(void) {
+    mfp_heap_fork_register(); /* before any engine thread's (heap.h) */
     if (PyType_Ready(&SessionType) < 0 || PyType_Ready(&BuilderType) < 0) return NULL;
     if (PyType_Ready(&TracerType) < 0) return NULL;
     if (!thread_names && !(thread_names = PyDict_New())) return NULL;

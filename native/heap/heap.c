@@ -949,6 +949,10 @@ static void atfork_child(void) {
     atomic_store(&G.active, 0); /* nobody exports here: pass through */
 }
 
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static void atfork_register(void) { pthread_atfork(atfork_prepare, atfork_parent, atfork_child); }
+void mfp_heap_fork_register(void) { pthread_once(&atfork_once, atfork_register); }
+
 /* ---- lifetime (controlling thread, GIL held) ------------------------------ */
 
 static int resolve_real(void) {
@@ -1010,7 +1014,6 @@ static int make_elided(void) {
 }
 
 mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
-    static int atfork_done;
     char why[200];
     if (!mfp_python_layout_known()) {
         const char *v = Py_GetVersion();
@@ -1099,10 +1102,7 @@ mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
     atomic_fetch_add(&G.gen, 1);
     atomic_store(&G.active, 1);
     pthread_mutex_unlock(&G.lock);
-    if (!atfork_done) {
-        pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-        atfork_done = 1;
-    }
+    mfp_heap_fork_register();
     h->patched = patch_loaded(0);
     py_install();
     mfp_got_patched_slots(&h->patched_objects);

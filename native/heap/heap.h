@@ -95,6 +95,15 @@ size_t mfp_heap_info_json(const mfp_heap *h, char *buf, size_t cap);
  * whose memory is not the step's. Any thread, any time; for good. */
 void mfp_heap_ignore_this_thread(void);
 
+/* The fork handlers (the hooks' locks taken around a fork), once per
+ * process; mfp_heap_start registers them too. Call it before any other
+ * engine thread starts: glibc runs the prepare handlers in reverse order,
+ * so the heap's locks are then taken last at a fork. The sampler's and the
+ * timeline's threads free memory (through these hooks, which may take the
+ * heap's lock) while they hold the lock their own handler takes: taken
+ * first, the heap's lock waited on a timeline poll that waited on it. */
+void mfp_heap_fork_register(void);
+
 /* Stop if running, then free. NULL is ignored. */
 void mfp_heap_free(mfp_heap *h);
 

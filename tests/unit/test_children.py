@@ -387,6 +387,31 @@ def test_forks_beside_a_running_thread(tmp_path):
     assert rows[0].total_s >= 0.4 * (1 - max(0.1, 3 / math.sqrt(rows[0].samples))), rows
 
 
+def test_forks_while_the_timeline_polls(tmp_path):
+    """At a fork the engine's fork handlers take their locks in one order:
+    the timeline's poll lock and the sampler's pass lock before the memory
+    profiler's, since a poll frees memory (through the heap's hooks, which
+    may take that lock) while it holds its own. The other way round, these
+    300 forks beside a thread (our threads left running, as in a Metaflow
+    step) hung every time on 3.15."""
+    (tmp_path / "job.py").write_text(textwrap.dedent("""
+        import os, threading
+        from metaflow_profiler import Profiler
+        threading.Thread(target=threading.Event().wait, daemon=True).start()
+        with Profiler(timeline_interval=0.001, subprocesses=False) as p:
+            for _ in range(300):
+                pid = os.fork()
+                if pid == 0:
+                    os._exit(0)
+                os.waitpid(pid, 0)
+        print(p.profile.meta.get("error"))
+    """))
+    r = subprocess.run([sys.executable, "job.py"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "None"
+
+
 def test_forked_child_copy_of_the_profiler_stops_cleanly(tmp_path):
     """A forked child that reaches the parent's Profiler.stop gets an empty
     profile with a note (it used to be an empty MemoryError), and a fork
