@@ -684,9 +684,9 @@ def _sessions() -> list[Any]:
 
 # 3.12, 3.14 and 3.15 count the process's threads for their multi-threaded
 # fork warning before the after-fork hooks run in the parent; 3.13 after,
-# when ours are back (and from a pending call run past the count, too: the
-# first eval-breaker check comes inside the after-fork hooks, tried). 3.11
-# does not warn.
+# when ours are back (a restart put off to a pending call is no later:
+# CPython runs it at the first eval-breaker check, inside the after-fork
+# hooks; tried). 3.11 does not warn.
 _PAUSE_CAN_AVOID_WARNING = sys.version_info >= (3, 12) and sys.version_info[:2] != (3, 13)
 _FORK_WARNING = "This process (pid={}) is multi-threaded, use of fork() may lead to deadlocks in the child."
 
