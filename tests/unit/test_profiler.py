@@ -111,17 +111,20 @@ def compute(spent):
 
 def compute_then_sleep(stop, go, sleep_s, spent, out):
     """compute(); time.sleep(sleep_s) until stop; spent[0] counts the CPU
-    seconds in compute, out gets (those, CPU seconds in all). The CPU around
-    compute is not the CPU of a sleep measured alone: with eight threads
-    each woken thread waits for the GIL, which costs CPU too (a truth that
-    took compute's as all but that of lone sleeps was 0.7-1.5 points too
-    high)."""
+    seconds in compute, out gets (those, CPU seconds in the sleep calls, CPU
+    seconds in all). The CPU around compute is not the CPU of a sleep
+    measured alone: with eight threads each woken thread waits for the GIL,
+    which costs CPU too (a truth that took compute's as all but that of lone
+    sleeps was 0.7-1.5 points too high)."""
     go.wait()
     t0 = time.thread_time()
+    in_sleep = 0.0
     while not stop.is_set():
         compute(spent)
+        s0 = time.thread_time()
         time.sleep(sleep_s)
-    out.append((spent[0], time.thread_time() - t0))
+        in_sleep += time.thread_time() - s0
+    out.append((spent[0], in_sleep, time.thread_time() - t0))
 
 
 @pytest.mark.parametrize("threads, sleep_s, saturate", [
@@ -164,7 +167,14 @@ def test_on_cpu_time_of_compute_and_sleep_is_the_threads_cpu_time(threads, sleep
         for h in hogs:
             h.kill()
             h.wait()
-    truth = sum(c for c, _ in out) / sum(t for _, t in out)
+    total = sum(t for _, _, t in out)
+    truth = sum(c for c, _, _ in out) / total
+    # The CPU of the sleep call itself (its system call, waking, taking the
+    # GIL back) is spent where the sampler sees the thread asleep or does not
+    # run (on its own core): it lands in compute, the one error issue 13 left
+    # (bench/RESULTS.md), 1-5 % of this loop's CPU on the earlier machines and
+    # up to ~6 % on a slower VM under ASan. Measured, it widens the upper side.
+    unseen = sum(s for _, s, _ in out) / total
     cpu = {r.name: r for r in p.profile.functions(on_cpu=True)}
     loop = cpu["compute_then_sleep"]
     got = cpu["compute"].total_s / loop.total_s
@@ -185,14 +195,14 @@ def test_on_cpu_time_of_compute_and_sleep_is_the_threads_cpu_time(threads, sleep
     m = 0.02 + margin(truth, n_eff)
     where = [(r.line, round(r.self_s, 4), r.samples)
              for r in p.profile.lines(loop, on_cpu=True) if r.self_s]  # the loop's own lines
-    assert abs(got - truth) <= m, (got, truth, loop.samples, round(n_eff), where)
+    assert -m <= got - truth <= m + unseen, (got, truth, unseen, loop.samples, round(n_eff), where)
     # never more on CPU than the CPU used, but for two marks a thread: its
     # last, which pays a whole sample's weight, and its first, which may pay
     # for CPU it used before the truth's clock started (its wait for `go`);
     # a sample's weight is large when the sampler was starved itself (0.071 s
     # over with 8 threads at load 14), and a starved sampler may see less
     heaviest = max(w for w, f in zip(tab["weight_ns"], tab["flags"]) if f & 1) / 1e9
-    assert loop.total_s <= 1.1 * sum(t for _, t in out) + 2 * threads * heaviest, (loop, heaviest)
+    assert loop.total_s <= 1.1 * total + 2 * threads * heaviest, (loop, heaviest)
 
 
 def test_threads_named_and_idle_time_is_not_on_cpu():
