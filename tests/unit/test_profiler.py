@@ -273,7 +273,7 @@ def test_on_cpu_time_of_a_part_time_thread_is_its_cpu_time():
     # ASan at load 8 on 3.14: a quarter of it; "none" is what this guards).
     assert cpu >= (0.1 if overloaded() else 0.3) * used[0], (cpu, used[0], wall)
     # The same where passes are slow against the burst: on a slower VM, its
-    # passes 54-66 us (a tenth of that elsewhere), 0.75-0.89 of the CPU
+    # passes 54-66 us (7-14 us on the earlier machine), 0.75-0.89 of the CPU
     # showed (bench/RESULTS.md, ninth session). Within 15 % where a pass
     # takes at most a tenth of a burst.
     meta = p.profile.meta
