@@ -57,6 +57,23 @@ static PyThreadState ts;
 static _PyCFrame cframe;
 #endif
 static mfp_py_frame *frames; /* inside chunk, frames[0] the root */
+/* Where C code entered the stack (layout.h, MFP_FRAME_ENDS_STACK): on
+ * 3.12+ a frame of its own under the root, on 3.11 the root marked. */
+#if PY_VERSION_HEX >= 0x030C0000
+static mfp_py_frame entry;
+
+static void enter_at(mfp_py_frame *f) {
+    memset(&entry, 0, sizeof entry);
+#if PY_VERSION_HEX >= 0x030E0000
+    entry.owner = FRAME_OWNED_BY_INTERPRETER;
+#else
+    entry.owner = FRAME_OWNED_BY_CSTACK;
+#endif
+    f->previous = &entry;
+}
+#else
+static void enter_at(mfp_py_frame *f) { f->is_entry = 1; }
+#endif
 
 static void build(PyObject *const *codes, int n) {
     memset(&chunk, 0, sizeof chunk);
@@ -69,6 +86,7 @@ static void build(PyObject *const *codes, int n) {
         frames[i].previous = i ? &frames[i - 1] : NULL;
         frames[i].owner = FRAME_OWNED_BY_THREAD;
     }
+    enter_at(&frames[0]);
     ts.interp = PyInterpreterState_Get();
     ts.native_thread_id = 4242;
     ts.datastack_chunk = &chunk.c;
@@ -261,11 +279,22 @@ int main(void) {
     d = walk(&checked, out, 16, &elided, &err);
     CHECK(MFP_POP_CLEARS_CODE ? d == 2 && out[0].code == meth : d == -1 && err == MFP_PYTHON_INVALID);
 
-    /* A chain that ends at a generator's frame was copied across a yield:
-     * torn for a checked copy; whole for the thread reading its own stack.
-     * A generator frame with a caller is just a frame. */
+    /* A chain that ends where no stack can end was read torn: at a frame
+     * being pushed, not yet linked to its caller; at a generator's frame
+     * copied across a yield. Torn for a checked copy; whole for the thread
+     * reading its own stack. A generator frame with a caller is just a
+     * frame. */
+    build(codes, 3);
+    frames[1].previous = NULL;
+    err = -1;
+    CHECK(walk(&checked, out, 16, &elided, &err) == -1 && err == MFP_PYTHON_INVALID);
+    CHECK(walk(&mfp_python_direct, out, 16, &elided, &err) == 2);
     build(codes, 3);
     frames[0].owner = FRAME_OWNED_BY_GENERATOR;
+    frames[0].previous = NULL;
+#if PY_VERSION_HEX < 0x030C0000
+    frames[0].is_entry = 1; /* 3.11 marks it at every resume */
+#endif
     err = -1;
     CHECK(walk(&checked, out, 16, &elided, &err) == -1 && err == MFP_PYTHON_INVALID);
     CHECK(walk(&mfp_python_direct, out, 16, &elided, &err) == 3);
