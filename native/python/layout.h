@@ -56,7 +56,6 @@ typedef _PyInterpreterFrame mfp_py_frame;
 #define MFP_FRAME_CODE(f) ((const void *)((f)->f_executable.bits & ~(uintptr_t)Py_TAG_BITS))
 #define MFP_FRAME_INSTR(f) ((const void *)(f)->instr_ptr)
 #define MFP_FRAME_IS_SHIM(f) ((f)->owner >= FRAME_OWNED_BY_INTERPRETER)
-#define MFP_FRAME_ENDS_STACK(f) MFP_FRAME_IS_SHIM(f)
 /* A returning frame's code reference is cleared (PyStackRef_CLEAR) right
  * after tstate->current_frame moves to its caller and before the frame is
  * popped: a state copied just before that move names a frame without code
@@ -70,7 +69,6 @@ typedef _PyInterpreterFrame mfp_py_frame;
 #define MFP_FRAME_CODE(f) ((const void *)(f)->f_executable)
 #define MFP_FRAME_INSTR(f) ((const void *)(f)->instr_ptr)
 #define MFP_FRAME_IS_SHIM(f) ((f)->owner == FRAME_OWNED_BY_CSTACK)
-#define MFP_FRAME_ENDS_STACK(f) MFP_FRAME_IS_SHIM(f)
 #define MFP_POP_CLEARS_CODE 0 /* the pointer stays (no leaf without code in the same runs) */
 #elif PY_VERSION_HEX >= 0x030C0000 /* 3.12 */
 /* Reached through tstate->cframe; prev_instr is the code unit before the
@@ -79,7 +77,6 @@ typedef _PyInterpreterFrame mfp_py_frame;
 #define MFP_FRAME_CODE(f) ((const void *)(f)->f_code)
 #define MFP_FRAME_INSTR(f) ((const void *)(f)->prev_instr)
 #define MFP_FRAME_IS_SHIM(f) ((f)->owner == FRAME_OWNED_BY_CSTACK)
-#define MFP_FRAME_ENDS_STACK(f) MFP_FRAME_IS_SHIM(f)
 #define MFP_POP_CLEARS_CODE 0
 #else /* 3.11: like 3.12 but no shim frames: a frame C code ran is marked. */
 #define MFP_TSTATE_HAS_CFRAME 1
@@ -92,6 +89,9 @@ typedef _PyInterpreterFrame mfp_py_frame;
 #define MFP_POP_CLEARS_CODE 0
 #endif
 
+#ifndef MFP_FRAME_ENDS_STACK /* 3.12+ */
+#define MFP_FRAME_ENDS_STACK(f) MFP_FRAME_IS_SHIM(f)
+#endif
 /* MFP_FRAME_ENDS_STACK: whether a frame can be a thread's root-most. Every
  * stack is entered from C, which on 3.12+ pushes an entry frame of its own
  * under the first Python frame and on 3.11 marks that frame. A frame being
