@@ -9,7 +9,12 @@
  * kernel copies one right after the other, so the current frame it names
  * is rarely one the thread has returned from and overwritten since, as
  * it often is for a state copied at the start of a pass (tens of µs
- * before, with other threads read in between).
+ * before, with other threads read in between). What a walk had to read
+ * outside the chunks (3.11/3.12's C frame record, the entry frames C code
+ * keeps on its own stack, generator frames) is copied in that same read
+ * the next time, at the addresses the thread's last walk found, which
+ * hold as long as it stays inside the same outer calls: a wrong guess
+ * costs bytes, a right one a system call (two a pass on 3.12).
  */
 #include "python.h"
 
@@ -23,6 +28,8 @@
 #define MAX_CHUNKS 1024
 #define CHUNK_GUESS (16u << 10) /* CPython's DATA_STACK_CHUNK_SIZE */
 #define CHUNK_SLACK 2048        /* frames pushed since the thread state was last copied */
+#define GUESS_THREADS 64        /* threads whose reads outside the chunks are remembered */
+#define GUESSES 6               /* reads remembered a thread, the root-most left out */
 
 static int direct_read(void *dst, const void *src, size_t n) {
     memcpy(dst, src, n);
@@ -164,12 +171,27 @@ typedef struct {
     const char *local;  /* where its copy is in w->chunk */
 } copied_region;
 
+/* A thread's reads outside its chunks in its last walk, in walk order. */
+typedef struct {
+    const void *tstate; /* NULL: empty slot */
+    unsigned n;
+    struct {
+        const void *at;
+        size_t len;
+    } read[GUESSES];
+} guess_set;
+
 struct mfp_python_walker {
     mfp_python_mem mem;
     char *chunk; /* NULL when reading directly */
     copied_region regions[MAX_CHUNKS];
     size_t nregions, last_region;
     PyThreadState fresh;
+    guess_set guesses[GUESS_THREADS]; /* by thread state address */
+    guess_set *guess;                 /* this walk's thread's, filled as it reads */
+    unsigned nguessed;                /* guesses copied with the state this walk */
+    guess_set guessed;                /* those, copied into: */
+    mfp_py_frame guessed_copy[GUESSES];
 };
 
 mfp_python_walker *mfp_python_walker_new(const mfp_python_mem *mem) {
@@ -202,16 +224,42 @@ static long copy_state(mfp_python_walker *w, const void *addr, mfp_python_thread
         if (len > end - c) len = end - c;
         if (len > CHUNK_COPY_MAX) len = CHUNK_COPY_MAX;
     }
-    struct iovec local[2] = {{&w->fresh, sizeof w->fresh}, {w->chunk, len}};
-    struct iovec remote[2] = {{(void *)addr, sizeof w->fresh}, {(void *)c, len}};
-    size_t got = w->mem.readv(local, remote, len ? 2 : 1);
+    struct iovec local[2 + GUESSES] = {{&w->fresh, sizeof w->fresh}, {w->chunk, len}};
+    struct iovec remote[2 + GUESSES] = {{(void *)addr, sizeof w->fresh}, {(void *)c, len}};
+    size_t cnt = len ? 2 : 1, first_guess = cnt;
+    guess_set *g = &w->guesses[((uintptr_t)addr >> 4) * 0x9E3779B97F4A7C15ull >> (64 - 6)];
+    _Static_assert(GUESS_THREADS == 1 << 6, "the slot is the hash's top 6 bits");
+    w->guessed = g->tstate == addr ? *g : (guess_set){0};
+    for (unsigned i = 0; i < w->guessed.n; i++, cnt++) {
+        local[cnt] = (struct iovec){&w->guessed_copy[i], w->guessed.read[i].len};
+        remote[cnt] = (struct iovec){(void *)w->guessed.read[i].at, w->guessed.read[i].len};
+    }
+    *g = (guess_set){addr, 0, {{0}}}; /* this walk's reads, from here on */
+    w->guess = g;
+    size_t got = w->mem.readv(local, remote, cnt);
+    w->nguessed = got > first_guess ? (unsigned)(got - first_guess) : 0;
     if (got == 0) {
         t->interp = NULL;
         return -1;
     }
     mfp_python_thread_decode(&w->fresh, t);
     uintptr_t fc = (uintptr_t)t->chunk, ftop = (uintptr_t)t->chunk_top;
-    return got == 2 && fc == c && ftop >= fc && ftop - fc <= len ? (long)(ftop - fc) : 0;
+    return len && got >= 2 && fc == c && ftop >= fc && ftop - fc <= len ? (long)(ftop - fc) : 0;
+}
+
+/* n bytes (at most a frame's) at addr, outside the copied chunks: this
+ * walk's copy when the guesses held it, else read now into tmp; either
+ * way a guess for the thread's next walk. NULL when unreadable. */
+static const void *read_outside(mfp_python_walker *w, const void *addr, void *tmp, size_t n) {
+    const void *got = NULL;
+    for (unsigned i = 0; i < w->nguessed && !got; i++)
+        if (w->guessed.read[i].at == addr && w->guessed.read[i].len == n) got = &w->guessed_copy[i];
+    if (!got && w->mem.read(tmp, addr, n) == 0) got = tmp;
+    if (got && w->guess && w->guess->n < GUESSES) {
+        w->guess->read[w->guess->n].at = addr;
+        w->guess->read[w->guess->n++].len = n;
+    }
+    return got;
 }
 
 /* Copy the used part of the thread's data-stack chunks (newest first) into
@@ -271,7 +319,7 @@ static const mfp_py_frame *frame_at(mfp_python_walker *w, const void *addr, mfp_
             return (const mfp_py_frame *)(r->local + off);
         }
     }
-    return w->mem.read(tmp, addr, sizeof *tmp) == 0 ? tmp : NULL;
+    return read_outside(w, addr, tmp, sizeof *tmp);
 }
 
 /* Put the ring of root-most frames in order: out[lo..max) holds them
@@ -303,11 +351,15 @@ int mfp_python_walk(mfp_python_walker *w, const void *addr, mfp_python_thread *t
     }
 #if MFP_TSTATE_HAS_CFRAME
     _PyCFrame cf;
+    const void *cfp;
     if (!t->frame) return 0;
-    if (w->mem.read(&cf, t->frame, sizeof cf) != 0) {
+    _Static_assert(sizeof cf <= sizeof(mfp_py_frame), "read_outside copies a frame's size at most");
+    if (w->mem.direct) cfp = t->frame;
+    else if (!(cfp = read_outside(w, t->frame, &cf, sizeof cf))) {
         *error = MFP_PYTHON_READ_FAULT;
         return -1;
     }
+    memcpy(&cf, cfp, sizeof cf);
     top = cf.current_frame;
 #else
     top = t->frame;

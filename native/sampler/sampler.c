@@ -32,6 +32,8 @@
 #include "memread.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -133,9 +135,7 @@ struct mfp_sampler {
     pid_t pid;
     pthread_t thread;
     int running;
-    atomic_int stop;
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
+    atomic_int stop; /* also the futex the thread sleeps on (sleep_until) */
     /* Held by a pass while it writes the store and the stats, and by
      * mfp_sampler_snapshot: never held while waiting for the GIL. */
     pthread_mutex_t store_lock;
@@ -917,21 +917,31 @@ static void ask_short_slice(void) {
 #endif
 }
 
+/* Sleep until deadline (CLOCK_MONOTONIC) or a stop, whichever is first:
+ * a futex wait on the stop word, one system call. (A condition variable's
+ * timed wait cost a second one a pass: glibc takes its mutex back marked
+ * contended, so the unlock that follows enters the kernel to wake nobody.) */
+static void sleep_until(mfp_sampler *s, uint64_t deadline) {
+    struct timespec ts = {(time_t)(deadline / 1000000000u), (long)(deadline % 1000000000u)};
+    (void)syscall(SYS_futex, &s->stop, FUTEX_WAIT_BITSET_PRIVATE, 0, &ts, NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
+static void wake_to_stop(mfp_sampler *s) {
+    atomic_store(&s->stop, 1);
+    (void)syscall(SYS_futex, &s->stop, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
 static void *sampler_main(void *arg) {
     mfp_sampler *s = arg;
     ask_short_slice();
     uint64_t next = now_ns() + next_gap(s);
-    pthread_mutex_lock(&s->lock);
     while (!atomic_load(&s->stop)) {
-        struct timespec ts = {(time_t)(next / 1000000000u), (long)(next % 1000000000u)};
-        pthread_cond_timedwait(&s->wake, &s->lock, &ts);
+        sleep_until(s, next);
         if (atomic_load(&s->stop)) break;
         uint64_t now = now_ns();
-        if (now < next) continue; /* spurious wake-up */
+        if (now < next) continue; /* woken early (a signal to the process) */
         s->late = now - next > MOMENT_NS;
-        pthread_mutex_unlock(&s->lock);
         sample_all(s);
-        pthread_mutex_lock(&s->lock);
         next += next_gap(s);
         now = now_ns();
         /* Fell behind: skip ticks. The GIL-taking sampler falls behind by
@@ -940,7 +950,6 @@ static void *sampler_main(void *arg) {
          * instead of waiting an interval on top of each switch. */
         if (next <= now) next = s->gil_mode ? now : now + next_gap(s);
     }
-    pthread_mutex_unlock(&s->lock);
     return NULL;
 }
 
@@ -967,13 +976,7 @@ void mfp_sampler_free(mfp_sampler *s) {
     free(s->remote_iov);
     free(s->frame_ids);
     if (s->loadavg_fd >= 0) close(s->loadavg_fd);
-    /* In a forked child the condition variable still counts the parent's
-     * waiting sampler thread, and destroying it would wait forever. */
-    if (getpid() == s->pid) {
-        pthread_mutex_destroy(&s->lock);
-        pthread_mutex_destroy(&s->store_lock);
-        pthread_cond_destroy(&s->wake);
-    }
+    if (getpid() == s->pid) pthread_mutex_destroy(&s->store_lock); /* a fork's copy may be held */
     free(s);
 }
 
@@ -1023,13 +1026,7 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     s->pid = getpid();
     s->cpus = (int)sysconf(_SC_NPROCESSORS_ONLN); /* as /proc/loadavg counts: the machine's */
     s->loadavg_fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC); /* -1: never counted running */
-    pthread_mutex_init(&s->lock, NULL);
     pthread_mutex_init(&s->store_lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&s->wake, &ca);
-    pthread_condattr_destroy(&ca);
     s->threads_head = mfp_python_threads_head(s->interp);
     s->tstate_size = mfp_python_tstate_size();
     s->threads_cap = FIRST_THREADS;
@@ -1076,20 +1073,14 @@ oom:
 
 void mfp_sampler_request_stop(mfp_sampler *s) {
     if (!s || !s->running || getpid() != s->pid) return;
-    pthread_mutex_lock(&s->lock);
-    atomic_store(&s->stop, 1);
-    pthread_cond_signal(&s->wake);
-    pthread_mutex_unlock(&s->lock);
+    wake_to_stop(s);
 }
 
 void mfp_sampler_stop(mfp_sampler *s) {
     if (!s || !s->running) return;
     s->running = 0;
     if (getpid() != s->pid) return; /* forked child: the thread is not here */
-    pthread_mutex_lock(&s->lock);
-    atomic_store(&s->stop, 1);
-    pthread_cond_signal(&s->wake);
-    pthread_mutex_unlock(&s->lock);
+    wake_to_stop(s);
     pthread_join(s->thread, NULL);
 }
 
