@@ -79,8 +79,7 @@ _Static_assert(MFP_DROP_READ_FAULT == (int)MFP_PYTHON_READ_FAULT && MFP_DROP_INV
 #define FRAME_CACHE_BITS 16
 #define MOMENT_NS 200000 /* a stack read longer than this was interrupted */
 #define WAKE_CHECKS 4    /* threads a pass holds back for settle_waiting, at most */
-#define STACK_MEMORIES 4   /* deep stacks remembered, for the threads that have them */
-#define MEMORY_MIN_DEPTH 64 /* shallower stacks are cheap to build */
+#define STACK_MEMORIES 16 /* threads whose last stack is remembered (build_stack) */
 
 /* Reads for native/python/: checked copies. */
 static const mfp_python_mem checked_mem = {mfp_mem_read, mfp_mem_readv, 0};
@@ -89,7 +88,7 @@ static const mfp_python_mem checked_mem = {mfp_mem_read, mfp_mem_readv, 0};
  * stack node of each prefix. */
 typedef struct {
     uint64_t tid; /* 0: empty */
-    int depth;
+    int depth, cap;
     mfp_python_frame *raw;
     uint32_t *node;
 } stack_memory;
@@ -361,24 +360,41 @@ static int mark_elided(mfp_sampler *s, int depth) {
 
 /* ---- the GIL-free reader (native/python/ knows the structures) -------- */
 
-/* The stack node of s->frames[0..depth) (leaf first, just walked). A deep
- * stack mostly repeats the thread's last one from the root up (callers wait
- * at the same call sites in the same frames): that part's nodes are taken
- * from its memory and only the frames above it are decoded and added, so a
- * pass over a 10,000-frame stack costs its copy, not 10,000 lookups. A
- * remembered frame is the same frame when its address, code object and
- * instruction are: it is still on the stack, so its code object is alive.
- * MFP_NONE with *reason on failure. */
+/* Room for depth frames in m: 0, or -1 (m is then forgotten). */
+static int memory_reserve(stack_memory *m, int depth) {
+    if (depth <= m->cap) return 0;
+    int cap = m->cap ? m->cap : 64;
+    while (cap < depth) cap *= 2;
+    mfp_python_frame *raw = realloc(m->raw, (size_t)cap * sizeof *raw);
+    if (raw) m->raw = raw;
+    uint32_t *node = raw ? realloc(m->node, (size_t)cap * sizeof *node) : NULL;
+    if (node) m->node = node;
+    if (!node) {
+        m->tid = 0;
+        return -1;
+    }
+    m->cap = cap;
+    return 0;
+}
+
+/* The stack node of s->frames[0..depth) (leaf first, just walked). A stack
+ * mostly repeats the thread's last one from the root up (callers wait at
+ * the same call sites in the same frames): that part's nodes are taken from
+ * its memory and only the frames above it are decoded and added. So a pass
+ * copies the code headers of the changed frames only (one page each to the
+ * kernel: 30 of them cost ~20 us a pass here), and a 10,000-frame stack
+ * costs its copy, not 10,000 lookups. A remembered frame is the same frame
+ * when its address, code object and instruction are: it is still on the
+ * stack, so its code object is alive. MFP_NONE with *reason on failure. */
 static uint32_t build_stack(mfp_sampler *s, uint64_t tid, int depth, int *reason) {
     stack_memory *m = NULL;
-    if (depth >= MEMORY_MIN_DEPTH) {
-        for (int i = 0; i < STACK_MEMORIES; i++)
-            if (s->memories[i].tid == tid) m = &s->memories[i];
-        if (!m) {
-            m = &s->memories[s->next_memory++ % STACK_MEMORIES];
-            m->tid = 0;
-        }
+    for (int i = 0; i < STACK_MEMORIES && !m; i++)
+        if (s->memories[i].tid == tid) m = &s->memories[i];
+    if (!m) {
+        m = &s->memories[s->next_memory++ % STACK_MEMORIES];
+        m->tid = 0;
     }
+    if (memory_reserve(m, depth) != 0) m = NULL;
     int same = 0;
     if (m && m->tid == tid) {
         int lim = depth < m->depth ? depth : m->depth;
@@ -1041,11 +1057,6 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     if (!s->ts_copies || !s->threads || !s->thread_table ||
         !s->frames || !s->local_iov || !s->remote_iov || !s->frame_ids)
         goto oom;
-    for (int i = 0; i < STACK_MEMORIES; i++) {
-        s->memories[i].raw = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->memories[i].raw);
-        s->memories[i].node = malloc(MFP_SAMPLER_MAX_DEPTH * sizeof *s->memories[i].node);
-        if (!s->memories[i].raw || !s->memories[i].node) goto oom;
-    }
     static const char elided_name[] = "[deep stack: frames elided]";
     uint32_t en = mfp_profile_string(p, elided_name, sizeof elided_name - 1);
     uint32_t ef = en == MFP_NONE ? MFP_NONE : mfp_profile_string(p, "", 0);
