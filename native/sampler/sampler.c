@@ -8,10 +8,15 @@
  *  - at most about CLOCK_BUDGET per-thread CPU clock reads (each a syscall);
  *  - per thread whose CPU clock moved, a walk of its frames and a decode
  *    of its code objects by native/python/ (its thread state copied afresh
- *    with its newest data-stack chunk in one syscall, bulk copies of older
- *    chunks, one vectored copy of the code headers, names and line tables
- *    only for a new (code, instruction) pair);
- *  - a thread that did not run keeps its last stack without any read.
+ *    in one syscall with its newest data-stack chunk and whatever its last
+ *    walk read elsewhere, bulk copies of older chunks; one vectored copy of
+ *    the code headers of the frames that changed since its last stack
+ *    (build_stack), names and line tables only for a new (code,
+ *    instruction) pair);
+ *  - a thread that did not run keeps its last stack without any read;
+ *  - the GIL's holder in place (gil.c), a futex wait between passes.
+ * One busy thread: 6 syscalls a pass (13 before, bench/RESULTS.md "A
+ * pass's system calls").
  * So a pass over thousands of waiting threads costs a sample each and a
  * bounded number of syscalls (bench/bench_threads.py).
  * Everything read is validated and a failure drops the sample, never the
