@@ -28,7 +28,7 @@
 #define MAX_CHUNKS 1024
 #define CHUNK_GUESS (16u << 10) /* CPython's DATA_STACK_CHUNK_SIZE */
 #define CHUNK_SLACK 2048        /* frames pushed since the thread state was last copied */
-#define GUESS_THREADS 64        /* threads whose reads outside the chunks are remembered */
+#define GUESS_BITS 6            /* 2^6 threads' reads outside the chunks are remembered */
 #define GUESSES 6               /* reads remembered a thread, the root-most left out */
 
 static int direct_read(void *dst, const void *src, size_t n) {
@@ -187,7 +187,7 @@ struct mfp_python_walker {
     copied_region regions[MAX_CHUNKS];
     size_t nregions, last_region;
     PyThreadState fresh;
-    guess_set guesses[GUESS_THREADS]; /* by thread state address */
+    guess_set guesses[1 << GUESS_BITS]; /* by thread state address */
     guess_set *guess;                 /* this walk's thread's, filled as it reads */
     unsigned nguessed;                /* guesses copied with the state this walk */
     guess_set guessed;                /* those, copied into: */
@@ -227,8 +227,7 @@ static long copy_state(mfp_python_walker *w, const void *addr, mfp_python_thread
     struct iovec local[2 + GUESSES] = {{&w->fresh, sizeof w->fresh}, {w->chunk, len}};
     struct iovec remote[2 + GUESSES] = {{(void *)addr, sizeof w->fresh}, {(void *)c, len}};
     size_t cnt = len ? 2 : 1, first_guess = cnt;
-    guess_set *g = &w->guesses[((uintptr_t)addr >> 4) * 0x9E3779B97F4A7C15ull >> (64 - 6)];
-    _Static_assert(GUESS_THREADS == 1 << 6, "the slot is the hash's top 6 bits");
+    guess_set *g = &w->guesses[((uintptr_t)addr >> 4) * 0x9E3779B97F4A7C15ull >> (64 - GUESS_BITS)];
     w->guessed = g->tstate == addr ? *g : (guess_set){0};
     for (unsigned i = 0; i < w->guessed.n; i++, cnt++) {
         local[cnt] = (struct iovec){&w->guessed_copy[i], w->guessed.read[i].len};

@@ -16,15 +16,21 @@
 /* A checked reader that refuses one range, as memread refuses an unmapped
  * page. */
 static const char *bad_lo, *bad_hi;
-static int test_read(void *dst, const void *src, size_t n) {
+static int reads; /* calls made, as the sampler's syscalls */
+static int copy(void *dst, const void *src, size_t n) {
     const char *s = src;
     if (s < bad_hi && s + n > bad_lo) return -1;
     memcpy(dst, src, n);
     return 0;
 }
+static int test_read(void *dst, const void *src, size_t n) {
+    reads++;
+    return copy(dst, src, n);
+}
 static size_t test_readv(const struct iovec *l, const struct iovec *r, size_t cnt) {
+    reads++;
     for (size_t i = 0; i < cnt; i++)
-        if (test_read(l[i].iov_base, r[i].iov_base, l[i].iov_len) != 0) return i;
+        if (copy(l[i].iov_base, r[i].iov_base, l[i].iov_len) != 0) return i;
     return cnt;
 }
 static const mfp_python_mem checked = {test_read, test_readv, 0};
@@ -165,6 +171,38 @@ int main(void) {
         CHECK(d == 3);
         CHECK(out[0].code == leaf && out[1].code == meth && out[2].code == outer);
         CHECK(out[0].lasti == 5 && out[1].lasti == 3 && out[2].lasti == 1);
+    }
+
+    /* A walker copies, with a thread's state, what its last walk of that
+     * thread read outside the chunk (3.11/3.12's C frame record, 3.12+'s
+     * entry frame): fewer reads, the same stack; what changed there since
+     * is seen; an address no longer readable is not taken from a guess. */
+    {
+        build(codes, 3);
+        mfp_python_walker *w = mfp_python_walker_new(&checked);
+        mfp_python_thread t;
+        int calls[3];
+        for (int i = 0; i < 3; i++) {
+            reads = 0;
+            mfp_python_thread_decode(&ts, &t);
+            int d = mfp_python_walk(w, &ts, &t, out, 16, &elided, &err);
+            calls[i] = reads;
+            CHECK(d == 3 && out[0].code == leaf && out[1].code == meth && out[2].code == outer);
+        }
+        CHECK(calls[0] > 1 && calls[1] == 1 && calls[2] == 1);
+        set_top(&frames[1]); /* the leaf returned: in the guessed C frame record on 3.11/3.12 */
+        mfp_python_thread_decode(&ts, &t);
+        CHECK(mfp_python_walk(w, &ts, &t, out, 16, &elided, &err) == 2 && out[0].code == meth);
+#if MFP_TSTATE_HAS_CFRAME
+        bad_lo = (const char *)&cframe;
+#else
+        bad_lo = (const char *)&entry;
+#endif
+        bad_hi = bad_lo + 1;
+        mfp_python_thread_decode(&ts, &t);
+        CHECK(mfp_python_walk(w, &ts, &t, out, 16, &elided, &err) == -1 && err == MFP_PYTHON_READ_FAULT);
+        bad_lo = bad_hi = NULL;
+        mfp_python_walker_free(w);
     }
 
     /* Decoding: qualname, file (UTF-8), first line, current line. */
