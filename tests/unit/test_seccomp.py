@@ -44,7 +44,9 @@ CHILD = textwrap.dedent("""
     passes = sorted({0, p.profile.meta["duration_ns"], *p.profile._t["samples"]["t_ns"]})
     gap = max(b - a for a, b in zip(passes, passes[1:])) / 1e9
     print(json.dumps({"mode": p.profile.meta["sampler_mode"], "notes": p.profile.meta["notes"],
-                      "rows": rows, "dropped": p.profile.meta["samples_dropped"], "max_gap_s": gap}))
+                      "rows": rows, "dropped": p.profile.meta["samples_dropped"],
+                      "why": p.profile.meta["drop_reasons"], "taken": p.profile.meta["samples_taken"],
+                      "max_gap_s": gap}))
 """)
 
 
@@ -76,7 +78,13 @@ def check_profile(r):
 def test_without_process_vm_readv_it_reads_proc_self_mem(syscalls):
     r = profile_under_filter([syscalls[0]])
     assert r["mode"] == "without the GIL, through /proc/self/mem", r
-    assert r["dropped"] == 0, r
+    # Here a thread state, its chunk and each frame outside it are separate
+    # reads, so a stack being built or unwound (the worker's start and end)
+    # can read torn three times in a row and lose that pass's sample (under
+    # ASan on 3.12, 600 thread starts a run: 2 drops in 6 runs, b9a89ed's
+    # build; 1 in 110 runs of this test). Steady stacks do not tear here (0
+    # in 15 runs of 3 s at 5 kHz).
+    assert set(r["why"]) <= {"invalid"} and r["dropped"] <= max(2, 0.01 * r["taken"]), r
     check_profile(r)
 
 
