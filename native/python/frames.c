@@ -350,16 +350,14 @@ int mfp_python_walk(mfp_python_walker *w, const void *addr, mfp_python_thread *t
     }
 #if MFP_TSTATE_HAS_CFRAME
     _PyCFrame cf;
-    const void *cfp;
+    const _PyCFrame *cfp;
     if (!t->frame) return 0;
     _Static_assert(sizeof cf <= sizeof(mfp_py_frame), "read_outside copies a frame's size at most");
-    if (w->mem.direct) cfp = t->frame;
-    else if (!(cfp = read_outside(w, t->frame, &cf, sizeof cf))) {
+    if (!(cfp = read_outside(w, t->frame, &cf, sizeof cf))) {
         *error = MFP_PYTHON_READ_FAULT;
         return -1;
     }
-    memcpy(&cf, cfp, sizeof cf);
-    top = cf.current_frame;
+    top = cfp->current_frame;
 #else
     top = t->frame;
 #endif
