@@ -26,7 +26,21 @@ the fastest round of each (the least disturbed on a shared machine) gives
 the cost per iteration, and the tight loop's 2 allocations per iteration
 (its ints; their frees are not hooked) the cost per allocation.
 
-    python bench/bench_memory.py [--repeat 5] [--rate 524288] [--only overhead|accuracy|hookcost]
+The default in process: for each of bench_overhead.py's workloads, a
+child process runs 5 rounds, each unprofiled, under the default
+(`Profiler()`: the CPU sampler at 1 kHz, the timeline and the memory
+profiler) and under the CPU sampler alone, in an order rotated each round;
+its figure is the median of the rounds' ratios (wall and process CPU
+time), the table's the median of --repeat such processes. The same
+children run with MFP_HEAP_TAKE=0
+(the hooks call pymalloc for every block instead of taking its ready ones:
+what the default cost before), interleaved, so both columns come from one
+run. A fresh process's speed moves by ±10 % with where its heap lands
+(RESULTS, "The default on a quiet machine"), and rounds within one process
+share that.
+
+    python bench/bench_memory.py [--repeat 5] [--rate 524288]
+        [--only overhead|accuracy|hookcost|default]
 
 Prints Markdown tables for bench/RESULTS.md.
 """
@@ -209,12 +223,75 @@ def hookcost(rate: int, rounds: int) -> None:
         print(f"| {name} | {b:.1f} | {h:.1f} | {h / b:.3f}× | {per} |")
 
 
+def default_child(workload: str, rounds: int) -> None:
+    """Rounds of the workload unprofiled, under the default and under the
+    CPU sampler alone, in an order rotated each round; per round each
+    profiled time ÷ the unprofiled one, wall and process CPU."""
+    import time
+
+    sys.path.insert(0, HERE)
+    import bench_overhead
+
+    from metaflow_profiler import Profiler
+
+    fn = bench_overhead.WORKLOADS[workload]
+    fn()  # warm: imports, numpy's buffers
+    modes = ("none", "default", "cpu")
+    ratios: dict[str, list[list[float]]] = {"default": [], "cpu": []}
+    for r in range(rounds):
+        took = {}
+        for mode in modes[r % 3:] + modes[: r % 3]:
+            p = None if mode == "none" else Profiler(memory=mode == "default")
+            if p:
+                p.start()
+            t, c = time.perf_counter(), time.process_time()
+            fn()
+            took[mode] = (time.perf_counter() - t, time.process_time() - c)
+            if p:
+                p.stop()
+        for mode in ratios:
+            ratios[mode].append([took[mode][i] / took["none"][i] for i in (0, 1)])
+    print(json.dumps({"none": took["none"][0], **{
+        m: [statistics.median(x[i] for x in v) for i in (0, 1)] for m, v in ratios.items()}}))
+
+
+def default_cost(rounds: int, processes: int) -> None:
+    sys.path.insert(0, HERE)
+    import bench_overhead
+
+    print(f"\n### The default in process (Python {platform.python_version()}: per process the "
+          f"median of {rounds} rounds' ratios, then the median of {processes} processes)\n")
+    print("| workload | none (s) | default, wall | default, CPU | before (MFP_HEAP_TAKE=0), wall "
+          "| before, CPU | CPU sampler alone, wall |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name in ("tight loop", "allocations", "json+regex+sort", "numpy", "recursion", "8 threads"):
+        if name not in bench_overhead.WORKLOADS:
+            continue
+        got: dict[str, list[dict]] = {"1": [], "0": []}
+        for _ in range(processes):
+            for take in ("1", "0"):
+                env = dict(os.environ, MFP_HEAP_TAKE=take)
+                r = subprocess.run([sys.executable, __file__, "--default-child", name, str(rounds)],
+                                   capture_output=True, text=True, env=env, check=True)
+                got[take].append(json.loads(r.stdout.strip().splitlines()[-1]))
+
+        def med(take, mode, i=None, got=got):
+            return statistics.median(g[mode] if i is None else g[mode][i] for g in got[take])
+
+        print(f"| {name} | {med('1', 'none'):.3f} | {med('1', 'default', 0):.3f}× | "
+              f"{med('1', 'default', 1):.3f}× | {med('0', 'default', 0):.3f}× | "
+              f"{med('0', 'default', 1):.3f}× | {med('1', 'cpu', 0):.3f}× |")
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--default-child"]:
+        default_child(sys.argv[2], int(sys.argv[3]))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--rate", type=int, default=None)
     ap.add_argument("--runs", type=int, default=5, help="accuracy runs of ours")
-    ap.add_argument("--only", choices=("overhead", "accuracy", "hookcost"))
+    ap.add_argument("--only", choices=("overhead", "accuracy", "hookcost", "default"))
     ap.add_argument("--tools", default=",".join(TOOLS))
     a = ap.parse_args()
     if a.rate is None:
@@ -227,6 +304,8 @@ def main() -> None:
         accuracy(a.rate, a.runs)
     if a.only in (None, "hookcost"):
         hookcost(a.rate, max(a.repeat, 5) * 2)
+    if a.only in (None, "default"):
+        default_cost(5, a.repeat)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,12 @@
  *    domain, whose hooks see it; mfp_heap_start probes all of that before
  *    trusting it. PyMem_SetAllocator interposition itself costs about
  *    0.5 ns a call (one more indirect call), so the frees, as many as the
- *    allocations, are not interposed at all. realloc (rarer) is hooked
+ *    allocations, are not interposed at all, and an allocation that
+ *    pymalloc has a block ready for is served by the hook itself from
+ *    pymalloc's free lists (native/python/pymalloc.c), so the hook takes
+ *    the place of pymalloc's call instead of adding one: the default
+ *    then costs about what pymalloc's own call does (bench/RESULTS.md,
+ *    "pymalloc's blocks taken by the hook"). realloc (rarer) is hooked
  *    with the busy flag, as the raw domain resizes blocks outside the
  *    arenas and would count them again.
  *    Elsewhere an allocation that is not sampled costs a thread-local
@@ -203,7 +208,7 @@ struct mfp_heap {
     size_t nevents;
     uint64_t min_life_ns, events_dropped;
     uint32_t peak_gen;
-    int forked, fast_domains;
+    int forked, fast_domains, take;
 };
 
 static mfp_heap *current;
@@ -797,15 +802,45 @@ static inline int gil_count(size_t n) {
     return c <= 0;
 }
 
+/* pymalloc's free lists (mfp_python_pymalloc_take), once found and while
+ * the main interpreter is the only one: a block that pymalloc has ready is
+ * taken here instead of calling pymalloc for it, so the hook replaces a
+ * call rather than adding one (PyMem_SetAllocator's interposition, 0.5 ns
+ * a call, was most of the hooks' cost). */
+static mfp_python_pool **pools;
+/* The runtime's newest interpreter, and the main one while it is alone:
+ * then a new interpreter (made after it) is the head instead. Until
+ * pools are found the head is a word that is never the main one. */
+static void *const no_interpreter = (void *)1;
+static void *const *interp_head = &no_interpreter;
+static void *interp_main;
+
+/* MFP_HEAP_TAKE=0 leaves every block to pymalloc (for measuring this). */
+static int take_off(void) {
+    const char *v = getenv("MFP_HEAP_TAKE");
+    return v && strcmp(v, "0") == 0;
+}
+
+static inline void *take(size_t n) {
+    return *interp_head == interp_main ? mfp_python_pymalloc_take(pools, n) : NULL;
+}
+
 #define PY_FAST_HOOKS(D, name)                                                       \
     static void *name##_malloc_fast(void *ctx, size_t n) {                           \
-        if (n - 1 < SMALL_MAX && gil_count(n)) return gil_malloc(D, ctx, n);          \
+        if (n - 1 < SMALL_MAX) {                                                      \
+            if (gil_count(n)) return gil_malloc(D, ctx, n);                           \
+            void *p = take(n);                                                        \
+            if (p) return p;                                                          \
+        }                                                                             \
         return py_orig[D].malloc(ctx, n);                                             \
     }                                                                                 \
     static void *name##_calloc_fast(void *ctx, size_t k, size_t size) {              \
         size_t n;                                                                     \
-        if (!__builtin_mul_overflow(k, size, &n) && n - 1 < SMALL_MAX && gil_count(n)) \
-            return gil_calloc(D, ctx, k, size, n);                                    \
+        if (!__builtin_mul_overflow(k, size, &n) && n - 1 < SMALL_MAX) {              \
+            if (gil_count(n)) return gil_calloc(D, ctx, k, size, n);                  \
+            void *p = take(n);                                                        \
+            if (p) return memset(p, 0, n);                                            \
+        }                                                                             \
         return py_orig[D].calloc(ctx, k, size);                                       \
     }                                                                                 \
     static void *name##_realloc_fast(void *ctx, void *old, size_t n) {               \
@@ -913,6 +948,16 @@ static void py_install(void) {
         a[1] = (PyMemAllocatorEx){py_orig[2].ctx, obj_malloc_fast, obj_calloc_fast, obj_realloc_fast,
                                   py_orig[2].free};
         G.fast_domains |= 2;
+    }
+    /* Found with pymalloc's own functions (the obj domain's, which the mem
+     * domain shares), before ours are in place; kept for the process: the
+     * array lives as long as the interpreter. */
+    void *const *head = mfp_python_interpreters();
+    if (G.fast_domains == 3 && !pools && !take_off() && head && *head == (void *)PyInterpreterState_Main() &&
+        PyInterpreterState_Next(PyInterpreterState_Head()) == NULL && py_orig[1].malloc == py_orig[2].malloc &&
+        (pools = mfp_python_pymalloc_pools(py_orig[2].malloc, py_orig[2].free, py_orig[2].ctx))) {
+        interp_main = *head;
+        interp_head = head;
     }
     PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &a[0]);
     PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &a[1]);
@@ -1135,6 +1180,7 @@ void mfp_heap_stop(mfp_heap *h) {
     h->live_samples = atomic_load(&G.table)->live;
     h->rss_at_peak = G.rss_at_peak;
     h->fast_domains = G.fast_domains;
+    h->take = pools != NULL;
     h->events = G.events;
     h->nevents = G.nevents;
     h->min_life_ns = G.min_life_ns;
@@ -1307,6 +1353,7 @@ int mfp_heap_snapshot(mfp_heap *h, mfp_profile *p, uint64_t t0_ns) {
         h->live_samples = atomic_load(&G.table)->live;
         h->rss_at_peak = G.rss_at_peak;
         h->fast_domains = G.fast_domains;
+        h->take = pools != NULL;
         h->nevents = G.nevents;
         h->min_life_ns = G.min_life_ns;
         h->events_dropped = G.events_dropped;
@@ -1337,7 +1384,7 @@ size_t mfp_heap_info_json(const mfp_heap *h, char *buf, size_t cap) {
                      "{\"rate_bytes\":%llu,\"peak_bytes\":%llu,\"rss_at_peak_bytes\":%llu,"
                      "\"rss_peak_bytes\":%llu,\"allocated_bytes\":%llu,\"samples\":%llu,"
                      "\"live_samples_at_stop\":%zu,\"live_bytes_at_stop\":%llu,\"dropped\":%llu,"
-                     "\"patched_slots\":%ld,\"patched_objects\":%zu,\"fast_hooks\":%s,"
+                     "\"patched_slots\":%ld,\"patched_objects\":%zu,\"fast_hooks\":%s,\"pymalloc_take\":%s,"
                      "\"events\":%zu,\"events_min_life_us\":%llu,\"events_dropped\":%llu,"
                      "\"notes\":[%s]}",
                      (unsigned long long)h->rate, (unsigned long long)h->peak,
@@ -1345,7 +1392,7 @@ size_t mfp_heap_info_json(const mfp_heap *h, char *buf, size_t cap) {
                      (unsigned long long)h->alloc_total, (unsigned long long)h->samples,
                      h->live_samples, (unsigned long long)h->live_at_stop,
                      (unsigned long long)h->dropped, h->patched, h->patched_objects,
-                     h->fast_domains == 3 ? "true" : "false", h->nevents,
+                     h->fast_domains == 3 ? "true" : "false", h->take ? "true" : "false", h->nevents,
                      (unsigned long long)(h->min_life_ns / 1000),
                      (unsigned long long)h->events_dropped, notes);
     return n < 0 ? 0 : (size_t)n;

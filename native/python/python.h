@@ -102,6 +102,54 @@ const void *mfp_python_threads_head(const void *interp);
  * with mfp_python_direct, the live thread state itself). */
 void mfp_python_thread_decode(const void *copy, mfp_python_thread *out);
 
+/* ---- pymalloc's free lists (pymalloc.c) ----------------------------------- */
+
+/* The head of one of pymalloc's pools (Objects/obmalloc.c; 3.12+:
+ * pycore_obmalloc.h), the same from 3.11 to 3.15. */
+typedef struct mfp_python_pool {
+    union {
+        void *padding;
+        unsigned count; /* blocks in use */
+    } ref;
+    void **freeblock; /* its free blocks, each holding the next */
+    struct mfp_python_pool *nextpool, *prevpool;
+    unsigned arenaindex, szidx;
+    unsigned nextoffset, maxnextoffset; /* where its next never-used block is, its last */
+} mfp_python_pool;
+
+/* pymalloc's usedpools (the first pool with a free block of each size
+ * class), found through blocks taken with alloc and given back with
+ * release (pymalloc's malloc and free, ctx their context); NULL when not
+ * found and checked for every size class. With the GIL, while the main
+ * interpreter is the only one. */
+mfp_python_pool **mfp_python_pymalloc_pools(void *(*alloc)(void *, size_t), void (*release)(void *, void *),
+                                            void *ctx);
+
+/* A block of n bytes (1..512) taken from used as pymalloc takes it, or
+ * NULL where pymalloc has more to do (no pool of that size class has a
+ * free block, or the one taken fills its pool): then pymalloc is to be
+ * called. With the GIL of the interpreter that owns used. */
+static inline void *mfp_python_pymalloc_take(mfp_python_pool **used, size_t n) {
+    size_t c = (n - 1) >> 4;
+    mfp_python_pool *pool = used[c + c];
+    if (pool == pool->nextpool) return NULL; /* the list's header: no pool */
+    void **block = pool->freeblock;
+    void **next = (void **)*block;
+    if (!next) { /* the pool's last free block: carve the next one, as pymalloc would */
+        if (pool->nextoffset > pool->maxnextoffset) return NULL; /* it fills the pool */
+        next = (void **)((char *)pool + pool->nextoffset);
+        pool->nextoffset += (unsigned)(c + 1) << 4;
+        *next = NULL;
+    }
+    pool->freeblock = next;
+    pool->ref.count++;
+    return block;
+}
+
+/* Where the runtime keeps the head of its list of interpreters (the
+ * newest, a PyInterpreterState *), or NULL when the layout is unknown. */
+void *const *mfp_python_interpreters(void);
+
 /* ---- the GIL (gil.c) ------------------------------------------------------ */
 
 /* Where interp's GIL keeps its state (interp is a PyInterpreterState *;

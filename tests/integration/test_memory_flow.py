@@ -95,15 +95,21 @@ def test_memory_over_time_and_live_at_the_end_on_the_card(flow_dir):
             stack = t["stacks"]["parent"][stack]
         return out
 
-    leaked = sum(b for s, b in zip(t["leaks"]["stack"], t["leaks"]["live_bytes"]) if "leak" in names(s))
-    held = sum(b for s, b in zip(t["leaks"]["stack"], t["leaks"]["live_bytes"])
-               if "hold_arrays" in names(s))
-    assert abs(leaked - 50 * MB) <= 5 * MB and held == 0, (leaked, held)
+    # Sampled small allocations of these functions count too (each stands
+    # for the sampling rate, 128 KiB): numpy's temporaries and first-call
+    # caches, the list of the arrays. Bounds and the events checked are the
+    # arrays' (10 MB and up, recorded at their size).
+    live = [(b, names(s)) for s, b in zip(t["leaks"]["stack"], t["leaks"]["live_bytes"])]
+    leaked = sum(b for b, n in live if "leak" in n)
+    held = sum(b for b, n in live if "hold_arrays" in n)
+    assert abs(leaked - 50 * MB) <= 5 * MB and held < 2 * MB, (leaked, held)
     ev = t["heap_events"]
-    arrays = [(a, f) for s, a, f in zip(ev["stack"], ev["t_alloc_ns"], ev["t_free_ns"])
-              if "hold_arrays" in names(s) and f is not None]
-    leaks = [(a, f) for s, a, f in zip(ev["stack"], ev["t_alloc_ns"], ev["t_free_ns"]) if "leak" in names(s)]
-    assert len(arrays) == 2 and leaks and all(f is None for _, f in leaks)
+    big = [(names(s), a, f) for s, b, a, f in zip(ev["stack"], ev["bytes"], ev["t_alloc_ns"],
+                                                 ev["t_free_ns"]) if b >= 10 * MB]
+    arrays = [(a, f) for n, a, f in big if "hold_arrays" in n]
+    leaks = [(a, f) for n, a, f in big if "leak" in n]
+    assert len(arrays) == 2 and all(f is not None for _, f in arrays), arrays
+    assert len(leaks) == 1 and leaks[0][1] is None, leaks
     # the arrays lived from before the leak's allocation until after it
     assert all(a < leaks[0][0] < f for a, f in arrays)
     assert 'id: "memtime"' in html and 'id: "leaks"' in html  # the card carries both views

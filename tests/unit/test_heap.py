@@ -320,6 +320,7 @@ def test_every_size_class_counted_once_with_either_allocator(pymalloc):
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["info"]["fast_hooks"] is (pymalloc == "pymalloc"), out["info"]
+    assert out["info"]["pymalloc_take"] is (pymalloc == "pymalloc"), out["info"]
     got = by_function(Profile.from_bytes(bytes.fromhex(out["profile"])))
     for name, truth in out["truth"].items():
         assert within(got[name]["live"], truth), (name, got[name], truth)
@@ -379,6 +380,7 @@ def test_sampled_small_blocks_reallocs_and_frees_reach_the_profile(pymalloc):
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["info"]["fast_hooks"] is (pymalloc == "pymalloc"), out["info"]
+    assert out["info"]["pymalloc_take"] is (pymalloc == "pymalloc"), out["info"]
     prof = Profile.from_bytes(bytes.fromhex(out["profile"]))
     got = by_function(prof)
     leaks: dict[str, int] = defaultdict(int)
@@ -404,6 +406,92 @@ def function_names(profile, stack) -> set[str]:
         out.add(s[funcs["name"][frames["func"][stacks["frame"][stack]]]].rsplit(".", 1)[-1])
         stack = stacks["parent"][stack]
     return out
+
+
+TAKEN = r"""
+import json, random, sys
+from metaflow_profiler import _native
+
+def fill(k, i):  # a bytes object in size class k (16 k + 1 .. 16 k + 16 bytes)
+    return bytes([i & 255]) * max(0, 16 * k + 8 - sys.getsizeof(b""))
+
+rng = random.Random(7)
+s = _native.Session(60_000_000_000, 0, 0, memory_rate=512 * 1024)
+s.start()
+blocks = sys.getallocatedblocks()
+kept = []
+for round in range(6):
+    made = [(k, i, fill(k, i)) for i in range(4000) for k in range(3, 32)]
+    rng.shuffle(made)
+    kept += made[: len(made) // 3]  # the rest is freed: pools half full, freed, reused
+    del made
+bad = sum(o != fill(k, i) for k, i, o in kept)
+n = len(kept)
+del kept
+print(json.dumps({"bad": bad, "n": n, "blocks": sys.getallocatedblocks() - blocks,
+                  "info": json.loads((s.stop(), s.stats()["heap_info"])[1])}))
+"""
+
+
+def test_blocks_taken_from_pymallocs_lists_stay_pymallocs():
+    """The fast hooks take pymalloc's ready blocks themselves (pymalloc's
+    pools: counted in use, freed by pymalloc). Objects of every size class,
+    made and freed in a shuffled order so pools fill, empty and are reused,
+    keep their contents, and pymalloc's count of blocks in use comes back:
+    a block taken but not counted in its pool would let pymalloc reuse the
+    pool under a live object."""
+    import json
+
+    r = subprocess.run([sys.executable, "-c", TAKEN], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["info"]["pymalloc_take"] is True, out["info"]
+    assert out["bad"] == 0 and out["n"] > 100_000, out
+    assert abs(out["blocks"]) < 2000, out
+
+
+SUBINTERPRETERS = r"""
+import json, sys, threading
+try:
+    import _interpreters as interpreters  # 3.13+
+except ImportError:
+    import _xxsubinterpreters as interpreters  # 3.11, 3.12
+from metaflow_profiler import _native
+
+s = _native.Session(60_000_000_000, 0, 0, memory_rate=512 * 1024)
+s.start()
+code = "x = [str(i) * 3 for i in range(200_000)]\nassert all(v == str(i) * 3 for i, v in enumerate(x))"
+
+def sub():
+    i = interpreters.create()
+    for _ in range(4):
+        assert interpreters.run_string(i, code) is None
+    interpreters.destroy(i)
+
+ts = [threading.Thread(target=sub) for _ in range(2)]
+for t in ts:
+    t.start()
+for _ in range(8):
+    y = [str(i) * 3 for i in range(200_000)]
+    assert all(v == str(i) * 3 for i, v in enumerate(y))
+for t in ts:
+    t.join()
+s.stop()
+print(json.dumps(json.loads(s.stats()["heap_info"])))
+"""
+
+
+def test_subinterpreters_allocating_beside_the_main_one():
+    """From 3.12 a subinterpreter has pymalloc pools and a GIL of its own:
+    while one exists the hooks leave every block to pymalloc (taking from
+    the main interpreter's pools there corrupted the heap: "double free or
+    corruption" in 3 of 3 runs)."""
+    import json
+
+    r = subprocess.run([sys.executable, "-c", SUBINTERPRETERS], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads(r.stdout.strip().splitlines()[-1])["pymalloc_take"] is True
 
 
 def test_allocations_over_time_and_what_is_live_at_the_end():

@@ -136,3 +136,36 @@ def test_a_forked_child_reads_its_own_memory(syscalls):
     r = json.loads(out.stdout.splitlines()[-1])
     assert r["mode"] == "without the GIL, through /proc/self/mem", r
     assert r["rows"].get("in_child", 0) > 0, r  # and its stacks were read
+
+
+MEMORY = textwrap.dedent("""
+    import json, sys
+
+    sys.path[:0] = sys.argv[2:]
+    from bench_seccomp import deny
+
+    deny(json.loads(sys.argv[1]))
+    from metaflow_profiler import _native
+
+    s = _native.Session(60_000_000_000, 0, 0, memory_rate=512 * 1024)
+    s.start()
+    held = [str(i) * 3 for i in range(200_000)]
+    ok = all(v == str(i) * 3 for i, v in enumerate(held))
+    s.stop()
+    print(json.dumps({"ok": ok, "info": json.loads(s.stats()["heap_info"])}))
+""")
+
+
+@pytest.mark.parametrize("denied", ["process_vm_readv", "both"])
+def test_memory_hooks_find_pymallocs_lists_through_proc_self_mem(syscalls, denied):
+    """The memory hooks find pymalloc's free lists with checked copies:
+    without process_vm_readv through /proc/self/mem, and without either
+    they leave every block to pymalloc; the program's objects are right
+    either way."""
+    numbers = [syscalls[0]] if denied == "process_vm_readv" else list(syscalls)
+    out = subprocess.run([sys.executable, "-c", MEMORY, json.dumps(numbers), str(REPO / "bench")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout.splitlines()[-1])
+    assert r["ok"] and r["info"]["fast_hooks"], r
+    assert r["info"]["pymalloc_take"] is (denied == "process_vm_readv"), r
