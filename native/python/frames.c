@@ -373,6 +373,9 @@ int mfp_python_walk(mfp_python_walker *w, const void *addr, mfp_python_thread *t
     uintptr_t prev_addr = 0;
     int ends = 0; /* the last frame read can be a thread's root-most */
     for (const void *addr = top; addr;) {
+        /* A torn link can point anywhere, also between words: a frame
+         * is never there, and a copy is not read through such a pointer. */
+        if ((uintptr_t)addr % _Alignof(mfp_py_frame)) { *error = MFP_PYTHON_INVALID; return -1; }
         size_t region;
         const mfp_py_frame *f = frame_at(w, addr, &tmp, &region);
         if (!f) { *error = MFP_PYTHON_READ_FAULT; return -1; }

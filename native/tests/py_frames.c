@@ -279,6 +279,13 @@ int main(void) {
     err = -1;
     CHECK(walk(&checked, out, 16, &elided, &err) == -1 && err == MFP_PYTHON_INVALID);
 
+    /* Torn: a link between words inside a chunk is not followed (a
+     * UBSan build fails here on a misaligned read otherwise). */
+    build(six, N);
+    frames[4].previous = (void *)((char *)&frames[1] + 3);
+    err = -1;
+    CHECK(walk(&checked, out, 16, &elided, &err) == -1 && err == MFP_PYTHON_INVALID);
+
     /* A loop outside any chunk (generator frames are copied one by one). */
     static mfp_py_frame loose[5];
     for (int i = 0; i < 5; i++) {
