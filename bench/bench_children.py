@@ -4,6 +4,13 @@ py-spy --subprocesses.
     python bench/bench_children.py [--repeat 3] [--only python]
     python bench/bench_children.py --snapshot 1000
 
+--fork-hooks: what our fork hooks cost a profiled single-threaded program
+whose fork's multi-threaded warning would be seen (3.12+: a fork from
+__main__ under the default filters): the before- and after-fork hooks
+called directly, then os.fork() of a child that exits at once, timed in
+the parent; medians of 200 each. Run it with --before's two interpreters
+in turn.
+
 --snapshot N: what a live-card update costs the parent with N children that
 ended (each forked, 2 ms of CPU): the time of Profiler.snapshot() (which
 merges the children's profiles) and the calling thread's CPU time (an
@@ -162,6 +169,34 @@ def child(workload: str, profiler: str) -> None:
     print(json.dumps({"elapsed": elapsed, "n": n, "stop_s": stop_s, "processes": procs}))
 
 
+def fork_hooks_cost(n: int = 200) -> None:
+    from metaflow_profiler import Profiler, children
+
+    def hooks() -> tuple[float, float]:
+        t0 = time.perf_counter()
+        children._before_fork()
+        t1 = time.perf_counter()
+        children._after_fork_parent()
+        return t1 - t0, time.perf_counter() - t1
+
+    def fork() -> float:
+        t0 = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        t1 = time.perf_counter()
+        os.waitpid(pid, 0)
+        return t1 - t0
+
+    with Profiler():
+        time.sleep(0.05)  # its threads are running
+        h = [hooks() for _ in range(n)]
+        f = [fork() for _ in range(n)]
+    us = lambda xs: f"{statistics.median(xs) * 1e6:.0f} µs"  # noqa: E731
+    print(f"Python {platform.python_version()}: before-fork hook {us([b for b, _ in h])}, "
+          f"after-fork hook {us([a for _, a in h])}, os.fork() in the parent {us(f)}")
+
+
 def snapshot_cost(n: int) -> None:
     from metaflow_profiler import Profiler
 
@@ -206,6 +241,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="+", choices=[w for w in WORKLOADS if w not in BASELINES.values()],
                     help="these workloads only (each brings its baseline along)")
     ap.add_argument("--snapshot", type=int, metavar="N")
+    ap.add_argument("--fork-hooks", action="store_true")
     ap.add_argument("--before", metavar="PYTHON",
                     help="also 'ours (before)': the same runs with another venv's interpreter "
                          "(an earlier build of the package), in the same rounds")
@@ -216,6 +252,9 @@ def main() -> None:
         return
     if a.snapshot:
         snapshot_cost(a.snapshot)
+        return
+    if a.fork_hooks:
+        fork_hooks_cost()
         return
     profs = ["none", "ours, subprocesses=False"] + (["ours (before)"] if a.before else []) + \
         ["ours"] + (["py-spy"] if shutil.which("py-spy") else [])

@@ -32,6 +32,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -172,6 +173,7 @@ static struct {
 
 static void *namer_main(void *arg) {
     (void)arg;
+    pthread_setname_np(pthread_self(), "mfp-namer"); /* an engine thread (program_threads) */
     pthread_mutex_lock(&namer.lock);
     for (;;) {
         while (!namer.pending && !namer.quit) pthread_cond_wait(&namer.wake, &namer.lock);
@@ -1348,6 +1350,7 @@ static int start_detached(void *(*fn)(void *), void *arg) {
 
 static void *sigterm_watchdog(void *arg) {
     (void)arg;
+    pthread_setname_np(pthread_self(), "mfp-watchdog");
     struct timespec ts = {(time_t)sigterm_bound_s,
                           (long)((sigterm_bound_s - (double)(time_t)sigterm_bound_s) * 1e9)};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
@@ -1413,6 +1416,7 @@ static struct {
 } forks;
 
 static void *fork_sleeper(void *arg) {
+    pthread_setname_np(pthread_self(), "mfp-child");
     struct timespec ts = {(time_t)(forks.defer_ns / 1000000000u), (long)(forks.defer_ns % 1000000000u)};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
     /* A child that is exiting: past finalization PyGILState_Ensure would
@@ -1460,6 +1464,31 @@ static PyObject *native_fork_child(PyObject *Py_UNUSED(mod), PyObject *Py_UNUSED
     close(fd);
     (void)start_detached(fork_sleeper, (void *)(intptr_t)syscall(SYS_gettid));
     Py_RETURN_NONE;
+}
+
+/* program_threads(limit): this process's threads but the engine's (whose
+ * names begin "mfp-": each names itself first thing, and one not named yet
+ * counts as the program's), counted up to limit; -1 where /proc cannot be
+ * read. What CPython 3.12+ counts for its multi-threaded fork warning is
+ * all of them (children.py). */
+static PyObject *native_program_threads(PyObject *Py_UNUSED(mod), PyObject *arg) {
+    long limit = PyLong_AsLong(arg);
+    if (limit == -1 && PyErr_Occurred()) return NULL;
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return PyLong_FromLong(-1);
+    long n = 0;
+    for (struct dirent *e; n < limit && (e = readdir(d));) {
+        if (e->d_name[0] == '.') continue;
+        char path[64], name[16];
+        snprintf(path, sizeof path, "/proc/self/task/%.20s/comm", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue; /* it ended meanwhile */
+        ssize_t got = read(fd, name, sizeof name);
+        close(fd);
+        if (!(got >= 4 && memcmp(name, "mfp-", 4) == 0)) n++;
+    }
+    closedir(d);
+    return PyLong_FromLong(n);
 }
 
 /* For the profiler's own Python threads: neither sampled nor counted in
@@ -1614,6 +1643,8 @@ static PyMethodDef module_methods[] = {
      "sigterm_release(): the default disposition back; dies of a SIGTERM that came"},
     {"follow_forks", native_follow_forks, METH_VARARGS,
      "follow_forks(started_path, defer_s, start) / follow_forks(None): what fork_child does"},
+    {"program_threads", native_program_threads, METH_O,
+     "program_threads(limit): this process's threads but the engine's, counted up to limit"},
     {"fork_child", native_fork_child, METH_NOARGS,
      "fork_child(): the after-fork hook in a child: count it, call start(main_tid) defer_s later"},
     {"thread_names", native_thread_names, METH_NOARGS,

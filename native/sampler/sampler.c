@@ -954,6 +954,7 @@ static void wake_to_stop(mfp_sampler *s) {
 
 static void *sampler_main(void *arg) {
     mfp_sampler *s = arg;
+    pthread_setname_np(pthread_self(), "mfp-sampler"); /* an engine thread (module.c) */
     ask_short_slice();
     uint64_t next = now_ns() + next_gap(s);
     while (!atomic_load(&s->stop)) {

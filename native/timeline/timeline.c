@@ -327,6 +327,7 @@ static void poll_once(mfp_timeline *t, int final) {
  * series under t->mu) and files under the proc and cgroup roots. */
 static void *poller_main(void *arg) {
     mfp_timeline *t = arg;
+    pthread_setname_np(pthread_self(), "mfp-timeline"); /* an engine thread (module.c) */
     uint64_t next = now_ns();
     pthread_mutex_lock(&t->mu);
     while (!t->stopping) {
@@ -355,9 +356,6 @@ static int start_thread(mfp_timeline *t) {
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int rc = pthread_create(&t->thread, NULL, poller_main, t);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-#ifdef __GLIBC__
-    if (rc == 0) pthread_setname_np(t->thread, "mfp-timeline");
-#endif
     return rc;
 }
 

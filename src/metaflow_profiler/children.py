@@ -562,6 +562,7 @@ def _forked_start(main_tid: int) -> None:
     global _child
     try:
         _paused.clear()  # the parent's, copied
+        _drop_fork_filter()
         c = _child
         if c is not None and c.pid != os.getpid():
             c.done = True  # a dead copy: its thread did not come along
@@ -682,13 +683,19 @@ def _sessions() -> list[Any]:
     return out
 
 
-# 3.12, 3.14 and 3.15 count the process's threads for their multi-threaded
-# fork warning before the after-fork hooks run in the parent; 3.13 after,
-# when ours are back (a restart put off to a pending call is no later:
-# CPython runs it at the first eval-breaker check, inside the after-fork
-# hooks; tried). 3.11 does not warn.
-_PAUSE_CAN_AVOID_WARNING = sys.version_info >= (3, 12) and sys.version_info[:2] != (3, 13)
+# CPython 3.12+ warns about forking a multi-threaded process (3.11 does
+# not). Where our threads are all that make it so, the warning is about
+# nothing a child could trip on (docs/ARCHITECTURE.md, "Around a fork"),
+# so for that fork a filter ignoring exactly its warning goes first in the
+# filters. 3.12 warns before the after-fork hooks run in the parent, which
+# take the filter out again; 3.13-3.15 after them (3.14 and 3.15 count the
+# threads before), so there it stays until the next fork's hook decides
+# again — every fork warning comes after that hook (only os.fork() and
+# os.forkpty() give it, and its text names this process).
+_FORK_WARNS = sys.version_info >= (3, 12)
+_WARNS_BEFORE_AFTER_HOOKS = sys.version_info[:2] == (3, 12)
 _FORK_WARNING = "This process (pid={}) is multi-threaded, use of fork() may lead to deadlocks in the child."
+_fork_filter: tuple | None = None  # the filter this process put first, while it may be there
 
 
 def _warns_anyway() -> bool:
@@ -731,26 +738,76 @@ def _warning_ignored(frame: Any) -> bool:
 
 
 def _before_fork() -> None:
-    """Join our native threads so the fork sees only the program's (3.12+
-    warns about forking a multi-threaded process), where that avoids a
-    warning somebody would see: the pause costs each fork ~0.2 ms
-    (bench/RESULTS.md), and our threads hold nothing a child needs
-    (docs/ARCHITECTURE.md)."""
-    if not _PAUSE_CAN_AVOID_WARNING:
+    """Where only our threads would make CPython warn about this fork, and
+    somebody would see it, a filter that ignores it (above). Where the
+    filters are a context's own (3.14+'s context_aware_warnings), our
+    threads are joined instead, before the threads are counted, and started
+    again after it (~0.2 ms, bench/RESULTS.md)."""
+    if not _FORK_WARNS:
         return
     try:
-        if _warns_anyway() or _warning_ignored(sys._getframe(1)):
+        _drop_fork_filter()
+        if not _sessions() or _warns_anyway() or _warning_ignored(sys._getframe(1)):
             return
-        for s in _sessions():
-            s.pause()
-            _paused.append(s)
+        if not getattr(sys.flags, "context_aware_warnings", False):
+            _add_fork_filter()
+        else:
+            for s in _sessions():
+                s.pause()
+                _paused.append(s)
     except Exception:
         pass
 
 
 def _after_fork_parent() -> None:
+    if _WARNS_BEFORE_AFTER_HOOKS:
+        _drop_fork_filter()
     while _paused:
         try:
             _paused.pop().resume()
         except Exception:
             pass
+
+
+def _add_fork_filter() -> None:
+    global _fork_filter
+    import warnings
+
+    _fork_filter = ("ignore", _OnlyOurThreads(_FORK_WARNING.format(os.getpid())),
+                    DeprecationWarning, None, 0)
+    warnings.filters.insert(0, _fork_filter)
+    warnings._filters_mutated()
+
+
+class _OnlyOurThreads:
+    """The fork filter's message, which the warnings machinery calls as a
+    regex's match(): this process's fork warning, while the threads besides
+    the forking one are all the engine's (named mfp-*: _native.
+    program_threads). Asked as CPython warns, after the fork, so that it
+    counts what CPython counted: a native library's pool that its own
+    atfork handler shut down for the fork (OpenBLAS's) is not there, and
+    a thread the program started meanwhile is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def match(self, text: str) -> bool:
+        return text == self.text and _native.program_threads(2) == 1
+
+
+def _drop_fork_filter() -> None:
+    """Takes out the filter put in by this process or, in a forked child,
+    by its parent (the child's copy of it). Never raises."""
+    global _fork_filter
+    f, _fork_filter = _fork_filter, None
+    if f is None:
+        return
+    try:
+        import warnings
+
+        warnings.filters.remove(f)  # not there: a catch_warnings() ended meanwhile
+        warnings._filters_mutated()
+    except Exception:
+        pass

@@ -62,14 +62,14 @@ def run(tmp_path, body, *args, interval="0.001", timeout=240):
 SANITIZED = "asan" in os.environ.get("LD_PRELOAD", "")
 
 
-def hot_in_children(prof):
+def hot_in_children(prof, on_cpu=not SANITIZED):
     """On-CPU (wall under a sanitizer) seconds and samples of `hot` in the
     child processes."""
     secs = samples = 0
     for p in prof.processes():
         if p["root"]:
             continue
-        for f in prof.functions(on_cpu=not SANITIZED, pid=p["pid"]):
+        for f in prof.functions(on_cpu=on_cpu, pid=p["pid"]):
             if f.name == "hot":
                 secs += f.total_s
                 samples += f.samples
@@ -82,8 +82,19 @@ def assert_attributed(prof, measured):
     # Per-thread on-CPU marks add up to the CPU time used within a sample or
     # so; allow 3 standard errors of a count of `samples`, and never less than 20 %.
     tol = max(0.2, 3 / math.sqrt(samples))
-    assert secs >= (1 - tol) * measured, (secs, measured, samples)
-    if not SANITIZED:  # wall time may exceed the CPU used on a busy machine
+    # Except where the children's samplers did not get their passes (fewer
+    # samples of hot than its CPU time at the interval: 163 on-CPU ones
+    # for 0.4 s at 1 kHz, seen in a CI run) or hot was seen running while it
+    # waited for a core (more on-CPU samples than its CPU time allows: 2,619
+    # for 2.0 s): a sampler starved of CPU, or a full machine, finds a
+    # thread running less often than it ran (docs/FORMAT.md, SAMPLES
+    # flags). Its wall time must then hold the CPU it measured.
+    wall, wall_samples = hot_in_children(prof, on_cpu=False)
+    expected = measured / (prof.meta["interval_ns"] / 1e9)
+    if not SANITIZED and (wall_samples < (1 - tol) * expected or samples > (1 + tol) * expected):
+        secs = wall
+    assert secs >= (1 - tol) * measured, (secs, measured, samples, wall)
+    if not SANITIZED and secs is not wall:  # wall time may exceed the CPU used on a busy machine
         assert secs <= (1 + tol) * measured + 0.05, (secs, measured, samples)
 
 
@@ -416,7 +427,7 @@ def test_forked_child_copy_of_the_profiler_stops_cleanly(tmp_path):
     """A forked child that reaches the parent's Profiler.stop gets an empty
     profile with a note (it used to be an empty MemoryError), and a fork
     with the profiler running does not print CPython's multi-threaded
-    fork warning (our threads are paused around it)."""
+    fork warning (our threads are all that make it multi-threaded)."""
     (tmp_path / "hotwork.py").write_text(HOTWORK)
     (tmp_path / "job.py").write_text(textwrap.dedent("""
         import os, sys, warnings
@@ -437,26 +448,24 @@ def test_forked_child_copy_of_the_profiler_stops_cleanly(tmp_path):
     r = subprocess.run([sys.executable, "job.py"], cwd=tmp_path, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr
-    if sys.version_info[:2] != (3, 13):
-        # 3.13 counts the threads after the after-fork hooks, when ours are
-        # back (README, "Child processes"); 3.11 does not warn.
-        assert "multi-threaded" not in r.stderr
+    assert "multi-threaded" not in r.stderr
     assert r.stdout.strip() == "1"  # its forked child, profiled or (ended at once) counted
 
 
-PAUSES = """
+AVOIDED = """
     import multiprocessing as mp, os, sys, warnings
     if sys.argv[1] == "always":
         warnings.simplefilter("always")
     from metaflow_profiler import Profiler, children
-    pauses = []
-    sessions = children._sessions  # what _before_fork asks for only to pause them
-    children._sessions = lambda: pauses.append(1) or sessions()
+    avoided = []
+    add = children._add_fork_filter  # what _before_fork does to avoid the warning
+    children._add_fork_filter = lambda: avoided.append(1) or add()
 
     def work():
         pass
 
     if __name__ == "__main__":
+        before = list(warnings.filters)
         p = Profiler()
         p.start()
         for _ in range(3):  # multiprocessing's own os.fork()
@@ -469,27 +478,95 @@ PAUSES = """
             os._exit(0)
         os.waitpid(pid, 0)
         prof = p.stop()
-        print(len(pauses), prof.meta["children"]["processes"] + prof.meta["children"]["short"])
+        if sys.version_info < (3, 13):  # 3.13+ warn later: the filter stays until the next fork
+            assert warnings.filters == before, (warnings.filters, before)
+        print(len(avoided), prof.meta["children"]["processes"] + prof.meta["children"]["short"])
 """
 
 
 @pytest.mark.parametrize("filters", ["default", "always"])
-def test_the_pause_is_made_only_where_the_warning_would_be_seen(tmp_path, filters):
+def test_the_fork_warning_is_avoided_only_where_it_would_be_seen(tmp_path, filters):
     """Python's default filters ignore the multi-threaded fork warning but
-    for a fork from __main__: multiprocessing's forks need no pause (~0.2
-    ms each), __main__'s does; with every warning shown, all do. Either
-    way nobody sees the warning (but on 3.13, which is never paused)."""
-    (tmp_path / "job.py").write_text(textwrap.dedent(PAUSES))
+    for a fork from __main__: multiprocessing's forks need nothing done,
+    __main__'s does; with every warning shown, all do. Either way nobody
+    sees the warning, and (where the warning comes first) the filters are as
+    they were after each fork."""
+    (tmp_path / "job.py").write_text(textwrap.dedent(AVOIDED))
     r = subprocess.run([sys.executable, "job.py", filters], cwd=tmp_path, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    pauses, kids_ = map(int, r.stdout.split())
+    avoided, kids_ = map(int, r.stdout.split())
     assert kids_ == 4
-    if sys.version_info < (3, 12) or sys.version_info[:2] == (3, 13):
-        assert pauses == 0
+    assert "multi-threaded" not in r.stderr, r.stderr
+    if sys.version_info < (3, 12):
+        assert avoided == 0  # no warning to avoid
     else:
-        assert pauses == (1 if filters == "default" else 4)
-        assert "multi-threaded" not in r.stderr, r.stderr
+        assert avoided == (1 if filters == "default" else 4)
+
+
+CONTEXT_FILTERS = """
+    import os, sys, warnings
+    warnings.simplefilter("always")
+    from metaflow_profiler import Profiler, children
+    paused = []
+    after = children._after_fork_parent  # registered at the start, so wrapped first
+    children._after_fork_parent = lambda: paused.append(len(children._paused)) or after()
+    with Profiler():
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+    print(sum(paused))
+"""
+
+
+def test_where_the_filters_are_a_contexts_own_our_threads_are_paused(tmp_path):
+    """Context-aware warnings (3.14+) read the filters of the running
+    context, which a filter put in warnings.filters may not reach: there
+    our threads are joined around the fork instead. Elsewhere nothing is
+    paused, and either way the warning is not seen."""
+    (tmp_path / "job.py").write_text(textwrap.dedent(CONTEXT_FILTERS))
+    context = sys.version_info >= (3, 14)
+    flags = ["-X", "context_aware_warnings=1"] if context else []
+    r = subprocess.run([sys.executable, *flags, "job.py"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "multi-threaded" not in r.stderr, r.stderr
+    assert int(r.stdout) == (1 if context else 0)  # the sampler's session, once
+
+
+UNSEEN_THREAD = """
+    import _thread, os, sys, time, warnings
+    warnings.simplefilter("always")
+    from metaflow_profiler import Profiler
+
+    def fork():
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+
+    import numpy  # noqa: F401 (OpenBLAS's pool, which its atfork handler ends for a fork)
+
+    with Profiler():
+        fork()  # only our threads, as CPython counts: no warning
+        print("between", file=sys.stderr, flush=True)
+        # A thread `threading` does not know of, as a native library's pool:
+        # CPython counts it, so the warning is the program's own.
+        _thread.start_new_thread(time.sleep, (30,))
+        time.sleep(0.1)
+        fork()
+"""
+
+
+def test_the_fork_warning_stays_where_the_program_has_another_thread(tmp_path):
+    (tmp_path / "job.py").write_text(textwrap.dedent(UNSEEN_THREAD))
+    r = subprocess.run([sys.executable, "job.py"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    first, _, second = r.stderr.partition("between")
+    assert "multi-threaded" not in first, r.stderr
+    assert ("multi-threaded" in second) == (sys.version_info >= (3, 12)), r.stderr  # 3.11: none
 
 
 class _Frame:
