@@ -74,6 +74,7 @@ class FLOW_NAME(FlowSpec):
     fail_first = Parameter("fail_first", default=False)
     grow_at = Parameter("grow_at", default=0)
     until = Parameter("until", default="")
+    at_least = Parameter("at_least", default=0)
 
     @RETRY
     @RESOURCES
@@ -91,11 +92,13 @@ class FLOW_NAME(FlowSpec):
         if self.grow_at:
             hot(self.grow_at)
             held = grow(GROW_BYTES)  # noqa: F841 (held until the step ends)
-        end = time.time() + self.seconds
-        # Run on until the test has seen what it waits for (at most `seconds`).
+        t0 = time.time()
+        end = t0 + self.seconds
+        # Run on until the test has seen what it waits for (at most
+        # `seconds`, at least `at_least`).
         while time.time() < end:
             hot(0.5)
-            if self.until and os.path.exists(self.until):
+            if self.until and os.path.exists(self.until) and time.time() - t0 >= self.at_least:
                 break
         if self.fail_first and current.retry_count == 0:
             raise RuntimeError("first attempt fails")
@@ -165,12 +168,14 @@ class Running:
         return (self.dir / "run.log").read_text()
 
 
-def cards(task):
+def cards(task, errors=None):
     from metaflow.cards import get_cards
 
     try:
         return list(get_cards(task, id=CARD_ID))
-    except Exception:  # not there yet
+    except Exception as exc:  # not there yet
+        if errors is not None:
+            errors.append(f"{type(exc).__name__}: {exc}")
         return []
 
 
@@ -181,17 +186,25 @@ def read_card(card):
     return html, Profile.from_bytes(card_profile_bytes(html))
 
 
-def first_live_card(run, timeout=120):
-    """The first live card, once there: (task, html, profile)."""
+def first_live_card(run, timeout=120, elapsed_s=0.0):
+    """The first live card, once there, of an update made `elapsed_s` or
+    more into the step: (task, card, html, profile)."""
+    t0 = time.time()
     task = run.task(timeout)
+    found_s = time.time() - t0
     end = time.time() + timeout
+    seen, errors = [], []
     while time.time() < end:
-        for c in cards(task):
+        for c in cards(task, errors):
             html, profile = read_card(c)
-            if profile.meta.get("live"):
-                return task, html, profile
+            live = profile.meta.get("live")
+            seen.append(live and live["elapsed_s"])
+            if live and live["elapsed_s"] >= elapsed_s:
+                return task, c, html, profile
         time.sleep(0.5)
-    raise AssertionError(f"no live card: {run.output()}")
+    raise AssertionError(f"no live card {elapsed_s} s in: task found after {found_s:.1f} s; "
+                         f"cards seen (live elapsed s, None when final): {seen[-20:]}; "
+                         f"errors {errors[-3:]}: {run.output()}")
 
 
 def seconds_of(profile, name):
@@ -231,8 +244,9 @@ def memory_cgroup():
 def kill_at(run, seconds):
     """SIGKILL the run's task `seconds` into its step (by its profile's start)."""
     try:
-        _, _, first = first_live_card(run)
-        time.sleep(max(0.0, first.meta["start_unix_ns"] / 1e9 + seconds - time.time()))
+        _, _, _, first = first_live_card(run)
+        run.start_s = first.meta["start_unix_ns"] / 1e9
+        time.sleep(max(0.0, run.start_s + seconds - time.time()))
         os.kill(int(run.pidfile.read_text()), signal.SIGKILL)
         run.killed_at = time.time()
     except Exception as exc:  # the test says what went wrong
@@ -322,7 +336,9 @@ def watch_memory_update(run, timeout=240):
 def runs():
     cg, why = memory_cgroup()
     started = {
-        "long": Running("live-long", seconds=40),
+        # Reads the card while the step runs: at least 40 s, longer while
+        # the test has not read it (a loaded machine).
+        "long": Running("live-long", seconds=120, at_least=40, until=new_flow_dir("read") / "read"),
         "killed": Running("live-killed", seconds=120),  # SIGKILLed at 20 s: a cap
         "retry": Running("live-retry", seconds=5, fail_first=True),
         "served": Running("live-served", seconds=40),
@@ -355,15 +371,15 @@ def runs():
 
 def test_live_card_while_running_then_final(runs):
     run = runs[0]["long"]
-    task, _, first = first_live_card(run)
-    start_s = first.meta["start_unix_ns"] / 1e9
-    time.sleep(max(0.0, start_s + 25 - time.time()))
-    (card,) = cards(task)
-    html, profile = read_card(card)
+    try:  # an update 20 s or more in: the third, updates being 10 s apart
+        task, card, html, profile = first_live_card(run, elapsed_s=20)
+    finally:
+        open(run.params["until"], "w").close()
     live = profile.meta["live"]
-    assert live["state"] == "running" and live["elapsed_s"] <= 25.5
-    # 25 s in, the card holds at least 10 s of the hot function.
-    assert seconds_of(profile, "hot") >= 10, (live, profile.functions()[:5])
+    assert live["state"] == "running" and live["seq"] >= 3, live
+    # The card holds the hot function's time so far (wall time: a loaded
+    # machine does not change it; 0.4 leaves room for the step's start).
+    assert seconds_of(profile, "hot") >= 0.4 * live["elapsed_s"], (live, profile.functions()[:5])
     assert "running — updated" in profile.meta["notes"][0]
     assert re.search(r'METAFLOW_RELOAD_TOKEN = "live-\d+"', html)
     # The runtime data update is written just after its page: read apart
@@ -392,7 +408,8 @@ def test_killed_step_keeps_its_last_snapshot(runs):
     (card,) = cards(task)
     _, profile = read_card(card)
     live = profile.meta["live"]
-    assert live["state"] == "running" and live["elapsed_s"] <= 20.5
+    # The last update before the kill (made 20 s in, or later on a loaded machine).
+    assert live["state"] == "running" and live["elapsed_s"] <= run.killed_at - run.start_s, live
     assert seconds_of(profile, "hot") >= 10, (live, profile.functions()[:5])
     note = profile.meta["notes"][0]
     assert "last snapshot taken while the step was running" in note
@@ -407,7 +424,10 @@ def test_oom_killed_step_names_the_allocating_function(runs):
     assert run.wait() != 0, run.output()
     assert "Task failed" in run.output() or "killed" in run.output().lower(), run.output()
     task = run.task()
-    (card,) = cards(task)
+    errors = []
+    found = cards(task, errors)  # none once on 3.13 in CI: say why, next time
+    assert len(found) == 1, (errors, run.output())
+    (card,) = found
     _, profile = read_card(card)
     live = profile.meta["live"]
     mem = live["memory"]
