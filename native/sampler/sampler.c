@@ -85,7 +85,7 @@ _Static_assert(MFP_DROP_READ_FAULT == (int)MFP_PYTHON_READ_FAULT && MFP_DROP_INV
 #define MOMENT_NS 200000 /* a stack read longer than this was interrupted */
 #define WAKE_CHECKS 4    /* threads a pass holds back for settle_waiting, at most */
 #define STACK_MEMORIES 16 /* threads whose last stack is remembered (build_stack) */
-#define QUIET_PASSES 32   /* quiet passes at one pace before the next, slower one (pace) */
+#define QUIET_PASSES 8    /* quiet passes at one pace before the next, slower one (pace) */
 #define SLOWEST_PACE 3    /* while quiet, passes at most 2^3 intervals apart */
 
 /* Reads for native/python/: checked copies. */
@@ -346,17 +346,11 @@ static void add_sample(mfp_sampler *s, thread_entry *te, uint64_t tid, const voi
     if (te->cpu_ns == cpu && te->tstate == tstate) dt = s->gap_ns; /* did not run: all of it */
     if (te->cpu_ns == UINT64_MAX || seen != SEEN_IDLE) s->pass_busy = 1;
     s->pass_used_ns += used;
-    /* After quiet passes far apart (pace) a thread found elsewhere having
-     * run was where its last sample found it, not running, until it ran
-     * for `used`: that part stays there. Not one found where it was: it
-     * ran and came back (compute, then sleep again), and its `used` then
-     * belongs to neither stack — as at the usual pace, the whole gap goes
-     * to the stack seen, a sample then as likely as ever to land in what
-     * it ran, and the debt waits for a sample that finds it running. (Given
-     * to that stack as a small sample of its own, the debt was paid there:
-     * on the sleep line.) */
-    if (s->pace && te->cpu_ns < cpu && te->tstate == tstate && used < dt && te->last_node != MFP_NONE &&
-        node != te->last_node) {
+    /* After quiet passes far apart (pace) a thread that ran was where its
+     * last sample found it, not running, until it ran for `used`: that
+     * part stays there. (At the usual pace, as before: a sample is one
+     * stack, the sampler's interval the resolution.) */
+    if (s->pace && te->cpu_ns < cpu && te->tstate == tstate && used < dt && te->last_node != MFP_NONE) {
         if (mfp_profile_sample(s->profile, t, te->last_node, te->index, dt - used, 0) != 0)
             s->stats.dropped[MFP_DROP_NO_MEMORY]++;
         else

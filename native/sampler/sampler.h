@@ -22,7 +22,7 @@
  * without the GIL is found within threads / 128 passes (its CPU time then
  * counted in full), and one that ended is sampled for as long. While no
  * thread runs (all wait: for a Pool's workers, I/O, a lock) the passes
- * slow down, each 32 quiet ones doubling the gap up to 8 intervals, and
+ * slow down, each 8 quiet ones doubling the gap up to 8 intervals, and
  * the first pass that finds a thread running or new is back at the
  * interval; a thread that ran for `used` since its last sample, found so
  * after a slowed gap, keeps the rest of the gap at its last stack.
