@@ -768,6 +768,17 @@ static int roster_check(mfp_sampler *s) {
     return 0;
 }
 
+/* One pass over every thread state of the interpreter, without the GIL:
+ * touches only interpreter memory through memread, and the sampler's own
+ * state and store.
+ *
+ * A thread's CPU clock costs a syscall to read, so with many threads a
+ * pass reads at most CLOCK_BUDGET of them: those of the threads that ran
+ * at their last sample (hot) or are new, the GIL's holder's, and a window
+ * that moves on each pass; every other thread repeats its last stack as
+ * one that did not run. A thread that starts running C code without the
+ * GIL is so found within threads / CLOCK_BUDGET passes, and the CPU it
+ * used meanwhile is counted then (add_sample's debt). */
 /* The pace of the next passes. A process whose threads all wait (a step
  * waiting for its Pool's workers, a download, a query) gives a pass nothing
  * new: each thread's stack as before, its clock unmoved. Waking 1,000
@@ -788,17 +799,6 @@ static void pace(mfp_sampler *s, uint64_t gap) {
     }
 }
 
-/* One pass over every thread state of the interpreter, without the GIL:
- * touches only interpreter memory through memread, and the sampler's own
- * state and store.
- *
- * A thread's CPU clock costs a syscall to read, so with many threads a
- * pass reads at most CLOCK_BUDGET of them: those of the threads that ran
- * at their last sample (hot) or are new, the GIL's holder's, and a window
- * that moves on each pass; every other thread repeats its last stack as
- * one that did not run. A thread that starts running C code without the
- * GIL is so found within threads / CLOCK_BUDGET passes, and the CPU it
- * used meanwhile is counted then (add_sample's debt). */
 static void sample_all_direct(mfp_sampler *s, uint64_t t, uint64_t dt) {
     s->pass_used_ns = 0;
     s->pass_busy = 0;
