@@ -85,8 +85,6 @@ _Static_assert(MFP_DROP_READ_FAULT == (int)MFP_PYTHON_READ_FAULT && MFP_DROP_INV
 #define MOMENT_NS 200000 /* a stack read longer than this was interrupted */
 #define WAKE_CHECKS 4    /* threads a pass holds back for settle_waiting, at most */
 #define STACK_MEMORIES 16 /* threads whose last stack is remembered (build_stack) */
-#define QUIET_PASSES 8    /* quiet passes at one pace before the next, slower one (pace) */
-#define SLOWEST_PACE 3    /* while quiet, passes at most 2^3 intervals apart */
 
 /* Reads for native/python/: checked copies. */
 static const mfp_python_mem checked_mem = {mfp_mem_read, mfp_mem_readv, 0};
@@ -124,12 +122,6 @@ struct mfp_sampler {
     uint64_t avg_gap_ns; /* moving average of the time between passes */
     uint64_t gap_ns;     /* time since the previous pass, uncapped */
     int late;            /* this pass began more than a moment after it was due */
-    /* The pace: passes 2^pace intervals apart while the process is quiet
-     * (pace); this pass's CPU used by the threads sampled, and whether it
-     * saw one running or new. */
-    unsigned pace, quiet_run;
-    uint64_t pass_used_ns;
-    int pass_busy;
     int cpus;            /* online CPUs */
     int loadavg_fd;      /* /proc/loadavg kept open (machine_runnable); -1: none */
     /* This pass: threads found not run since their last sample while the
@@ -344,19 +336,6 @@ static void add_sample(mfp_sampler *s, thread_entry *te, uint64_t tid, const voi
     }
     uint64_t used = te->cpu_ns == UINT64_MAX || cpu < te->cpu_ns ? cpu : cpu - te->cpu_ns;
     if (te->cpu_ns == cpu && te->tstate == tstate) dt = s->gap_ns; /* did not run: all of it */
-    if (te->cpu_ns == UINT64_MAX || seen != SEEN_IDLE) s->pass_busy = 1;
-    s->pass_used_ns += used;
-    /* After quiet passes far apart (pace) a thread that ran was where its
-     * last sample found it, not running, until it ran for `used`: that
-     * part stays there. (At the usual pace, as before: a sample is one
-     * stack, the sampler's interval the resolution.) */
-    if (s->pace && te->cpu_ns < cpu && te->tstate == tstate && used < dt && te->last_node != MFP_NONE) {
-        if (mfp_profile_sample(s->profile, t, te->last_node, te->index, dt - used, 0) != 0)
-            s->stats.dropped[MFP_DROP_NO_MEMORY]++;
-        else
-            s->stats.samples++;
-        dt = used;
-    }
     te->hot = te->cpu_ns != cpu;
     te->cpu_ns = cpu;
     te->tstate = tstate;
@@ -779,29 +758,7 @@ static int roster_check(mfp_sampler *s) {
  * one that did not run. A thread that starts running C code without the
  * GIL is so found within threads / CLOCK_BUDGET passes, and the CPU it
  * used meanwhile is counted then (add_sample's debt). */
-/* The pace of the next passes. A process whose threads all wait (a step
- * waiting for its Pool's workers, a download, a query) gives a pass nothing
- * new: each thread's stack as before, its clock unmoved. Waking 1,000
- * times a second for that costs the sampler's thread 40-50 us of CPU a
- * millisecond on a 2-vCPU VM (bench/RESULTS.md), taken from the cores the
- * work runs on. So after QUIET_PASSES passes in which no thread was seen
- * running or new and they used under a sixteenth of the time between, the
- * passes are twice as far apart, up to 2^SLOWEST_PACE intervals; the first
- * pass that finds more is back at the interval. A thread's stack changes
- * only when it runs, which a pass sees: what it ran meanwhile is `used`
- * (add_sample), and its wall time before that stays where it waited. */
-static void pace(mfp_sampler *s, uint64_t gap) {
-    if (s->pass_busy || 16 * s->pass_used_ns >= gap) {
-        s->pace = s->quiet_run = 0;
-    } else if (++s->quiet_run >= QUIET_PASSES && s->pace < SLOWEST_PACE) {
-        s->pace++;
-        s->quiet_run = 0;
-    }
-}
-
 static void sample_all_direct(mfp_sampler *s, uint64_t t, uint64_t dt) {
-    s->pass_used_ns = 0;
-    s->pass_busy = 0;
     s->pass_holder = s->gil ? mfp_python_gil_holder(s->gil, &checked_mem) : NULL;
     s->new_from = SIZE_MAX;
     if (roster_check(s) != 0) roster_walk(s);
@@ -825,7 +782,6 @@ static void sample_all_direct(mfp_sampler *s, uint64_t t, uint64_t dt) {
     }
     settle_waiting(s, t, dt);
     s->clock_window = (r0 + CLOCK_BUDGET / 2) % (n ? n : 1);
-    pace(s, s->gap_ns);
 }
 
 /* The slower sampler on the public C API, for where interpreter memory
@@ -924,8 +880,7 @@ static void sample_all(mfp_sampler *s) {
      * sampler is late by design (it waits for the GIL, ~5 ms), so its
      * samples keep the whole gap. */
     s->avg_gap_ns = s->avg_gap_ns ? s->avg_gap_ns - s->avg_gap_ns / 16 + gap / 16 : s->interval_ns;
-    uint64_t due = s->interval_ns << s->pace;
-    uint64_t usual = s->avg_gap_ns > due ? s->avg_gap_ns : due;
+    uint64_t usual = s->avg_gap_ns > s->interval_ns ? s->avg_gap_ns : s->interval_ns;
     uint64_t dt = s->gil_mode || gap < 2 * usual ? gap : 2 * usual;
     s->gap_ns = gap;
     s->stats.passes++;
@@ -1009,13 +964,13 @@ static void *sampler_main(void *arg) {
         if (now < next) continue; /* woken early (a signal to the process) */
         s->late = now - next > MOMENT_NS;
         sample_all(s);
-        next += next_gap(s) << s->pace;
+        next += next_gap(s);
         now = now_ns();
         /* Fell behind: skip ticks. The GIL-taking sampler falls behind by
          * waiting for the GIL (up to the switch interval, 5 ms): it asks
          * again at once, so it gets a pass at each switch the GIL allows
          * instead of waiting an interval on top of each switch. */
-        if (next <= now) next = s->gil_mode ? now : now + (next_gap(s) << s->pace);
+        if (next <= now) next = s->gil_mode ? now : now + next_gap(s);
     }
     return NULL;
 }

@@ -20,12 +20,7 @@
  * threads); the others repeat their last stack as threads that did not
  * run. So with more than 256 threads one that starts running C code
  * without the GIL is found within threads / 128 passes (its CPU time then
- * counted in full), and one that ended is sampled for as long. While no
- * thread runs (all wait: for a Pool's workers, I/O, a lock) the passes
- * slow down, each 8 quiet ones doubling the gap up to 8 intervals, and
- * the first pass that finds a thread running or new is back at the
- * interval; a thread that ran for `used` since its last sample, found so
- * after a slowed gap, keeps the rest of the gap at its last stack.
+ * counted in full), and one that ended is sampled for as long.
  *
  * Memory: the sampler owns its caches; it writes samples into the profile
  * store passed to mfp_sampler_start, which the caller owns and must not
