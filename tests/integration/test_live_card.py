@@ -19,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from support import card_profile_bytes, new_flow_dir
@@ -53,11 +54,22 @@ def hot(seconds):
     return n
 
 
-def hog(step_bytes, pause):
+def hog(step_bytes, pause, cgroup):
     held = []
+    t0 = time.time()
     while True:
         held.append(bytearray(step_bytes))
+        # What a failure needs to be read (the run output is printed then).
+        print(f"hog: {len(held) * step_bytes >> 20} MiB held {time.time() - t0:.1f} s in, "
+              f"the cgroup at {cgroup_used(cgroup) >> 20} MiB", flush=True)
         time.sleep(pause)
+
+
+def cgroup_used(cgroup):
+    for name in ("memory.current", "memory.usage_in_bytes"):
+        if os.path.exists(os.path.join(cgroup, name)):
+            return int(open(os.path.join(cgroup, name)).read())
+    return -1
 
 
 def grow(total, chunk=8 << 20):
@@ -87,8 +99,8 @@ class FLOW_NAME(FlowSpec):
         if self.cgroup:
             with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
-            subprocess.run([sys.executable, "-c", WORKER])
-            hog(8 << 20, 1.0)  # 80 % to the limit in 5 s: time for the last update
+            print("worker:", subprocess.run([sys.executable, "-c", WORKER]).returncode, flush=True)
+            hog(8 << 20, 1.0, self.cgroup)  # 80 % to the limit in 5 s: time for the last update
         if self.grow_at:
             hot(self.grow_at)
             held = grow(GROW_BYTES)  # noqa: F841 (held until the step ends)
@@ -239,6 +251,27 @@ def memory_cgroup():
         except OSError as exc:
             return None, f"cannot make a memory cgroup under {base}: {exc}"
     return None, "no memory cgroup controller"
+
+
+def task_end(task):
+    """The runtime's record of how the task's process ended (its return code)."""
+    path = Path(os.environ["METAFLOW_DATASTORE_SYSROOT_LOCAL"], ".metaflow",
+                *task.path_components, "0.runtime")
+    try:
+        return path.read_text()
+    except OSError as exc:
+        return f"unknown ({exc})"
+
+
+def oom_kills(cgroup):
+    """The cgroup's OOM kill counter line (v2 memory.events, v1 oom_control)."""
+    for name in ("memory.events", "memory.oom_control"):
+        try:
+            return " ".join(line for line in open(os.path.join(cgroup, name)).read().splitlines()
+                            if "oom_kill" in line)
+        except OSError:
+            pass
+    return "unknown"
 
 
 def kill_at(run, seconds):
@@ -425,9 +458,13 @@ def test_oom_killed_step_names_the_allocating_function(runs):
     assert "Task failed" in run.output() or "killed" in run.output().lower(), run.output()
     task = run.task()
     errors = []
-    found = cards(task, errors)  # none once on 3.13 and once on 3.12 in CI
+    found = cards(task, errors)  # none once on 3.13 and twice on 3.12 in CI
     if len(found) != 1:
-        print(run.output())  # whole, under "Captured stdout" (the assertion's is cut)
+        # All there is to know, under "Captured stdout" (the assertion's
+        # copy is cut): how the task ended, how often the cgroup's OOM
+        # killer struck (the worker's is 1), and the run's whole output.
+        print("task's end:", task_end(task), "| cgroup:", oom_kills(run.params["cgroup"]))
+        print(run.output())
     assert len(found) == 1, (errors, run.output())
     (card,) = found
     _, profile = read_card(card)

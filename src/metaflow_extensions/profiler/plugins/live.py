@@ -21,7 +21,10 @@ Cadence: the first update FIRST_UPDATE_S after the start, then every
 Memory is read every MEMORY_POLL_S (faster as it nears its limit); when it
 passes MEMORY_FRACTION of the cgroup's or @resources' limit an update is
 made at once (and again at every further 5 % of the limit), so an
-out-of-memory kill leaves a profile from just before it.
+out-of-memory kill leaves a profile from just before it. Memory that falls
+back under the first rung (a worker the OOM killer took, a batch freed)
+re-arms the ladder: a step that once peaked at 95 % and then grows again
+gets its updates at 80 % again, not only past 100 %.
 
 The thread keeps the task's CPU priority: its CPU is small (tens of ms an
 update), but it shares the GIL with the step, and a step that hands the GIL
@@ -42,6 +45,7 @@ FIRST_UPDATE_S = 3.0
 MAX_INTERVAL_S = 300.0
 MEMORY_POLL_S = 2.0
 MEMORY_FRACTION = 0.8
+MEMORY_RUNG = 0.05
 MAX_FAILURES = 3
 _UNLIMITED = 1 << 60
 # zlib level of the live page: 9 (the final card's) costs ~15x the CPU of 6
@@ -55,6 +59,27 @@ def next_interval(base: float, elapsed: float) -> float:
 
 
 # ---- memory and its limit ---------------------------------------------------
+
+
+class MemoryLadder:
+    """When memory calls for an update: past MEMORY_FRACTION of the limit,
+    then at each further MEMORY_RUNG; from the start again once memory is
+    back under the first rung's foot (one rung of hysteresis, so memory
+    hovering at a rung does not update at every poll)."""
+
+    FOOT = MEMORY_FRACTION - MEMORY_RUNG
+
+    def __init__(self) -> None:
+        self.level = self.FOOT
+
+    def due(self, share: float) -> bool:
+        if share < self.FOOT:
+            self.level = self.FOOT
+        if share < self.level + MEMORY_RUNG:
+            return False
+        self.level = share
+        return True
+
 
 
 def poll_period(mem: dict[str, Any] | None) -> float:
@@ -288,7 +313,7 @@ class LiveCard:
         self._t0 = time.monotonic()
         self._seq = 0
         self._failures = 0
-        self._mem_level = MEMORY_FRACTION - 0.05
+        self._ladder = MemoryLadder()
         start = memory_state(resources_bytes)
         self._oom_at_start = (start or {}).get("oom_kills")
         self.updates = 0
@@ -318,11 +343,8 @@ class LiveCard:
         while not self._stop.is_set():
             now = time.monotonic()
             mem = memory_state(self._resources)
-            urgent = mem is not None and mem["used_bytes"] >= self._mem_level * mem["limit_bytes"] + (
-                0.05 * mem["limit_bytes"])
+            urgent = mem is not None and self._ladder.due(mem["used_bytes"] / mem["limit_bytes"])
             if urgent or now >= next_at:
-                if urgent:
-                    self._mem_level = mem["used_bytes"] / mem["limit_bytes"]
                 if not self._update(mem, "memory" if urgent else "interval"):
                     return
                 next_at = time.monotonic() + next_interval(self._interval, now - self._t0)
