@@ -67,6 +67,7 @@
 #include <Python.h>
 
 #include "../python/python.h"
+#include "../sampler/memread.h"
 #include "got.h"
 
 #include <dlfcn.h>
@@ -815,6 +816,10 @@ static void *const no_interpreter = (void *)1;
 static void *const *interp_head = &no_interpreter;
 static void *interp_main;
 
+/* Pools are found by checked copies (memread: the sampler chose how, at
+ * its start, before the heap's): a wrong guess fails a copy, never faults. */
+static const mfp_python_mem checked = {mfp_mem_read, mfp_mem_readv, 0};
+
 /* MFP_HEAP_TAKE=0 leaves every block to pymalloc (for measuring this). */
 static int take_off(void) {
     const char *v = getenv("MFP_HEAP_TAKE");
@@ -955,7 +960,7 @@ static void py_install(void) {
     void *const *head = mfp_python_interpreters();
     if (G.fast_domains == 3 && !pools && !take_off() && head && *head == (void *)PyInterpreterState_Main() &&
         PyInterpreterState_Next(PyInterpreterState_Head()) == NULL && py_orig[1].malloc == py_orig[2].malloc &&
-        (pools = mfp_python_pymalloc_pools(py_orig[2].malloc, py_orig[2].free, py_orig[2].ctx))) {
+        (pools = mfp_python_pymalloc_pools(&checked, py_orig[2].malloc, py_orig[2].free, py_orig[2].ctx))) {
         interp_main = *head;
         interp_head = head;
     }

@@ -24,24 +24,17 @@
  * class's list (pymalloc takes from, and puts back at, the front), so its
  * prevpool is the header, not at a pool boundary, whose nextpool is that
  * pool. Every size class must lead to the same array, through a pool of
- * that class, before it is trusted; all of it is read by checked copies,
- * two system calls.
+ * that class, before it is trusted; all of it is read through mem (the
+ * heap's checked copies: two system calls).
  *
  * One interpreter only: from 3.12 an isolated subinterpreter has pools
  * (and a GIL) of its own, so the caller takes blocks only while the main
  * interpreter is alone: the head of the runtime's list of interpreters
  * (mfp_python_interpreters), which a newer one replaces.
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
 #include "python.h"
 
 #include "layout.h"
-
-#include <fcntl.h>
-#include <sys/uio.h>
-#include <unistd.h>
 
 #define POOL_BYTES ((uintptr_t)1 << 14) /* 64-bit builds since 3.10 (radix tree) */
 #define CLASSES 32                      /* 512 bytes in steps of 16 */
@@ -59,23 +52,8 @@ _Static_assert(offsetof(struct pool_header, freeblock) == offsetof(mfp_python_po
                "pymalloc's pool header");
 #endif
 
-/* Checked copies of cnt regions (process_vm_readv, or /proc/self/mem
- * where a seccomp filter forbids that: Docker's default profile): 0 when
- * every one was copied. */
-static int copy(struct iovec *local, struct iovec *remote, size_t cnt) {
-    size_t n = 0;
-    for (size_t i = 0; i < cnt; i++) n += remote[i].iov_len;
-    if (process_vm_readv(getpid(), local, cnt, remote, cnt, 0) == (ssize_t)n) return 0;
-    int fd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC), ok = fd >= 0;
-    for (size_t i = 0; ok && i < cnt; i++)
-        ok = pread(fd, local[i].iov_base, remote[i].iov_len, (off_t)(uintptr_t)remote[i].iov_base) ==
-             (ssize_t)remote[i].iov_len;
-    if (fd >= 0) close(fd);
-    return ok ? 0 : -1;
-}
-
-mfp_python_pool **mfp_python_pymalloc_pools(void *(*alloc)(void *, size_t), void (*release)(void *, void *),
-                                            void *ctx) {
+mfp_python_pool **mfp_python_pymalloc_pools(const mfp_python_mem *mem, void *(*alloc)(void *, size_t),
+                                            void (*release)(void *, void *), void *ctx) {
     if (!MFP_LAYOUT_KNOWN || sizeof(void *) != 8) return NULL;
     /* Two blocks of each class, the first given back: its pool then has a
      * free block and the second one in use, and is first in its list
@@ -95,7 +73,7 @@ mfp_python_pool **mfp_python_pymalloc_pools(void *(*alloc)(void *, size_t), void
         local[c] = (struct iovec){&pool[c], sizeof pool[c]};
         remote[c] = (struct iovec){(void *)((uintptr_t)a[c] & ~(POOL_BYTES - 1)), sizeof pool[c]};
     }
-    ok = ok && copy(local, remote, CLASSES) == 0;
+    ok = ok && mem->readv(local, remote, CLASSES) == CLASSES;
     /* Each pool's prevpool is then its list's header, 2 c pointers past
      * the first class's: the same array for every class. */
     for (unsigned c = 0; ok && c < CLASSES; c++) {
@@ -106,7 +84,7 @@ mfp_python_pool **mfp_python_pymalloc_pools(void *(*alloc)(void *, size_t), void
         local[c] = (struct iovec){&head[c], sizeof head[c]};
         remote[c] = (struct iovec){(void *)h, sizeof head[c]};
     }
-    ok = ok && copy(local, remote, CLASSES) == 0;
+    ok = ok && mem->readv(local, remote, CLASSES) == CLASSES;
     for (unsigned c = 0; ok && c < CLASSES; c++) /* the header leads to the pool */
         ok = (uintptr_t)head[c].nextpool == ((uintptr_t)a[c] & ~(POOL_BYTES - 1));
     for (unsigned c = 0; c < CLASSES; c++)

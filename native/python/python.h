@@ -119,11 +119,11 @@ typedef struct mfp_python_pool {
 
 /* pymalloc's usedpools (the first pool with a free block of each size
  * class), found through blocks taken with alloc and given back with
- * release (pymalloc's malloc and free, ctx their context); NULL when not
- * found and checked for every size class. With the GIL, while the main
- * interpreter is the only one. */
-mfp_python_pool **mfp_python_pymalloc_pools(void *(*alloc)(void *, size_t), void (*release)(void *, void *),
-                                            void *ctx);
+ * release (pymalloc's malloc and free, ctx their context) and read through
+ * mem; NULL when not found and checked for every size class. With the GIL,
+ * while the main interpreter is the only one. */
+mfp_python_pool **mfp_python_pymalloc_pools(const mfp_python_mem *mem, void *(*alloc)(void *, size_t),
+                                            void (*release)(void *, void *), void *ctx);
 
 /* A block of n bytes (1..512) taken from used as pymalloc takes it, or
  * NULL where pymalloc has more to do (no pool of that size class has a

@@ -1021,6 +1021,9 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     s->loadavg_fd = -1; /* before any way out through mfp_sampler_free */
     const char *forced = getenv("MFP_SAMPLER");
     char why[200];
+    /* Whatever the mode: the heap's search for pymalloc's pools, after
+     * this, reads through memread too. */
+    int unreadable = mfp_mem_init() != 0 ? errno : 0;
     if (mfp_python_check_layout(why, sizeof why) != 0) {
         /* An interpreter this build does not know, or one whose own
          * account of its layout disagrees with the build's. */
@@ -1029,11 +1032,11 @@ mfp_sampler *mfp_sampler_start(mfp_profile *p, uint64_t interval_ns, uint64_t t0
     } else if (forced && strcmp(forced, "gil") == 0) {
         s->gil_mode = 1;
         snprintf(s->mode, sizeof s->mode, "public C API with the GIL (MFP_SAMPLER=gil)");
-    } else if (mfp_mem_init() != 0) {
+    } else if (unreadable) {
         s->gil_mode = 1;
         snprintf(s->mode, sizeof s->mode,
                  "public C API with the GIL: cannot read own memory (process_vm_readv and "
-                 "/proc/self/mem: %s)", strerror(errno));
+                 "/proc/self/mem: %s)", strerror(unreadable));
     } else {
         snprintf(s->mode, sizeof s->mode, "without the GIL, through %s", mfp_mem_mechanism());
     }
