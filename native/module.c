@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "profile/profile.h"
+#include "python/python.h"
 #include "sampler/memread.h"
 #include "sampler/sampler.h"
 #include "heap/heap.h"
@@ -349,9 +350,11 @@ static PyObject *Session_start(Session *self, PyObject *Py_UNUSED(ignored)) {
         self->timeline = mfp_timeline_start(self->timeline_ns, self->timeline_error,
                                             sizeof self->timeline_error);
     }
-    /* A heap that cannot start leaves the CPU profile running; stats() says why. */
+    /* A heap that cannot start leaves the CPU profile running; stats() says
+     * why. It reads through the copies the sampler's start set up. */
+    static const mfp_python_mem checked = {mfp_mem_read, mfp_mem_readv, 0};
     if (self->memory_rate)
-        self->heap = mfp_heap_start(self->memory_rate, self->heap_error, sizeof self->heap_error);
+        self->heap = mfp_heap_start(self->memory_rate, &checked, self->heap_error, sizeof self->heap_error);
     self->state = 1;
     Py_RETURN_NONE;
 }

@@ -67,7 +67,6 @@
 #include <Python.h>
 
 #include "../python/python.h"
-#include "../sampler/memread.h"
 #include "got.h"
 
 #include <dlfcn.h>
@@ -816,10 +815,6 @@ static void *const no_interpreter = (void *)1;
 static void *const *interp_head = &no_interpreter;
 static void *interp_main;
 
-/* Pools are found by checked copies (memread: the sampler chose how, at
- * its start, before the heap's): a wrong guess fails a copy, never faults. */
-static const mfp_python_mem checked = {mfp_mem_read, mfp_mem_readv, 0};
-
 /* MFP_HEAP_TAKE=0 leaves every block to pymalloc (for measuring this). */
 static int take_off(void) {
     const char *v = getenv("MFP_HEAP_TAKE");
@@ -921,7 +916,7 @@ static int is_ours(void *f) {
 }
 
 /* After the GOT is patched and with G.active set: the probe needs both. */
-static void py_install(void) {
+static void py_install(const mfp_python_mem *checked) {
     PyMemAllocatorEx cur;
     PyMem_GetAllocator(PYMEM_DOMAIN_RAW, &cur);
     /* If our hooks are still installed (someone restored them after we
@@ -958,9 +953,9 @@ static void py_install(void) {
      * domain shares), before ours are in place; kept for the process: the
      * array lives as long as the interpreter. */
     void *const *head = mfp_python_interpreters();
-    if (G.fast_domains == 3 && !pools && !take_off() && head && *head == (void *)PyInterpreterState_Main() &&
+    if (G.fast_domains == 3 && !pools && checked && !take_off() && head && *head == (void *)PyInterpreterState_Main() &&
         PyInterpreterState_Next(PyInterpreterState_Head()) == NULL && py_orig[1].malloc == py_orig[2].malloc &&
-        (pools = mfp_python_pymalloc_pools(&checked, py_orig[2].malloc, py_orig[2].free, py_orig[2].ctx))) {
+        (pools = mfp_python_pymalloc_pools(checked, py_orig[2].malloc, py_orig[2].free, py_orig[2].ctx))) {
         interp_main = *head;
         interp_head = head;
     }
@@ -1063,7 +1058,7 @@ static int make_elided(void) {
     return G.elided == MFP_NONE ? -1 : 0;
 }
 
-mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
+mfp_heap *mfp_heap_start(uint64_t rate_bytes, const mfp_python_mem *checked, char *err, size_t errlen) {
     char why[200];
     if (!mfp_python_layout_known()) {
         const char *v = Py_GetVersion();
@@ -1154,7 +1149,7 @@ mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen) {
     pthread_mutex_unlock(&G.lock);
     mfp_heap_fork_register();
     h->patched = patch_loaded(0);
-    py_install();
+    py_install(checked);
     mfp_got_patched_slots(&h->patched_objects);
     h->running = 1;
     current = h;

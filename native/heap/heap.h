@@ -53,13 +53,16 @@
 #include <stdint.h>
 
 #include "../profile/profile.h"
+#include "../python/python.h"
 
 typedef struct mfp_heap mfp_heap;
 
 /* Install the hooks; mean sampling interval rate_bytes (1 .. 2^40, e.g.
- * 128 KiB). NULL on failure with a message in err (e.g. another tracker
+ * 128 KiB). checked: checked copies (a fault fails the copy), through which
+ * pymalloc's free lists are looked for; NULL leaves every block to
+ * pymalloc. NULL on failure with a message in err (e.g. another tracker
  * is running, unknown Python version). Must hold the GIL. */
-mfp_heap *mfp_heap_start(uint64_t rate_bytes, char *err, size_t errlen);
+mfp_heap *mfp_heap_start(uint64_t rate_bytes, const mfp_python_mem *checked, char *err, size_t errlen);
 
 /* Remove the hooks and freeze the results (GIL held: it restores the PyMem
  * allocators). Idempotent; NULL is ignored. */
