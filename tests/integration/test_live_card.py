@@ -100,7 +100,7 @@ class FLOW_NAME(FlowSpec):
             with open(os.path.join(self.cgroup, "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
             print("worker:", subprocess.run([sys.executable, "-c", WORKER]).returncode, flush=True)
-            hog(8 << 20, 1.0, self.cgroup)  # 80 % to the limit in 5 s: time for the last update
+            hog(8 << 20, 1.0, self.cgroup)  # 8 MiB a second: past 80 % ~20 s in, time for updates
         if self.grow_at:
             hot(self.grow_at)
             held = grow(GROW_BYTES)  # noqa: F841 (held until the step ends)
